@@ -1,0 +1,40 @@
+"""Deterministic subject-level splits (paper: 45,520 train / 1,000 holdout)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ehrlib.cohort import Cohort, CohortError, atomic_write
+
+
+def split(cohort: Cohort, n_holdout: int, seed: int = 0) -> tuple[Cohort, Cohort]:
+    """Split a cohort by subject into ``(train, holdout)`` with ``n_holdout`` holdout subjects.
+
+    The subjects are permuted by ``numpy.random.default_rng(seed)`` over their sorted ids, so the
+    split depends only on the set of ids and the seed, never on row order.
+
+    Raises:
+        CohortError: ``n_holdout`` is not between 1 and the number of subjects minus one.
+    """
+    n = cohort.n_patients
+    if not isinstance(n_holdout, (int, np.integer)) or not 0 < n_holdout < n:
+        raise CohortError(
+            f"n_holdout={n_holdout!r}: expected an integer between 1 and {n - 1} "
+            f"(the cohort has {n} subjects)"
+        )
+    ids = np.sort(np.asarray(cohort.subject_ids, dtype=str))
+    perm = np.random.default_rng(seed).permutation(n)
+    holdout_ids = set(ids[perm[:n_holdout]].tolist())
+    in_holdout = np.array([s in holdout_ids for s in cohort.subject_ids])
+    return cohort.subset(cohort.subject_ids[~in_holdout]), cohort.subset(cohort.subject_ids[in_holdout])
+
+
+def save_ids(cohort: Cohort, path) -> Path:
+    """Write the cohort's subject ids, one per line (atomic)."""
+    text = "\n".join(map(str, cohort.subject_ids)) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def read_ids(path) -> list[str]:
+    return [line for line in Path(path).read_text().splitlines() if line]

@@ -1,0 +1,1 @@
+"""Fidelity, privacy and structure metrics computed from Cohorts."""
