@@ -66,7 +66,8 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
     if not book:
         return src / "notebooks"
     html = out / "html"
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(src), "--path-output", str(out / "book"), "-W", "-n",
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output", str(out / "book"), "-W", "-n",
            "--keep-going"]
     log.info("building the book: %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
