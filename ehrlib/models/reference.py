@@ -1,0 +1,120 @@
+"""Reference generators that calibrate every metric (EVALUATION.md, "Calibration rows").
+
+* ``holdout``: real records that neither the generators nor the evaluation saw (a third
+  split): the noise floor of every metric; an ideal generator scores like it.
+* ``marginals``: independent per-code sampling with the real visit-count and visit-size
+  distributions: matches prevalence, has no co-occurrence structure, so a discriminator should
+  separate it.
+* ``memorizer``: copies of training records: every privacy metric must flag it.
+
+Paper: none of these are in the paper; they are this project's calibration rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort, CohortError
+from ehrlib.models.base import Generator, GeneratorError
+
+
+def _sample_records(cohort: Cohort, n: int, seed: int, replace: bool) -> Cohort:
+    rng = np.random.default_rng(seed)
+    ids = cohort.subject_ids
+    if not replace and n > len(ids):
+        raise GeneratorError(f"asked for {n} records but only {len(ids)} are available (sampling without replacement)")
+    pick = rng.choice(len(ids), size=n, replace=replace)
+    ev = cohort.events
+    groups = ev.groupby(SUBJECT, sort=False).indices
+    rows = np.concatenate([groups[ids[i]] for i in pick])
+    order = np.repeat(np.arange(n), [len(groups[ids[i]]) for i in pick])
+    out = ev.iloc[rows].reset_index(drop=True)
+    out[SUBJECT] = pd.array([f"r{k:09d}" for k in order], dtype="string")
+    return Cohort.from_events(out)
+
+
+class Holdout(Generator):
+    """Returns real records it was given at construction (``get("holdout", records=reference)``)."""
+
+    name = "holdout"
+
+    def __init__(self, config=None, records: Cohort | None = None):
+        super().__init__(config)
+        self.records = records
+
+    def _fit(self, train: Cohort) -> None:
+        if self.records is None:
+            raise GeneratorError("holdout: pass the unseen real records, get('holdout', records=reference)")
+        shared = set(self.records.subject_ids) & set(train.subject_ids)
+        if shared:
+            raise GeneratorError(f"holdout: {len(shared)} of its records are in the training cohort (e.g. {sorted(shared)[0]!r})")
+
+    def _generate(self, n: int, seed: int) -> Cohort:
+        return _sample_records(self.records, n, seed, replace=False)
+
+    def _save_state(self, d):
+        self.records.save(d / "records.parquet")
+
+    def _load_state(self, d):
+        self.records = Cohort.load(d / "records.parquet")
+
+
+class Memorizer(Generator):
+    """Copies training records (without replacement while it can, then with)."""
+
+    name = "memorizer"
+
+    def _fit(self, train: Cohort) -> None:
+        self.train = Cohort(train.events, None, train.source)
+
+    def _generate(self, n: int, seed: int) -> Cohort:
+        return _sample_records(self.train, n, seed, replace=n > self.train.n_patients)
+
+    def _save_state(self, d):
+        self.train.save(d / "train.parquet")
+
+    def _load_state(self, d):
+        self.train = Cohort.load(d / "train.parquet")
+
+
+class Marginals(Generator):
+    """Independent codes: visit counts and visit sizes from the training data, codes drawn
+    without replacement within a visit in proportion to their visit-level frequency."""
+
+    name = "marginals"
+
+    def _fit(self, train: Cohort) -> None:
+        self.visit_counts = train.visits_per_patient().to_numpy()
+        self.visit_sizes = train.codes_per_visit().to_numpy()
+        freq = train.events[CODE].value_counts().sort_index()
+        self.codes = freq.index.to_numpy(dtype=object)
+        self.weights = freq.to_numpy(dtype=float)
+
+    def _generate(self, n: int, seed: int) -> Cohort:
+        rng = np.random.default_rng(seed)
+        L = rng.choice(self.visit_counts, size=n)
+        patient = np.repeat(np.arange(n), L)
+        visit = np.arange(len(patient)) - np.repeat(np.cumsum(L) - L, L)
+        size = np.minimum(rng.choice(self.visit_sizes, size=len(patient)), len(self.codes))
+        cum = np.cumsum(self.weights) / self.weights.sum()
+        rows = np.arange(len(patient))
+        need = size.copy()
+        chosen = pd.DataFrame({"row": np.zeros(0, np.int64), "code": np.zeros(0, np.int64)})
+        while need.sum() > 0:  # draw, drop repeats within a visit, draw again for the shortfall
+            r = np.repeat(rows, 2 * need + 2)
+            c = np.minimum(np.searchsorted(cum, rng.random(len(r)), side="right"), len(cum) - 1)
+            chosen = pd.concat([chosen, pd.DataFrame({"row": r, "code": c})]).drop_duplicates(["row", "code"])
+            chosen = chosen[chosen.groupby("row").cumcount().to_numpy() < size[chosen["row"].to_numpy()]]
+            need = size - np.bincount(chosen["row"].to_numpy(), minlength=len(size))
+        r = chosen["row"].to_numpy()
+        ev = pd.DataFrame({SUBJECT: patient[r], VISIT: visit[r], CODE: self.codes[chosen["code"].to_numpy()]})
+        return Cohort.from_events(ev)
+
+    def _save_state(self, d):
+        np.savez(d / "marginals.npz", visit_counts=self.visit_counts, visit_sizes=self.visit_sizes,
+                 codes=self.codes.astype(str), weights=self.weights)
+
+    def _load_state(self, d):
+        z = np.load(d / "marginals.npz", allow_pickle=False)
+        self.visit_counts, self.visit_sizes, self.weights = z["visit_counts"], z["visit_sizes"], z["weights"]
+        self.codes = z["codes"].astype(object)
