@@ -3,6 +3,7 @@
     ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--no-book]
     ehrbench fetch mimic3-demo
     ehrbench stats FILE [FILE ...]
+    ehrbench evaluate --train A --holdout B --synthetic C [C ...] --out DIR
 """
 from __future__ import annotations
 
@@ -85,6 +86,25 @@ def stats(paths: list[str]) -> "pd.DataFrame":  # noqa: F821
     return summary_table({Path(p).name: read_long(p) for p in paths})
 
 
+def evaluate_files(args) -> Path:
+    """``ehrbench evaluate``: every metric for each synthetic file, written atomically into ``--out``."""
+    from ehrlib.cohort import atomic_write
+    from ehrlib.data.longformat import read_long
+    from ehrlib.metrics.evaluate import evaluate_all, table1
+
+    train, holdout = read_long(args.train), read_long(args.holdout)
+    synthetic = {Path(p).stem: read_long(p) for p in args.synthetic}
+    disc = None if args.discriminator == "none" else args.discriminator
+    results = evaluate_all(train, holdout, synthetic, seed=args.seed, n_bootstrap=args.n_bootstrap, discriminator=disc)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out / "metrics.csv", lambda tmp: results.to_csv(tmp, index=False))
+    wide = table1(results)
+    atomic_write(args.out / "table1.csv", lambda tmp: wide.to_csv(tmp, index=False))
+    atomic_write(args.out / "table1.md", lambda tmp: Path(tmp).write_text(wide.to_markdown(index=False)))
+    print(wide.to_string(index=False))
+    return args.out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ehrbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -101,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("name", choices=("mimic3-demo", "mimic4-demo"))
     s = sub.add_parser("stats", help="Table 12 statistics of long-format files")
     s.add_argument("paths", nargs="+")
+    e = sub.add_parser("evaluate", help="evaluate long-format synthetic files against train/holdout files")
+    e.add_argument("--train", required=True, help="long-format file the generator was trained on")
+    e.add_argument("--holdout", required=True, help="long-format file of real patients it never saw")
+    e.add_argument("--synthetic", required=True, nargs="+", help="long-format synthetic file(s)")
+    e.add_argument("--out", required=True, type=Path, help="folder for metrics.csv and table1.csv/.md")
+    e.add_argument("--discriminator", default="rf", choices=("rf", "lstm", "none"))
+    e.add_argument("--n-bootstrap", type=int, default=1000)
+    e.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.cmd == "reproduce":
@@ -111,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         from ehrlib.data.registry import fetch
 
         print(fetch(args.name, download=True))
+    elif args.cmd == "evaluate":
+        evaluate_files(args)
     elif args.cmd == "stats":
         print(stats(args.paths).to_string(index=False))
     return 0
