@@ -1,0 +1,463 @@
+"""Long-tail views of per-code prevalence (paper Fig. 3; appendix G.2: Figs. 4-8, Table 13).
+
+Every function works on Cohorts. ``train`` is the real training cohort; ``synthetic`` is one
+Cohort or a dict ``name -> Cohort`` (reference rows such as ``holdout``, ``marginals`` and
+``memorizer`` are passed the same way as models). Outputs are tidy DataFrames with one row per
+model (and per percentile, bucket, rank or code) and a ``model`` column, ready for
+:mod:`ehrlib.plots`.
+
+Definitions shared by the whole module:
+
+* **frequency** of a code in a cohort: the number of patients with the code in any visit;
+  **prevalence**: that number divided by the cohort's number of patients (paper 3.1);
+* prevalence vectors of ``train`` and a synthetic cohort are compared over the union of their
+  two code sets (codes absent from one side have prevalence 0 there); the union is taken per
+  model, so a model's numbers never depend on which other models were passed;
+* **R²** is ``1 - SS_res / SS_tot`` with the real prevalences as truth (it can be negative);
+  Pearson r and RMSE as usual. R² is ``nan`` when the real prevalences of a subset are all
+  equal (``SS_tot = 0``), Pearson r when either side is constant;
+* **sampling-noise reference**: a generator that drew ``n_s`` fresh patients from the
+  population that produced ``train`` would still differ from ``train``, with expected squared
+  error ``p(1-p)(1/n_s + 1/n_t)`` per code (binomial variance of two independent prevalence
+  estimates; ``p`` estimated by the training prevalence). ``rmse_noise`` is the square root of
+  its mean over the codes of a subset and ``r2_noise = 1 - sum(var) / SS_tot`` is the R² such an
+  ideal generator would get on average. These columns say how much of a bad R² in a narrow
+  frequency band is sampling noise (EVALUATION.md: real vs real gives large negative R² in
+  the rare buckets).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ehrlib.cohort import Cohort, CohortError
+from ehrlib.data.encode import Vocabulary, binary_matrix
+
+#: Name of the real training cohort in outputs that include it.
+REAL = "train"
+#: The percentiles of the paper's Fig. 3 ablation.
+PERCENTILES = (75, 90, 95, 97.5, 99)
+FIT_COLUMNS = ("r2", "pearson", "rmse", "rmse_noise", "r2_noise")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _require_events(cohort: Cohort, name: str) -> Cohort:
+    if not isinstance(cohort, Cohort):
+        raise TypeError(f"cohort {name!r} is a {type(cohort).__name__}; expected an ehrlib Cohort")
+    if cohort.n_events == 0:
+        src = f" (source {cohort.source!r})" if cohort.source else ""
+        raise CohortError(
+            f"cohort {name!r}{src} has no diagnosis events; metrics need at least one patient "
+            "with a code (did the generator emit nothing?)"
+        )
+    return cohort
+
+
+def _named(cohorts, default: str = "synthetic") -> dict[str, Cohort]:
+    """``{name: Cohort}`` from a Cohort (named ``default``) or a mapping; checks each is non-empty."""
+    if isinstance(cohorts, Cohort):
+        items = {default: cohorts}
+    elif isinstance(cohorts, Mapping):
+        items = {str(k): v for k, v in cohorts.items()}
+    else:
+        raise TypeError(
+            f"expected a Cohort or a dict name -> Cohort; got {type(cohorts).__name__}"
+        )
+    if not items:
+        raise CohortError("no cohorts given; expected a Cohort or a non-empty dict name -> Cohort")
+    for name, cohort in items.items():
+        _require_events(cohort, name)
+    return items
+
+
+def code_counts(cohort: Cohort) -> pd.Series:
+    """Number of patients with each code (in any visit), indexed by code in sorted order.
+
+    Computed as the column sums of the patients x codes binary matrix
+    (:func:`ehrlib.data.encode.binary_matrix`).
+    """
+    vocab = Vocabulary.from_cohorts(_require_events(cohort, cohort.source or "cohort"))
+    x = binary_matrix(cohort, vocab, dtype=np.int32)
+    counts = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
+    return pd.Series(counts, index=pd.Index(vocab.codes, name="code"), name="patients")
+
+
+def _ranked(counts: pd.Series) -> pd.Series:
+    """Counts sorted by decreasing frequency, ties broken by code (deterministic)."""
+    order = np.lexsort((counts.index.to_numpy(dtype=str), -counts.to_numpy()))
+    return counts.iloc[order]
+
+
+def _align(real: pd.Series, synth: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes of the union (sorted) and the two count vectors over it (0 where absent)."""
+    codes = real.index.union(synth.index).sort_values()
+    return (
+        codes.to_numpy(dtype=object),
+        real.reindex(codes, fill_value=0).to_numpy(np.int64),
+        synth.reindex(codes, fill_value=0).to_numpy(np.int64),
+    )
+
+
+def _noise_var(p_real: np.ndarray, n_real: int, n_synth: int) -> np.ndarray:
+    """Expected squared prevalence error of an independent sample (module docstring)."""
+    return p_real * (1.0 - p_real) * (1.0 / n_real + 1.0 / n_synth)
+
+
+def _fit(real: np.ndarray, synth: np.ndarray, noise_var: np.ndarray) -> dict:
+    """R², Pearson r, RMSE and the sampling-noise reference of two prevalence vectors."""
+    n = len(real)
+    if n == 0:
+        return {k: float("nan") for k in FIT_COLUMNS}
+    diff = synth - real
+    ss_res = float(diff @ diff)
+    rc = real - real.mean()
+    sc = synth - synth.mean()
+    real_const = np.ptp(real) == 0
+    ss_tot = 0.0 if real_const else float(rc @ rc)
+    denom = 0.0 if (real_const or np.ptp(synth) == 0) else float(np.sqrt((rc @ rc) * (sc @ sc)))
+    return {
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+        "pearson": float(rc @ sc) / denom if denom > 0 else float("nan"),
+        "rmse": float(np.sqrt(ss_res / n)),
+        "rmse_noise": float(np.sqrt(noise_var.mean())),
+        "r2_noise": 1.0 - float(noise_var.sum()) / ss_tot if ss_tot > 0 else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------- Fig. 3
+def percentile_ablation(train: Cohort, synthetic, percentiles: Sequence[float] = PERCENTILES) -> pd.DataFrame:
+    """Prevalence fit on the codes at or below each percentile of training frequency (Fig. 3).
+
+    For each ``p`` the threshold is the ``p``-th percentile (linear interpolation) of the
+    patient counts of the codes present in ``train``; the subset keeps every code of the
+    train ∪ synthetic union whose training count is at or below it, so the head of the
+    distribution is dropped and the tail kept. Codes the model emits but ``train`` lacks have
+    training count 0 and stay in every subset (they are errors the model makes in the tail).
+    Because many rare codes share a count, a subset can hold more than ``p`` % of the codes.
+
+    Paper: section 4 ablation, Fig. 3 (prevalence R², Pearson, RMSE per percentile). The
+    paper's figure also has MIA panels; those come from the privacy module, not from here.
+    Deviations: comparison over the per-model union vocabulary (the paper used the training
+    vocabulary; its generators emitted no novel codes, so the two agree there); adds the
+    sampling-noise reference columns.
+
+    Args:
+        train: the real training cohort.
+        synthetic: a Cohort or a dict ``name -> Cohort``.
+        percentiles: values in (0, 100].
+
+    Returns:
+        One row per model and percentile: ``model``, ``percentile``, ``threshold`` (training
+        patient count at the percentile), ``n_codes`` (codes in the subset), ``n_novel``
+        (of which absent from train), ``r2``, ``pearson``, ``rmse``, ``rmse_noise``,
+        ``r2_noise``.
+
+    Raises:
+        CohortError: ``train`` or a synthetic cohort has no events.
+        ValueError: a percentile outside (0, 100].
+    """
+    pcts = np.asarray(list(percentiles), dtype=float)
+    if pcts.size == 0 or ((pcts <= 0) | (pcts > 100)).any():
+        raise ValueError(f"percentiles={list(percentiles)!r}: expected values in (0, 100]")
+    _require_events(train, REAL)
+    models = _named(synthetic)
+    real = code_counts(train)
+    n_t = train.n_patients
+    thresholds = np.percentile(real.to_numpy(), pcts)
+    rows = []
+    for name, cohort in models.items():
+        synth = code_counts(cohort)
+        n_s = cohort.n_patients
+        _, t, s = _align(real, synth)
+        pt, ps = t / n_t, s / n_s
+        var = _noise_var(pt, n_t, n_s)
+        for p, thr in zip(pcts, thresholds):
+            keep = t <= thr
+            rows.append({
+                "model": name, "percentile": float(p), "threshold": float(thr),
+                "n_codes": int(keep.sum()), "n_novel": int((keep & (t == 0)).sum()),
+                **_fit(pt[keep], ps[keep], var[keep]),
+            })
+    return pd.DataFrame(rows, columns=["model", "percentile", "threshold", "n_codes", "n_novel", *FIT_COLUMNS])
+
+
+# ---------------------------------------------------------------------------- Fig. 8
+def code_buckets(train: Cohort, n_buckets: int = 10) -> pd.DataFrame:
+    """Assign each training code to one of ``n_buckets`` equal-size frequency buckets.
+
+    Codes are ranked by decreasing training patient count (ties broken by code, so the
+    assignment is deterministic) and cut into ``n_buckets`` consecutive groups whose sizes
+    differ by at most one (the first groups take the remainder). Bucket 1 (``Q1``) holds the
+    most frequent codes. Codes tied at a boundary may fall on either side of it.
+
+    Returns:
+        One row per training code in rank order: ``code``, ``patients``, ``prevalence``,
+        ``rank`` (1 = most frequent), ``bucket`` (1..n_buckets), ``label`` (``Q1``...).
+
+    Raises:
+        ValueError: ``n_buckets`` < 1 or more buckets than training codes.
+    """
+    _require_events(train, REAL)
+    counts = _ranked(code_counts(train))
+    n_codes = len(counts)
+    if not isinstance(n_buckets, (int, np.integer)) or n_buckets < 1 or n_buckets > n_codes:
+        raise ValueError(
+            f"n_buckets={n_buckets!r}: expected an integer between 1 and the number of training "
+            f"codes ({n_codes})"
+        )
+    sizes = [len(a) for a in np.array_split(np.arange(n_codes), n_buckets)]
+    bucket = np.repeat(np.arange(1, n_buckets + 1), sizes)
+    return pd.DataFrame({
+        "code": counts.index.to_numpy(dtype=object),
+        "patients": counts.to_numpy(),
+        "prevalence": counts.to_numpy() / train.n_patients,
+        "rank": np.arange(1, n_codes + 1),
+        "bucket": bucket,
+        "label": [f"Q{b}" for b in bucket],
+    })
+
+
+def frequency_buckets(train: Cohort, synthetic, n_buckets: int = 10, reference: Cohort | None = None,
+                      reference_name: str = "holdout") -> pd.DataFrame:
+    """Prevalence fit inside each training-frequency bucket, with a noise calibration (Fig. 8).
+
+    Buckets come from :func:`code_buckets` and hold training codes only, so they are the
+    same for every model; codes a model emits that ``train`` lacks are left out here (they
+    are counted as ``novel`` by :func:`coverage_table`).
+
+    Inside a narrow frequency band the real prevalences barely vary, so ``SS_tot`` is tiny and
+    R² is dominated by sampling noise: an independent real sample (``holdout``) gets large
+    negative R² in the rare buckets. Calibrations reported beside R², Pearson, RMSE:
+
+    * ``rmse_ratio = rmse / rmse_noise``: the RMSE relative to what binomial sampling noise
+      alone gives at these sample sizes (module docstring). About 1: the model is as close to
+      ``train`` as a fresh sample of the population would be; above 1: excess error; well
+      below 1: closer to ``train`` than an independent sample can be. Read it together with
+      ``mass_ratio`` (sum of synthetic over sum of real prevalences in the bucket): with
+      ``mass_ratio`` near 1 a low ``rmse_ratio`` hints at copying (a train subsample gets
+      about ``sqrt((1/n_s - 1/n_t) / (1/n_s + 1/n_t))``), while ``mass_ratio`` far below 1 means
+      the model drops the bucket's codes, which squared error *rewards* for rare codes (a code
+      in 1 of 10,000 patients is missed by 0.0001 when omitted but by 0.0004 when emitted once
+      in 2,000). The noise reference is an approximation: the buckets are selected on the
+      training counts themselves, so in the rarest buckets the plug-in variance is biased
+      (regression to the mean: on the simulated cohort, 10k train vs 2k holdout, the holdout
+      gets ``rmse_ratio`` 0.7-0.8 and ``mass_ratio`` 0.5-0.8 in Q6-Q10);
+    * with ``reference`` (e.g. the holdout cohort, ideally subsampled to the synthetic size):
+      the reference gets its own rows (``model = reference_name``) and every row gains
+      ``rmse_ratio_reference = rmse / rmse(reference)`` in the same bucket, an empirical
+      noise floor that needs no binomial assumption.
+
+    Paper: appendix G.2, Fig. 8 (per-bucket R²). Deviations: buckets over training codes
+    only; ``r2`` is ``nan`` where all real prevalences in a bucket are equal (typically the
+    rarest bucket, where every code occurs once); the noise-calibrated columns are ours.
+
+    Args:
+        train: the real training cohort.
+        synthetic: a Cohort or a dict ``name -> Cohort``.
+        n_buckets: number of equal-size buckets (the paper uses 10).
+        reference: optional real cohort not used for training.
+        reference_name: the ``model`` name of the reference rows.
+
+    Returns:
+        One row per model and bucket: ``model``, ``bucket`` (1 = most frequent), ``label``
+        (``Q1``...), ``n_codes``, ``min_patients``, ``max_patients`` (training counts in the
+        bucket), ``r2``, ``pearson``, ``rmse``, ``rmse_noise``, ``r2_noise``, ``rmse_ratio``,
+        ``mass_ratio`` and, with a reference, ``rmse_ratio_reference``. Reference rows come
+        first.
+
+    Raises:
+        CohortError: a cohort without events.
+        ValueError: bad ``n_buckets`` or ``reference_name`` clashing with a synthetic name.
+    """
+    buckets = code_buckets(train, n_buckets)
+    models = _named(synthetic)
+    if reference is not None:
+        if reference_name in models:
+            raise ValueError(
+                f"reference_name={reference_name!r} is also a key of synthetic; pass the reference "
+                "once, either as reference or inside synthetic"
+            )
+        models = {reference_name: _require_events(reference, reference_name), **models}
+    n_t = train.n_patients
+    codes = pd.Index(buckets["code"].to_numpy(dtype=object))
+    pt = buckets["prevalence"].to_numpy()
+    bucket = buckets["bucket"].to_numpy()
+    summary = buckets.groupby("bucket")["patients"].agg(["size", "min", "max"])
+    rows = []
+    for name, cohort in models.items():
+        n_s = cohort.n_patients
+        ps = code_counts(cohort).reindex(codes, fill_value=0).to_numpy() / n_s
+        var = _noise_var(pt, n_t, n_s)
+        for b in range(1, n_buckets + 1):
+            m = bucket == b
+            stats = _fit(pt[m], ps[m], var[m])
+            rows.append({
+                "model": name, "bucket": b, "label": f"Q{b}", "n_codes": int(summary.at[b, "size"]),
+                "min_patients": int(summary.at[b, "min"]), "max_patients": int(summary.at[b, "max"]),
+                **stats,
+                "rmse_ratio": stats["rmse"] / stats["rmse_noise"] if stats["rmse_noise"] > 0 else float("nan"),
+                "mass_ratio": float(ps[m].sum() / pt[m].sum()),
+            })
+    out = pd.DataFrame(rows)
+    if reference is not None:
+        ref = out.loc[out["model"] == reference_name].set_index("bucket")["rmse"]
+        denom = out["bucket"].map(ref).to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["rmse_ratio_reference"] = np.where(denom > 0, out["rmse"].to_numpy() / denom, np.nan)
+    return out
+
+
+# ---------------------------------------------------------------------------- Figs. 4-7
+def rank_frequency(cohorts) -> pd.DataFrame:
+    """Codes of each cohort ranked by patient-level prevalence (Fig. 4; Fig. 2 for ``train``).
+
+    Each cohort is ranked on its own (ties broken by code); only codes the cohort contains
+    appear, so a curve ends where the cohort's vocabulary ends.
+
+    Paper: appendix G.2, Fig. 4 (log-log rank-frequency); section 1, Fig. 2.
+
+    Args:
+        cohorts: a dict ``name -> Cohort`` (include ``train``) or one Cohort.
+
+    Returns:
+        ``model``, ``rank`` (1 = most frequent), ``code``, ``patients``, ``prevalence``.
+    """
+    frames = []
+    for name, cohort in _named(cohorts, default=REAL).items():
+        counts = _ranked(code_counts(cohort))
+        frames.append(pd.DataFrame({
+            "model": name, "rank": np.arange(1, len(counts) + 1),
+            "code": counts.index.to_numpy(dtype=object), "patients": counts.to_numpy(),
+            "prevalence": counts.to_numpy() / cohort.n_patients,
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def top_codes(train: Cohort, synthetic, k: int = 20, real_name: str = REAL) -> pd.DataFrame:
+    """Prevalence of the ``k`` most prevalent training codes in train and each model (Fig. 5).
+
+    Paper: appendix G.2, Fig. 5 (top-20 codes).
+
+    Returns:
+        ``model`` (``real_name`` for the training rows, first), ``rank`` (training rank),
+        ``code``, ``prevalence`` (0 where a model never emits the code), ``real_prevalence``.
+    """
+    if k < 1:
+        raise ValueError(f"k={k!r}: expected a positive integer")
+    models = _named(synthetic)
+    if real_name in models:
+        raise ValueError(f"real_name={real_name!r} is also a key of synthetic; rename one of them")
+    real = _ranked(code_counts(_require_events(train, real_name))).iloc[:k]
+    top = real.index
+    p_real = real.to_numpy() / train.n_patients
+    frames = [pd.DataFrame({"model": real_name, "rank": np.arange(1, len(top) + 1), "code": top.to_numpy(dtype=object),
+                            "prevalence": p_real, "real_prevalence": p_real})]
+    for name, cohort in models.items():
+        p = code_counts(cohort).reindex(top, fill_value=0).to_numpy() / cohort.n_patients
+        frames.append(pd.DataFrame({"model": name, "rank": np.arange(1, len(top) + 1),
+                                    "code": top.to_numpy(dtype=object), "prevalence": p, "real_prevalence": p_real}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_code_prevalence(train: Cohort, synthetic) -> pd.DataFrame:
+    """Real and synthetic prevalence of every code of train ∪ model (Fig. 6 scatter data).
+
+    Paper: appendix G.2, Fig. 6 (per-code real vs synthetic prevalence, symlog).
+
+    Returns:
+        ``model``, ``code``, ``real`` (training prevalence), ``synthetic`` (the model's), one
+        row per code of the per-model union vocabulary, codes in sorted order.
+    """
+    _require_events(train, REAL)
+    real = code_counts(train)
+    frames = []
+    for name, cohort in _named(synthetic).items():
+        codes, t, s = _align(real, code_counts(cohort))
+        frames.append(pd.DataFrame({"model": name, "code": codes, "real": t / train.n_patients,
+                                    "synthetic": s / cohort.n_patients}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def cumulative_mass(cohorts) -> pd.DataFrame:
+    """Share of total prevalence mass held by each cohort's ``k`` most prevalent codes (Fig. 7).
+
+    The mass of a cohort is the sum of its per-code prevalences (= code occurrences per
+    patient, counting a code once per patient). A curve that saturates at small ``k`` puts
+    its mass on few head codes.
+
+    Paper: appendix G.2, Fig. 7.
+
+    Returns:
+        ``model``, ``k`` (1..unique codes), ``code`` (the k-th code), ``cumulative_share``.
+    """
+    frames = []
+    for name, cohort in _named(cohorts, default=REAL).items():
+        ranked = _ranked(code_counts(cohort))
+        counts = ranked.to_numpy()
+        frames.append(pd.DataFrame({
+            "model": name, "k": np.arange(1, len(counts) + 1),
+            "code": ranked.index.to_numpy(dtype=object),
+            "cumulative_share": np.cumsum(counts) / counts.sum(),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------- Table 13
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    m = p > 0
+    return float(np.sum(p[m] * np.log(p[m] / q[m])))
+
+
+def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew: float = 0.99) -> pd.DataFrame:
+    """Vocabulary coverage and divergence of code-frequency distributions (Table 13).
+
+    With ``A`` the set of training codes and ``B`` the model's:
+
+    * ``unique_codes`` = |B|; ``coverage_pct`` = 100·|A ∩ B| / |A|; ``novel`` = |B \\ A|;
+      ``jaccard`` = |A ∩ B| / |A ∪ B|;
+    * ``kl`` and ``js``: divergences between the code-frequency distributions ``P`` (train)
+      and ``Q`` (model), each the patient counts of the union vocabulary normalised to sum 1,
+      in nats (natural log). KL(P‖Q) is infinite as soon as the model misses one training
+      code, so ``Q`` is smoothed towards ``P``: ``kl = KL(P ‖ skew·Q + (1-skew)·P)``, the
+      skew divergence (Lee 1999), finite (at most ``-log(1-skew)`` = 4.6 nats for 0.99) and 0
+      exactly when ``P = Q``. JS = ½KL(P‖M) + ½KL(Q‖M), ``M = (P+Q)/2``, needs no smoothing and
+      lies in [0, ln 2];
+    * ``top{k}``: how many of the ``k`` most prevalent training codes are among the ``k`` most
+      prevalent model codes (ties broken by code).
+
+    Paper: appendix G.2, Table 13. Deviations: the paper does not say how it handled zero
+    synthetic mass in KL; we use the skew divergence above (the value depends on ``skew``).
+    Coverage is a percentage as in the paper.
+
+    Returns:
+        One row per model: ``model``, ``unique_codes``, ``coverage_pct``, ``novel``,
+        ``jaccard``, ``kl``, ``js``, ``top10``, ``top50`` (one ``top{k}`` per entry of ``top``).
+    """
+    if not 0 < skew <= 1:
+        raise ValueError(f"skew={skew!r}: expected a value in (0, 1]")
+    _require_events(train, REAL)
+    real = code_counts(train)
+    real_set = set(real.index)
+    real_top = {k: set(_ranked(real).index[:k]) for k in top}
+    rows = []
+    for name, cohort in _named(synthetic).items():
+        synth = code_counts(cohort)
+        synth_set = set(synth.index)
+        both = len(real_set & synth_set)
+        _, t, s = _align(real, synth)
+        p, q = t / t.sum(), s / s.sum()
+        mix = 0.5 * (p + q)
+        ranked = _ranked(synth).index
+        rows.append({
+            "model": name,
+            "unique_codes": len(synth_set),
+            "coverage_pct": 100.0 * both / len(real_set),
+            "novel": len(synth_set - real_set),
+            "jaccard": both / len(real_set | synth_set),
+            "kl": _kl(p, skew * q + (1.0 - skew) * p),
+            "js": 0.5 * _kl(p, mix) + 0.5 * _kl(q, mix),
+            **{f"top{k}": len(real_top[k] & set(ranked[:k])) for k in top},
+        })
+    return pd.DataFrame(rows)

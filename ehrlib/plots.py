@@ -1,0 +1,560 @@
+"""One function per paper figure: tidy metric output in, matplotlib Figure out.
+
+Each ``figN_*`` takes the DataFrame returned by the metric that computes it (named in its
+docstring) and returns a :class:`matplotlib.figure.Figure` that pyplot no longer tracks (it is
+closed on creation), so nothing is shown twice or kept open as a side effect and it works
+under any backend (Agg in CI); in a notebook, end a cell with the figure to display it. Saving
+is :func:`ehrlib.book.save_figure`'s job.
+
+Models keep one colour and line style in every figure (:data:`MODEL_COLORS`, keyed by model
+name, case-insensitive; unknown names get a stable colour derived from the name). The real
+training data is black, the reference generators are grey or muted, the models use the
+paper's colours where it names them (HALO blue, PromptEHR red, CorGAN green, GPT purple).
+"""
+from __future__ import annotations
+
+import zlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from ehrlib.metrics.longtail import rank_frequency
+
+#: Colour of every known model; keys are lower-case model names.
+MODEL_COLORS = {
+    "train": "#000000",
+    "holdout": "#7f7f7f",
+    "marginals": "#bcbd22",
+    "memorizer": "#8c564b",
+    "medgan": "#ff7f0e",
+    "corgan": "#2ca02c",
+    "promptehr": "#d62728",
+    "halo": "#1f77b4",
+    "gpt": "#9467bd",
+}
+#: Display name of every known model.
+MODEL_LABELS = {
+    "train": "Real (train)",
+    "holdout": "Holdout (real)",
+    "marginals": "Marginals",
+    "memorizer": "Memorizer",
+    "medgan": "MedGAN",
+    "corgan": "CorGAN",
+    "promptehr": "PromptEHR",
+    "halo": "HALO",
+    "gpt": "GPT baseline",
+}
+_ALIASES = {
+    "real": "train", "real (train)": "train", "gpt2": "gpt", "gpt-2": "gpt",
+    "gpt baseline": "gpt", "gpt_baseline": "gpt", "prompt_ehr": "promptehr",
+}
+_REFERENCES = {"holdout": "--", "marginals": ":", "memorizer": "-."}
+_EXTRA_COLORS = ("#17becf", "#e377c2", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94")
+REAL = "train"
+
+
+# ---------------------------------------------------------------------------- styling
+def _key(model) -> str:
+    k = str(model).strip().lower()
+    return _ALIASES.get(k, k)
+
+
+def model_color(model: str) -> str:
+    """The model's colour: from :data:`MODEL_COLORS`, else a stable choice from the name."""
+    k = _key(model)
+    if k in MODEL_COLORS:
+        return MODEL_COLORS[k]
+    return _EXTRA_COLORS[zlib.crc32(k.encode()) % len(_EXTRA_COLORS)]
+
+
+def model_label(model: str) -> str:
+    """The model's display name (``halo`` -> ``HALO``); unknown names are returned unchanged."""
+    return MODEL_LABELS.get(_key(model), str(model))
+
+
+def model_style(model: str) -> dict:
+    """Line keyword arguments for the model: colour, line style, width, z-order, label."""
+    k = _key(model)
+    return {
+        "color": model_color(model),
+        "linestyle": _REFERENCES.get(k, "-"),
+        "linewidth": 2.2 if k == REAL else 1.6,
+        "zorder": 3 if k == REAL else 2,
+        "label": model_label(model),
+    }
+
+
+def _models(df: pd.DataFrame, real_first: bool = True) -> list[str]:
+    """Model names in order of appearance, the real one first."""
+    names = list(pd.unique(df["model"]))
+    if real_first:
+        names.sort(key=lambda m: 0 if _key(m) == REAL else 1)
+    return names
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A new figure that pyplot does not manage.
+
+    Created through pyplot so that, in Jupyter, the inline backend registers its image
+    formatter for figures (a Figure built without pyplot displays as text there and glues as
+    text), then closed at once so it is neither shown twice at the end of a cell nor kept
+    open: the caller owns it.
+    """
+    fig = plt.figure(figsize=(width, height), layout="constrained")
+    plt.close(fig)
+    return fig
+
+
+def _legend(fig: Figure, models: list[str], marker: str | None = None) -> None:
+    """One figure-level legend with one entry per model, outside the plotting area."""
+    handles = [Line2D([], [], marker=marker, **model_style(m)) for m in models]
+    fig.legend(handles=handles, loc="outside right upper", frameon=False, title="Model")
+
+
+def _legend_real_first(fig: Figure, ax, real: str) -> None:
+    """Figure legend from the axes' labelled artists, the real (bar) entry first."""
+    handles, labels = ax.get_legend_handles_labels()
+    first = model_label(real)
+    pairs = sorted(zip(handles, labels), key=lambda hl: 0 if hl[1] == first else 1)
+    fig.legend([h for h, _ in pairs], [lab for _, lab in pairs], loc="outside right upper", frameon=False,
+               title="Model")
+
+
+def _require(df: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what}: the table lacks column(s) {missing}; found {list(df.columns)}")
+    if df.empty:
+        raise ValueError(f"{what}: the table is empty")
+
+
+def _grid(n: int, ncols: int) -> tuple[int, int]:
+    ncols = max(1, min(ncols, n))
+    return int(np.ceil(n / ncols)), ncols
+
+
+# ---------------------------------------------------------------------------- Fig. 2
+def fig2_code_distribution(train, percentiles=(75, 90, 95, 97.5, 99)) -> Figure:
+    """Fig. 2: the long-tailed distribution of training code frequencies.
+
+    Args:
+        train: the training Cohort, or :func:`ehrlib.metrics.longtail.rank_frequency` output
+            (its first model is used).
+        percentiles: draw the Fig. 3 cut-offs (p-th percentile of code frequency) as
+            horizontal lines; ``()`` for none.
+
+    Returns:
+        One axes: patients per code (log scale) against the code's frequency rank.
+    """
+    df = train if isinstance(train, pd.DataFrame) else rank_frequency({REAL: train})
+    _require(df, ["model", "rank", "patients"], "fig2_code_distribution")
+    d = df[df["model"] == _models(df)[0]].sort_values("rank")
+    fig = _figure(7.5, 4.2)
+    ax = fig.add_subplot()
+    counts = d["patients"].to_numpy()
+    ax.fill_between(d["rank"], counts, 0.8, step="mid", color=MODEL_COLORS["train"], alpha=0.15, linewidth=0)
+    ax.plot(d["rank"], counts, drawstyle="steps-mid", color=MODEL_COLORS["train"], linewidth=1.6,
+            label=f"{len(d):,} codes")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.8)
+    for p, thr in zip(percentiles, np.percentile(counts, list(percentiles)) if len(percentiles) else []):
+        ax.axhline(thr, color="#999999", linewidth=0.8, linestyle=":")
+        ax.annotate(f"p{p:g}", (len(d), thr), xytext=(2, 0), textcoords="offset points",
+                    va="center", fontsize=8, color="#666666", annotation_clip=False)
+    ax.set_xlabel("Code rank by training frequency (1 = most frequent)")
+    ax.set_ylabel("Patients with the code (log scale)")
+    ax.set_title("Training code frequencies are long-tailed")
+    ax.legend(frameon=False)
+    ax.grid(True, which="major", axis="y", alpha=0.3)
+    return fig
+
+
+# ---------------------------------------------------------------------------- Fig. 3
+_ABLATION_PANELS = {
+    "r2": "Prevalence R²",
+    "pearson": "Prevalence Pearson r",
+    "rmse": "Prevalence RMSE (share of patients)",
+    "mia_accuracy": "MIA accuracy",
+    "mia_f1": "MIA F1",
+}
+
+
+def fig3_percentile_ablation(df: pd.DataFrame) -> Figure:
+    """Fig. 3: prevalence fit as the subset grows from the 75th to the 99th frequency percentile.
+
+    Args:
+        df: :func:`ehrlib.metrics.longtail.percentile_ablation` output. Columns ``mia_accuracy``
+            / ``mia_f1`` (merged in from the privacy metrics) add the paper's MIA panels.
+
+    Returns:
+        One axes per metric column present (R², Pearson r, RMSE, [MIA accuracy, MIA F1]), one
+        line per model; percentiles evenly spaced on the x axis.
+    """
+    _require(df, ["model", "percentile"], "fig3_percentile_ablation")
+    panels = [c for c in _ABLATION_PANELS if c in df.columns]
+    if not panels:
+        raise ValueError(f"fig3_percentile_ablation: none of {list(_ABLATION_PANELS)} in the table")
+    pcts = np.sort(df["percentile"].unique())
+    pos = {p: i for i, p in enumerate(pcts)}
+    models = _models(df)
+    fig = _figure(3.4 * len(panels) + 1.6, 3.6)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, col in zip(axes, panels):
+        for m in models:
+            d = df[df["model"] == m].sort_values("percentile")
+            ax.plot(d["percentile"].map(pos), d[col], marker="o", markersize=4, **model_style(m))
+        ax.set_xticks(range(len(pcts)), [f"{p:g}" for p in pcts])
+        ax.set_ylabel(_ABLATION_PANELS[col])
+        ax.grid(True, alpha=0.3)
+    fig.supxlabel("Percentile of training code frequency (codes at or below it are kept)")
+    _legend(fig, models, marker="o")
+    return fig
+
+
+# ---------------------------------------------------------------------------- Fig. 4
+def fig4_rank_frequency(df: pd.DataFrame) -> Figure:
+    """Fig. 4: log-log rank-frequency curves of patient-level code prevalence.
+
+    Args:
+        df: :func:`ehrlib.metrics.longtail.rank_frequency` output.
+
+    Returns:
+        One axes, one line per model.
+    """
+    _require(df, ["model", "rank", "prevalence"], "fig4_rank_frequency")
+    models = _models(df)
+    fig = _figure(7.5, 4.5)
+    ax = fig.add_subplot()
+    for m in models:
+        d = df[df["model"] == m].sort_values("rank")
+        ax.plot(d["rank"], d["prevalence"], **model_style(m))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("Code rank within the cohort (log scale)")
+    ax.set_ylabel("Prevalence (share of patients, log scale)")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(fig, models)
+    return fig
+
+
+# ---------------------------------------------------------------------------- Fig. 5
+def fig5_top20(df: pd.DataFrame, real: str = REAL) -> Figure:
+    """Fig. 5: prevalence of the 20 most prevalent training codes in each model.
+
+    Args:
+        df: :func:`ehrlib.metrics.longtail.top_codes` output.
+        real: the model name drawn as bars (the real training data).
+
+    Returns:
+        One axes: the real prevalence as grey bars, one marker series (a line without
+        connecting segments) per other model; codes in training-rank order.
+    """
+    _require(df, ["model", "rank", "code", "prevalence"], "fig5_top20")
+    models = _models(df)
+    order = df.drop_duplicates("rank").sort_values("rank")
+    x = np.arange(len(order))
+    pos = dict(zip(order["code"], x))
+    fig = _figure(max(7.5, 0.42 * len(order) + 2.5), 4.5)
+    ax = fig.add_subplot()
+    others = [m for m in models if m != real]
+    offsets = np.linspace(-0.28, 0.28, len(others)) if len(others) > 1 else np.zeros(len(others))
+    if real in models:
+        d = df[df["model"] == real]
+        ax.bar(d["code"].map(pos), d["prevalence"], width=0.8, color="#d9d9d9", edgecolor="#555555",
+               linewidth=0.6, label=model_label(real), zorder=1)
+    for off, m in zip(offsets, others):
+        d = df[df["model"] == m]
+        st = model_style(m)
+        ax.plot(d["code"].map(pos) + off, d["prevalence"], marker="o", markersize=5, linestyle="none",
+                color=st["color"], label=st["label"], zorder=3)
+    ax.set_xticks(x, order["code"], rotation=60, ha="right", fontsize=8)
+    ax.set_xlabel("ICD-9 code (ranked by training prevalence)")
+    ax.set_ylabel("Prevalence (share of patients)")
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    ax.grid(True, axis="y", alpha=0.3)
+    _legend_real_first(fig, ax, real)
+    return fig
+
+
+# ---------------------------------------------------------------------------- Fig. 6
+def fig6_per_code_scatter(df: pd.DataFrame, ncols: int = 3) -> Figure:
+    """Fig. 6: per-code real vs synthetic prevalence, symlog axes, one panel per model.
+
+    Args:
+        df: :func:`ehrlib.metrics.longtail.per_code_prevalence` output.
+        ncols: panels per row.
+
+    Returns:
+        One axes per model (shared axes), each with the scatter and the diagonal y = x. The
+        linear region of the symlog scale is the smallest non-zero prevalence in the table.
+    """
+    _require(df, ["model", "real", "synthetic"], "fig6_per_code_scatter")
+    models = _models(df)
+    nrows, ncols = _grid(len(models), ncols)
+    fig = _figure(3.3 * ncols + 0.4, 3.1 * nrows + 0.4)
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+    values = df[["real", "synthetic"]].to_numpy()
+    positive = values[values > 0]
+    linthresh = float(positive.min()) if positive.size else 1e-4
+    top = float(values.max()) * 1.5 if values.size else 1.0
+    for ax, m in zip(axes, models):
+        d = df[df["model"] == m]
+        st = model_style(m)
+        ax.scatter(d["real"], d["synthetic"], s=6, alpha=0.35, color=st["color"], linewidths=0, rasterized=True)
+        ax.plot([0, top], [0, top], color="#444444", linewidth=0.8, linestyle="--")
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_yscale("symlog", linthresh=linthresh)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_title(st["label"], color=st["color"], fontsize=10)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(models):]:
+        fig.delaxes(ax)
+    for i, ax in enumerate(axes[:len(models)]):
+        if i + ncols >= len(models):      # nothing below it: show its x tick labels
+            ax.xaxis.set_tick_params(labelbottom=True)
+    fig.supxlabel("Real (train) prevalence, share of patients (symlog scale)")
+    fig.supylabel("Synthetic prevalence\n(share of patients, symlog)")
+    return fig
+
+
+# ---------------------------------------------------------------------------- Fig. 7
+def fig7_cumulative_mass(df: pd.DataFrame) -> Figure:
+    """Fig. 7: cumulative share of prevalence mass held by the top-k codes of each cohort.
+
+    Args:
+        df: :func:`ehrlib.metrics.longtail.cumulative_mass` output.
+
+    Returns:
+        One axes (log x), one line per model.
+    """
+    _require(df, ["model", "k", "cumulative_share"], "fig7_cumulative_mass")
+    models = _models(df)
+    fig = _figure(7.5, 4.5)
+    ax = fig.add_subplot()
+    for m in models:
+        d = df[df["model"] == m].sort_values("k")
+        ax.plot(d["k"], d["cumulative_share"], **model_style(m))
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("Top-k most prevalent codes of the cohort (k, log scale)")
+    ax.set_ylabel("Cumulative share of prevalence mass")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(fig, models)
+    return fig
+
+
+# ---------------------------------------------------------------------------- Fig. 8
+_BUCKET_PANELS = {
+    "r2": "Prevalence R²",
+    "pearson": "Prevalence Pearson r",
+    "rmse": "Prevalence RMSE (share of patients)",
+    "rmse_ratio": "RMSE / sampling-noise RMSE (symlog)",
+    "mass_ratio": "Synthetic / real prevalence mass (symlog)",
+    "rmse_ratio_reference": "RMSE / reference RMSE (symlog)",
+}
+
+
+def fig8_buckets(df: pd.DataFrame, panels=("r2", "rmse_ratio", "mass_ratio"), r2_floor: float = -1.0) -> Figure:
+    """Fig. 8: prevalence fit per training-frequency bucket (Q1 = most frequent codes).
+
+    Args:
+        df: :func:`ehrlib.metrics.longtail.frequency_buckets` output.
+        panels: columns to draw, one panel each (any of ``r2``, ``pearson``, ``rmse``,
+            ``rmse_ratio``, ``mass_ratio``, ``rmse_ratio_reference``). ``rmse_ratio_reference``
+            is appended when the table has it. Ratio panels use a symlog scale (so 0, a
+            bucket the model never emits, stays visible) with a dashed line at 1.
+        r2_floor: R² values below it are drawn at it (hollow markers), since R² in the rare
+            buckets can reach -100 and would flatten the panel; buckets where R² is undefined
+            (all real prevalences equal) have no point.
+
+    Returns:
+        One axes per panel, one line per model.
+    """
+    panels = list(panels)
+    if "rmse_ratio_reference" in df.columns and df["rmse_ratio_reference"].notna().any() \
+            and "rmse_ratio_reference" not in panels:
+        panels.append("rmse_ratio_reference")
+    unknown = [p for p in panels if p not in _BUCKET_PANELS]
+    if unknown:
+        raise ValueError(f"fig8_buckets: unknown panel(s) {unknown}; expected some of {list(_BUCKET_PANELS)}")
+    _require(df, ["model", "bucket", *panels], "fig8_buckets")
+    models = _models(df)
+    buckets = np.sort(df["bucket"].unique())
+    fig = _figure(3.4 * len(panels) + 1.6, 3.6)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, col in zip(axes, panels):
+        label = _BUCKET_PANELS[col]
+        for m in models:
+            d = df[df["model"] == m].sort_values("bucket")
+            y = d[col].to_numpy(dtype=float)
+            st = model_style(m)
+            if col == "r2":
+                clipped = y < r2_floor
+                y = np.where(clipped, r2_floor, y)
+                ax.plot(d["bucket"][clipped], y[clipped], marker="o", markersize=7, linestyle="none",
+                        markerfacecolor="none", color=st["color"])
+                label = f"Prevalence R² (clipped at {r2_floor:g})"
+            ax.plot(d["bucket"], y, marker="o", markersize=4, **st)
+        if "ratio" in col:
+            # symlog keeps a ratio of 0 (a bucket the model never emits) on the axis
+            ax.set_yscale("symlog", linthresh=0.1, linscale=0.5)
+            ax.set_ylim(bottom=0)
+            ax.axhline(1.0, color="#444444", linewidth=0.8, linestyle="--")
+        ax.set_xticks(buckets, [f"Q{b}" for b in buckets], fontsize=8)
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    fig.supxlabel("Training-frequency bucket (equal numbers of codes; Q1 = most frequent)")
+    _legend(fig, models, marker="o")
+    return fig
+
+
+# ---------------------------------------------------------------------------- Figs. 9-11
+def _distribution_figure(df: pd.DataFrame, quantity: str, xlabel: str, unit: str, log_y: bool,
+                         xmax: float | None, what: str) -> Figure:
+    _require(df, ["model", "quantity", "value", "share"], what)
+    d0 = df[df["quantity"] == quantity]
+    if d0.empty:
+        raise ValueError(f"{what}: no rows with quantity == {quantity!r}")
+    models = _models(d0)
+    fig = _figure(7.5, 4.3)
+    ax = fig.add_subplot()
+    for m in models:
+        d = d0[d0["model"] == m].sort_values("value")
+        st = model_style(m)
+        if "mean" in d.columns:
+            st["label"] = f"{st['label']} (mean {d['mean'].iloc[0]:.2f})"
+        ax.plot(d["value"], d["share"], marker="o", markersize=3, **st)
+    if log_y:
+        ax.set_yscale("log")
+    if xmax is not None:
+        ax.set_xlim(right=xmax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"Share of {unit}" + (" (log scale)" if log_y else ""))
+    ax.grid(True, alpha=0.3)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", frameon=False, title="Model")
+    return fig
+
+
+def fig9_visits_per_patient(df: pd.DataFrame, log_y: bool = True, xmax: float | None = None) -> Figure:
+    """Fig. 9: distribution of visits per patient.
+
+    Args:
+        df: :func:`ehrlib.metrics.structure.distributions` output (the paper shows only the
+            sequential models and train here: filter ``df`` first).
+        log_y: log-scale the share axis (the long tail is invisible otherwise).
+        xmax: optional right limit of the x axis.
+
+    Returns:
+        One axes, one line per model (legend shows each model's mean).
+    """
+    return _distribution_figure(df, "visits_per_patient", "Visits per patient", "patients", log_y, xmax,
+                                "fig9_visits_per_patient")
+
+
+def fig10_codes_per_visit(df: pd.DataFrame, log_y: bool = True, xmax: float | None = None) -> Figure:
+    """Fig. 10: distribution of distinct codes per visit (input: ``structure.distributions``).
+
+    Returns:
+        One axes, one line per model.
+    """
+    return _distribution_figure(df, "codes_per_visit", "Distinct codes per visit", "visits", log_y, xmax,
+                                "fig10_codes_per_visit")
+
+
+def fig11_codes_per_patient(df: pd.DataFrame, log_y: bool = True, xmax: float | None = None) -> Figure:
+    """Fig. 11: distribution of distinct codes per patient record (input: ``structure.distributions``).
+
+    Returns:
+        One axes, one line per model.
+    """
+    return _distribution_figure(df, "codes_per_patient", "Distinct codes per patient record", "patients",
+                                log_y, xmax, "fig11_codes_per_patient")
+
+
+# ---------------------------------------------------------------------------- Fig. 12
+def fig12_chapters(df: pd.DataFrame, real: str = REAL) -> Figure:
+    """Fig. 12: share of patients with at least one code in each ICD-9 chapter.
+
+    Args:
+        df: :func:`ehrlib.metrics.chapters.chapter_prevalence` output.
+        real: the model drawn as bars.
+
+    Returns:
+        One axes with chapters on the y axis (in chapter order, top to bottom): the real
+        share as grey bars and one marker series per other model.
+    """
+    _require(df, ["model", "chapter", "chapter_name", "share"], "fig12_chapters")
+    models = _models(df)
+    chapters = df.drop_duplicates("chapter")
+    labels = [f"{c}. {n}" if c.isdigit() else n for c, n in zip(chapters["chapter"], chapters["chapter_name"])]
+    y = np.arange(len(chapters))
+    pos = dict(zip(chapters["chapter"], y))
+    fig = _figure(9.0, 0.34 * len(chapters) + 1.6)
+    ax = fig.add_subplot()
+    others = [m for m in models if m != real]
+    offsets = np.linspace(-0.25, 0.25, len(others)) if len(others) > 1 else np.zeros(len(others))
+    if real in models:
+        d = df[df["model"] == real]
+        ax.barh(d["chapter"].map(pos), d["share"], height=0.75, color="#d9d9d9", edgecolor="#555555",
+                linewidth=0.6, label=model_label(real), zorder=1)
+    for off, m in zip(offsets, others):
+        d = df[df["model"] == m]
+        st = model_style(m)
+        ax.plot(d["share"], d["chapter"].map(pos) + off, marker="o", markersize=5, linestyle="none",
+                color=st["color"], label=st["label"], zorder=3)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, min(1.0, float(df["share"].max()) * 1.1 + 0.01))
+    ax.set_xlabel("Share of patients with at least one code in the chapter")
+    ax.set_ylabel("ICD-9-CM chapter")
+    ax.grid(True, axis="x", alpha=0.3)
+    _legend_real_first(fig, ax, real)
+    return fig
+
+
+# ---------------------------------------------------------------------------- Fig. 13
+def fig13_cooccurrence(df: pd.DataFrame, ncols: int = 3, cmap: str = "viridis") -> Figure:
+    """Fig. 13: patient-level co-occurrence of the top-k real codes, one heatmap per model.
+
+    Args:
+        df: :func:`ehrlib.metrics.cooccurrence.cooccurrence_matrices` output.
+        ncols: heatmaps per row.
+        cmap: matplotlib colour map.
+
+    Returns:
+        One axes per model plus one shared colour bar. The diagonal (prevalence) is masked so
+        the colour scale shows pair structure; all panels share that scale.
+    """
+    _require(df, ["model", "i", "j", "share"], "fig13_cooccurrence")
+    models = _models(df)
+    k = int(df["i"].max()) + 1
+    mats = {}
+    for m in models:
+        d = df[df["model"] == m]
+        a = np.full((k, k), np.nan)
+        a[d["i"].to_numpy(), d["j"].to_numpy()] = d["share"].to_numpy()
+        np.fill_diagonal(a, np.nan)
+        mats[m] = a
+    vmax = max(float(np.nanmax(a)) if np.isfinite(a).any() else 0.0 for a in mats.values()) or 1.0
+    nrows, ncols = _grid(len(models), ncols)
+    fig = _figure(3.2 * ncols + 1.0, 3.1 * nrows + 0.3)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    ticks = [t for t in (0, 9, 19, 29, 39, 49, 99) if t < k]
+    image = None
+    for ax, m in zip(axes, models):
+        image = ax.imshow(mats[m], vmin=0, vmax=vmax, cmap=cmap, interpolation="nearest")
+        st = model_style(m)
+        ax.set_title(st["label"], color=st["color"], fontsize=10)
+        ax.set_xticks(ticks, [t + 1 for t in ticks], fontsize=7)
+        ax.set_yticks(ticks, [t + 1 for t in ticks], fontsize=7)
+    for ax in axes[len(models):]:
+        fig.delaxes(ax)
+    fig.colorbar(image, ax=list(axes[:len(models)]), shrink=0.8,
+                 label="Share of patients with both codes")
+    fig.supxlabel(f"Code rank among the top-{k} real codes")
+    fig.supylabel(f"Code rank among the top-{k} real codes")
+    return fig

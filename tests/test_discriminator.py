@@ -1,0 +1,132 @@
+"""Real-vs-synthetic discriminators (paper 3.1, appendix E) on a balanced, stratified split."""
+import numpy as np
+import pytest
+
+from ehrlib.cohort import Cohort, CohortError
+from ehrlib.data import simulate, split
+from ehrlib.metrics.discriminator import (
+    DISCRIMINATOR_METRICS,
+    LSTMConfig,
+    RandomForestConfig,
+    balanced_split,
+    discriminator_metrics,
+    discriminator_scores,
+)
+
+FAST_LSTM = LSTMConfig(hidden_size=32, epochs=8, batch_size=32)
+
+
+def random_cohort(n_patients: int, seed: int, *, visits: int = 1, reverse: bool = False,
+                  n_codes: int = 60, prefix: str = "P") -> Cohort:
+    """Patients with 3-8 distinct Zipf-weighted codes spread over ``visits`` visits.
+
+    ``reverse`` flips code popularity (the rarest code becomes the most common).
+    """
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, n_codes + 1)
+    p = (p[::-1] if reverse else p) / p.sum()
+    records = []
+    for _ in range(n_patients):
+        codes = [f"C{c:03d}" for c in rng.choice(n_codes, size=rng.integers(3, 9), replace=False, p=p)]
+        records.append([list(v) for v in np.array_split(codes, visits)])
+    return Cohort.from_visits(records, subject_ids=[f"{prefix}{i}" for i in range(n_patients)])
+
+
+@pytest.fixture(scope="module")
+def halves():
+    """Two disjoint halves of one simulated cohort: the same distribution."""
+    return split(simulate(1000, seed=3), n_holdout=500, seed=0)
+
+
+# ------------------------------------------------------------------ the split
+def test_balanced_split_subsamples_both_classes_to_the_smaller_size():
+    parts = balanced_split(100, 1000, test_size=0.3, seed=0)
+    assert [len(p) for p in parts] == [70, 30, 70, 30]
+    for train, test, n in ((parts.real_train, parts.real_test, 100),
+                           (parts.synthetic_train, parts.synthetic_test, 1000)):
+        both = np.r_[train, test]
+        assert len(np.unique(both)) == len(both)  # disjoint, no patient twice
+        assert both.min() >= 0 and both.max() < n
+
+
+def test_balanced_split_is_deterministic_given_the_seed():
+    a, b, c = (balanced_split(50, 80, 0.3, seed) for seed in (1, 1, 2))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_too_few_patients_to_split_raise_cohort_error():
+    with pytest.raises(CohortError, match="both sides of the split"):
+        balanced_split(1, 500, test_size=0.3)
+
+
+# ------------------------------------------------------------------ the scores
+def test_scores_follow_the_paper_and_count_a_coin_flip_as_half_right():
+    scores = discriminator_scores([1, 1, 0, 0], [0.9, 0.5, 0.2, 0.6])
+    assert scores == pytest.approx(
+        {"disc_accuracy": 0.625, "disc_score": 0.75, "disc_auc": 0.75, "disc_auc_score": 0.5}
+    )
+
+
+def test_auc_below_one_half_scores_as_indistinguishable():
+    assert discriminator_scores([1, 0], [0.2, 0.8])["disc_auc_score"] == 1.0
+
+
+# ------------------------------------------------------------------ the classifiers
+@pytest.mark.parametrize("kind", ["rf", "lstm"])
+def test_same_distribution_is_indistinguishable(halves, kind):
+    real, synthetic = halves
+    m = discriminator_metrics(real, synthetic, kind=kind, seed=0, lstm=FAST_LSTM)
+    assert set(m) == set(DISCRIMINATOR_METRICS)
+    assert abs(m["disc_auc"] - 0.5) < 0.1
+    assert abs(m["disc_accuracy"] - 0.5) < 0.1
+
+
+@pytest.mark.parametrize("kind", ["rf", "lstm"])
+def test_shifted_code_frequencies_are_detected(kind):
+    real = random_cohort(400, seed=0)
+    synthetic = random_cohort(400, seed=1, reverse=True, prefix="S")
+    m = discriminator_metrics(real, synthetic, kind=kind, seed=0, lstm=FAST_LSTM)
+    assert m["disc_auc"] > 0.8
+    assert m["disc_score"] < 0.5
+
+
+@pytest.mark.parametrize("kind", ["rf", "lstm"])
+def test_the_same_codes_in_more_visits_are_detected(kind):
+    real = random_cohort(400, seed=0, visits=1)
+    synthetic = random_cohort(400, seed=1, visits=3, prefix="S")
+    m = discriminator_metrics(real, synthetic, kind=kind, seed=0, lstm=FAST_LSTM)
+    assert m["disc_auc"] > 0.8
+
+
+def test_rf_on_the_papers_features_cannot_see_visit_structure():
+    real = random_cohort(400, seed=0, visits=1)
+    synthetic = random_cohort(400, seed=1, visits=3, prefix="S")
+    m = discriminator_metrics(real, synthetic, kind="rf", rf=RandomForestConfig(include_n_visits=False))
+    assert abs(m["disc_auc"] - 0.5) < 0.1
+
+
+def test_unequal_cohort_sizes_give_chance_level_for_one_distribution(halves):
+    real, synthetic = halves
+    small = real.subset(real.subject_ids[:150])
+    m = discriminator_metrics(small, synthetic, kind="rf", seed=0)
+    assert abs(m["disc_accuracy"] - 0.5) < 0.12
+
+
+@pytest.mark.parametrize("kind", ["rf", "lstm"])
+def test_results_are_deterministic_given_the_seed(kind):
+    real = random_cohort(150, seed=0)
+    synthetic = random_cohort(150, seed=1, reverse=True, prefix="S")
+    runs = [discriminator_metrics(real, synthetic, kind=kind, seed=s, lstm=FAST_LSTM) for s in (5, 5, 6)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_empty_synthetic_cohort_raises_cohort_error():
+    with pytest.raises(CohortError, match="synthetic cohort.*no patients"):
+        discriminator_metrics(random_cohort(20, seed=0), Cohort.from_visits([]))
+
+
+def test_unknown_kind_is_rejected():
+    with pytest.raises(ValueError, match="kind='svm'"):
+        discriminator_metrics(random_cohort(20, seed=0), random_cohort(20, seed=1), kind="svm")

@@ -1,0 +1,219 @@
+"""Long-tail metrics (paper Fig. 3, appendix G.2) on tiny hand-built cohorts with known answers."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ehrlib.cohort import Cohort, CohortError
+from ehrlib.metrics import longtail as lt
+
+
+def cohort(records, prefix="P"):
+    """records[p][v] = codes of visit v of patient p."""
+    return Cohort.from_visits(records, subject_ids=[f"{prefix}{i:03d}" for i in range(len(records))])
+
+
+def flat(code_sets, prefix="P"):
+    """One visit per patient."""
+    return cohort([[list(s)] for s in code_sets], prefix)
+
+
+# Train: 10 patients; patient counts A=10, B=5, C=3, D=1, E=1.
+TRAIN_SETS = (
+    [["A", "B", "C", "D"]] + [["A", "B", "C", "E"]] + [["A", "B", "C"]] + [["A", "B"]] * 2 + [["A"]] * 5
+)
+
+
+@pytest.fixture
+def train():
+    return flat(TRAIN_SETS)
+
+
+def random_cohort(rng, prevalence, n, prefix):
+    """Independent codes with the given prevalences (every patient gets at least code 0)."""
+    x = rng.random((n, len(prevalence))) < prevalence
+    x[:, 0] = True
+    p, c = np.nonzero(x)
+    return Cohort.from_events(pd.DataFrame({"subject_id": [f"{prefix}{i:05d}" for i in p], "visit_id": 0,
+                                            "code": [f"C{j:03d}" for j in c]}))
+
+
+# ---------------------------------------------------------------- counts and inputs
+def test_code_counts_count_patients_not_visits():
+    c = cohort([[["A"], ["A", "B"]], [["B"]]])
+    counts = lt.code_counts(c)
+    assert counts.to_dict() == {"A": 1, "B": 2}
+
+
+def test_single_cohort_is_named_synthetic(train):
+    out = lt.coverage_table(train, train)
+    assert out["model"].tolist() == ["synthetic"]
+
+
+def test_empty_synthetic_cohort_raises(train):
+    empty = Cohort.from_visits([], subject_ids=[])
+    with pytest.raises(CohortError, match="'gpt'.*no diagnosis events"):
+        lt.percentile_ablation(train, {"gpt": empty})
+    with pytest.raises(CohortError):
+        lt.coverage_table(train, {})
+
+
+# ---------------------------------------------------------------- percentile ablation (Fig. 3)
+def test_percentile_filter_keeps_codes_at_or_below_threshold(train):
+    # counts [10, 5, 3, 1, 1]: the 50th percentile is 3, so C, D, E (+ the novel X) are kept
+    synth = flat([["A", "C", "X"], ["A"], ["B"]])
+    out = lt.percentile_ablation(train, {"m": synth}, percentiles=(50, 100)).set_index("percentile")
+    assert out.at[50.0, "threshold"] == 3.0
+    assert out.at[50.0, "n_codes"] == 4 and out.at[50.0, "n_novel"] == 1
+    assert out.at[100.0, "n_codes"] == 6
+
+
+def test_percentile_subset_fit_matches_hand_computation(train):
+    synth = flat([["A", "C", "X"], ["A"], ["B"]])
+    row = lt.percentile_ablation(train, {"m": synth}, percentiles=(50,)).iloc[0]
+    real = np.array([0.3, 0.1, 0.1, 0.0])        # C, D, E, X in train
+    syn = np.array([1 / 3, 0.0, 0.0, 1 / 3])
+    r2 = 1 - ((syn - real) ** 2).sum() / ((real - real.mean()) ** 2).sum()
+    assert row["r2"] == pytest.approx(r2)
+    assert row["pearson"] == pytest.approx(np.corrcoef(real, syn)[0, 1])
+    assert row["rmse"] == pytest.approx(np.sqrt(((syn - real) ** 2).mean()))
+
+
+def test_identical_cohort_fits_perfectly(train):
+    out = lt.percentile_ablation(train, {"copy": train}, percentiles=(100,)).iloc[0]
+    assert out["r2"] == pytest.approx(1.0) and out["pearson"] == pytest.approx(1.0)
+    assert out["rmse"] == 0.0
+
+
+def test_r2_is_nan_when_real_prevalences_are_equal(train):
+    # at the 25th percentile only D and E (both in 1 patient) remain: SS_tot = 0
+    out = lt.percentile_ablation(train, {"copy": train}, percentiles=(25,)).iloc[0]
+    assert out["n_codes"] == 2 and math.isnan(out["r2"]) and math.isnan(out["pearson"])
+
+
+def test_percentiles_out_of_range_raise(train):
+    with pytest.raises(ValueError, match="percentiles"):
+        lt.percentile_ablation(train, train, percentiles=(0, 50))
+
+
+# ---------------------------------------------------------------- frequency buckets (Fig. 8)
+def test_buckets_are_equal_size_with_q1_most_frequent():
+    # 11 codes with counts 11..1: 3 buckets of sizes 4, 4, 3
+    sets = [[f"K{j:02d}" for j in range(11) if j < 11 - i] for i in range(11)]
+    b = lt.code_buckets(flat(sets), n_buckets=3)
+    assert b.groupby("bucket").size().tolist() == [4, 4, 3]
+    assert b.loc[b["bucket"] == 1, "code"].tolist() == ["K00", "K01", "K02", "K03"]
+    assert b["patients"].is_monotonic_decreasing and b["label"].iloc[0] == "Q1"
+
+
+def test_bucket_ties_are_broken_by_code(train):
+    b = lt.code_buckets(train, n_buckets=5)
+    assert b["code"].tolist() == ["A", "B", "C", "D", "E"]
+    assert b["bucket"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_too_many_buckets_raise(train):
+    with pytest.raises(ValueError, match="n_buckets"):
+        lt.code_buckets(train, n_buckets=6)
+
+
+def test_buckets_ignore_novel_codes(train):
+    out = lt.frequency_buckets(train, {"m": flat([["A", "X"], ["B"]])}, n_buckets=5)
+    assert out["n_codes"].sum() == 5 and out["label"].tolist() == [f"Q{b}" for b in range(1, 6)]
+
+
+def test_reference_rows_come_first_and_their_reference_ratio_is_one(train):
+    holdout = flat([["A", "B"], ["A"], ["C"]], prefix="H")
+    out = lt.frequency_buckets(train, {"m": flat([["A", "X"], ["B"]])}, n_buckets=5, reference=holdout)
+    assert out["model"].unique().tolist() == ["holdout", "m"]
+    ref = out[out["model"] == "holdout"]
+    assert (ref["rmse_ratio_reference"][ref["rmse"] > 0] == 1.0).all()
+    m = out[out["model"] == "m"].set_index("label")
+    # Q1 = A: train 1, model 1/2, holdout 2/3 -> (1/2) / (1/3); Q2 = B: the model is exact
+    assert m.at["Q1", "rmse_ratio_reference"] == pytest.approx(1.5)
+    assert m.at["Q2", "rmse_ratio_reference"] == 0.0
+
+
+def test_reference_name_clash_raises(train):
+    with pytest.raises(ValueError, match="reference_name"):
+        lt.frequency_buckets(train, {"holdout": train}, n_buckets=2, reference=train)
+
+
+def test_mass_ratio_is_zero_where_model_drops_a_bucket(train):
+    synth = flat([["A"], ["A", "B"]])
+    out = lt.frequency_buckets(train, {"m": synth}, n_buckets=5).set_index("label")
+    assert out.at["Q1", "mass_ratio"] == pytest.approx(1.0)            # A: 1.0 vs 1.0
+    assert out.at["Q3", "mass_ratio"] == 0.0 and out.at["Q5", "mass_ratio"] == 0.0
+
+
+def test_noise_ratio_is_about_one_for_an_independent_sample_and_lower_for_copies():
+    rng = np.random.default_rng(0)
+    prevalence = np.linspace(0.05, 0.5, 150)
+    train = random_cohort(rng, prevalence, 3000, "T")
+    holdout = random_cohort(rng, prevalence, 1500, "H")
+    copies = train.subset(rng.choice(train.subject_ids, 1500, replace=False))
+    out = lt.frequency_buckets(train, {"holdout": holdout, "copies": copies}, n_buckets=1).set_index("model")
+    assert out.at["holdout", "rmse_ratio"] == pytest.approx(1.0, abs=0.12)
+    # a subsample of train: sqrt((1/1500 - 1/3000) / (1/1500 + 1/3000)) = 0.577
+    assert out.at["copies", "rmse_ratio"] == pytest.approx(np.sqrt(1 / 3), abs=0.08)
+    assert out.at["holdout", "r2"] == pytest.approx(out.at["holdout", "r2_noise"], abs=0.05)
+
+
+# ---------------------------------------------------------------- Figs. 4-7
+def test_rank_frequency_ranks_each_cohort_on_its_own(train):
+    other = flat([["E"], ["E", "D"]])
+    out = lt.rank_frequency({"train": train, "m": other})
+    assert out[out["model"] == "train"]["code"].tolist() == ["A", "B", "C", "D", "E"]
+    m = out[out["model"] == "m"]
+    assert m["code"].tolist() == ["E", "D"] and m["rank"].tolist() == [1, 2]
+    assert m["prevalence"].tolist() == [1.0, 0.5]
+
+
+def test_top_codes_reports_zero_for_codes_a_model_never_emits(train):
+    out = lt.top_codes(train, {"m": flat([["A"], ["Z"]])}, k=3)
+    assert out["model"].tolist() == ["train"] * 3 + ["m"] * 3
+    m = out[out["model"] == "m"]
+    assert m["code"].tolist() == ["A", "B", "C"] and m["prevalence"].tolist() == [0.5, 0.0, 0.0]
+    assert m["real_prevalence"].tolist() == [1.0, 0.5, 0.3]
+
+
+def test_per_code_prevalence_covers_the_union(train):
+    out = lt.per_code_prevalence(train, {"m": flat([["A", "X"]])})
+    assert out["code"].tolist() == ["A", "B", "C", "D", "E", "X"]
+    assert out.set_index("code").loc["X", ["real", "synthetic"]].tolist() == [0.0, 1.0]
+
+
+def test_cumulative_mass_is_increasing_and_ends_at_one(train):
+    out = lt.cumulative_mass({"train": train})
+    assert out["cumulative_share"].tolist() == pytest.approx(np.cumsum([10, 5, 3, 1, 1]) / 20)
+
+
+# ---------------------------------------------------------------- Table 13
+def test_coverage_novel_and_jaccard_counts(train):
+    out = lt.coverage_table(train, {"m": flat([["A", "B"], ["X"], ["Y", "A"]])}).iloc[0]
+    assert out["unique_codes"] == 4
+    assert out["coverage_pct"] == pytest.approx(40.0)    # A, B of 5 train codes
+    assert out["novel"] == 2
+    assert out["jaccard"] == pytest.approx(2 / 7)
+
+
+def test_kl_and_js_are_zero_for_identical_distributions(train):
+    same_shape = flat(TRAIN_SETS * 3, prefix="S")        # same frequencies, three times the patients
+    out = lt.coverage_table(train, {"copy": train, "scaled": same_shape})
+    assert out["kl"].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert out["js"].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
+
+
+def test_kl_is_finite_when_codes_are_missing_and_js_is_bounded(train):
+    out = lt.coverage_table(train, {"disjoint": flat([["X"], ["Y"]]), "partial": flat([["A"]])}, skew=0.99)
+    out = out.set_index("model")
+    assert out.at["disjoint", "kl"] == pytest.approx(-np.log(0.01))
+    assert out.at["disjoint", "js"] == pytest.approx(np.log(2))
+    assert 0 < out.at["partial", "kl"] < -np.log(0.01)
+
+
+def test_top_k_overlap_counts_shared_head_codes(train):
+    synth = flat([["A", "D"], ["A", "D"], ["B"]])      # model head: A, D, B
+    out = lt.coverage_table(train, {"m": synth}, top=(1, 2, 3)).iloc[0]
+    assert (out["top1"], out["top2"], out["top3"]) == (1, 1, 2)

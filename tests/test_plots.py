@@ -1,0 +1,136 @@
+"""Each figure function returns a Figure with one axes per panel and one line per model."""
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from ehrlib import plots
+from ehrlib.cohort import Cohort
+from ehrlib.metrics import chapters, cooccurrence, longtail, structure
+
+CODES = ["4019", "42731", "4280", "25000", "2724", "5849", "0389", "V5861", "E8781", "51881",
+         "2859", "311", "99592", "5990", "V4582", "41401", "486", "2449", "496", "7455"]
+
+
+def random_cohort(seed, n_patients, prefix):
+    rng = np.random.default_rng(seed)
+    p = 0.5 / np.arange(1, len(CODES) + 1)            # long-tailed prevalence
+    rows = []
+    for i in range(n_patients):
+        for v in range(int(rng.integers(1, 4))):
+            picked = [c for c, q in zip(CODES, p) if rng.random() < q] or [CODES[0]]
+            rows += [(f"{prefix}{i:04d}", v, c) for c in picked]
+    return Cohort.from_events(pd.DataFrame(rows, columns=["subject_id", "visit_id", "code"]))
+
+
+@pytest.fixture(scope="module")
+def train():
+    return random_cohort(0, 150, "T")
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return {"halo": random_cohort(1, 80, "H"), "gpt": random_cohort(2, 80, "G")}
+
+
+def legend_labels(fig):
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def model_lines(ax):
+    """Lines drawn for models (labelled), not reference lines."""
+    return [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+
+
+# ---------------------------------------------------------------- palette
+def test_colours_are_fixed_per_model_and_case_insensitive():
+    assert plots.model_color("HALO") == plots.MODEL_COLORS["halo"]
+    assert plots.model_color("real") == plots.model_color("train")
+    assert plots.model_color("gpt2") == plots.MODEL_COLORS["gpt"]
+    assert len(set(plots.MODEL_COLORS.values())) == len(plots.MODEL_COLORS)
+
+
+def test_unknown_models_get_a_stable_colour():
+    assert plots.model_color("my_new_gan") == plots.model_color("My_New_GAN")
+    assert plots.model_label("promptehr") == "PromptEHR" and plots.model_label("xyz") == "xyz"
+
+
+# ---------------------------------------------------------------- figures
+def test_fig2_code_distribution(train):
+    fig = plots.fig2_code_distribution(train)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    assert fig.axes[0].get_yscale() == "log"
+
+
+def test_fig3_percentile_ablation_has_one_panel_per_metric(train, synthetic):
+    fig = plots.fig3_percentile_ablation(longtail.percentile_ablation(train, synthetic))
+    assert len(fig.axes) == 3
+    assert all(len(ax.get_lines()) == 2 for ax in fig.axes)
+    assert legend_labels(fig) == ["HALO", "GPT baseline"]
+
+
+def test_fig3_adds_mia_panels_when_present(train, synthetic):
+    df = longtail.percentile_ablation(train, synthetic).assign(mia_f1=0.5)
+    assert len(plots.fig3_percentile_ablation(df).axes) == 4
+
+
+def test_fig4_rank_frequency_is_log_log(train, synthetic):
+    fig = plots.fig4_rank_frequency(longtail.rank_frequency({"train": train, "halo": synthetic["halo"]}))
+    ax, = fig.axes
+    assert len(ax.get_lines()) == 2 and ax.get_xscale() == ax.get_yscale() == "log"
+    assert legend_labels(fig) == ["Real (train)", "HALO"]
+
+
+def test_fig5_top20_bars_for_real_markers_for_models(train, synthetic):
+    fig = plots.fig5_top20(longtail.top_codes(train, synthetic, k=10))
+    ax, = fig.axes
+    assert len(ax.patches) == 10 and len(model_lines(ax)) == 2
+    assert legend_labels(fig) == ["Real (train)", "HALO", "GPT baseline"]
+
+
+def test_fig6_one_symlog_panel_per_model(train, synthetic):
+    fig = plots.fig6_per_code_scatter(longtail.per_code_prevalence(train, synthetic))
+    assert len(fig.axes) == 2
+    assert all(ax.get_xscale() == "symlog" and ax.get_yscale() == "symlog" for ax in fig.axes)
+
+
+def test_fig7_cumulative_mass(train, synthetic):
+    fig = plots.fig7_cumulative_mass(longtail.cumulative_mass({"train": train, **synthetic}))
+    ax, = fig.axes
+    assert len(ax.get_lines()) == 3 and ax.get_xscale() == "log"
+
+
+def test_fig8_buckets_panels_and_reference(train, synthetic):
+    df = longtail.frequency_buckets(train, synthetic, n_buckets=5)
+    fig = plots.fig8_buckets(df)
+    assert len(fig.axes) == 3 and all(len(model_lines(ax)) == 2 for ax in fig.axes)
+    with_ref = longtail.frequency_buckets(train, {"halo": synthetic["halo"]}, n_buckets=5, reference=synthetic["gpt"])
+    assert len(plots.fig8_buckets(with_ref).axes) == 4
+
+
+@pytest.mark.parametrize("fn", [plots.fig9_visits_per_patient, plots.fig10_codes_per_visit,
+                                plots.fig11_codes_per_patient])
+def test_structure_figures_have_one_line_per_model(fn, train, synthetic):
+    fig = fn(structure.distributions({"train": train, "halo": synthetic["halo"]}))
+    ax, = fig.axes
+    assert len(ax.get_lines()) == 2 and ax.get_yscale() == "log"
+    assert legend_labels(fig)[0].startswith("Real (train) (mean ")
+
+
+def test_fig12_chapters(train, synthetic):
+    df = chapters.chapter_prevalence({"train": train, **synthetic})
+    fig = plots.fig12_chapters(df)
+    ax, = fig.axes
+    assert len(ax.patches) == df["chapter"].nunique() and len(model_lines(ax)) == 2
+
+
+def test_fig13_one_heatmap_per_model_and_a_colour_bar(train, synthetic):
+    df = cooccurrence.cooccurrence_matrices(train, synthetic, k=8)
+    fig = plots.fig13_cooccurrence(df)
+    assert len(fig.axes) == 3 + 1
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["Real (train)", "HALO", "GPT baseline"]
+
+
+def test_missing_columns_are_reported():
+    with pytest.raises(ValueError, match="lacks column"):
+        plots.fig4_rank_frequency(pd.DataFrame({"model": ["a"]}))
