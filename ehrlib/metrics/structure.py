@@ -21,8 +21,10 @@ def summary(cohort: Cohort) -> dict:
 
     Returns:
         dict with ``patients``, ``visits``, ``visits_per_patient``, ``codes_per_visit``
-        (distinct codes per visit, averaged over visits), ``codes_per_patient`` (code
-        occurrences per patient, summed over visits) and ``unique_codes``.
+        (distinct codes per visit, averaged over visits), ``codes_per_patient`` (distinct
+        codes per patient: a code recurring in several visits counts once, as in the paper's
+        Table 12, where HALO has 9.71 codes/patient < 1.32 visits x 8.17 codes/visit) and
+        ``unique_codes``.
     """
     patients = cohort.n_patients
     visits = cohort.n_visits
