@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ehrlib.metrics import prevalence
 from ehrlib.cohort import Cohort, CohortError
 from ehrlib.data.encode import Vocabulary, binary_matrix
 
@@ -106,21 +107,15 @@ def _noise_var(p_real: np.ndarray, n_real: int, n_synth: int) -> np.ndarray:
 
 
 def _fit(real: np.ndarray, synth: np.ndarray, noise_var: np.ndarray) -> dict:
-    """R², Pearson r, RMSE and the sampling-noise reference of two prevalence vectors."""
-    n = len(real)
-    if n == 0:
+    """R², Pearson r, RMSE (:mod:`ehrlib.metrics.prevalence`) and the sampling-noise reference."""
+    if len(real) == 0:
         return {k: float("nan") for k in FIT_COLUMNS}
-    diff = synth - real
-    ss_res = float(diff @ diff)
     rc = real - real.mean()
-    sc = synth - synth.mean()
-    real_const = np.ptp(real) == 0
-    ss_tot = 0.0 if real_const else float(rc @ rc)
-    denom = 0.0 if (real_const or np.ptp(synth) == 0) else float(np.sqrt((rc @ rc) * (sc @ sc)))
+    ss_tot = 0.0 if np.ptp(real) == 0 else float(rc @ rc)
     return {
-        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
-        "pearson": float(rc @ sc) / denom if denom > 0 else float("nan"),
-        "rmse": float(np.sqrt(ss_res / n)),
+        "r2": float(prevalence.r2(real, synth)),
+        "pearson": float(prevalence.pearson(real, synth)),
+        "rmse": float(prevalence.rmse(real, synth)),
         "rmse_noise": float(np.sqrt(noise_var.mean())),
         "r2_noise": 1.0 - float(noise_var.sum()) / ss_tot if ss_tot > 0 else float("nan"),
     }
