@@ -79,7 +79,8 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
     return html
 
 
-def stats(paths: list[str]) -> "pd.DataFrame":  # noqa: F821
+def stats(paths: list[str]):
+    """Table 12 rows (a DataFrame) of long-format files."""
     from ehrlib.data.longformat import read_long
     from ehrlib.metrics.structure import summary_table
 

@@ -131,6 +131,24 @@ def _require(df: pd.DataFrame, columns, what: str) -> None:
         raise ValueError(f"{what}: the table is empty")
 
 
+def _bars_and_dots(ax, df: pd.DataFrame, key: str, value: str, pos: dict, models: list[str], real: str,
+                   spread: float, horizontal: bool) -> None:
+    """The real model as grey bars and every other model as dots beside them (Figs. 5 and 12)."""
+    others = [m for m in models if m != real]
+    offsets = np.linspace(-spread, spread, len(others)) if len(others) > 1 else np.zeros(len(others))
+    if real in models:
+        d = df[df["model"] == real]
+        bar = ax.barh if horizontal else ax.bar
+        bar(d[key].map(pos), d[value], 0.75 if horizontal else 0.8, color="#d9d9d9", edgecolor="#555555",
+            linewidth=0.6, label=model_label(real), zorder=1)
+    for off, m in zip(offsets, others):
+        d = df[df["model"] == m]
+        st = model_style(m)
+        at, val = d[key].map(pos) + off, d[value]
+        ax.plot(*((val, at) if horizontal else (at, val)), marker="o", markersize=5, linestyle="none",
+                color=st["color"], label=st["label"], zorder=3)
+
+
 def _grid(n: int, ncols: int) -> tuple[int, int]:
     ncols = max(1, min(ncols, n))
     return int(np.ceil(n / ncols)), ncols
@@ -259,17 +277,7 @@ def fig5_top20(df: pd.DataFrame, real: str = REAL) -> Figure:
     pos = dict(zip(order["code"], x))
     fig = _figure(max(7.5, 0.42 * len(order) + 2.5), 4.5)
     ax = fig.add_subplot()
-    others = [m for m in models if m != real]
-    offsets = np.linspace(-0.28, 0.28, len(others)) if len(others) > 1 else np.zeros(len(others))
-    if real in models:
-        d = df[df["model"] == real]
-        ax.bar(d["code"].map(pos), d["prevalence"], width=0.8, color="#d9d9d9", edgecolor="#555555",
-               linewidth=0.6, label=model_label(real), zorder=1)
-    for off, m in zip(offsets, others):
-        d = df[df["model"] == m]
-        st = model_style(m)
-        ax.plot(d["code"].map(pos) + off, d["prevalence"], marker="o", markersize=5, linestyle="none",
-                color=st["color"], label=st["label"], zorder=3)
+    _bars_and_dots(ax, df, "code", "prevalence", pos, models, real, spread=0.28, horizontal=False)
     ax.set_xticks(x, order["code"], rotation=60, ha="right", fontsize=8)
     ax.set_xlabel("ICD-9 code (ranked by training prevalence)")
     ax.set_ylabel("Prevalence (share of patients)")
@@ -495,17 +503,7 @@ def fig12_chapters(df: pd.DataFrame, real: str = REAL) -> Figure:
     pos = dict(zip(chapters["chapter"], y))
     fig = _figure(9.0, 0.34 * len(chapters) + 1.6)
     ax = fig.add_subplot()
-    others = [m for m in models if m != real]
-    offsets = np.linspace(-0.25, 0.25, len(others)) if len(others) > 1 else np.zeros(len(others))
-    if real in models:
-        d = df[df["model"] == real]
-        ax.barh(d["chapter"].map(pos), d["share"], height=0.75, color="#d9d9d9", edgecolor="#555555",
-                linewidth=0.6, label=model_label(real), zorder=1)
-    for off, m in zip(offsets, others):
-        d = df[df["model"] == m]
-        st = model_style(m)
-        ax.plot(d["share"], d["chapter"].map(pos) + off, marker="o", markersize=5, linestyle="none",
-                color=st["color"], label=st["label"], zorder=3)
+    _bars_and_dots(ax, df, "chapter", "share", pos, models, real, spread=0.25, horizontal=True)
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, min(1.0, float(df["share"].max()) * 1.1 + 0.01))

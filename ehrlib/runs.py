@@ -31,10 +31,12 @@ def runs_root() -> Path:
 
 def cohort_checksum(cohort: Cohort) -> str:
     """sha256 of the canonical events (and demographics): identical data, identical checksum."""
+    import pandas as pd
+
     h = hashlib.sha256()
-    h.update(cohort.events.to_csv(index=False).encode())
-    if cohort.demographics is not None:
-        h.update(cohort.demographics.to_csv(index=False).encode())
+    for table in (cohort.events, cohort.demographics):
+        if table is not None:
+            h.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
     return h.hexdigest()
 
 

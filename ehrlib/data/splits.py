@@ -25,8 +25,7 @@ def split(cohort: Cohort, n_holdout: int, seed: int = 0) -> tuple[Cohort, Cohort
         )
     ids = np.sort(np.asarray(cohort.subject_ids, dtype=str))
     perm = np.random.default_rng(seed).permutation(n)
-    holdout_ids = set(ids[perm[:n_holdout]].tolist())
-    in_holdout = np.array([s in holdout_ids for s in cohort.subject_ids])
+    in_holdout = np.isin(np.asarray(cohort.subject_ids, dtype=str), ids[perm[:n_holdout]])
     return cohort.subset(cohort.subject_ids[~in_holdout]), cohort.subset(cohort.subject_ids[in_holdout])
 
 
