@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ehrlib.cohort import Cohort, CohortError
 
@@ -110,4 +110,6 @@ def table1(results: pd.DataFrame, metrics=("prevalence_r2", "disc_score", "disc_
     sel = results[results.metric.isin(metrics)].copy()
     sel["cell"] = [fmt(r) for r in sel.itertuples()]
     wide = sel.pivot(index="model", columns="metric", values="cell")
-    return wide[[m for m in metrics if m in wide.columns]].reset_index()
+    wide = wide[[m for m in metrics if m in wide.columns]].reset_index()
+    wide.columns.name = None
+    return wide
