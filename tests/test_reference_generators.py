@@ -61,11 +61,9 @@ def test_bad_n_is_an_error(splits, n):
         models.get("marginals").fit(splits[0]).generate(n)
 
 
-def test_unknown_and_planned_models_are_clear_errors():
+def test_unknown_models_are_clear_errors():
     with pytest.raises(GeneratorError, match="unknown model"):
         models.get("wgan")
-    with pytest.raises(GeneratorError, match="not implemented yet"):
-        models.get("halo")
 
 
 def test_generate_before_fit_is_an_error():

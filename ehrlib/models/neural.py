@@ -1,0 +1,304 @@
+"""What every neural generator shares: typed configs with profile presets, device choice,
+an epoch loop with a progress bar, atomic periodic checkpoints, exact resume, and saving.
+
+A neural generator subclasses :class:`TorchGenerator` and implements
+
+* ``_prepare(train)``: data-derived state (vocabulary, priors, encoded tensors);
+* ``_extra_state()`` / ``_set_extra_state(state)``: that state as JSON (what ``generate`` needs);
+* ``_build()``: the untrained networks, a ``dict`` name -> ``nn.Module``;
+* ``_optimizers()``: a ``dict`` name -> optimizer (and optionally ``_schedulers()``);
+* ``_train_epoch(epoch, generator)``: one epoch, returning a ``dict`` of floats
+  (a ``val_loss`` entry turns on best-checkpoint keeping and early stopping);
+* ``_generate(n, seed)``.
+
+Determinism: before each epoch the global torch RNG is seeded from ``(config.seed, epoch)`` and
+the epoch gets its own ``torch.Generator``; so a fit resumed from the checkpoint after epoch k
+replays epochs k+1... exactly as an uninterrupted fit would (on CPU).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, ClassVar
+
+from ehrlib.cohort import Cohort, atomic_write
+from ehrlib.models.base import Config, Generator, GeneratorError
+
+log = logging.getLogger("ehrlib.models")
+
+PROFILES = ("smoke", "demo", "paper")
+CHECKPOINT = "checkpoint.pt"
+
+
+def pick_device(device: str = "auto"):
+    """``"auto"`` picks CUDA when available, else CPU; ``"cpu"``/``"cuda"``/``"cuda:1"`` are taken as given."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise GeneratorError(f"device={device!r}: {e}; expected 'auto', 'cpu' or 'cuda[:i]'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GeneratorError(f"device={device!r} but CUDA is not available here; use device='auto' or 'cpu'")
+    return dev
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch: distinct per (seed, epoch), stable across runs and resumes."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class TorchConfig(Config):
+    """Fields every neural generator has (model configs add theirs)."""
+
+    seed: int = 0                # every random choice in training derives from it
+    device: str = "auto"         # auto | cpu | cuda | cuda:i
+    checkpoint_every: int = 1    # epochs between checkpoints (when fit is given a checkpoint_dir)
+    patience: int = 0            # early stopping on val_loss after this many worse epochs (0: off)
+    progress: bool = True        # tqdm progress bar over epochs
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`GeneratorError` naming the field for values out of range."""
+        self._positive("checkpoint_every")
+        if self.patience < 0:
+            raise GeneratorError(f"{type(self).__name__}.patience={self.patience}; expected >= 0")
+
+    def _positive(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected a positive number")
+
+    def _choice(self, name: str, options) -> None:
+        value = getattr(self, name)
+        if value not in options:
+            raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected one of {list(options)}")
+
+    @property
+    def epochs_total(self) -> int:
+        """Epochs of the whole fit (models with phases override it)."""
+        return int(getattr(self, "epochs"))
+
+
+class TorchGenerator(Generator):
+    """Base of the neural generators: training loop, checkpoints, resume, save/load."""
+
+    config_class: ClassVar[type[TorchConfig]] = TorchConfig
+    #: profile -> field overrides of ``config_class``'s defaults.
+    presets: ClassVar[dict[str, dict]] = {}
+
+    def __init__(self, config: TorchConfig | None = None):
+        super().__init__(config)
+        self.modules: dict = {}
+        self.history: list[dict] = []
+        self.device = None
+
+    # ---------------------------------------------------------------- configuration
+    @classmethod
+    def default_config(cls) -> TorchConfig:
+        return cls.config_class(**cls.presets.get("demo", {}))
+
+    @classmethod
+    def preset(cls, profile: str = "demo", **overrides) -> TorchConfig:
+        """The typed config of ``profile`` (``smoke``, ``demo``, ``paper``) with ``overrides`` applied."""
+        if profile not in PROFILES:
+            raise GeneratorError(f"unknown profile {profile!r}; expected one of {list(PROFILES)}")
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise GeneratorError(f"{cls.name}: unknown config field(s) {unknown}; expected some of {sorted(fields)}")
+        return cls.config_class(**{**cls.presets.get(profile, {}), **overrides})
+
+    @classmethod
+    def from_profile(cls, profile: str = "demo", **overrides) -> "TorchGenerator":
+        return cls(cls.preset(profile, **overrides))
+
+    # ---------------------------------------------------------------- training
+    def fit(self, train: Cohort, checkpoint_dir=None, resume: bool = True,
+            callback: Callable[[int, dict], None] | None = None) -> "TorchGenerator":
+        """Train on ``train``.
+
+        Args:
+            checkpoint_dir: where ``checkpoint.pt`` is written every ``config.checkpoint_every``
+                epochs (atomically); ``None`` keeps training in memory only.
+            resume: continue from ``checkpoint_dir/checkpoint.pt`` when it exists (its config
+                must equal this one).
+            callback: called as ``callback(epoch, stats)`` after each epoch (and its checkpoint).
+        """
+        self._fit_args = (checkpoint_dir, resume, callback)
+        return super().fit(train)
+
+    def _fit(self, train: Cohort) -> None:
+        import torch
+        from tqdm.auto import tqdm
+
+        checkpoint_dir, resume, callback = getattr(self, "_fit_args", (None, True, None))
+        cfg = self.config
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self._prepare(train)
+        self.modules = {k: m.to(self.device) for k, m in self._build().items()}
+        self.optimizers = self._optimizers()
+        self.schedulers = self._schedulers()
+        self.history, self._best, start = [], None, 0
+        ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+        if ckpt is not None and resume and ckpt.is_file():
+            start = self._restore(ckpt)
+        total = cfg.epochs_total
+        n_params = sum(p.numel() for m in self.modules.values() for p in m.parameters())
+        log.info("%s: training on %s, %d patients, %s parameters, epochs %d..%d",
+                 self.name, self.device, train.n_patients, f"{n_params:,}", start + 1, total)
+        bar = tqdm(range(start, total), desc=f"{self.name} ({self.device.type})", unit="epoch",
+                   disable=not cfg.progress, leave=False)
+        for epoch in bar:
+            torch.manual_seed(epoch_seed(cfg.seed, epoch))
+            rng = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch) + 1)
+            for m in self.modules.values():
+                m.train()
+            stats = {k: float(v) for k, v in self._train_epoch(epoch, rng).items()}
+            stats["epoch"] = epoch + 1
+            self.history.append(stats)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in stats.items() if k != "epoch"})
+            stop = self._track_best(stats)
+            last = stop or epoch + 1 == total
+            if ckpt is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+                self._checkpoint(ckpt, epoch + 1, stopped=stop)
+            if callback is not None:
+                callback(epoch, stats)
+            if stop:
+                log.info("%s: early stop after epoch %d (best val_loss %.4f)", self.name, epoch + 1, self._best["val_loss"])
+                break
+        bar.close()
+        if self._best is not None:
+            for k, m in self.modules.items():
+                m.load_state_dict(self._best["modules"][k])
+        for m in self.modules.values():
+            m.eval()
+
+    def _track_best(self, stats: dict) -> bool:
+        """Keep the best modules by ``val_loss``; True when patience is exhausted."""
+        if "val_loss" not in stats or not math.isfinite(stats["val_loss"]):
+            return False
+        if self._best is None or stats["val_loss"] < self._best["val_loss"]:
+            self._best = {"val_loss": stats["val_loss"], "epoch": stats["epoch"],
+                          "modules": {k: copy.deepcopy({n: t.detach().cpu() for n, t in m.state_dict().items()})
+                                      for k, m in self.modules.items()}}
+            return False
+        return self.config.patience > 0 and stats["epoch"] - self._best["epoch"] >= self.config.patience
+
+    def _checkpoint(self, path: Path, epochs_done: int, stopped: bool = False) -> None:
+        import torch
+
+        state = {
+            "name": self.name,
+            "config": asdict(self.config),
+            "epochs_done": epochs_done,
+            "stopped": stopped,
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "history": self.history,
+            "best": self._best,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def _restore(self, path: Path) -> int:
+        """Load a checkpoint written by ``_checkpoint``; returns the number of epochs done."""
+        import torch
+
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # a truncated or foreign file
+            raise GeneratorError(f"{path}: not a readable checkpoint ({e})") from None
+        if state.get("name") != self.name or state.get("config") != json.loads(json.dumps(asdict(self.config))):
+            raise GeneratorError(f"{path}: written by {state.get('name')!r} with another config; "
+                                 "remove it or fit with resume=False")
+        for k, m in self.modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        self.history = list(state["history"])
+        self._best = state["best"]
+        done = int(state["epochs_done"])
+        log.info("%s: resumed from %s after epoch %d", self.name, path, done)
+        return self.config.epochs_total if state.get("stopped") else done
+
+    # ---------------------------------------------------------------- save / load
+    def _save_state(self, d: Path) -> None:
+        from safetensors.torch import save_model
+
+        for k, m in self.modules.items():
+            atomic_write(d / f"{k}.safetensors", lambda tmp, m=m: save_model(m, str(tmp)))
+        state = {"extra": self._extra_state(), "history": self.history}
+        atomic_write(d / "state.json", lambda tmp: Path(tmp).write_text(json.dumps(state)))
+
+    def _load_state(self, d: Path) -> None:
+        from safetensors.torch import load_model
+
+        state = json.loads((d / "state.json").read_text())
+        self._set_extra_state(state["extra"])
+        self.history = state.get("history", [])
+        self.device = pick_device(self.config.device)
+        self.modules = self._build()
+        for k, m in self.modules.items():
+            load_model(m, str(d / f"{k}.safetensors"), device="cpu")
+            m.to(self.device).eval()
+
+    @classmethod
+    def from_saved(cls, directory: Path, meta: dict) -> "TorchGenerator":
+        gen = cls(cls.config_class(**meta["config"]))
+        gen._load_state(Path(directory))
+        gen.fitted = meta.get("fitted", True)
+        return gen
+
+    # ---------------------------------------------------------------- for subclasses
+    def _prepare(self, train: Cohort) -> None:
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _set_extra_state(self, state: dict) -> None:
+        pass
+
+    def _build(self) -> dict:
+        raise NotImplementedError
+
+    def _optimizers(self) -> dict:
+        raise NotImplementedError
+
+    def _schedulers(self) -> dict:
+        return {}
+
+    def _train_epoch(self, epoch: int, rng) -> dict:
+        raise NotImplementedError
+
+
+def batches(n: int, batch_size: int, rng, shuffle: bool = True):
+    """Index tensors of consecutive minibatches over ``range(n)`` (a permutation drawn from ``rng``)."""
+    import torch
+
+    order = torch.randperm(n, generator=rng) if shuffle else torch.arange(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def sparse_rows_to_dense(matrix, rows, device):
+    """Rows of a scipy CSR matrix as a dense float tensor on ``device``."""
+    import torch
+
+    sub = matrix[rows.numpy() if hasattr(rows, "numpy") else rows]
+    return torch.as_tensor(sub.toarray(), dtype=torch.float32, device=device)
