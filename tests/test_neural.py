@@ -128,6 +128,8 @@ def test_resume_refuses_another_config(train, tmp_path):
     Toy.from_profile("smoke", progress=False).fit(train, checkpoint_dir=tmp_path)
     with pytest.raises(GeneratorError, match="another config"):
         Toy.from_profile("demo", progress=False).fit(train, checkpoint_dir=tmp_path)
+    with pytest.raises(GeneratorError, match="other data"):
+        Toy.from_profile("smoke", progress=False).fit(simulate(60, seed=9), checkpoint_dir=tmp_path)
     (tmp_path / CHECKPOINT).write_bytes(b"garbage")
     with pytest.raises(GeneratorError, match="not a readable checkpoint"):
         Toy.from_profile("smoke", progress=False).fit(train, checkpoint_dir=tmp_path)
@@ -151,3 +153,17 @@ def test_registry_names_and_errors():
         models.get("vae")
     assert models.get("marginals", profile="smoke").name == "marginals"
     assert set(models.NEURAL) == {"medgan", "corgan", "promptehr", "halo", "gpt"}
+
+
+def test_fit_or_load_reuses_up_to_date_models(train, tmp_path, monkeypatch):
+    monkeypatch.setitem(models.NEURAL, "toy", f"{__name__}:Toy")
+    monkeypatch.setattr(models, "NAMES", (*models.NAMES, "toy"))
+    calls = []
+    monkeypatch.setattr(Toy, "_prepare", lambda self, t, f=Toy._prepare: (calls.append(1), f(self, t))[1])
+    first = models.fit_or_load("toy", train, tmp_path / "toy", profile="smoke", progress=False)
+    again = models.fit_or_load("toy", train, tmp_path / "toy", profile="smoke", progress=False)
+    assert len(calls) == 1 and again.history == first.history
+    models.fit_or_load("toy", train, tmp_path / "toy", profile="smoke", progress=False, lr=0.01)
+    models.fit_or_load("toy", simulate(80, seed=5), tmp_path / "toy", profile="smoke", progress=False, lr=0.01,
+                       force=True)
+    assert len(calls) == 3

@@ -1,9 +1,15 @@
 """Generators under one interface: ``get(name, profile, **overrides)``, ``fit``, ``generate``, ``load``."""
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import logging
+from dataclasses import asdict
+import shutil
 from pathlib import Path
+
+from ehrlib.cohort import Cohort, atomic_write
 
 from ehrlib.models.base import Generator, GeneratorError
 from ehrlib.models.reference import Holdout, Marginals, Memorizer
@@ -59,4 +65,35 @@ def load(directory) -> Generator:
     return model_class(meta["name"]).from_saved(d, meta)
 
 
-__all__ = ["Generator", "GeneratorError", "get", "load", "model_class", "NAMES", "NEURAL", "REFERENCE"]
+def fit_or_load(name: str, train: Cohort, directory, profile: str = "demo", force: bool = False,
+                **overrides) -> Generator:
+    """The training stage: fit ``name`` on ``train`` and save it to ``directory``, or load it.
+
+    The saved generator is reused when ``directory/trained_on.json`` records the same model,
+    config and training-data checksum (unless ``force``). Otherwise the neural models
+    checkpoint to ``directory/checkpoints/<config and data hash>`` while training, so an interrupted stage rerun with
+    the same arguments resumes where it stopped (``force`` starts again from scratch); the
+    checkpoints are removed once the model is saved.
+    """
+    from ehrlib.runs import cohort_checksum
+
+    generator = get(name, profile, **overrides)
+    d = Path(directory)
+    stamp = d / "trained_on.json"
+    key = json.loads(json.dumps({"name": name, "config": asdict(generator.config), "data": cohort_checksum(train)}))
+    if not force and stamp.is_file() and json.loads(stamp.read_text()) == key:
+        logging.getLogger("ehrlib.models").info("%s: up to date in %s; loading it", name, d)
+        return load(d)
+    if name in NEURAL:
+        # one checkpoint folder per (config, data): a changed config never resumes a stale run
+        tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        generator.fit(train, checkpoint_dir=d / "checkpoints" / tag, resume=not force)
+    else:
+        generator.fit(train)
+    generator.save(d)
+    atomic_write(stamp, lambda tmp: Path(tmp).write_text(json.dumps(key, indent=2)))
+    shutil.rmtree(d / "checkpoints", ignore_errors=True)  # the saved model supersedes them
+    return generator
+
+
+__all__ = ["fit_or_load", "Generator", "GeneratorError", "get", "load", "model_class", "NAMES", "NEURAL", "REFERENCE"]

@@ -146,6 +146,9 @@ class TorchGenerator(Generator):
         checkpoint_dir, resume, callback = getattr(self, "_fit_args", (None, True, None))
         cfg = self.config
         self.device = pick_device(cfg.device)
+        from ehrlib.runs import cohort_checksum
+
+        self._data_checksum = cohort_checksum(train)
         torch.manual_seed(cfg.seed)
         self._prepare(train)
         self.modules = {k: m.to(self.device) for k, m in self._build().items()}
@@ -203,6 +206,7 @@ class TorchGenerator(Generator):
         state = {
             "name": self.name,
             "config": asdict(self.config),
+            "data": self._data_checksum,
             "epochs_done": epochs_done,
             "stopped": stopped,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
@@ -224,6 +228,9 @@ class TorchGenerator(Generator):
             raise GeneratorError(f"{path}: not a readable checkpoint ({e})") from None
         if state.get("name") != self.name or state.get("config") != json.loads(json.dumps(asdict(self.config))):
             raise GeneratorError(f"{path}: written by {state.get('name')!r} with another config; "
+                                 "remove it or fit with resume=False")
+        if state.get("data") != self._data_checksum:
+            raise GeneratorError(f"{path}: written while training on other data (checksum differs); "
                                  "remove it or fit with resume=False")
         for k, m in self.modules.items():
             m.load_state_dict(state["modules"][k])
