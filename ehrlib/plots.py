@@ -30,6 +30,7 @@ MODEL_COLORS = {
     "marginals": "#bcbd22",
     "memorizer": "#8c564b",
     "medgan": "#ff7f0e",
+    "medgan_count": "#e6a157",
     "corgan": "#2ca02c",
     "promptehr": "#d62728",
     "halo": "#1f77b4",
@@ -42,6 +43,7 @@ MODEL_LABELS = {
     "marginals": "Marginals",
     "memorizer": "Memorizer",
     "medgan": "MedGAN",
+    "medgan_count": "MedGAN (count)",
     "corgan": "CorGAN",
     "promptehr": "PromptEHR",
     "halo": "HALO",
@@ -49,7 +51,7 @@ MODEL_LABELS = {
 }
 _ALIASES = {
     "real": "train", "real (train)": "train", "gpt2": "gpt", "gpt-2": "gpt",
-    "gpt baseline": "gpt", "gpt_baseline": "gpt", "prompt_ehr": "promptehr",
+    "gpt baseline": "gpt", "gpt_baseline": "gpt", "prompt_ehr": "promptehr", "medgan-count": "medgan_count",
 }
 _REFERENCES = {"holdout": "--", "marginals": ":", "memorizer": "-."}
 _EXTRA_COLORS = ("#17becf", "#e377c2", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94")
@@ -555,4 +557,67 @@ def fig13_cooccurrence(df: pd.DataFrame, ncols: int = 3, cmap: str = "viridis") 
                  label="Share of patients with both codes")
     fig.supxlabel(f"Code rank among the top-{k} real codes")
     fig.supylabel(f"Code rank among the top-{k} real codes")
+    return fig
+
+
+# ---------------------------------------------------------------------------- training
+def training_curves(history, title: str = "") -> Figure:
+    """Loss curves of one training run, one panel per logged quantity.
+
+    Args:
+        history: ``Generator.history`` of a neural generator: one dict per epoch with an
+            ``epoch`` entry and float losses (``loss``, ``val_loss``, ``d_loss``...).
+        title: figure title, e.g. the model name.
+    """
+    df = pd.DataFrame(list(history))
+    _require(df, ["epoch"], "training_curves")
+    keys = [c for c in df.columns if c != "epoch" and pd.api.types.is_numeric_dtype(df[c])]
+    if not keys:
+        raise ValueError(f"training_curves: no numeric quantity besides 'epoch' in {list(df.columns)}")
+    nrows, ncols = _grid(len(keys), 4)
+    fig = _figure(3.0 * ncols, 2.4 * nrows + 0.4)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, k in zip(axes, keys):
+        ax.plot(df["epoch"], df[k], marker="o" if len(df) < 30 else None, markersize=3, color="#333333")
+        ax.set_title(k, fontsize=10)
+        ax.set_xlabel("epoch")
+    for ax in axes[len(keys):]:
+        fig.delaxes(ax)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------- Fig. 14 (ours)
+def fig14_alpha_ablation(df: pd.DataFrame) -> Figure:
+    """Fig. 14 (this project's, not the paper's): PromptEHR's frequency guidance strength α.
+
+    Args:
+        df: one row per α with columns ``alpha`` and the quantities to show, by default
+            ``prevalence_r2``, ``unique_codes`` and ``codes_per_visit`` (plus optional
+            ``real_unique_codes`` and ``real_codes_per_visit`` drawn as reference lines).
+    """
+    panels = [("prevalence_r2", "Prevalence R²"), ("unique_codes", "Unique codes"),
+              ("codes_per_visit", "Codes per visit"), ("visits_per_patient", "Visits per patient")]
+    panels = [(k, label) for k, label in panels if k in df.columns]
+    _require(df, ["alpha"] + [k for k, _ in panels[:1]], "fig14_alpha_ablation")
+    d = df.sort_values("alpha")
+    fig = _figure(3.0 * len(panels), 2.8)
+    axes = fig.subplots(1, len(panels), squeeze=False).ravel()
+    color = model_color("promptehr")
+    for ax, (k, label) in zip(axes, panels):
+        ax.plot(d["alpha"], d[k], marker="o", color=color, label=model_label("promptehr"))
+        if f"real_{k}" in d.columns:
+            ax.axhline(float(d[f"real_{k}"].iloc[0]), color=model_color(REAL), linestyle="--", linewidth=1,
+                       label=model_label(REAL))
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("α (frequency guidance)")
+        ax.set_xticks(d["alpha"].to_numpy())
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside right upper", frameon=False)
     return fig

@@ -134,3 +134,23 @@ def test_fig13_one_heatmap_per_model_and_a_colour_bar(train, synthetic):
 def test_missing_columns_are_reported():
     with pytest.raises(ValueError, match="lacks column"):
         plots.fig4_rank_frequency(pd.DataFrame({"model": ["a"]}))
+
+
+def test_training_curves_one_panel_per_quantity():
+    fig = plots.training_curves([{"epoch": 1, "loss": 2.0, "val_loss": 2.5}, {"epoch": 2, "loss": 1.0, "val_loss": 2.1}],
+                                title="toy")
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "val_loss"]
+    assert list(fig.axes[0].lines[0].get_ydata()) == [2.0, 1.0]
+    with pytest.raises(ValueError, match="no numeric quantity"):
+        plots.training_curves([{"epoch": 1}])
+
+
+def test_fig14_alpha_ablation_panels_and_reference_lines():
+    df = pd.DataFrame({"alpha": [2.0, 0.0, 1.0], "prevalence_r2": [0.9, 0.5, 0.7], "unique_codes": [10, 30, 20],
+                       "codes_per_visit": [5.0, 9.0, 7.0], "real_codes_per_visit": 8.0})
+    fig = plots.fig14_alpha_ablation(df)
+    assert len(fig.axes) == 3
+    assert list(fig.axes[0].lines[0].get_xdata()) == [0.0, 1.0, 2.0]
+    assert len(fig.axes[2].lines) == 2 and len(fig.axes[0].lines) == 1
+    with pytest.raises(ValueError, match="alpha"):
+        plots.fig14_alpha_ablation(df.drop(columns="alpha"))

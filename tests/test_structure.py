@@ -50,3 +50,14 @@ def test_models_keep_the_given_order(train):
 def test_empty_cohort_raises(train):
     with pytest.raises(CohortError, match="'gpt'"):
         distributions({"train": train, "gpt": Cohort.from_visits([], subject_ids=[])})
+
+
+def test_sweep_table_one_row_per_setting(train):
+    from ehrlib.metrics.structure import summary, sweep_table
+
+    half = train.subset(train.subject_ids[: train.n_patients // 2])
+    table = sweep_table(train, {0.0: train, 1.0: half}, key="alpha")
+    assert list(table["alpha"]) == [0.0, 1.0]
+    assert table.loc[0, "prevalence_r2"] == pytest.approx(1.0)
+    assert table.loc[1, "unique_codes"] == summary(half)["unique_codes"]
+    assert (table["real_unique_codes"] == summary(train)["unique_codes"]).all()

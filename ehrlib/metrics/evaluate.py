@@ -97,7 +97,8 @@ def evaluate_all(train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort], *
     return out[["model", *COLUMNS]]
 
 
-def table1(results: pd.DataFrame, metrics=("prevalence_r2", "disc_score", "disc_auc", "nnaar", "mia_auc",
+def table1(results: pd.DataFrame, metrics=("prevalence_r2", "disc_score", "disc_auc", "lstm_disc_score",
+                                            "lstm_disc_auc", "nnaar", "mia_auc",
                                             "mia_accuracy", "mia_f1", "exact_copy_rate", "dcr_share")) -> pd.DataFrame:
     """Table 1: one row per model, one column per metric, ``estimate [ci_low, ci_high]`` (or ``± spread``)."""
     def fmt(r):

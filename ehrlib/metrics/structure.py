@@ -92,3 +92,28 @@ def distributions(cohorts: dict[str, Cohort]) -> pd.DataFrame:
                 "share": counts / counts.sum(), "mean": float(np.mean(raw)), "median": float(np.median(raw)),
             }))
     return pd.concat(frames, ignore_index=True)
+
+
+def sweep_table(train: Cohort, cohorts: dict, key: str = "setting") -> pd.DataFrame:
+    """One row per setting of a generation sweep (e.g. PromptEHR's α, Fig. 14).
+
+    Args:
+        train: the real training cohort (the truth of prevalence R² and the ``real_*`` columns).
+        cohorts: setting value -> synthetic cohort generated with it.
+        key: the name of the setting column.
+
+    Returns:
+        ``key``, ``prevalence_r2`` (against ``train``, on the union of codes), the Table 12
+        structure of each cohort (``visits_per_patient``, ``codes_per_visit``,
+        ``codes_per_patient``, ``unique_codes``) and the real values as ``real_<quantity>``.
+    """
+    from ehrlib.metrics.prevalence import prevalence_metrics
+
+    real = summary(train)
+    quantities = ("visits_per_patient", "codes_per_visit", "codes_per_patient", "unique_codes")
+    rows = []
+    for value, cohort in cohorts.items():
+        s = summary(cohort)
+        rows.append({key: value, "prevalence_r2": prevalence_metrics(train, cohort)["prevalence_r2"],
+                     **{q: s[q] for q in quantities}, **{f"real_{q}": real[q] for q in quantities}})
+    return pd.DataFrame(rows)

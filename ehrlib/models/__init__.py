@@ -65,6 +65,17 @@ def load(directory) -> Generator:
     return model_class(meta["name"]).from_saved(d, meta)
 
 
+def saved(directory, neural: bool = False) -> list[str]:
+    """Names of the generator folders saved under ``directory`` (sorted); only neural ones if asked."""
+    d = Path(directory)
+    out = []
+    for meta in sorted(d.glob("*/generator.json")):
+        name = json.loads(meta.read_text()).get("name")
+        if name in NAMES and (not neural or name in NEURAL):
+            out.append(meta.parent.name)
+    return out
+
+
 def fit_or_load(name: str, train: Cohort, directory, profile: str = "demo", force: bool = False,
                 **overrides) -> Generator:
     """The training stage: fit ``name`` on ``train`` and save it to ``directory``, or load it.
@@ -96,4 +107,4 @@ def fit_or_load(name: str, train: Cohort, directory, profile: str = "demo", forc
     return generator
 
 
-__all__ = ["fit_or_load", "Generator", "GeneratorError", "get", "load", "model_class", "NAMES", "NEURAL", "REFERENCE"]
+__all__ = ["fit_or_load", "saved", "Generator", "GeneratorError", "get", "load", "model_class", "NAMES", "NEURAL", "REFERENCE"]

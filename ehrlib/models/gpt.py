@@ -1,0 +1,408 @@
+"""GPT-2 baseline: a causal language model over flattened records ``[BOS] codes VISIT_DELIM codes ... [EOS]``.
+
+Paper: appendix F.5 (GPT baseline) — Hugging Face ``GPT2LMHeadModel`` (8 layers, 8 heads,
+512 dimensions), a word-level tokenizer whose tokens are whole ICD-9 codes plus ``[BOS]``,
+``[EOS]``, ``[PAD]``, ``[UNK]`` and ``VISIT_DELIM``; causal-LM cross-entropy, 50 epochs, batch 64,
+AdamW at lr 1e-4 with a cosine schedule; sampling with top-k 50 and top-p 0.95.
+
+Deviations:
+
+* Context: the paper's script truncates to 128 tokens (context window 512), which cuts ``[EOS]``
+  from long records, and can generate past ``n_positions``. Here ``n_positions`` is the length of
+  the longest training sequence (``[BOS]`` ... ``[EOS]``, recorded as ``context``); nothing is
+  truncated. ``max_positions`` (1024, GPT-2's own default) is a cap: a longer training record
+  raises :class:`GeneratorError`. Generation stops each record at ``[EOS]`` or at ``context``.
+* The tokenizer (``tokenizers`` WordLevel, WhitespaceSplit) is built from the sorted training
+  vocabulary (specials first: ``[PAD]=0 [BOS]=1 [EOS]=2 [UNK]=3 VISIT_DELIM=4``) instead of a
+  frequency-ordered WordLevelTrainer, so ids are stable across runs. It is saved with the model
+  (``tokenizer.json``).
+* Training: our own loop instead of the HF Trainer, keeping its defaults (no warm-up, no weight
+  decay, gradient-norm clip 1.0, per-step cosine decay to 0, dropout 0.1). Padding is masked
+  out of the loss (labels -100). Batches are padded to their own longest record, and records of
+  similar length are batched together (``length_buckets`` batches per length-sorted pool, batch
+  order shuffled); ``length_buckets=1`` gives plain random batches.
+* Validation: a seeded ``val_fraction`` (5 %) of training patients is held out for an
+  epoch-level ``val_loss``; the best epoch's weights are kept (the paper trains on all patients
+  for 50 epochs). ``patience`` > 0 turns on early stopping (off in every preset).
+* Generation: our own batched sampling loop with the KV cache (``cache=``), drawing uniforms from a
+  ``torch.Generator`` seeded by ``seed`` (not the global RNG). Decoding drops duplicate codes
+  within a visit, empty visits and special tokens (the released GPT-2 samples hold 1,709
+  within-visit duplicates); a record with no code is redrawn, at most ``max_attempts`` draws per
+  requested record in all.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort, atomic_write
+from ehrlib.data.encode import Vocabulary, from_token_sequences
+from ehrlib.models.base import GeneratorError
+from ehrlib.models.neural import TorchConfig, TorchGenerator, batches
+
+log = logging.getLogger("ehrlib.models")
+
+PAD, BOS, EOS, UNK, DELIM = "[PAD]", "[BOS]", "[EOS]", "[UNK]", "VISIT_DELIM"
+SPECIALS = (PAD, BOS, EOS, UNK, DELIM)  # token ids 0..4; code i of the vocabulary is id 5 + i
+PAD_ID, BOS_ID, EOS_ID, UNK_ID, DELIM_ID = range(len(SPECIALS))
+CODE_OFFSET = len(SPECIALS)
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class GPTConfig(TorchConfig):
+    """GPT-2 baseline settings; defaults are appendix F.5 (the presets override sizes)."""
+
+    n_layer: int = 8                # transformer blocks
+    n_head: int = 8                 # attention heads
+    n_embd: int = 512               # hidden size (divisible by n_head)
+    dropout: float = 0.1            # residual, embedding and attention dropout (GPT-2 default)
+    max_positions: int = 1024       # cap on the context; the longest training record must fit
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 0.0       # AdamW (HF Trainer default)
+    grad_clip: float = 1.0          # max gradient norm (HF Trainer default)
+    length_buckets: int = 50        # batches per length-sorted pool (1: plain random batches)
+    val_fraction: float = 0.05      # training patients held out for val_loss (0: none)
+    top_k: int = 50                 # sampling: keep the k most likely tokens (0: off)
+    top_p: float = 0.95             # sampling: nucleus mass in (0, 1]
+    gen_batch_size: int = 512       # records sampled together
+    max_attempts: int = 10          # draws per requested record before giving up on empty records
+
+    def check(self) -> None:
+        super().check()
+        self._positive("n_layer", "n_head", "n_embd", "max_positions", "epochs", "batch_size", "lr",
+                       "grad_clip", "length_buckets", "gen_batch_size", "max_attempts")
+        name = type(self).__name__
+        if self.n_embd % self.n_head:
+            raise GeneratorError(f"{name}.n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
+                                 "expected n_embd % n_head == 0")
+        if not 0 <= self.dropout < 1:
+            raise GeneratorError(f"{name}.dropout={self.dropout!r}; expected a value in [0, 1)")
+        if self.weight_decay < 0:
+            raise GeneratorError(f"{name}.weight_decay={self.weight_decay!r}; expected >= 0")
+        if not 0 <= self.val_fraction < 0.5:
+            raise GeneratorError(f"{name}.val_fraction={self.val_fraction!r}; expected a value in [0, 0.5)")
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0:
+            raise GeneratorError(f"{name}.top_k={self.top_k!r}; expected an integer >= 0 (0: off)")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise GeneratorError(f"{name}.top_p={self.top_p!r}; expected a value in (0, 1]")
+        if self.max_positions < 3:
+            raise GeneratorError(f"{name}.max_positions={self.max_positions}; expected >= 3 ([BOS] code [EOS])")
+
+
+# ---------------------------------------------------------------------- tokenizer
+def build_tokenizer(codes):
+    """A WordLevel tokenizer: specials ``[PAD] [BOS] [EOS] [UNK] VISIT_DELIM`` then the sorted codes."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+
+    codes = list(codes)
+    clash = sorted(set(codes) & set(SPECIALS))
+    if clash:
+        raise GeneratorError(f"gpt: training code(s) {clash} collide with special tokens {list(SPECIALS)}")
+    spaced = [c for c in codes if not c or c.split() != [c]]
+    if spaced:
+        raise GeneratorError(f"gpt: code {spaced[0]!r} is empty or contains whitespace; codes must be atomic words")
+    vocab = {t: i for i, t in enumerate([*SPECIALS, *codes])}
+    tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
+    tok.pre_tokenizer = WhitespaceSplit()
+    tok.add_special_tokens(list(SPECIALS))
+    return tok
+
+
+def cohort_texts(cohort: Cohort) -> list[str]:
+    """Each patient as ``"[BOS] c c VISIT_DELIM c ... [EOS]"`` (events are sorted by subject, visit)."""
+    subj = cohort.events[SUBJECT].to_numpy()
+    vis = cohort.events[VISIT].to_numpy()
+    code = cohort.events[CODE].astype(str).to_numpy()
+    out: list[str] = []
+    words: list[str] = []
+    for i in range(len(subj)):
+        if i == 0 or subj[i] != subj[i - 1]:
+            if words:
+                out.append(" ".join(words + [EOS]))
+            words = [BOS]
+        elif vis[i] != vis[i - 1]:
+            words.append(DELIM)
+        words.append(code[i])
+    if words:
+        out.append(" ".join(words + [EOS]))
+    return out
+
+
+def encode(tokenizer, cohort: Cohort) -> list[np.ndarray]:
+    """Token ids of every patient of ``cohort`` (``[BOS]`` ... ``[EOS]``); unknown codes become ``[UNK]``."""
+    return [np.asarray(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(cohort_texts(cohort))]
+
+
+def decode(sequences, vocab: Vocabulary) -> Cohort:
+    """Cohort from token-id sequences: stops at ``[EOS]``, drops special tokens, ``[UNK]``,
+    duplicate codes within a visit and empty visits; records left with no code are dropped."""
+    return from_token_sequences(sequences, vocab, code_offset=CODE_OFFSET, visit_delim=DELIM_ID, eos=EOS_ID)
+
+
+def filter_logits(logits, top_k: int = 0, top_p: float = 1.0):
+    """Logits with everything outside the top-k and the top-p nucleus set to ``-inf``.
+
+    Top-k keeps the ``k`` largest logits (ties with the k-th kept); top-p then keeps the smallest
+    set of most likely tokens whose probability reaches ``top_p`` (always at least one).
+    """
+    import torch
+
+    out = logits.clone()
+    if top_k and top_k < out.shape[-1]:
+        kth = torch.topk(out, top_k, dim=-1).values[..., -1:]
+        out = out.masked_fill(out < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(out, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly more likely tokens
+        drop_sorted = before >= top_p
+        drop_sorted[..., 0] = False
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        out = out.masked_fill(drop, float("-inf"))
+    return out
+
+
+def sample(logits, uniforms):
+    """One token per row from ``softmax(logits)`` by inverting the CDF at ``uniforms`` in [0, 1)."""
+    import torch
+
+    probs = torch.softmax(logits.float(), dim=-1)
+    cdf = torch.cumsum(probs, dim=-1)
+    target = (uniforms.to(cdf.device) * cdf[:, -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
+# ---------------------------------------------------------------------- the generator
+class GPT(TorchGenerator):
+    """GPT-2 language model over flattened visit sequences (appendix F.5)."""
+
+    name = "gpt"
+    config_class = GPTConfig
+    presets = {
+        "smoke": {"n_layer": 2, "n_head": 2, "n_embd": 32, "epochs": 4, "batch_size": 32, "lr": 3e-3},
+        "demo": {"n_layer": 2, "n_head": 4, "n_embd": 128, "epochs": 4, "batch_size": 64, "lr": 1e-3},
+        "paper": {},  # the config defaults are appendix F.5
+    }
+
+    # ---------------------------------------------------------------- data
+    def _prepare(self, train: Cohort) -> None:
+        import torch
+
+        cfg = self.config
+        self.vocab = Vocabulary.from_cohorts(train)
+        self.tokenizer = build_tokenizer(self.vocab.codes)
+        seqs = encode(self.tokenizer, train)
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        longest = int(lengths.max())
+        if longest > cfg.max_positions:
+            n_long = int((lengths > cfg.max_positions).sum())
+            raise GeneratorError(
+                f"gpt: {n_long} training record(s) need more than max_positions={cfg.max_positions} tokens "
+                f"(longest: {longest}, [BOS] ... [EOS]); raise GPTConfig.max_positions to at least {longest} "
+                "(records are never truncated, so [EOS] is always learned)")
+        self.context = longest
+        n = len(seqs)
+        n_val = int(round(cfg.val_fraction * n)) if n >= 2 else 0
+        n_val = min(n_val, n - 1)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 7_777)).numpy()
+        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        ids = np.full((n, longest), PAD_ID, dtype=np.int64)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = s
+        self._ids = torch.from_numpy(ids)
+        self._len = torch.from_numpy(lengths)
+        self._train_idx = torch.from_numpy(train_idx)
+        self._val_idx = torch.from_numpy(val_idx)
+        self._steps_per_epoch = len(self._batches(torch.Generator().manual_seed(0)))
+        log.info("gpt: %d training records (%d held out for val_loss), %d codes, context %d tokens, %d tokens",
+                 len(train_idx), n_val, len(self.vocab), longest, int(lengths.sum()))
+
+    def _batches(self, rng) -> list:
+        """Index tensors into the training records: length-sorted pools, shuffled batch order."""
+        import torch
+
+        cfg = self.config
+        perm = self._train_idx[torch.randperm(len(self._train_idx), generator=rng)]
+        if cfg.length_buckets <= 1:
+            return [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)]
+        pool = cfg.batch_size * cfg.length_buckets
+        out = []
+        for start in range(0, len(perm), pool):
+            chunk = perm[start:start + pool]
+            chunk = chunk[torch.argsort(self._len[chunk], stable=True)]
+            out.extend(chunk[i:i + cfg.batch_size] for i in range(0, len(chunk), cfg.batch_size))
+        return [out[i] for i in torch.randperm(len(out), generator=rng).tolist()]
+
+    def _tensors(self, rows):
+        """``(input_ids, attention_mask, labels)`` of ``rows`` padded to their longest record."""
+        import torch
+
+        width = int(self._len[rows].max())
+        ids = self._ids[rows, :width]
+        mask = (torch.arange(width).unsqueeze(0) < self._len[rows].unsqueeze(1)).long()
+        labels = ids.masked_fill(mask == 0, -100)
+        return ids.to(self.device), mask.to(self.device), labels.to(self.device)
+
+    def _extra_state(self) -> dict:
+        return {"codes": list(self.vocab.codes), "context": int(self.context)}
+
+    def _set_extra_state(self, state: dict) -> None:
+        self.vocab = Vocabulary(state["codes"])
+        self.tokenizer = build_tokenizer(self.vocab.codes)
+        self.context = int(state["context"])
+
+    # ---------------------------------------------------------------- model
+    def _build(self) -> dict:
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        cfg = self.config
+        conf = GPT2Config(vocab_size=CODE_OFFSET + len(self.vocab), n_positions=self.context,
+                          n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                          resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+                          bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID)
+        return {"gpt2": GPT2LMHeadModel(conf)}
+
+    def _optimizers(self) -> dict:
+        import torch
+
+        return {"adamw": torch.optim.AdamW(self.modules["gpt2"].parameters(), lr=self.config.lr,
+                                           weight_decay=self.config.weight_decay)}
+
+    def _schedulers(self) -> dict:
+        import torch
+
+        total = max(1, self.config.epochs * self._steps_per_epoch)
+        return {"cosine": torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizers["adamw"], T_max=total, eta_min=0.0)}
+
+    def _train_epoch(self, epoch: int, rng) -> dict:
+        import torch
+
+        model, opt, sched = self.modules["gpt2"], self.optimizers["adamw"], self.schedulers["cosine"]
+        total, tokens = 0.0, 0
+        for rows in self._batches(rng):
+            ids, mask, labels = self._tensors(rows)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+            opt.step()
+            sched.step()
+            n_tok = int(mask[:, 1:].sum())  # predicted tokens
+            total += loss.item() * n_tok
+            tokens += n_tok
+        stats = {"loss": total / max(tokens, 1), "tokens": float(tokens), "lr": sched.get_last_lr()[0]}
+        if len(self._val_idx):
+            stats["val_loss"] = self.loss(self._val_idx)
+            model.train()
+        return stats
+
+    def loss(self, rows) -> float:
+        """Mean next-token cross-entropy (per predicted token) over training records ``rows``, in eval mode."""
+        import torch
+
+        model = self.modules["gpt2"].eval()
+        total, tokens = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(rows), 256):
+                ids, mask, labels = self._tensors(rows[start:start + 256])
+                n_tok = int(mask[:, 1:].sum())
+                total += model(input_ids=ids, attention_mask=mask, labels=labels).loss.item() * n_tok
+                tokens += n_tok
+        return total / max(tokens, 1)
+
+    # ---------------------------------------------------------------- generation
+    def sample_tokens(self, n: int, generator, use_cache: bool = True) -> np.ndarray:
+        """``n`` raw token sequences (``[BOS]`` first, ``[PAD]`` after ``[EOS]``), shape ``(n, <= context)``.
+
+        Rows that end (``[EOS]``) leave the batch, and their cache rows are dropped; ``use_cache=False``
+        re-reads the whole prefix each step (the naive baseline of the benchmark).
+        """
+        import torch
+
+        cfg = self.config
+        model = self.modules["gpt2"].eval()
+        out = torch.full((n, self.context), PAD_ID, dtype=torch.long)
+        out[:, 0] = BOS_ID
+        active = torch.arange(n)  # rows of `out` still being sampled
+        tokens = torch.full((n, 1), BOS_ID, dtype=torch.long, device=self.device)
+        past = None
+        with torch.inference_mode():
+            for pos in range(1, self.context):
+                if use_cache:
+                    res = model(input_ids=tokens[:, -1:], cache=past, use_cache=True, logits_to_keep=1)
+                    past = res.cache
+                else:
+                    res = model(input_ids=tokens, use_cache=False, logits_to_keep=1)
+                logits = filter_logits(res.logits[:, -1, :].float(), cfg.top_k, cfg.top_p)
+                u = torch.rand(len(active), generator=generator)
+                nxt = sample(logits, u)
+                out[active, pos] = nxt.cpu()
+                alive = nxt != EOS_ID
+                if not bool(alive.any()):
+                    break
+                if not bool(alive.all()):
+                    keep = alive.nonzero().squeeze(-1)
+                    active = active[keep.cpu()]
+                    nxt = nxt[keep]
+                    if use_cache:
+                        past.batch_select_indices(keep)
+                    tokens = tokens[keep]
+                tokens = torch.cat([tokens, nxt.unsqueeze(-1)], dim=1) if not use_cache else nxt.unsqueeze(-1)
+        return out.numpy()
+
+    def _generate(self, n: int, seed: int) -> Cohort:
+        import torch
+
+        cfg = self.config
+        g = torch.Generator().manual_seed(int(seed))
+        kept: list[np.ndarray] = []
+        drawn = rejected = hit_context = 0
+        budget = cfg.max_attempts * n
+        while len(kept) < n and drawn < budget:
+            m = min(cfg.gen_batch_size, n - len(kept), budget - drawn)
+            seqs = self.sample_tokens(m, g)
+            drawn += m
+            is_code = seqs >= CODE_OFFSET
+            is_eos = seqs == EOS_ID
+            ended = is_eos.any(axis=1)
+            first_eos = np.where(ended, is_eos.argmax(axis=1), seqs.shape[1])
+            before_eos = np.arange(seqs.shape[1])[None, :] < first_eos[:, None]
+            has_code = (is_code & before_eos).any(axis=1)
+            hit_context += int((~ended).sum())
+            rejected += int((~has_code).sum())
+            kept.extend(seqs[has_code])
+        if not kept:
+            raise GeneratorError(f"gpt: all {drawn} sampled records were empty (no code before [EOS]); "
+                                 "the model has not learned to emit codes — train longer or check the data")
+        if len(kept) < n:
+            log.warning("gpt: only %d of %d records are non-empty after %d draws", len(kept), n, drawn)
+        log.info("gpt: sampled %d records, rejected %d empty (%.2f%%), %d reached the context length %d",
+                 drawn, rejected, 100.0 * rejected / drawn, hit_context, self.context)
+        self.last_generation = {"drawn": drawn, "rejected": rejected, "hit_context": hit_context}
+        return decode(kept[:n], self.vocab)
+
+    # ---------------------------------------------------------------- save / load
+    def _save_state(self, d: Path) -> None:
+        super()._save_state(d)
+        atomic_write(d / TOKENIZER_FILE, lambda tmp: self.tokenizer.save(str(tmp)))
+
+    def _load_state(self, d: Path) -> None:
+        from tokenizers import Tokenizer
+
+        super()._load_state(d)
+        path = Path(d) / TOKENIZER_FILE
+        if not path.is_file():
+            raise GeneratorError(f"{path}: missing; a saved GPT needs its tokenizer next to the weights")
+        saved = Tokenizer.from_file(str(path))
+        if saved.get_vocab() != self.tokenizer.get_vocab():
+            raise GeneratorError(f"{path}: its vocabulary does not match state.json's codes")
+        self.tokenizer = saved

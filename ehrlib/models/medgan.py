@@ -1,0 +1,331 @@
+"""MedGAN: a GAN over the latent space of a pretrained autoencoder of flat patient records.
+
+Paper: appendix F.1 (Choi et al., 2017). A linear autoencoder (embedding 128, tanh codes) is
+pretrained on the patients x codes matrix; then a residual generator (two 128-wide
+Linear-BatchNorm layers with skip connections) maps N(0, I) noise to latent codes, the decoder
+maps them to records, and a discriminator (256, 128, 1) with minibatch averaging (each row is
+concatenated with the batch mean) tells real from generated records. The decoder is fine-tuned
+with the generator, as in the original.
+
+Two data modes (a config field, so it travels through save/load and generation):
+
+* ``binary``: data = ``binary_matrix`` (a code is in the record or not); sigmoid decoder, BCE
+  reconstruction; generated probabilities are thresholded at 0.5; the generator's last layer is
+  tanh. Output: one visit per patient.
+* ``count``: data = ``count_matrix`` (number of visits with each code); ReLU decoder, MSE
+  reconstruction; outputs are rounded and clipped to non-negative integers; the generator's
+  last layer is ReLU. Output via ``from_count_matrix``: a code with count k appears in visits
+  0..k-1 (our documented count-mode representation, so visit structure is not modelled).
+
+``generate`` redraws records with no code (further batches from the same seeded noise
+generator, at most ``REDRAW_ROUNDS`` rounds) and logs the rejection rate.
+
+Deviations:
+    * From the paper: the D:G update ratio is not given; we keep the original's 2:1
+      (``d_steps``; each D step uses a batch of its own permutation of train). The AE batch size
+      and the adversarial Adam betas are not given; we use the original's 100 and (0.9, 0.999).
+      Losses are summed over codes and averaged over patients (as in the original).
+    * From the original (``mp2893/medgan``): L2 regularisation is Adam weight decay 1e-4 (paper)
+      instead of an explicit 0.001 L2 term; adversarial batch 128 (paper) instead of 1,000;
+      no 3-digit code truncation; BatchNorm in PyTorch's parameterisation (momentum 0.01,
+      eps 0.001 as in the original's TF defaults); records with no code are redrawn.
+    * From the CorGAN codebase's PyTorch port (used by PyHealth/SynthEHRella): count mode is
+      restored and D is updated twice per G step.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ehrlib.cohort import Cohort
+from ehrlib.data.encode import Vocabulary, binary_matrix, count_matrix, from_binary_matrix, from_count_matrix
+from ehrlib.models.base import GeneratorError
+from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, sparse_rows_to_dense
+
+log = logging.getLogger("ehrlib.models")
+
+DATA_MODES = ("binary", "count")
+REDRAW_ROUNDS = 20  # generate(): rounds of redrawing empty records before giving up
+GEN_CHUNK = 8192  # generate(): records decoded per forward pass
+
+
+@dataclass(frozen=True)
+class MedGANConfig(TorchConfig):
+    """MedGAN hyperparameters; the defaults are appendix F.1 (``paper`` preset)."""
+
+    data_mode: str = "binary"        # binary | count
+    embedding_dim: int = 128         # autoencoder code size = noise size = generator width (paper)
+    generator_layers: int = 2        # residual Linear-BatchNorm layers, each embedding_dim wide
+    discriminator_dim1: int = 256    # discriminator hidden sizes (original: 256, 128, 1)
+    discriminator_dim2: int = 128
+    ae_epochs: int = 100             # autoencoder pretraining (paper)
+    ae_batch_size: int = 100         # paper silent; original
+    ae_lr: float = 1e-3
+    ae_beta1: float = 0.9
+    ae_beta2: float = 0.999
+    ae_weight_decay: float = 1e-4
+    gan_epochs: int = 1000           # adversarial epochs (paper)
+    batch_size: int = 128            # adversarial batch (paper)
+    lr: float = 1e-3
+    beta1: float = 0.9               # paper silent; original (TF Adam defaults)
+    beta2: float = 0.999
+    weight_decay: float = 1e-4
+    d_steps: int = 2                 # discriminator updates per generator update (original)
+
+    def check(self) -> None:
+        super().check()
+        self._choice("data_mode", DATA_MODES)
+        self._positive("embedding_dim", "generator_layers", "discriminator_dim1", "discriminator_dim2",
+                       "ae_batch_size", "ae_lr", "gan_epochs", "batch_size", "lr", "d_steps")
+        for name in ("ae_epochs", "ae_weight_decay", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected a number >= 0")
+        for name in ("ae_beta1", "ae_beta2", "beta1", "beta2"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected a number in [0, 1)")
+        if self.batch_size < 2:
+            raise GeneratorError(f"{type(self).__name__}.batch_size={self.batch_size!r}; expected >= 2 (BatchNorm)")
+
+    @property
+    def epochs_total(self) -> int:
+        """Autoencoder epochs, then adversarial epochs, on one epoch counter."""
+        return int(self.ae_epochs) + int(self.gan_epochs)
+
+
+def _torch_modules():
+    import torch
+    from torch import nn
+
+    class Decoder(nn.Module):
+        """Linear decoder; ``forward`` gives probabilities (binary) or counts (count)."""
+
+        def __init__(self, embedding_dim: int, vocab_size: int, data_mode: str):
+            super().__init__()
+            self.linear = nn.Linear(embedding_dim, vocab_size)
+            self.data_mode = data_mode
+
+        def raw(self, h):
+            return self.linear(h)
+
+        def forward(self, h):
+            out = self.linear(h)
+            return torch.sigmoid(out) if self.data_mode == "binary" else torch.relu(out)
+
+    class ResidualGenerator(nn.Module):
+        """Noise -> latent code: Linear-BatchNorm-activation layers with skip connections."""
+
+        def __init__(self, dim: int, n_layers: int, data_mode: str):
+            super().__init__()
+            self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_layers))
+            self.norms = nn.ModuleList(nn.BatchNorm1d(dim, eps=1e-3, momentum=0.01) for _ in range(n_layers))
+            self.last = torch.tanh if data_mode == "binary" else torch.relu
+
+        def forward(self, z):
+            h = z
+            for i, (lin, bn) in enumerate(zip(self.linears, self.norms)):
+                act = self.last if i == len(self.linears) - 1 else torch.relu
+                h = act(bn(lin(h))) + h
+            return h
+
+    class Discriminator(nn.Module):
+        """Records -> real/fake logit, each row concatenated with the batch mean (minibatch averaging)."""
+
+        def __init__(self, vocab_size: int, dim1: int, dim2: int):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(2 * vocab_size, dim1), nn.ReLU(), nn.Linear(dim1, dim2), nn.ReLU(),
+                                     nn.Linear(dim2, 1))
+
+        def forward(self, x):
+            x = torch.cat([x, x.mean(0, keepdim=True).expand_as(x)], dim=1)
+            return self.net(x).squeeze(1)
+
+    return Decoder, ResidualGenerator, Discriminator
+
+
+def draw_nonempty(n: int, seed: int, sample, name: str):
+    """``n`` non-empty rows from ``sample(k, generator) -> (k, V) numpy`` with redraws.
+
+    Rows with no code are rejected and redrawn in further rounds from the same seeded
+    ``torch.Generator``; after ``REDRAW_ROUNDS`` rounds a :class:`GeneratorError` says the model
+    emits (almost) only empty records. Logs the rejection rate at INFO.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(int(seed))
+    kept, have, drawn = [], 0, 0
+    for _ in range(REDRAW_ROUNDS):
+        need = n - have
+        for start in range(0, need, GEN_CHUNK):
+            rows = sample(min(GEN_CHUNK, need - start), g)
+            drawn += rows.shape[0]
+            rows = rows[(rows > 0).any(axis=1)]
+            kept.append(rows)
+            have += rows.shape[0]
+        if have >= n:
+            break
+    else:
+        raise GeneratorError(f"{name}: only {have} of {drawn} generated records hold any code after "
+                             f"{REDRAW_ROUNDS} rounds of redrawing; the model emits empty records (train longer?)")
+    rate = 1 - n / drawn if drawn else 0.0
+    log.info("%s: generated %d records, rejected %d empty (rejection rate %.1f%%)", name, n, drawn - have, 100 * rate)
+    return np.concatenate(kept, axis=0)[:n]
+
+
+class MedGAN(TorchGenerator):
+    """MedGAN (binary or count mode) over flat patient records; see the module docstring."""
+
+    name = "medgan"
+    config_class = MedGANConfig
+    presets = {
+        "smoke": {"ae_epochs": 3, "gan_epochs": 6, "ae_batch_size": 64, "batch_size": 64},
+        "demo": {"ae_epochs": 10, "gan_epochs": 8, "batch_size": 128},
+        "paper": {},
+    }
+
+    # ---------------------------------------------------------------- data
+    def _prepare(self, train: Cohort) -> None:
+        self.vocab = Vocabulary.from_cohorts(train)
+        if len(self.vocab) == 0:
+            raise GeneratorError(f"{self.name}: the training cohort has no codes (vocabulary of size 0)")
+        encode = binary_matrix if self.config.data_mode == "binary" else count_matrix
+        self.x = encode(train, self.vocab).tocsr()
+
+    def _extra_state(self) -> dict:
+        return {"codes": list(self.vocab.codes)}
+
+    def _set_extra_state(self, state: dict) -> None:
+        self.vocab = Vocabulary(state["codes"])
+
+    # ---------------------------------------------------------------- networks
+    def build(self, vocab_size: int) -> dict:
+        """The untrained networks for ``vocab_size`` codes: encoder, decoder, generator, discriminator."""
+        import torch
+        from torch import nn
+
+        if not isinstance(vocab_size, (int, np.integer)) or vocab_size <= 0:
+            raise GeneratorError(f"{self.name}: vocab_size={vocab_size!r}; expected a positive integer")
+        Decoder, ResidualGenerator, Discriminator = _torch_modules()
+        c = self.config
+        torch.manual_seed(c.seed)
+        return {
+            "encoder": nn.Sequential(nn.Linear(int(vocab_size), c.embedding_dim), nn.Tanh()),
+            "decoder": Decoder(c.embedding_dim, int(vocab_size), c.data_mode),
+            "generator": ResidualGenerator(c.embedding_dim, c.generator_layers, c.data_mode),
+            "discriminator": Discriminator(int(vocab_size), c.discriminator_dim1, c.discriminator_dim2),
+        }
+
+    def _build(self) -> dict:
+        return self.build(len(self.vocab))
+
+    def _optimizers(self) -> dict:
+        import torch
+
+        c, m = self.config, self.modules
+        return {
+            "ae": torch.optim.Adam([*m["encoder"].parameters(), *m["decoder"].parameters()], lr=c.ae_lr,
+                                   betas=(c.ae_beta1, c.ae_beta2), weight_decay=c.ae_weight_decay),
+            "g": torch.optim.Adam([*m["generator"].parameters(), *m["decoder"].parameters()], lr=c.lr,
+                                  betas=(c.beta1, c.beta2), weight_decay=c.weight_decay),
+            "d": torch.optim.Adam(m["discriminator"].parameters(), lr=c.lr, betas=(c.beta1, c.beta2),
+                                  weight_decay=c.weight_decay),
+        }
+
+    # ---------------------------------------------------------------- losses and steps
+    def ae_loss(self, x):
+        """Reconstruction loss of a batch: BCE (binary) or squared error (count), summed over codes."""
+        import torch.nn.functional as F
+
+        raw = self.modules["decoder"].raw(self.modules["encoder"](x))
+        if self.config.data_mode == "binary":
+            return F.binary_cross_entropy_with_logits(raw, x, reduction="none").sum(1).mean()
+        return ((F.relu(raw) - x) ** 2).sum(1).mean()
+
+    def ae_step(self, x) -> float:
+        loss = self.ae_loss(x)
+        opt = self.optimizers["ae"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def fake(self, z):
+        """Decoded records from noise ``z``."""
+        return self.modules["decoder"](self.modules["generator"](z))
+
+    def d_loss(self, x, z):
+        import torch
+        import torch.nn.functional as F
+
+        disc = self.modules["discriminator"]
+        with torch.no_grad():
+            fake = self.fake(z)
+        real_logit, fake_logit = disc(x), disc(fake)
+        return (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+                + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+
+    def g_loss(self, z):
+        import torch
+        import torch.nn.functional as F
+
+        logit = self.modules["discriminator"](self.fake(z))
+        return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))  # -log D(G(z))
+
+    def d_step(self, x, z) -> float:
+        loss = self.d_loss(x, z)
+        opt = self.optimizers["d"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def g_step(self, z) -> float:
+        loss = self.g_loss(z)
+        opt = self.optimizers["g"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def _noise(self, k: int, rng):
+        import torch
+
+        return torch.randn(k, self.config.embedding_dim, generator=rng).to(self.device)
+
+    def _train_epoch(self, epoch: int, rng) -> dict:
+        c, n = self.config, self.x.shape[0]
+        if epoch < c.ae_epochs:
+            total, count = 0.0, 0
+            for rows in batches(n, c.ae_batch_size, rng):
+                total += self.ae_step(sparse_rows_to_dense(self.x, rows, self.device)) * len(rows)
+                count += len(rows)
+            return {"loss": total / count, "phase": 0}
+        self.modules["encoder"].eval()
+        perms = [[b for b in batches(n, c.batch_size, rng) if len(b) >= 2] for _ in range(c.d_steps)]
+        d_total, g_total, steps = 0.0, 0.0, len(perms[0])
+        for i in range(steps):
+            for perm in perms:
+                x = sparse_rows_to_dense(self.x, perm[i], self.device)
+                d_total += self.d_step(x, self._noise(len(perm[i]), rng))
+            g_total += self.g_step(self._noise(len(perms[0][i]), rng))
+        steps = max(steps, 1)
+        return {"loss": g_total / steps, "d_loss": d_total / (steps * c.d_steps), "phase": 1}
+
+    # ---------------------------------------------------------------- generation
+    def _generate(self, n: int, seed: int) -> Cohort:
+        import torch
+
+        for m in self.modules.values():
+            m.eval()
+        binary = self.config.data_mode == "binary"
+
+        def sample(k, g):
+            with torch.no_grad():
+                out = self.fake(torch.randn(k, self.config.embedding_dim, generator=g).to(self.device)).cpu().numpy()
+            return (out >= 0.5).astype(np.float32) if binary else np.clip(np.rint(out), 0, None).astype(np.float32)
+
+        rows = draw_nonempty(n, seed, sample, self.name)
+        return from_binary_matrix(rows, self.vocab) if binary else from_count_matrix(rows, self.vocab)
