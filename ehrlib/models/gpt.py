@@ -20,7 +20,12 @@ Deviations:
   decay, gradient-norm clip 1.0, per-step cosine decay to 0, dropout 0.1). Padding is masked
   out of the loss (labels -100). Batches are padded to their own longest record, and records of
   similar length are batched together (``length_buckets`` batches per length-sorted pool, batch
-  order shuffled); ``length_buckets=1`` gives plain random batches.
+  order shuffled); ``length_buckets=1`` gives plain random batches. A batch with more than
+  ``max_batch_tokens`` padded tokens runs in chunks with gradient accumulation (same loss,
+  bounded memory: attention over 64 records of ~460 tokens needs several GB on CPU).
+* Optimizer: the table says Adam, the text AdamW; AdamW with the Trainer's weight decay 0 is
+  both. The ``smoke``/``demo`` presets are smaller models (2 layers, 32/128 dimensions) with a
+  higher learning rate and a few epochs, for CPU; ``paper`` is F.5 (8 x 8 x 512).
 * Validation: a seeded ``val_fraction`` (5 %) of training patients is held out for an
   epoch-level ``val_loss``; the best epoch's weights are kept (the paper trains on all patients
   for 50 epochs). ``patience`` > 0 turns on early stopping (off in every preset).
@@ -33,7 +38,6 @@ Deviations:
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +46,7 @@ import numpy as np
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort, atomic_write
 from ehrlib.data.encode import Vocabulary, from_token_sequences
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator, batches
+from ehrlib.models.neural import TorchConfig, TorchGenerator
 
 log = logging.getLogger("ehrlib.models")
 
@@ -71,13 +75,14 @@ class GPTConfig(TorchConfig):
     val_fraction: float = 0.05      # training patients held out for val_loss (0: none)
     top_k: int = 50                 # sampling: keep the k most likely tokens (0: off)
     top_p: float = 0.95             # sampling: nucleus mass in (0, 1]
+    max_batch_tokens: int = 8192    # padded tokens per forward pass; longer batches accumulate gradients
     gen_batch_size: int = 512       # records sampled together
     max_attempts: int = 10          # draws per requested record before giving up on empty records
 
     def check(self) -> None:
         super().check()
         self._positive("n_layer", "n_head", "n_embd", "max_positions", "epochs", "batch_size", "lr",
-                       "grad_clip", "length_buckets", "gen_batch_size", "max_attempts")
+                       "grad_clip", "length_buckets", "max_batch_tokens", "gen_batch_size", "max_attempts")
         name = type(self).__name__
         if self.n_embd % self.n_head:
             raise GeneratorError(f"{name}.n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
@@ -189,7 +194,7 @@ class GPT(TorchGenerator):
     config_class = GPTConfig
     presets = {
         "smoke": {"n_layer": 2, "n_head": 2, "n_embd": 32, "epochs": 4, "batch_size": 32, "lr": 3e-3},
-        "demo": {"n_layer": 2, "n_head": 4, "n_embd": 128, "epochs": 4, "batch_size": 64, "lr": 1e-3},
+        "demo": {"n_layer": 2, "n_head": 4, "n_embd": 128, "epochs": 8, "batch_size": 64, "lr": 3e-3},
         "paper": {},  # the config defaults are appendix F.5
     }
 
@@ -283,21 +288,42 @@ class GPT(TorchGenerator):
         total = max(1, self.config.epochs * self._steps_per_epoch)
         return {"cosine": torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizers["adamw"], T_max=total, eta_min=0.0)}
 
+    def _chunks(self, rows) -> list:
+        """``rows`` split so that no forward pass holds more than ``max_batch_tokens`` padded tokens."""
+        width = int(self._len[rows].max())
+        per = max(1, self.config.max_batch_tokens // width)
+        return [rows[i:i + per] for i in range(0, len(rows), per)]
+
+    def _loss_sum(self, rows, scale: float | None = None) -> tuple[float, int]:
+        """Summed next-token cross-entropy and predicted-token count of ``rows`` (padding masked out);
+        with ``scale``, backpropagates ``sum / scale`` chunk by chunk (gradient accumulation)."""
+        import torch.nn.functional as F
+
+        model, total, tokens = self.modules["gpt2"], 0.0, 0
+        for chunk in self._chunks(rows):
+            ids, mask, labels = self._tensors(chunk)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                                   ignore_index=-100, reduction="sum")
+            if scale is not None:
+                (loss / scale).backward()
+            total += loss.item()
+            tokens += int(mask[:, 1:].sum())
+        return total, tokens
+
     def _train_epoch(self, epoch: int, rng) -> dict:
         import torch
 
         model, opt, sched = self.modules["gpt2"], self.optimizers["adamw"], self.schedulers["cosine"]
         total, tokens = 0.0, 0
         for rows in self._batches(rng):
-            ids, mask, labels = self._tensors(rows)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            n_tok = int((self._len[rows] - 1).sum())  # predicted tokens of the batch
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_sum, _ = self._loss_sum(rows, scale=max(n_tok, 1))
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
             opt.step()
             sched.step()
-            n_tok = int(mask[:, 1:].sum())  # predicted tokens
-            total += loss.item() * n_tok
+            total += loss_sum
             tokens += n_tok
         stats = {"loss": total / max(tokens, 1), "tokens": float(tokens), "lr": sched.get_last_lr()[0]}
         if len(self._val_idx):
@@ -309,14 +335,14 @@ class GPT(TorchGenerator):
         """Mean next-token cross-entropy (per predicted token) over training records ``rows``, in eval mode."""
         import torch
 
-        model = self.modules["gpt2"].eval()
+        self.modules["gpt2"].eval()
+        rows = rows[torch.argsort(self._len[rows], stable=True)]  # little padding
+        step = self.config.batch_size
         total, tokens = 0.0, 0
         with torch.no_grad():
-            for start in range(0, len(rows), 256):
-                ids, mask, labels = self._tensors(rows[start:start + 256])
-                n_tok = int(mask[:, 1:].sum())
-                total += model(input_ids=ids, attention_mask=mask, labels=labels).loss.item() * n_tok
-                tokens += n_tok
+            for start in range(0, len(rows), step):
+                s, t = self._loss_sum(rows[start:start + step])
+                total, tokens = total + s, tokens + t
         return total / max(tokens, 1)
 
     # ---------------------------------------------------------------- generation

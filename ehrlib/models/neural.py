@@ -141,7 +141,7 @@ class TorchGenerator(Generator):
 
     def _fit(self, train: Cohort) -> None:
         import torch
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         checkpoint_dir, resume, callback = getattr(self, "_fit_args", (None, True, None))
         cfg = self.config
