@@ -62,7 +62,7 @@ class Toy(TorchGenerator):
     def _generate(self, n, seed):
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            p = torch.sigmoid(self.modules["net"].eval()(torch.zeros(1, len(self.vocab))))
+            p = torch.sigmoid(self.modules["net"].eval()(torch.zeros(1, len(self.vocab), device=self.device))).cpu()
         x = torch.bernoulli(p.expand(n, -1), generator=g).numpy()
         x[:, 0] = 1  # no empty record
         return from_binary_matrix(x, self.vocab)
@@ -86,6 +86,11 @@ def test_presets_and_overrides():
         Toy.preset("demo", epoch=3)
     with pytest.raises(GeneratorError, match=r"ToyConfig.batch_size=0; expected a positive number"):
         Toy.preset("demo", batch_size=0)
+    for field, value, expected in [("batch_size", 1.5, "an integer"), ("lr", float("nan"), "a finite number"),
+                                   ("progress", "no", "True or False"), ("device", 0, "a string"),
+                                   ("seed", -1, "an integer >= 0")]:
+        with pytest.raises(GeneratorError, match=rf"ToyConfig.{field}=.*; expected {expected}"):
+            Toy.preset("demo", **{field: value})
 
 
 def test_device_choice():
@@ -126,6 +131,10 @@ def test_interrupted_fit_resumes_exactly(train, tmp_path):
 
 def test_resume_refuses_another_config(train, tmp_path):
     Toy.from_profile("smoke", progress=False).fit(train, checkpoint_dir=tmp_path)
+    seen = []
+    Toy.from_profile("smoke", progress=True, checkpoint_every=2).fit(train, checkpoint_dir=tmp_path,
+                                                                    callback=lambda e, s: seen.append(e))
+    assert seen == []  # runtime-only fields differ: the finished checkpoint is reused
     with pytest.raises(GeneratorError, match="another config"):
         Toy.from_profile("demo", progress=False).fit(train, checkpoint_dir=tmp_path)
     with pytest.raises(GeneratorError, match="other data"):
@@ -163,6 +172,8 @@ def test_fit_or_load_reuses_up_to_date_models(train, tmp_path, monkeypatch):
     first = models.fit_or_load("toy", train, tmp_path / "toy", profile="smoke", progress=False)
     again = models.fit_or_load("toy", train, tmp_path / "toy", profile="smoke", progress=False)
     assert len(calls) == 1 and again.history == first.history
+    models.fit_or_load("toy", train, tmp_path / "toy", profile="smoke", progress=True)
+    assert len(calls) == 1
     models.fit_or_load("toy", train, tmp_path / "toy", profile="smoke", progress=False, lr=0.01)
     models.fit_or_load("toy", simulate(80, seed=5), tmp_path / "toy", profile="smoke", progress=False, lr=0.01,
                        force=True)

@@ -86,12 +86,14 @@ def fit_or_load(name: str, train: Cohort, directory, profile: str = "demo", forc
     the same arguments resumes where it stopped (``force`` starts again from scratch); the
     checkpoints are removed once the model is saved.
     """
+    from ehrlib.models.neural import training_config
     from ehrlib.runs import cohort_checksum
 
     generator = get(name, profile, **overrides)
     d = Path(directory)
     stamp = d / "trained_on.json"
-    key = json.loads(json.dumps({"name": name, "config": asdict(generator.config), "data": cohort_checksum(train)}))
+    config = training_config(generator.config) if name in NEURAL else json.loads(json.dumps(asdict(generator.config)))
+    key = {"name": name, "config": config, "data": cohort_checksum(train)}
     if not force and stamp.is_file() and json.loads(stamp.read_text()) == key:
         logging.getLogger("ehrlib.models").info("%s: up to date in %s; loading it", name, d)
         return load(d)

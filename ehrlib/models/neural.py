@@ -32,6 +32,15 @@ from ehrlib.models.base import Config, Generator, GeneratorError
 log = logging.getLogger("ehrlib.models")
 
 PROFILES = ("smoke", "demo", "paper")
+#: Config fields that do not change what training computes: a checkpoint or a saved model
+#: written with other values of them is still reused.
+RUNTIME_FIELDS = ("device", "progress", "checkpoint_every")
+
+
+def training_config(config) -> dict:
+    """The config as JSON-normal data without :data:`RUNTIME_FIELDS`: what must match to resume."""
+    d = json.loads(json.dumps(asdict(config)))
+    return {k: v for k, v in d.items() if k not in RUNTIME_FIELDS}
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -48,6 +57,10 @@ def pick_device(device: str = "auto"):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GeneratorError(f"device={device!r} but CUDA is not available here; use device='auto' or 'cpu'")
     return dev
+
+
+def training_config_dict(d) -> dict:
+    return {k: v for k, v in (d or {}).items() if k not in RUNTIME_FIELDS}
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -69,10 +82,26 @@ class TorchConfig(Config):
         self.check()
 
     def check(self) -> None:
-        """Raise :class:`GeneratorError` naming the field for values out of range."""
+        """Raise :class:`GeneratorError` naming the field for values of the wrong type or out of range."""
+        for f in dataclasses.fields(self):
+            self._typed(f.name, f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+        if self.seed < 0:
+            raise GeneratorError(f"{type(self).__name__}.seed={self.seed}; expected an integer >= 0")
         self._positive("checkpoint_every")
         if self.patience < 0:
             raise GeneratorError(f"{type(self).__name__}.patience={self.patience}; expected >= 0")
+
+    def _typed(self, name: str, kind: str) -> None:
+        value = getattr(self, name)
+        expected = {"int": "an integer", "float": "a finite number", "bool": "True or False", "str": "a string"}
+        ok = {
+            "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+            "bool": lambda v: isinstance(v, bool),
+            "str": lambda v: isinstance(v, str),
+        }.get(kind)
+        if ok is not None and not ok(value):
+            raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected {expected[kind]}")
 
     def _positive(self, *names: str) -> None:
         for name in names:
@@ -226,7 +255,7 @@ class TorchGenerator(Generator):
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:  # a truncated or foreign file
             raise GeneratorError(f"{path}: not a readable checkpoint ({e})") from None
-        if state.get("name") != self.name or state.get("config") != json.loads(json.dumps(asdict(self.config))):
+        if state.get("name") != self.name or training_config_dict(state.get("config")) != training_config(self.config):
             raise GeneratorError(f"{path}: written by {state.get('name')!r} with another config; "
                                  "remove it or fit with resume=False")
         if state.get("data") != self._data_checksum:

@@ -17,8 +17,9 @@ original's choice), through a second prompt module to the decoder input.
 Training: the encoder sees a corrupted stream -- code spans of Poisson(3) length replaced by a
 single ``<mask>`` (about ``mask_prob`` of the codes) and token deletion (``delete_prob``);
 never token replacement -- and the decoder reconstructs the whole stream (cross-entropy).
-AdamW, linear warmup then linear decay, early stopping on the validation NLL (``val_loss``;
-perplexity = exp) of a seeded ``val_fraction`` of the training patients.
+AdamW, linear warmup then linear decay; the epoch with the lowest validation NLL (``val_loss``;
+perplexity = exp) on a seeded ``val_fraction`` of the training patients is kept. Early stopping
+on it is available (``patience``) but off in every preset, since the paper gives no patience.
 
 Generation: (age, sex) pairs, the number of visits and the codes per visit are drawn from the
 training distributions; the first code of visit 0 from an age-bin x sex prior of training first
