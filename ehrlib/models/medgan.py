@@ -1,11 +1,12 @@
 """MedGAN: a GAN over the latent space of a pretrained autoencoder of flat patient records.
 
-Paper: appendix F.1 (Choi et al., 2017). A linear autoencoder (embedding 128, tanh codes) is
-pretrained on the patients x codes matrix; then a residual generator (two 128-wide
-Linear-BatchNorm layers with skip connections) maps N(0, I) noise to latent codes, the decoder
-maps them to records, and a discriminator (256, 128, 1) with minibatch averaging (each row is
-concatenated with the batch mean) tells real from generated records. The decoder is fine-tuned
-with the generator, as in the original.
+Paper: appendix F.1 (Choi et al., 2017). A linear autoencoder (embedding 128; codes through
+tanh in binary mode, ReLU in count mode, as in the original) is pretrained on the patients x
+codes matrix; then a residual generator (two 128-wide Linear-BatchNorm layers with skip
+connections) maps N(0, I) noise to latent codes, the decoder maps them to records, and a
+discriminator (256, 128, 1) with minibatch averaging (each row is concatenated with the batch
+mean) tells real from generated records. The decoder is fine-tuned with the generator, as in
+the original.
 
 Two data modes (a config field, so it travels through save/load and generation):
 
@@ -24,11 +25,18 @@ Deviations:
     * From the paper: the D:G update ratio is not given; we keep the original's 2:1
       (``d_steps``; each D step uses a batch of its own permutation of train). The AE batch size
       and the adversarial Adam betas are not given; we use the original's 100 and (0.9, 0.999).
-      Losses are summed over codes and averaged over patients (as in the original).
+      Losses are summed over codes and averaged over patients (as the original's BCE; its
+      count-mode MSE averages over codes too).
+    * ``smoke``/``demo`` presets (CPU budgets of seconds/minutes, not the paper's) use AE lr
+      1e-2 and adversarial batch 32 (more, smaller steps); ``paper`` is appendix F.1.
     * From the original (``mp2893/medgan``): L2 regularisation is Adam weight decay 1e-4 (paper)
       instead of an explicit 0.001 L2 term; adversarial batch 128 (paper) instead of 1,000;
       no 3-digit code truncation; BatchNorm in PyTorch's parameterisation (momentum 0.01,
-      eps 0.001 as in the original's TF defaults); records with no code are redrawn.
+      eps 0.001 as in the original's TF defaults); records with no code are redrawn. The
+      generator's BatchNorm uses batch statistics in D steps too (the original uses its moving
+      averages there) and generation uses the moving averages without the original's burn-in.
+      Minibatch averaging is on (paper); the released TF code overwrites the concatenation, so it
+      trains without it.
     * From the CorGAN codebase's PyTorch port (used by PyHealth/SynthEHRella): count mode is
       restored and D is updated twice per G step.
 """
@@ -98,6 +106,7 @@ class MedGANConfig(TorchConfig):
 
 def _torch_modules():
     import torch
+    import torch.nn.functional as F
     from torch import nn
 
     class Decoder(nn.Module):
@@ -140,8 +149,10 @@ def _torch_modules():
                                      nn.Linear(dim2, 1))
 
         def forward(self, x):
-            x = torch.cat([x, x.mean(0, keepdim=True).expand_as(x)], dim=1)
-            return self.net(x).squeeze(1)
+            # net(cat([x, mean])) computed as W_x x + W_m mean: the mean half once per batch
+            first, v = self.net[0], x.shape[1]
+            h = F.linear(x, first.weight[:, :v]) + F.linear(x.mean(0, keepdim=True), first.weight[:, v:], first.bias)
+            return self.net[1:](h).squeeze(1)
 
     return Decoder, ResidualGenerator, Discriminator
 
@@ -181,8 +192,9 @@ class MedGAN(TorchGenerator):
     name = "medgan"
     config_class = MedGANConfig
     presets = {
-        "smoke": {"ae_epochs": 3, "gan_epochs": 6, "ae_batch_size": 64, "batch_size": 64},
-        "demo": {"ae_epochs": 10, "gan_epochs": 8, "batch_size": 128},
+        # smoke/demo: short CPU budgets, so a faster AE (lr 1e-2) and more, smaller GAN steps (batch 32)
+        "smoke": {"ae_epochs": 30, "ae_lr": 1e-2, "gan_epochs": 8, "batch_size": 32},
+        "demo": {"ae_epochs": 20, "ae_lr": 1e-2, "gan_epochs": 6, "batch_size": 32},
         "paper": {},
     }
 
@@ -212,7 +224,8 @@ class MedGAN(TorchGenerator):
         c = self.config
         torch.manual_seed(c.seed)
         return {
-            "encoder": nn.Sequential(nn.Linear(int(vocab_size), c.embedding_dim), nn.Tanh()),
+            "encoder": nn.Sequential(nn.Linear(int(vocab_size), c.embedding_dim),
+                                     nn.Tanh() if c.data_mode == "binary" else nn.ReLU()),
             "decoder": Decoder(c.embedding_dim, int(vocab_size), c.data_mode),
             "generator": ResidualGenerator(c.embedding_dim, c.generator_layers, c.data_mode),
             "discriminator": Discriminator(int(vocab_size), c.discriminator_dim1, c.discriminator_dim2),
