@@ -113,14 +113,8 @@ class CorGANConfig(TorchConfig):
         super().check()
         self._positive("latent_dim", "bottleneck", "channels", "critic_channels", "ae_lr", "gan_epochs",
                        "batch_size", "lr", "critic_steps")
-        for name in ("ae_epochs", "decoder_lr", "gp_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected a number >= 0")
-        for name in ("ae_beta1", "ae_beta2", "beta1", "beta2"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected a number in [0, 1)")
+        self._non_negative("ae_epochs", "decoder_lr", "gp_weight")
+        self._unit_interval("ae_beta1", "ae_beta2", "beta1", "beta2")
         if self.batch_size < 2:
             raise GeneratorError(f"{type(self).__name__}.batch_size={self.batch_size!r}; expected >= 2 (BatchNorm)")
 

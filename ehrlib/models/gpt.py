@@ -87,10 +87,8 @@ class GPTConfig(TorchConfig):
         if self.n_embd % self.n_head:
             raise GeneratorError(f"{name}.n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
                                  "expected n_embd % n_head == 0")
-        if not 0 <= self.dropout < 1:
-            raise GeneratorError(f"{name}.dropout={self.dropout!r}; expected a value in [0, 1)")
-        if self.weight_decay < 0:
-            raise GeneratorError(f"{name}.weight_decay={self.weight_decay!r}; expected >= 0")
+        self._unit_interval("dropout")
+        self._non_negative("weight_decay")
         if not 0 <= self.val_fraction < 0.5:
             raise GeneratorError(f"{name}.val_fraction={self.val_fraction!r}; expected a value in [0, 0.5)")
         if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0:

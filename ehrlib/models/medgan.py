@@ -87,14 +87,8 @@ class MedGANConfig(TorchConfig):
         self._choice("data_mode", DATA_MODES)
         self._positive("embedding_dim", "generator_layers", "discriminator_dim1", "discriminator_dim2",
                        "ae_batch_size", "ae_lr", "gan_epochs", "batch_size", "lr", "d_steps")
-        for name in ("ae_epochs", "ae_weight_decay", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected a number >= 0")
-        for name in ("ae_beta1", "ae_beta2", "beta1", "beta2"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected a number in [0, 1)")
+        self._non_negative("ae_epochs", "ae_weight_decay", "weight_decay")
+        self._unit_interval("ae_beta1", "ae_beta2", "beta1", "beta2")
         if self.batch_size < 2:
             raise GeneratorError(f"{type(self).__name__}.batch_size={self.batch_size!r}; expected >= 2 (BatchNorm)")
 

@@ -109,6 +109,19 @@ class TorchConfig(Config):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected a positive number")
 
+    def _non_negative(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected a number >= 0")
+
+    def _unit_interval(self, *names: str) -> None:
+        """Each field in [0, 1) (rates, betas, fractions)."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise GeneratorError(f"{type(self).__name__}.{name}={value!r}; expected a number in [0, 1)")
+
     def _choice(self, name: str, options) -> None:
         value = getattr(self, name)
         if value not in options:

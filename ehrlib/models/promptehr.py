@@ -141,22 +141,11 @@ class PromptEHRConfig(TorchConfig):
                                  f"d_model={self.d_model}")
         if self.max_len < 5:
             raise GeneratorError(f"{name}.max_len={self.max_len}; expected >= 5 (<s> <v> code </v> </s>)")
-        for field in ("dropout", "mask_prob", "delete_prob", "whole_mask_prob"):
-            v = getattr(self, field)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
-                raise GeneratorError(f"{name}.{field}={v!r}; expected a number in [0, 1)")
-        if not 0 <= self.val_fraction < 1:
-            raise GeneratorError(f"{name}.val_fraction={self.val_fraction!r}; expected a number in [0, 1)")
+        self._unit_interval("dropout", "mask_prob", "delete_prob", "whole_mask_prob", "val_fraction")
         if self.top_p > 1:
             raise GeneratorError(f"{name}.top_p={self.top_p!r}; expected a number in (0, 1]")
-        for field in ("weight_decay", "warmup_steps", "max_grad_norm", "top_k", "alpha"):
-            v = getattr(self, field)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise GeneratorError(f"{name}.{field}={v!r}; expected a number >= 0")
+        self._non_negative("weight_decay", "warmup_steps", "max_grad_norm", "top_k", "alpha")
         self._choice("visit_length", ("sampled", "cap"))
-        for field in ("decoder_prompt", "shuffle_codes", "length_buckets"):
-            if not isinstance(getattr(self, field), bool):
-                raise GeneratorError(f"{name}.{field}={getattr(self, field)!r}; expected True or False")
 
 
 # --------------------------------------------------------------------------- tokens
