@@ -75,8 +75,6 @@ def test_marginals_matches_prevalence_but_a_discriminator_separates_it(calibrati
 
 
 def test_table1_has_a_row_per_model_and_intervals(calibration):
-    import pandas as pd
-
     df = calibration.reset_index().assign(family="x", ci_low=np.nan, ci_high=np.nan, spread=np.nan)
     wide = table1(df)
     assert list(wide.model) == ["holdout", "marginals", "memorizer"]

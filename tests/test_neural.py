@@ -1,7 +1,6 @@
 """The shared neural training loop: presets, bad configs, checkpoints, exact resume, save/load."""
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort, CohortError
+from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
 from ehrlib.models.base import Generator, GeneratorError
 
 
