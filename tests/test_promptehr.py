@@ -214,6 +214,9 @@ def test_save_load_generate_identical(fitted, tmp_path):
     pd.testing.assert_frame_equal(a.events, b.events)
     pd.testing.assert_frame_equal(a.demographics, b.demographics)
     assert not a.events.equals(fitted.generate(60, seed=10).events)
+    # privacy: the saved model holds no training record, yet generates the same cohort
+    assert not hasattr(again, "_records")
+    assert "records" not in (tmp_path / "p" / "state.json").read_text()
 
 
 def test_interrupted_fit_resumes_exactly(train, tmp_path):
