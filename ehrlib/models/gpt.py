@@ -46,7 +46,7 @@ import numpy as np
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort, atomic_write
 from ehrlib.data.encode import Vocabulary, from_token_sequences
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator
+from ehrlib.models.neural import TorchConfig, TorchGenerator, transformers_module
 
 log = logging.getLogger("ehrlib.models")
 
@@ -265,7 +265,7 @@ class GPT(TorchGenerator):
 
     # ---------------------------------------------------------------- model
     def _build(self) -> dict:
-        from transformers import GPT2Config, GPT2LMHeadModel
+        GPT2Config, GPT2LMHeadModel = transformers_module("GPT2Config", "GPT2LMHeadModel")
 
         cfg = self.config
         conf = GPT2Config(vocab_size=CODE_OFFSET + len(self.vocab), n_positions=self.context,

@@ -51,7 +51,7 @@ import scipy.sparse as sp
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, visit_multihot
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator, batches
+from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, transformers_module
 
 log = logging.getLogger("ehrlib.models")
 
@@ -234,7 +234,7 @@ def fine_head(n_embd: int, width: int, layers: int, init_std: float = 0.02):
 def _coarse(cfg: HALOConfig, width: int):
     import torch
     from torch import nn
-    from transformers import GPT2Config, GPT2Model
+    GPT2Config, GPT2Model = transformers_module("GPT2Config", "GPT2Model")
 
     class Coarse(nn.Module):
         """Row embeddings (sum of column embeddings; index ``width`` is the start token) + GPT-2."""

@@ -337,6 +337,21 @@ class TorchGenerator(Generator):
         raise NotImplementedError
 
 
+def transformers_module(*names: str):
+    """Classes of ``transformers`` by name, imported without tqdm's "IProgress not found" warning.
+
+    ``transformers`` imports ``tqdm.auto``, which warns in a notebook without ipywidgets (every
+    executed notebook of the book would show it); our own progress bars are plain tqdm.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import transformers
+
+        return tuple(getattr(transformers, name) for name in names)
+
+
 def batches(n: int, batch_size: int, rng, shuffle: bool = True):
     """Index tensors of consecutive minibatches over ``range(n)`` (a permutation drawn from ``rng``)."""
     import torch

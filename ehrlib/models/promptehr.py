@@ -80,7 +80,7 @@ import pandas as pd
 from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, VISIT, Cohort
 from ehrlib.data.encode import Vocabulary
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator, batches
+from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, transformers_module
 
 log = logging.getLogger("ehrlib.models")
 
@@ -306,7 +306,7 @@ def _networks():
 
         def __init__(self, cfg: PromptEHRConfig, vocab_size: int):
             super().__init__()
-            from transformers import BartConfig, BartForConditionalGeneration
+            BartConfig, BartForConditionalGeneration = transformers_module("BartConfig", "BartForConditionalGeneration")
 
             bart_cfg = BartConfig(
                 vocab_size=vocab_size, d_model=cfg.d_model, encoder_layers=cfg.encoder_layers,
