@@ -60,4 +60,7 @@ def test_sweep_table_one_row_per_setting(train):
     assert list(table["alpha"]) == [0.0, 1.0]
     assert table.loc[0, "prevalence_r2"] == pytest.approx(1.0)
     assert table.loc[1, "unique_codes"] == summary(half)["unique_codes"]
-    assert (table["real_unique_codes"] == summary(train)["unique_codes"]).all()
+    assert (table["real_unique_codes"] == summary(train)["unique_codes"]).all()  # subsample = all of train
+    small = sweep_table(train, {0.0: half}, key="alpha")
+    assert small.loc[0, "real_visits_per_patient"] in {summary(train.subset([i]))["visits_per_patient"]
+                                                        for i in train.subject_ids}

@@ -94,7 +94,7 @@ def distributions(cohorts: dict[str, Cohort]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def sweep_table(train: Cohort, cohorts: dict, key: str = "setting") -> pd.DataFrame:
+def sweep_table(train: Cohort, cohorts: dict, key: str = "setting", seed: int = 0) -> pd.DataFrame:
     """One row per setting of a generation sweep (e.g. PromptEHR's α, Fig. 14).
 
     Args:
@@ -105,11 +105,15 @@ def sweep_table(train: Cohort, cohorts: dict, key: str = "setting") -> pd.DataFr
     Returns:
         ``key``, ``prevalence_r2`` (against ``train``, on the union of codes), the Table 12
         structure of each cohort (``visits_per_patient``, ``codes_per_visit``,
-        ``codes_per_patient``, ``unique_codes``) and the real values as ``real_<quantity>``.
+        ``codes_per_patient``, ``unique_codes``) and the real values as ``real_<quantity>``,
+        measured on a random subsample of ``train`` as large as the first synthetic cohort
+        (seeded by ``seed``): unique codes grow with the sample size, so only equal sizes compare.
     """
     from ehrlib.metrics.prevalence import prevalence_metrics
 
-    real = summary(train)
+    n = min(next(iter(cohorts.values())).n_patients, train.n_patients) if cohorts else train.n_patients
+    ids = np.random.default_rng(seed).choice(np.asarray(train.subject_ids, dtype=object), size=n, replace=False)
+    real = summary(train.subset(list(ids)))
     quantities = ("visits_per_patient", "codes_per_visit", "codes_per_patient", "unique_codes")
     rows = []
     for value, cohort in cohorts.items():
