@@ -202,7 +202,7 @@ def test_records_without_codes_are_redrawn_up_to_a_cap(train):
     k, v, width = gen._columns()
     with torch.no_grad():
         gen.modules["head"].out_bias[k:k + v] = -50.0      # no code can fire
-    with pytest.raises(GeneratorError, match="had a code after 2 rounds"):
+    with pytest.raises(GeneratorError, match="hold any code after 2 rounds"):
         gen.generate(10, seed=0)
 
 

@@ -177,3 +177,23 @@ def test_fit_or_load_reuses_up_to_date_models(train, tmp_path, monkeypatch):
     models.fit_or_load("toy", simulate(80, seed=5), tmp_path / "toy", profile="smoke", progress=False, lr=0.01,
                        force=True)
     assert len(calls) == 3
+
+
+def test_draw_nonempty_redraws_from_the_same_generator():
+    from ehrlib.models.neural import draw_nonempty
+
+    def sample(k, g):  # half of the rows are empty
+        return (torch.rand(k, 3, generator=g) > 0.7).numpy().astype(float)
+
+    rows, drawn = draw_nonempty(50, sample, lambda r: r.any(axis=1), generator=torch.Generator().manual_seed(1),
+                                batch_size=16, rounds=20, name="t")
+    again, _ = draw_nonempty(50, sample, lambda r: r.any(axis=1), generator=torch.Generator().manual_seed(1),
+                             batch_size=16, rounds=20, name="t")
+    assert rows.shape == (50, 3) and rows.any(axis=1).all() and drawn > 50
+    assert (rows == again).all()
+    lists, _ = draw_nonempty(5, lambda k, g: [[1]] * (k - 1) + [[]], lambda r: [bool(x) for x in r],
+                             generator=None, batch_size=4, rounds=5, name="t")
+    assert lists == [[1]] * 5
+    with pytest.raises(GeneratorError, match="t: only 0 of 6 generated records hold any code after 2 rounds"):
+        draw_nonempty(3, lambda k, g: [[]] * k, lambda r: [bool(x) for x in r], generator=None, batch_size=4,
+                      rounds=2, name="t")

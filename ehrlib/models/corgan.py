@@ -53,8 +53,8 @@ import numpy as np
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, binary_matrix, from_binary_matrix
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.medgan import draw_nonempty
-from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, sparse_rows_to_dense
+from ehrlib.models.medgan import GEN_CHUNK, REDRAW_ROUNDS
+from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, draw_nonempty, sparse_rows_to_dense
 
 STRIDES = (2, 2, 3, 3, 3, 3, 5)  # encoder layers 1..7; layer 8 spans its whole input
 MIN_KERNEL = 5
@@ -329,4 +329,7 @@ class CorGAN(TorchGenerator):
                 p = nets.generate(torch.randn(k, self.config.latent_dim, generator=g).to(self.device))
             return (p >= 0.5).cpu().numpy().astype(np.float32)
 
-        return from_binary_matrix(draw_nonempty(n, seed, sample, self.name), self.vocab)
+        rows, _ = draw_nonempty(n, sample, lambda rows: (rows > 0).any(axis=1), name=self.name,
+                                generator=torch.Generator().manual_seed(int(seed)), batch_size=GEN_CHUNK,
+                                rounds=REDRAW_ROUNDS)
+        return from_binary_matrix(rows, self.vocab)

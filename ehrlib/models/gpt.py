@@ -32,8 +32,8 @@ Deviations:
 * Generation: our own batched sampling loop with the KV cache (``cache=``), drawing uniforms from a
   ``torch.Generator`` seeded by ``seed`` (not the global RNG). Decoding drops duplicate codes
   within a visit, empty visits and special tokens (the released GPT-2 samples hold 1,709
-  within-visit duplicates); a record with no code is redrawn, at most ``max_attempts`` draws per
-  requested record in all.
+  within-visit duplicates); a record with no code is redrawn, in at most ``max_attempts``
+  rounds (``ehrlib.models.neural.draw_nonempty``).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ import numpy as np
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort, atomic_write
 from ehrlib.data.encode import Vocabulary, from_token_sequences
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator, transformers_module
+from ehrlib.models.neural import TorchConfig, TorchGenerator, draw_nonempty, transformers_module
 
 log = logging.getLogger("ehrlib.models")
 
@@ -77,7 +77,7 @@ class GPTConfig(TorchConfig):
     top_p: float = 0.95             # sampling: nucleus mass in (0, 1]
     max_batch_tokens: int = 8192    # padded tokens per forward pass; longer batches accumulate gradients
     gen_batch_size: int = 512       # records sampled together
-    max_attempts: int = 10          # draws per requested record before giving up on empty records
+    max_attempts: int = 10          # rounds of redrawing records with no code before giving up
 
     def check(self) -> None:
         super().check()
@@ -388,31 +388,22 @@ class GPT(TorchGenerator):
 
         cfg = self.config
         g = torch.Generator().manual_seed(int(seed))
-        kept: list[np.ndarray] = []
-        drawn = rejected = hit_context = 0
-        budget = cfg.max_attempts * n
-        while len(kept) < n and drawn < budget:
-            m = min(cfg.gen_batch_size, n - len(kept), budget - drawn)
-            seqs = self.sample_tokens(m, g)
-            drawn += m
-            is_code = seqs >= CODE_OFFSET
-            is_eos = seqs == EOS_ID
-            ended = is_eos.any(axis=1)
-            first_eos = np.where(ended, is_eos.argmax(axis=1), seqs.shape[1])
-            before_eos = np.arange(seqs.shape[1])[None, :] < first_eos[:, None]
-            has_code = (is_code & before_eos).any(axis=1)
-            hit_context += int((~ended).sum())
-            rejected += int((~has_code).sum())
-            kept.extend(seqs[has_code])
-        if not kept:
-            raise GeneratorError(f"gpt: all {drawn} sampled records were empty (no code before [EOS]); "
-                                 "the model has not learned to emit codes — train longer or check the data")
-        if len(kept) < n:
-            log.warning("gpt: only %d of %d records are non-empty after %d draws", len(kept), n, drawn)
-        log.info("gpt: sampled %d records, rejected %d empty (%.2f%%), %d reached the context length %d",
-                 drawn, rejected, 100.0 * rejected / drawn, hit_context, self.context)
-        self.last_generation = {"drawn": drawn, "rejected": rejected, "hit_context": hit_context}
-        return decode(kept[:n], self.vocab)
+        hit_context = 0
+
+        def has_code(seqs):
+            nonlocal hit_context
+            flags = []
+            for seq in seqs:
+                eos = np.flatnonzero(seq == EOS_ID)
+                hit_context += int(len(eos) == 0)
+                flags.append(bool((seq[:eos[0] if len(eos) else len(seq)] >= CODE_OFFSET).any()))
+            return flags
+
+        kept, drawn = draw_nonempty(n, lambda k, gen: list(self.sample_tokens(k, gen)), has_code, name="gpt",
+                                    generator=g, batch_size=cfg.gen_batch_size, rounds=cfg.max_attempts)
+        log.info("gpt: %d of %d sampled records reached the context length %d", hit_context, drawn, self.context)
+        self.last_generation = {"drawn": drawn, "rejected": drawn - n, "hit_context": hit_context}
+        return decode(kept, self.vocab)
 
     # ---------------------------------------------------------------- save / load
     def _save_state(self, d: Path) -> None:

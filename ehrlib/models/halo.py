@@ -51,7 +51,7 @@ import scipy.sparse as sp
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, visit_multihot
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, transformers_module
+from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, draw_nonempty, transformers_module
 
 log = logging.getLogger("ehrlib.models")
 
@@ -495,25 +495,11 @@ class HALO(TorchGenerator):
         if self.device is None:
             from ehrlib.models.neural import pick_device
             self.device = pick_device(self.config.device)
-        out: list[list[list[int]]] = []
-        drawn, attempts = 0, 0
         with torch.no_grad():
-            while len(out) < n:
-                attempts += 1
-                if attempts > self.config.max_attempts:
-                    raise GeneratorError(
-                        f"halo: only {len(out)} of {n} records had a code after {self.config.max_attempts} "
-                        f"rounds ({drawn} drawn); the model emits empty records (train longer or raise max_attempts)")
-                need = n - len(out)
-                for i in range(0, need, self.config.sample_batch_size):
-                    m = min(self.config.sample_batch_size, need - i)
-                    recs = self._sample_batch(m, g)
-                    drawn += m
-                    out.extend(r for r in recs if r)
-        self.last_rejection_rate = (drawn - len(out)) / drawn
-        out = out[:n]
-        log.info("halo: generated %d records, %d drawn (%.2f%% had no code and were redrawn)",
-                 n, drawn, 100.0 * self.last_rejection_rate)
+            out, drawn = draw_nonempty(n, self._sample_batch, lambda recs: [bool(r) for r in recs], name="halo",
+                                       generator=g, batch_size=self.config.sample_batch_size,
+                                       rounds=self.config.max_attempts)
+        self.last_rejection_rate = 1 - n / drawn
         codes = np.asarray(self.vocab.codes, dtype=object)
         records = [[[str(c) for c in codes[v]] for v in rec] for rec in out]
         return Cohort.from_visits(records)

@@ -50,7 +50,7 @@ import numpy as np
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, binary_matrix, count_matrix, from_binary_matrix, from_count_matrix
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, sparse_rows_to_dense
+from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, draw_nonempty, sparse_rows_to_dense
 
 log = logging.getLogger("ehrlib.models")
 
@@ -149,35 +149,6 @@ def _torch_modules():
             return self.net[1:](h).squeeze(1)
 
     return Decoder, ResidualGenerator, Discriminator
-
-
-def draw_nonempty(n: int, seed: int, sample, name: str):
-    """``n`` non-empty rows from ``sample(k, generator) -> (k, V) numpy`` with redraws.
-
-    Rows with no code are rejected and redrawn in further rounds from the same seeded
-    ``torch.Generator``; after ``REDRAW_ROUNDS`` rounds a :class:`GeneratorError` says the model
-    emits (almost) only empty records. Logs the rejection rate at INFO.
-    """
-    import torch
-
-    g = torch.Generator().manual_seed(int(seed))
-    kept, have, drawn = [], 0, 0
-    for _ in range(REDRAW_ROUNDS):
-        need = n - have
-        for start in range(0, need, GEN_CHUNK):
-            rows = sample(min(GEN_CHUNK, need - start), g)
-            drawn += rows.shape[0]
-            rows = rows[(rows > 0).any(axis=1)]
-            kept.append(rows)
-            have += rows.shape[0]
-        if have >= n:
-            break
-    else:
-        raise GeneratorError(f"{name}: only {have} of {drawn} generated records hold any code after "
-                             f"{REDRAW_ROUNDS} rounds of redrawing; the model emits empty records (train longer?)")
-    rate = 1 - n / drawn if drawn else 0.0
-    log.info("%s: generated %d records, rejected %d empty (rejection rate %.1f%%)", name, n, drawn - have, 100 * rate)
-    return np.concatenate(kept, axis=0)[:n]
 
 
 class MedGAN(TorchGenerator):
@@ -334,5 +305,7 @@ class MedGAN(TorchGenerator):
                 out = self.fake(torch.randn(k, self.config.embedding_dim, generator=g).to(self.device)).cpu().numpy()
             return (out >= 0.5).astype(np.float32) if binary else np.clip(np.rint(out), 0, None).astype(np.float32)
 
-        rows = draw_nonempty(n, seed, sample, self.name)
+        rows, _ = draw_nonempty(n, sample, lambda rows: (rows > 0).any(axis=1), name=self.name,
+                                generator=torch.Generator().manual_seed(int(seed)), batch_size=GEN_CHUNK,
+                                rounds=REDRAW_ROUNDS)
         return from_binary_matrix(rows, self.vocab) if binary else from_count_matrix(rows, self.vocab)

@@ -337,6 +337,44 @@ class TorchGenerator(Generator):
         raise NotImplementedError
 
 
+def draw_nonempty(n: int, sample, keep, *, generator, batch_size: int, rounds: int, name: str):
+    """``n`` records from ``sample(k, generator)`` with the empty ones redrawn.
+
+    A record with no code is not a record of the schema, so every neural generator rejects it and
+    draws again, in further batches from the same seeded ``generator`` (so the result depends
+    only on the seed). After ``rounds`` rounds a :class:`GeneratorError` says the model emits
+    (almost) only empty records. The rejection rate is logged at INFO.
+
+    Args:
+        sample: ``sample(k, generator)`` -> ``k`` records (a numpy array, rows are records, or a list).
+        keep: ``keep(records)`` -> boolean numpy array, True for the records with a code.
+
+    Returns:
+        ``(records, drawn)``: the first ``n`` kept records (array or list, as ``sample`` returns)
+        and how many were drawn in all.
+    """
+    import numpy as np
+
+    parts, have, drawn = [], 0, 0
+    for _ in range(int(rounds)):
+        need = n - have
+        for start in range(0, need, batch_size):
+            batch = sample(min(batch_size, need - start), generator)
+            ok = np.flatnonzero(np.asarray(keep(batch), dtype=bool))
+            drawn += len(batch)
+            parts.append(batch[ok] if isinstance(batch, np.ndarray) else [batch[i] for i in ok])
+            have += len(ok)
+        if have >= n:
+            break
+    else:
+        raise GeneratorError(f"{name}: only {have} of {drawn} generated records hold any code after {rounds} "
+                             "rounds of redrawing; the model emits empty records (train longer?)")
+    log.info("%s: generated %d records, %d drawn (%.2f%% had no code and were redrawn)",
+             name, n, drawn, 100.0 * (drawn - have) / drawn)
+    records = np.concatenate(parts, axis=0) if isinstance(parts[0], np.ndarray) else [r for p in parts for r in p]
+    return records[:n], drawn
+
+
 def transformers_module(*names: str):
     """Classes of ``transformers`` by name, imported without tqdm's "IProgress not found" warning.
 
