@@ -191,7 +191,7 @@ def test_draw_nonempty_redraws_from_the_same_generator():
                              batch_size=16, rounds=20, name="t")
     assert rows.shape == (50, 3) and rows.any(axis=1).all() and drawn > 50
     assert (rows == again).all()
-    lists, _ = draw_nonempty(5, lambda k, g: [[1]] * (k - 1) + [[]], lambda r: [bool(x) for x in r],
+    lists, _ = draw_nonempty(5, lambda k, g: ([[1], []] * k)[:k], lambda r: [bool(x) for x in r],
                              generator=None, batch_size=4, rounds=5, name="t")
     assert lists == [[1]] * 5
     with pytest.raises(GeneratorError, match="t: only 0 of 6 generated records hold any code after 2 rounds"):
