@@ -53,8 +53,8 @@ import numpy as np
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, binary_matrix, from_binary_matrix
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.medgan import GEN_CHUNK, REDRAW_ROUNDS
-from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, draw_nonempty, sparse_rows_to_dense
+from ehrlib.models.medgan import GEN_CHUNK, REDRAW_ROUNDS, PretrainedGANConfig
+from ehrlib.models.neural import TorchGenerator, batches, draw_nonempty, sparse_rows_to_dense
 
 STRIDES = (2, 2, 3, 3, 3, 3, 5)  # encoder layers 1..7; layer 8 spans its whole input
 MIN_KERNEL = 5
@@ -89,7 +89,7 @@ def encoder_channels(base: int, bottleneck: int) -> list[int]:
 
 
 @dataclass(frozen=True)
-class CorGANConfig(TorchConfig):
+class CorGANConfig(PretrainedGANConfig):
     """CorGAN hyperparameters; the defaults are appendix F.2 (``paper`` preset)."""
 
     latent_dim: int = 128        # noise size (paper)
@@ -111,17 +111,8 @@ class CorGANConfig(TorchConfig):
 
     def check(self) -> None:
         super().check()
-        self._positive("latent_dim", "bottleneck", "channels", "critic_channels", "ae_lr", "gan_epochs",
-                       "batch_size", "lr", "critic_steps")
-        self._non_negative("ae_epochs", "decoder_lr", "gp_weight")
-        self._unit_interval("ae_beta1", "ae_beta2", "beta1", "beta2")
-        if self.batch_size < 2:
-            raise GeneratorError(f"{type(self).__name__}.batch_size={self.batch_size!r}; expected >= 2 (BatchNorm)")
-
-    @property
-    def epochs_total(self) -> int:
-        """Autoencoder epochs, then adversarial epochs, on one epoch counter."""
-        return int(self.ae_epochs) + int(self.gan_epochs)
+        self._positive("latent_dim", "bottleneck", "channels", "critic_channels", "critic_steps")
+        self._non_negative("decoder_lr", "gp_weight")
 
 
 def _nets_class():

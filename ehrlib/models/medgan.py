@@ -60,7 +60,27 @@ GEN_CHUNK = 8192  # generate(): records decoded per forward pass
 
 
 @dataclass(frozen=True)
-class MedGANConfig(TorchConfig):
+class PretrainedGANConfig(TorchConfig):
+    """What MedGAN's and CorGAN's configs share: an autoencoder phase (``ae_epochs``, ``ae_lr``,
+    ``ae_beta1/2``) then an adversarial phase (``gan_epochs``, ``batch_size``, ``lr``,
+    ``beta1/2``) on one epoch counter; the subclasses declare the fields with their paper values."""
+
+    def check(self) -> None:
+        super().check()
+        self._positive("ae_lr", "gan_epochs", "batch_size", "lr")
+        self._non_negative("ae_epochs")
+        self._unit_interval("ae_beta1", "ae_beta2", "beta1", "beta2")
+        if self.batch_size < 2:
+            raise GeneratorError(f"{type(self).__name__}.batch_size={self.batch_size!r}; expected >= 2 (BatchNorm)")
+
+    @property
+    def epochs_total(self) -> int:
+        """Autoencoder epochs, then adversarial epochs, on one epoch counter."""
+        return int(self.ae_epochs) + int(self.gan_epochs)
+
+
+@dataclass(frozen=True)
+class MedGANConfig(PretrainedGANConfig):
     """MedGAN hyperparameters; the defaults are appendix F.1 (``paper`` preset)."""
 
     data_mode: str = "binary"        # binary | count
@@ -86,16 +106,8 @@ class MedGANConfig(TorchConfig):
         super().check()
         self._choice("data_mode", DATA_MODES)
         self._positive("embedding_dim", "generator_layers", "discriminator_dim1", "discriminator_dim2",
-                       "ae_batch_size", "ae_lr", "gan_epochs", "batch_size", "lr", "d_steps")
-        self._non_negative("ae_epochs", "ae_weight_decay", "weight_decay")
-        self._unit_interval("ae_beta1", "ae_beta2", "beta1", "beta2")
-        if self.batch_size < 2:
-            raise GeneratorError(f"{type(self).__name__}.batch_size={self.batch_size!r}; expected >= 2 (BatchNorm)")
-
-    @property
-    def epochs_total(self) -> int:
-        """Autoencoder epochs, then adversarial epochs, on one epoch counter."""
-        return int(self.ae_epochs) + int(self.gan_epochs)
+                       "ae_batch_size", "d_steps")
+        self._non_negative("ae_weight_decay", "weight_decay")
 
 
 def _torch_modules():
