@@ -19,3 +19,23 @@ def small_cohort():
     from ehrlib.data import simulate
 
     return simulate(400, seed=1)
+
+
+def interrupt_then_resume(make, train, checkpoint_dir, after_epoch: int):
+    """Fit ``make()`` until a callback interrupts it after epoch ``after_epoch`` (0-based), then
+    fit a fresh ``make()`` on the same checkpoint folder.
+
+    Returns ``(resumed generator, epochs the resumed fit ran)``.
+    """
+    from ehrlib.models.neural import CHECKPOINT
+
+    def interrupt(epoch, stats):
+        if epoch == after_epoch:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make().fit(train, checkpoint_dir=checkpoint_dir, callback=interrupt)
+    assert (Path(checkpoint_dir) / CHECKPOINT).is_file()
+    seen = []
+    resumed = make().fit(train, checkpoint_dir=checkpoint_dir, callback=lambda e, s: seen.append(e))
+    return resumed, seen

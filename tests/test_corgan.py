@@ -13,7 +13,7 @@ from ehrlib.data.encode import Vocabulary, binary_matrix
 from ehrlib.data.simulate import simulate
 from ehrlib.models.base import GeneratorError
 from ehrlib.models.corgan import CorGAN, corgan_pathway
-from ehrlib.models.neural import CHECKPOINT
+from conftest import interrupt_then_resume
 
 TINY = dict(latent_dim=16, bottleneck=16, channels=2, critic_channels=4, ae_epochs=2, gan_epochs=2,
             batch_size=16, critic_steps=2, progress=False, device="cpu")
@@ -128,14 +128,7 @@ def test_save_load_generate_identical(train, tmp_path):
 def test_interrupted_fit_resumes_exactly(train, tmp_path):
     full = corgan().fit(train)
 
-    def interrupt(epoch, stats):
-        if epoch == 2:  # first adversarial epoch
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        corgan().fit(train, checkpoint_dir=tmp_path, callback=interrupt)
-    assert (tmp_path / CHECKPOINT).is_file()
-    resumed = corgan().fit(train, checkpoint_dir=tmp_path)
+    resumed, seen = interrupt_then_resume(lambda: corgan(), train, tmp_path, after_epoch=2)  # first adversarial epoch
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
     a, b = full.modules["nets"].state_dict(), resumed.modules["nets"].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -16,7 +16,7 @@ from ehrlib.data.simulate import simulate
 from ehrlib.models.base import GeneratorError
 from ehrlib.models.gpt import (BOS_ID, CODE_OFFSET, DELIM_ID, EOS_ID, GPT, PAD_ID, SPECIALS, UNK_ID, build_tokenizer,
                                decode, encode, filter_logits, sample)
-from ehrlib.models.neural import CHECKPOINT
+from conftest import interrupt_then_resume
 
 TINY = dict(n_layer=1, n_head=2, n_embd=16, epochs=2, batch_size=32, lr=3e-3, progress=False)
 
@@ -178,14 +178,7 @@ def test_interrupted_fit_resumes_exactly(train, tmp_path):
     cfg = {**TINY, "epochs": 3}
     full = GPT.from_profile("smoke", **cfg).fit(train)
 
-    def interrupt(epoch, stats):
-        if epoch == 0:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        GPT.from_profile("smoke", **cfg).fit(train, checkpoint_dir=tmp_path, callback=interrupt)
-    assert (tmp_path / CHECKPOINT).is_file()
-    resumed = GPT.from_profile("smoke", **cfg).fit(train, checkpoint_dir=tmp_path)
+    resumed, seen = interrupt_then_resume(lambda: GPT.from_profile("smoke", **cfg), train, tmp_path, after_epoch=0)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in full.history]
     sa, sb = full.modules["gpt2"].state_dict(), resumed.modules["gpt2"].state_dict()

@@ -13,7 +13,8 @@ from ehrlib.cohort import Cohort
 from ehrlib.data.simulate import simulate
 from ehrlib.models.base import GeneratorError
 from ehrlib.models.halo import HALO, HALOConfig, fine_head
-from ehrlib.models.neural import CHECKPOINT, pick_device
+from ehrlib.models.neural import pick_device
+from conftest import interrupt_then_resume
 
 TINY = dict(progress=False, n_embd=16, n_layer=1, n_head=2, fine_layers=1, dropout=0.0,
             batch_size=32, lr=3e-3, epochs=2, sample_batch_size=128)
@@ -156,15 +157,7 @@ def test_interrupted_fit_resumes_exactly(train, tmp_path):
     cfg = {**TINY, "epochs": 3, "dropout": 0.1}
     full = HALO.from_profile("smoke", **cfg).fit(train)
 
-    def interrupt(epoch, stats):
-        if epoch == 0:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        HALO.from_profile("smoke", **cfg).fit(train, checkpoint_dir=tmp_path, callback=interrupt)
-    assert (tmp_path / CHECKPOINT).is_file()
-    seen = []
-    resumed = HALO.from_profile("smoke", **cfg).fit(train, checkpoint_dir=tmp_path, callback=lambda e, s: seen.append(e))
+    resumed, seen = interrupt_then_resume(lambda: HALO.from_profile("smoke", **cfg), train, tmp_path, after_epoch=0)
     assert seen == [1, 2]
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
     wf = weights(full)

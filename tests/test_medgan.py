@@ -11,7 +11,7 @@ from ehrlib.data.encode import Vocabulary, binary_matrix, count_matrix
 from ehrlib.data.simulate import simulate
 from ehrlib.models.base import GeneratorError
 from ehrlib.models.medgan import MedGAN
-from ehrlib.models.neural import CHECKPOINT
+from conftest import interrupt_then_resume
 
 TINY = dict(embedding_dim=16, discriminator_dim1=32, discriminator_dim2=16, ae_epochs=2, gan_epochs=2,
             ae_batch_size=32, batch_size=32, progress=False, device="cpu")
@@ -110,15 +110,7 @@ def test_interrupted_fit_resumes_exactly(train, tmp_path, stop_after):
     cfg = dict(ae_epochs=2, gan_epochs=2)
     full = medgan(**cfg).fit(train)
 
-    def interrupt(epoch, stats):
-        if epoch == stop_after:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        medgan(**cfg).fit(train, checkpoint_dir=tmp_path, callback=interrupt)
-    assert (tmp_path / CHECKPOINT).is_file()
-    seen = []
-    resumed = medgan(**cfg).fit(train, checkpoint_dir=tmp_path, callback=lambda e, s: seen.append(e))
+    resumed, seen = interrupt_then_resume(lambda: medgan(**cfg), train, tmp_path, after_epoch=stop_after)
     assert seen == list(range(stop_after + 1, 4))
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
     ref = params(full)

@@ -16,9 +16,9 @@ from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary
 from ehrlib.data.simulate import simulate
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import CHECKPOINT
 from ehrlib.models.promptehr import (BOS, CODE_OFFSET, DECODER_START, EOS, MASK, SPECIALS, VCLOSE, VOPEN, PromptEHR,
                                      corrupt, detokenize, record_tokens, sampling_probs, tokenize)
+from conftest import interrupt_then_resume
 
 
 @pytest.fixture(scope="module")
@@ -223,14 +223,7 @@ def test_interrupted_fit_resumes_exactly(train, tmp_path):
     cohort = train.subset(train.subject_ids[:80])
     full = PromptEHR.from_profile("smoke", progress=False).fit(cohort)
 
-    def interrupt(epoch, stats):
-        if epoch == 0:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        PromptEHR.from_profile("smoke", progress=False).fit(cohort, checkpoint_dir=tmp_path, callback=interrupt)
-    assert (tmp_path / CHECKPOINT).is_file()
-    resumed = PromptEHR.from_profile("smoke", progress=False).fit(cohort, checkpoint_dir=tmp_path)
+    resumed, seen = interrupt_then_resume(lambda: PromptEHR.from_profile("smoke", progress=False), cohort, tmp_path, after_epoch=0)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in full.history]
     wa, wb = full.modules["model"].state_dict(), resumed.modules["model"].state_dict()
