@@ -4,7 +4,9 @@ Stages follow the data flow: :mod:`ehrlib.data` (load, simulate, split, encode) 
 :mod:`ehrlib.models` (fit, generate) -> :mod:`ehrlib.metrics` (evaluate) ->
 :mod:`ehrlib.plots` / :mod:`ehrlib.book` (tables and figures).
 """
-from ehrlib.cohort import Cohort, CohortError
+from ehrlib.cohort import Cohort
+from ehrlib.errors import CohortError, ConfigError, EhrlibError, GeneratorError, MetricError, ModelLoadError, RunError
 
 __version__ = "0.1.0"
-__all__ = ["Cohort", "CohortError", "__version__"]
+__all__ = ["Cohort", "CohortError", "ConfigError", "EhrlibError", "GeneratorError", "MetricError", "ModelLoadError",
+           "RunError", "__version__"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ehrlib.cohort import atomic_write
+from ehrlib.io import atomic_write
 from ehrlib.runs import Run
 
 _ID = re.compile(r"^(table|fig)\d+[a-z0-9_]*$")

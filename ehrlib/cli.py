@@ -89,7 +89,7 @@ def stats(paths: list[str]):
 
 def evaluate_files(args) -> Path:
     """``ehrbench evaluate``: every metric for each synthetic file, written atomically into ``--out``."""
-    from ehrlib.cohort import atomic_write
+    from ehrlib.io import atomic_write
     from ehrlib.data.longformat import read_long
     from ehrlib.metrics.evaluate import evaluate_all, table1
 

@@ -14,18 +14,20 @@ Canonical form, enforced by :meth:`Cohort.from_events` and checked by :meth:`Coh
   visit key the cohort was built from (admission time for MIMIC);
 * rows are sorted by ``(subject_id, visit_id, code)``.
 
-Anything else would be a free signal for a discriminator (``../shared/notes/EVALUATION.md``).
+Anything else would be a free signal for a discriminator.
 """
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ehrlib.errors import CohortError
+from ehrlib.io import atomic_write, frames_checksum
 
 SUBJECT = "subject_id"
 VISIT = "visit_id"
@@ -39,8 +41,6 @@ MISSING_CODE_STRINGS = frozenset({"", "NAN", "NONE", "NULL", "NA", "<NA>"})
 SYNTHETIC_PREFIX = "SYNTH_"
 
 
-class CohortError(ValueError):
-    """A cohort or its source violates the schema; the message names what and where."""
 
 
 def _where(source: str | None) -> str:
@@ -324,10 +324,25 @@ class Cohort:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Cohort":
-        """Read a cohort written by :meth:`save` (or any long file, through ``read_long``)."""
-        from ehrlib.data.longformat import read_long
+        """Read a cohort written by :meth:`save` (for other files use ``ehrlib.data.read_long``)."""
+        path = Path(path)
+        try:
+            frame = pd.read_parquet(path)
+        except FileNotFoundError:
+            raise CohortError(f"{path}: file not found") from None
+        except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+            raise CohortError(f"{path}: not a readable cohort parquet file ({type(exc).__name__}: {exc})") from None
+        missing = [c for c in EVENT_COLUMNS if c not in frame.columns]
+        if missing:
+            raise CohortError(f"{path}: columns {missing} missing; expected a file written by Cohort.save")
+        demo = None
+        if AGE in frame.columns or SEX in frame.columns:
+            demo = frame.loc[:, [c for c in DEMOGRAPHIC_COLUMNS if c in frame.columns]].drop_duplicates(SUBJECT)
+        return cls.from_events(frame.loc[:, list(EVENT_COLUMNS)], demo, visit_key=VISIT, source=str(path), allow_empty=True)
 
-        return read_long(path)
+    def checksum(self) -> str:
+        """sha256 of the canonical events (and demographics): identical data, identical checksum."""
+        return frames_checksum(self.events, self.demographics)
 
     def __repr__(self) -> str:
         demo = "with" if self.demographics is not None else "without"
@@ -341,19 +356,3 @@ def synthetic_ids(n: int, prefix: str = SYNTHETIC_PREFIX) -> list[str]:
     """``SYNTH_000001``-style ids for ``n`` generated patients."""
     width = max(6, len(str(n)))
     return [f"{prefix}{i:0{width}d}" for i in range(1, n + 1)]
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so a failure leaves ``path`` untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path

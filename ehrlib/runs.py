@@ -7,7 +7,6 @@ checksum, package versions, git commit).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -17,7 +16,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from ehrlib.cohort import Cohort, CohortError, atomic_write
+from ehrlib.cohort import Cohort, CohortError
+from ehrlib.io import atomic_write
 from ehrlib.data.splits import save_ids
 
 ENV_RUNS_DIR = "EHRLIB_RUNS_DIR"
@@ -30,14 +30,8 @@ def runs_root() -> Path:
 
 
 def cohort_checksum(cohort: Cohort) -> str:
-    """sha256 of the canonical events (and demographics): identical data, identical checksum."""
-    import pandas as pd
-
-    h = hashlib.sha256()
-    for table in (cohort.events, cohort.demographics):
-        if table is not None:
-            h.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
-    return h.hexdigest()
+    """Kept for older notebooks: :meth:`Cohort.checksum`."""
+    return cohort.checksum()
 
 
 def _git_commit() -> str | None:

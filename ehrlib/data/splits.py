@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ehrlib.cohort import Cohort, CohortError, atomic_write
+from ehrlib.cohort import Cohort, CohortError
+from ehrlib.io import atomic_write
 
 
 def split(cohort: Cohort, n_holdout: int, seed: int = 0) -> tuple[Cohort, Cohort]:

@@ -9,7 +9,8 @@ from dataclasses import asdict
 import shutil
 from pathlib import Path
 
-from ehrlib.cohort import Cohort, atomic_write
+from ehrlib.cohort import Cohort
+from ehrlib.io import atomic_write
 
 from ehrlib.models.base import Generator, GeneratorError
 from ehrlib.models.reference import Holdout, Marginals, Memorizer
@@ -87,13 +88,12 @@ def fit_or_load(name: str, train: Cohort, directory, profile: str = "demo", forc
     checkpoints are removed once the model is saved.
     """
     from ehrlib.models.neural import training_config
-    from ehrlib.runs import cohort_checksum
 
     generator = get(name, profile, **overrides)
     d = Path(directory)
     stamp = d / "trained_on.json"
     config = training_config(generator.config) if name in NEURAL else json.loads(json.dumps(asdict(generator.config)))
-    key = {"name": name, "config": config, "data": cohort_checksum(train)}
+    key = {"name": name, "config": config, "data": train.checksum()}
     if not force and stamp.is_file() and json.loads(stamp.read_text()) == key:
         logging.getLogger("ehrlib.models").info("%s: up to date in %s; loading it", name, d)
         return load(d)

@@ -10,11 +10,11 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ehrlib.cohort import Cohort, CohortError, atomic_write
+from ehrlib.cohort import Cohort, CohortError
+from ehrlib.errors import GeneratorError
+from ehrlib.io import atomic_write
 
 
-class GeneratorError(ValueError):
-    """A generator was misused: bad configuration, ``n <= 0``, or ``generate`` before ``fit``."""
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort, atomic_write
+from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
+from ehrlib.io import atomic_write
 from ehrlib.data.encode import Vocabulary, from_token_sequences
 from ehrlib.models.base import GeneratorError
 from ehrlib.models.neural import TorchConfig, TorchGenerator, draw_nonempty, transformers_module

@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
 
-from ehrlib.cohort import Cohort, atomic_write
+from ehrlib.cohort import Cohort
+from ehrlib.io import atomic_write
 from ehrlib.models.base import Config, Generator, GeneratorError
 
 log = logging.getLogger("ehrlib.models")
@@ -188,9 +189,7 @@ class TorchGenerator(Generator):
         checkpoint_dir, resume, callback = getattr(self, "_fit_args", (None, True, None))
         cfg = self.config
         self.device = pick_device(cfg.device)
-        from ehrlib.runs import cohort_checksum
-
-        self._data_checksum = cohort_checksum(train)
+        self._data_checksum = train.checksum()
         torch.manual_seed(cfg.seed)
         self._prepare(train)
         self.modules = {k: m.to(self.device) for k, m in self._build().items()}

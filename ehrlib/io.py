@@ -1,0 +1,60 @@
+"""File I/O shared by every layer: atomic writes and content checksums.
+
+Lowest layer: imports nothing from ``ehrlib``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+#: Permissions of files written by :func:`atomic_write` (``mkstemp`` alone would leave 0600).
+FILE_MODE = 0o644
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``, so a failure leaves ``path`` untouched.
+
+    The temporary file sits beside ``path`` (same file system, so the rename is atomic) and is
+    removed on any failure, including ``KeyboardInterrupt``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, FILE_MODE & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def frames_checksum(*frames) -> str:
+    """sha256 over pandas frames' contents (``None`` entries skipped): same data, same checksum."""
+    import pandas as pd
+
+    h = hashlib.sha256()
+    for frame in frames:
+        if frame is not None:
+            h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
