@@ -1,37 +1,119 @@
-"""Saving tables and figures under the paper's stable IDs (``table1``, ``fig3``, ...).
+"""Tables and figures under the paper's stable IDs (``table1``, ``fig3``, ...).
 
-One helper for figures (PNG + PDF) and one for tables (CSV + Markdown), both into the run
-folder, so the file name, the glue key and the book page all use the same ID.
+:data:`ARTIFACTS` is the one place where an artifact's ID and caption are spelled: the file
+name in the run folder, the caption on the book page and the browser test's expectations all
+come from it. One helper saves figures (PNG + PDF), one saves tables (CSV + Markdown); both show
+what they saved in the notebook page, under its ID and caption.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from ehrlib.errors import ConfigError
 from ehrlib.io import atomic_write
-from ehrlib.runs import Run
 
-_ID = re.compile(r"^(table|fig)\d+[a-z0-9_]*$")
+FIGURES_DIR = "figures"
+TABLES_DIR = "tables"
+
+#: Every table and figure the pipeline saves: ID -> caption (paper numbering where it has one).
+ARTIFACTS: dict[str, str] = {
+    "table1": "Table 1. Fidelity, utility and privacy of every generator, with uncertainty.",
+    "table1_tidy": "Table 1 (tidy). Every metric behind Table 1, one row per model and metric.",
+    "table12_real": "Table 12 (real rows). Structure statistics of the real splits.",
+    "table12": "Table 12. Structure statistics of the real training data and every synthetic cohort.",
+    "table13": "Table 13. Code coverage and divergence from the training data.",
+    "table14": "Table 14. Similarity of the top-50 code co-occurrence matrices.",
+    "table_generated": "Generated cohorts. Size and structure of each model's synthetic cohort.",
+    "table_corgan_pathway": "CorGAN encoder pathway. Length, kernel and stride of each convolution.",
+    "fig2": "Figure 2. The long-tailed distribution of ICD-9 codes in the training data.",
+    "fig3": "Figure 3. Long-tail ablation: metrics recomputed on the codes at or below each frequency percentile.",
+    "fig3_data": "Figure 3 (data). The long-tail ablation, one row per model, percentile and metric.",
+    "fig4": "Figure 4. Rank-frequency of codes, real and synthetic.",
+    "fig5": "Figure 5. The 20 most frequent codes of the training data and their synthetic prevalence.",
+    "fig6": "Figure 6. Per-code prevalence, synthetic against real.",
+    "fig7": "Figure 7. Cumulative share of code occurrences by code rank.",
+    "fig8": "Figure 8. Fit of prevalence within ten code-frequency buckets, with the real holdout as a noise reference.",
+    "fig8_data": "Figure 8 (data). Prevalence fit per frequency bucket.",
+    "fig9": "Figure 9. Visits per patient.",
+    "fig10": "Figure 10. Codes per visit.",
+    "fig11": "Figure 11. Codes per patient.",
+    "fig12": "Figure 12. Share of patients with a code of each ICD-9 chapter.",
+    "fig12_data": "Figure 12 (data). Chapter prevalence per cohort.",
+    "fig13": "Figure 13. Co-occurrence of the 50 most frequent training codes.",
+    "fig14": "Figure 14. PromptEHR: effect of the frequency-guidance strength alpha.",
+    "fig14_alpha_ablation": "Figure 14 (data). PromptEHR samples for each alpha.",
+    "training_medgan": "Training curves of MedGAN (binary mode).",
+    "training_medgan_count": "Training curves of MedGAN (count mode).",
+    "training_corgan": "Training curves of CorGAN.",
+    "training_promptehr": "Training curves of PromptEHR.",
+    "training_halo": "Training curves of HALO.",
+    "training_gpt": "Training curves of the GPT-2 baseline.",
+}
 
 
-def _check_id(paper_id: str) -> None:
-    if not _ID.match(paper_id):
-        raise ValueError(f"paper_id={paper_id!r}: expected 'table<N>...' or 'fig<N>...' (e.g. 'table12', 'fig3')")
+def caption(artifact_id: str) -> str:
+    """The caption of a registered artifact; a :class:`ConfigError` for an unknown ID."""
+    try:
+        return ARTIFACTS[artifact_id]
+    except KeyError:
+        raise ConfigError(
+            f"artifact id {artifact_id!r} is not registered in ehrlib.book.ARTIFACTS; add it there with its caption"
+        ) from None
 
 
-def save_table(table: pd.DataFrame, paper_id: str, run: Run, floatfmt: str = ".4g") -> Path:
+def is_figure(artifact_id: str) -> bool:
+    """Figures are the ``fig<N>`` and ``training_*`` IDs without a ``_data`` suffix."""
+    return (artifact_id.startswith("fig") or artifact_id.startswith("training_")) and not artifact_id.endswith(
+        ("_data", "_alpha_ablation"))
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def show(artifact_id: str, obj) -> None:
+    """Display a saved table (DataFrame) or figure (PNG path) in the notebook, with its caption.
+
+    Outside a notebook kernel it does nothing, so library users and scripts see no output.
+    """
+    if not _in_notebook():
+        return
+    from IPython.display import Image, Markdown, display
+
+    display(Markdown(f"**{caption(artifact_id)}** `{artifact_id}`"))
+    display(Image(filename=str(obj)) if isinstance(obj, (str, Path)) else obj)
+
+
+def save_table(table: pd.DataFrame, paper_id: str, run, floatfmt: str = ".4g", show_it: bool = False) -> Path:
     """Write ``<run>/tables/<paper_id>.csv`` and ``.md``; return the CSV path."""
-    _check_id(paper_id)
-    d = run.dir("tables")
+    caption(paper_id)
+    d = run.dir(TABLES_DIR)
     atomic_write(d / f"{paper_id}.md", lambda tmp: Path(tmp).write_text(table.to_markdown(index=False, floatfmt=floatfmt)))
-    return atomic_write(d / f"{paper_id}.csv", lambda tmp: table.to_csv(tmp, index=False))
+    path = atomic_write(d / f"{paper_id}.csv", lambda tmp: table.to_csv(tmp, index=False))
+    if show_it:
+        show(paper_id, table)
+    return path
 
 
-def save_figure(fig, paper_id: str, run: Run, dpi: int = 150) -> Path:
-    """Write ``<run>/figures/<paper_id>.png`` and ``.pdf``; return the PNG path."""
-    _check_id(paper_id)
-    d = run.dir("figures")
+def save_figure(fig, paper_id: str, run, dpi: int = 150, show_it: bool = False) -> Path:
+    """Write ``<run>/figures/<paper_id>.png`` and ``.pdf``; return the PNG path. The figure is closed."""
+    caption(paper_id)
+    d = run.dir(FIGURES_DIR)
     atomic_write(d / f"{paper_id}.pdf", lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight"))
-    return atomic_write(d / f"{paper_id}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
+    path = atomic_write(d / f"{paper_id}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
+    try:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    except Exception:  # a Figure made without pyplot is not registered: nothing to close
+        pass
+    if show_it:
+        show(paper_id, path)
+    return path

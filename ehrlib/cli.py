@@ -1,82 +1,26 @@
-"""``ehrbench``: reproduce the book, fetch open data, print Table 12 statistics.
+"""``ehrbench``: reproduce the book, fetch open data, print Table 12 statistics, evaluate files.
 
-    ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--no-book]
+    ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--threads N] [--set KEY=VALUE ...]
+                       [--only PREFIX ...] [--force] [--no-book | --book-only]
     ehrbench fetch mimic3-demo
     ehrbench stats FILE [FILE ...]
     ehrbench evaluate --train A --holdout B --synthetic C [C ...] --out DIR
+
+Library errors are printed as one line (``ehrbench: error: ...``, exit 2); ``--debug`` shows the
+traceback.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
-import os
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from ehrlib.errors import EhrlibError
+from ehrlib.runner import BOOK_SOURCES, notebooks, reproduce  # noqa: F401  (public: ehrlib.cli.reproduce)
+
 log = logging.getLogger("ehrbench")
-
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
-
-
-def notebooks(root: Path) -> list[Path]:
-    """The stage notebooks in run order (their numeric prefix)."""
-    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-
-
-def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: str | None = None,
-              seed: int = 0, out: Path | None = None, book: bool = True, only: list[str] | None = None) -> Path:
-    """Execute every notebook with papermill, then build the book from the executed copies.
-
-    Source notebooks stay output-free: executed copies go to ``<out>/src/notebooks`` next to
-    copies of the book pages, and Jupyter Book (1.x, warnings as errors) builds ``<out>/src``
-    without executing anything again. A failing cell stops the run with papermill's error.
-
-    Returns:
-        the folder of the built HTML book (or of the executed notebooks with ``book=False``).
-    """
-    import papermill as pm
-
-    root = root.resolve()
-    out = (out or root / "_build").resolve()
-    run = run or profile
-    src = out / "src"
-    if src.exists():
-        shutil.rmtree(src)
-    (src / "notebooks").mkdir(parents=True)
-    for name in BOOK_SOURCES:
-        p = root / name
-        if p.is_dir():
-            shutil.copytree(p, src / name)
-        elif p.is_file():
-            shutil.copy2(p, src / name)
-    params = {"data": data, "profile": profile, "run": run, "seed": seed}
-    env_runs = os.environ.get("EHRLIB_RUNS_DIR")
-    for nb in notebooks(root):
-        if only and not any(nb.stem.startswith(o) for o in only):
-            continue
-        t0 = time.time()
-        log.info("executing %s (profile=%s, data=%s, run=%s)", nb.name, profile, data, run)
-        pm.execute_notebook(str(nb), str(src / "notebooks" / nb.name), parameters=params, cwd=str(root),
-                            kernel_name="python3", progress_bar=False, log_output=False)
-        log.info("  done in %.1f s", time.time() - t0)
-    if env_runs:
-        log.info("run folder: %s/%s", env_runs, run)
-    if not book:
-        return src / "notebooks"
-    html = out / "html"
-    jb = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output", str(out / "book"), "-W", "-n",
-           "--keep-going"]
-    log.info("building the book: %s", " ".join(cmd))
-    subprocess.run(cmd, check=True)
-    if html.exists():
-        shutil.rmtree(html)
-    shutil.copytree(out / "book" / "_build" / "html", html)
-    log.info("book: %s", html / "index.html")
-    return html
 
 
 def stats(paths: list[str]):
@@ -87,36 +31,82 @@ def stats(paths: list[str]):
     return summary_table({Path(p).name: read_long(p) for p in paths})
 
 
+def _synthetic_names(paths: list[str]) -> dict[str, str]:
+    """A distinct result name per synthetic file: the file stem, or more of the path where stems repeat."""
+    stems = [Path(p).name.split(".")[0] for p in paths]
+    if len(set(stems)) == len(stems):
+        return dict(zip(stems, paths))
+    resolved = [Path(p).resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
+        dup = next(p for p in resolved if resolved.count(p) > 1)
+        raise EhrlibError(f"--synthetic lists {dup} twice")
+    names = {}
+    for p in resolved:
+        parts = p.with_suffix("").parts
+        k = 1
+        while any(q != p and q.with_suffix("").parts[-k:] == parts[-k:] for q in resolved):
+            k += 1
+        names["/".join(parts[-k:])] = str(p)
+    return names
+
+
 def evaluate_files(args) -> Path:
     """``ehrbench evaluate``: every metric for each synthetic file, written atomically into ``--out``."""
-    from ehrlib.io import atomic_write
     from ehrlib.data.longformat import read_long
+    from ehrlib.io import atomic_write
     from ehrlib.metrics.evaluate import evaluate_all, table1
 
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise EhrlibError(f"--out {out}: exists and is not a folder")
+    names = _synthetic_names(args.synthetic)
     train, holdout = read_long(args.train), read_long(args.holdout)
-    synthetic = {Path(p).stem: read_long(p) for p in args.synthetic}
+    synthetic = {name: read_long(p) for name, p in names.items()}
     disc = None if args.discriminator == "none" else args.discriminator
     results = evaluate_all(train, holdout, synthetic, seed=args.seed, n_bootstrap=args.n_bootstrap, discriminator=disc)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "metrics.csv", lambda tmp: results.to_csv(tmp, index=False))
+    if disc == "lstm":  # the same column names as the book's Table 1
+        is_disc = results["family"] == "discriminator"
+        results.loc[is_disc, "metric"] = "lstm_" + results.loc[is_disc, "metric"]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "metrics.csv", lambda tmp: results.to_csv(tmp, index=False))
     wide = table1(results)
-    atomic_write(args.out / "table1.csv", lambda tmp: wide.to_csv(tmp, index=False))
-    atomic_write(args.out / "table1.md", lambda tmp: Path(tmp).write_text(wide.to_markdown(index=False)))
+    atomic_write(out / "table1.csv", lambda tmp: wide.to_csv(tmp, index=False))
+    atomic_write(out / "table1.md", lambda tmp: Path(tmp).write_text(wide.to_markdown(index=False)))
     print(wide.to_string(index=False))
-    return args.out
+    return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ehrbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("reproduce", help="run every notebook (papermill) and build the book")
-    r.add_argument("--profile", default="demo", choices=("smoke", "demo", "paper"))
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected KEY=VALUE with KEY a notebook parameter name")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def parser() -> argparse.ArgumentParser:
+    from ehrlib.profiles import NAMES
+
+    p = argparse.ArgumentParser(prog="ehrbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks of library errors")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("reproduce", help="run every stage notebook (papermill) and build the book")
+    r.add_argument("--profile", default="demo", choices=NAMES)
     r.add_argument("--data", default="simulated", help="simulated | mimic3-demo | mimic4-demo | mimic3:PATH | long:PATH")
     r.add_argument("--run", default=None, help="run folder name (default: the profile name)")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per stage (default: measured before each stage; see ehrlib.threads)")
+    r.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
+                   help="a notebook parameter for every notebook that declares it (repeatable)")
     r.add_argument("--root", type=Path, default=Path("."), help="repository root (holds notebooks/ and _config.yml)")
     r.add_argument("--out", type=Path, default=None, help="build folder (default: <root>/_build)")
-    r.add_argument("--no-book", action="store_true", help="execute the notebooks only")
+    r.add_argument("--force", action="store_true", help="run every stage, even those that are up to date")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--no-book", action="store_true", help="execute the notebooks only")
+    g.add_argument("--book-only", action="store_true", help="rebuild the book from the run without executing anything")
     r.add_argument("--only", nargs="*", help="notebook name prefixes to run (e.g. 00 30)")
     f = sub.add_parser("fetch", help="download an open demo dataset (sha256-checked) into $EHRLIB_DATA_DIR or ./data")
     f.add_argument("name", choices=("mimic3-demo", "mimic4-demo"))
@@ -130,20 +120,33 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--discriminator", default="rf", choices=("rf", "lstm", "none"))
     e.add_argument("--n-bootstrap", type=int, default=1000)
     e.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.cmd == "reproduce":
-        if not (args.root / "notebooks").is_dir():
-            parser.error(f"{args.root.resolve()} has no notebooks/ folder: run from the repository root or pass --root")
-        reproduce(args.root, args.profile, args.data, args.run, args.seed, args.out, not args.no_book, args.only)
-    elif args.cmd == "fetch":
-        from ehrlib.data.registry import fetch
+    return p
 
-        print(fetch(args.name, download=True))
-    elif args.cmd == "evaluate":
-        evaluate_files(args)
-    elif args.cmd == "stats":
-        print(stats(args.paths).to_string(index=False))
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.cmd == "reproduce":
+            if not (args.root / "notebooks").is_dir():
+                ap.error(f"{args.root.resolve()} has no notebooks/ folder: run from the repository root or pass --root")
+            reproduce(args.root, args.profile, args.data, args.run, args.seed, args.out,
+                      book=not args.no_book, only=args.only, threads=args.threads, force=args.force,
+                      settings=dict(args.settings), book_only=args.book_only)
+        elif args.cmd == "fetch":
+            from ehrlib.data.registry import fetch
+
+            print(fetch(args.name, download=True))
+        elif args.cmd == "evaluate":
+            evaluate_files(args)
+        elif args.cmd == "stats":
+            print(stats(args.paths).to_string(index=False))
+    except (EhrlibError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"ehrbench: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,12 +1,18 @@
-"""Run folders: where every stage reads its inputs and writes its outputs.
+"""Run folders and stage contexts: where every stage reads its inputs and writes its outputs.
 
 ``runs/<run>/`` (root: ``$EHRLIB_RUNS_DIR`` or ``./runs``) holds ``data/`` (train, holdout,
 reference cohorts and their subject ids), ``models/<name>/``, ``synthetic/<name>.parquet``,
-``metrics/``, ``tables/``, ``figures/`` and ``manifest.json`` (parameters of each stage, data
-checksum, package versions, git commit).
+``metrics/<family>.csv``, ``tables/``, ``figures/`` and ``manifest.json`` (each stage's
+parameters, inputs, outputs, status and time; data checksum, package versions, git commit).
+
+Every notebook opens one :func:`stage`; the file and metric names live here and in
+:mod:`ehrlib.book`, never in a notebook.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import fcntl
 import json
 import os
 import platform
@@ -16,7 +22,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from ehrlib.cohort import Cohort, CohortError
+from ehrlib.cohort import Cohort
+from ehrlib.errors import RunError
 from ehrlib.io import atomic_write
 from ehrlib.data.splits import save_ids
 
@@ -34,6 +41,7 @@ def cohort_checksum(cohort: Cohort) -> str:
     return cohort.checksum()
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
@@ -42,6 +50,11 @@ def _git_commit() -> str | None:
         return None
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict:
     out = {}
     for p in PACKAGES:
@@ -73,14 +86,14 @@ class Run:
         """Save named splits (``train``, ``holdout``, ``reference``) as parquet plus id lists."""
         for name, cohort in cohorts.items():
             if name not in SPLITS:
-                raise CohortError(f"split name {name!r}: expected one of {SPLITS}")
+                raise RunError(f"split name {name!r}: expected one of {SPLITS}")
             cohort.save(self.dir("data") / f"{name}.parquet")
             save_ids(cohort, self.dir("data") / f"{name}_ids.txt")
 
     def load_split(self, name: str) -> Cohort:
         path = self.path / "data" / f"{name}.parquet"
         if not path.is_file():
-            raise CohortError(f"{path} not found: run notebook 00_data for run {self.name!r} first")
+            raise RunError(f"{path} not found: run notebook 00_data for run {self.name!r} first")
         return Cohort.load(path)
 
     # ---------------------------------------------------------------- synthetic cohorts
@@ -100,24 +113,224 @@ class Run:
     def manifest(self) -> dict:
         return json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file() else {}
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """An exclusive lock on the manifest, held across its read-modify-write."""
+        with open(self.path / ".manifest.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def update_manifest(self, change) -> dict:
+        """Apply ``change(manifest)`` under the lock and write it atomically: two processes
+        recording into one run never lose each other's entries."""
+        with self._locked():
+            m = self.manifest()
+            change(m)
+            m["versions"] = dict(_versions())
+            m["git_commit"] = _git_commit()
+            text = json.dumps(m, indent=2, sort_keys=True, default=str)
+            atomic_write(self.manifest_path, lambda tmp: Path(tmp).write_text(text))
+        return m
+
     def record(self, stage: str, **params) -> dict:
         """Record a stage's parameters (plus versions, commit, time) in ``manifest.json``."""
-        m = self.manifest()
-        m.setdefault("stages", {})[stage] = {
-            "params": params,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        m["versions"] = _versions()
-        m["git_commit"] = _git_commit()
-        text = json.dumps(m, indent=2, sort_keys=True, default=str)
-        atomic_write(self.manifest_path, lambda tmp: Path(tmp).write_text(text))
-        return m
+        def change(m):
+            entry = m.setdefault("stages", {}).setdefault(stage, {})
+            entry["params"] = {**entry.get("params", {}), **params}
+            entry["finished"] = _now()
+        return self.update_manifest(change)
 
 
 def open_run(name: str = "default", root: Path | None = None) -> Run:
     """The run folder ``<root>/<name>`` (created if needed)."""
     if not name or "/" in name or name.startswith("."):
-        raise CohortError(f"run={name!r}: expected a plain folder name")
+        raise RunError(f"run={name!r}: expected a plain folder name")
     path = (root or runs_root()) / name
     path.mkdir(parents=True, exist_ok=True)
     return Run(path)
+
+
+# ---------------------------------------------------------------------------- stage context
+METRICS_DIR = "metrics"
+#: Metric families saved by the evaluation stages, in the order Table 1 reads them.
+METRIC_FAMILIES = ("prevalence", "discriminator", "privacy")
+
+
+class Stage:
+    """What one notebook needs: the run's inputs, the profile's typed settings, where outputs go.
+
+    Open one with :func:`stage`. Inputs are read lazily (``stage.train``, ``stage.synthetic``,
+    ...) and every file read or written is recorded in the run manifest under the stage's name,
+    so that ``ehrbench reproduce`` can tell when a stage is up to date.
+    """
+
+    def __init__(self, name: str, run: Run, profile: str, seed: int, params: dict):
+        self.name, self.run, self.profile, self.seed = name, run, profile, seed
+        self.params = dict(params)
+        self._cache: dict = {}
+        self._inputs: set[str] = set()
+        self._outputs: set[str] = set()
+        self.run.update_manifest(self._start)
+
+    def _start(self, m: dict) -> None:
+        m.setdefault("stages", {})[self.name] = {
+            "params": {"profile": self.profile, "seed": self.seed, **self.params},
+            "started": _now(), "inputs": [], "outputs": [],
+        }
+
+    def _note(self, kind: str, path: Path) -> None:
+        rel = str(Path(path).resolve().relative_to(self.run.path.resolve()))
+        target = self._inputs if kind == "inputs" else self._outputs
+        if rel in target:
+            return
+        target.add(rel)
+        paths = sorted(target)
+        self.run.update_manifest(lambda m: m["stages"][self.name].__setitem__(kind, paths))
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def settings(self):
+        """The profile's typed settings (sizes, evaluation settings, model presets)."""
+        if "settings" not in self._cache:
+            from ehrlib import profiles
+
+            self._cache["settings"] = profiles.get(self.profile)
+        return self._cache["settings"]
+
+    # ------------------------------------------------------------------ inputs
+    def _split(self, name: str) -> Cohort:
+        if name not in self._cache:
+            self._cache[name] = self.run.load_split(name)
+            self._note("inputs", self.run.path / "data" / f"{name}.parquet")
+        return self._cache[name]
+
+    @property
+    def train(self) -> Cohort:
+        return self._split("train")
+
+    @property
+    def holdout(self) -> Cohort:
+        return self._split("holdout")
+
+    @property
+    def reference(self) -> Cohort:
+        return self._split("reference")
+
+    @property
+    def synthetic(self) -> dict[str, Cohort]:
+        """Every synthetic cohort of the run, by generator name (sorted)."""
+        if "synthetic" not in self._cache:
+            d = self.run.path / "synthetic"
+            paths = sorted(d.glob("*.parquet")) if d.is_dir() else []
+            for p in paths:
+                self._note("inputs", p)
+            self._cache["synthetic"] = {p.stem: Cohort.load(p) for p in paths}
+        return self._cache["synthetic"]
+
+    def model_dir(self, name: str) -> Path:
+        """The folder of the saved generator ``name`` (created; recorded as an output)."""
+        d = self.run.dir("models") / name
+        d.mkdir(parents=True, exist_ok=True)
+        self._note("outputs", d)
+        return d
+
+    def saved_models(self, neural: bool = True) -> dict[str, Path]:
+        """Saved generator folders of the run, by name (recorded as inputs)."""
+        from ehrlib import models
+
+        d = self.run.dir("models")
+        out = {name: d / name for name in models.saved(d, neural=neural)}
+        for p in out.values():
+            self._note("inputs", p)
+        return out
+
+    # ------------------------------------------------------------------ outputs
+    def save_splits(self, **cohorts: Cohort) -> dict[str, Cohort]:
+        """Save the named splits (``train``, ``holdout``, ``reference``); returns them."""
+        self.run.save_splits(**cohorts)
+        for name, cohort in cohorts.items():
+            self._cache[name] = cohort
+            self._note("outputs", self.run.path / "data" / f"{name}.parquet")
+        return cohorts
+
+    def save_synthetic(self, name: str, cohort: Cohort) -> Path:
+        path = self.run.save_synthetic(name, cohort)
+        self._note("outputs", path)
+        return path
+
+    def save_table(self, table_id: str, table, show: bool = True) -> Path:
+        """Save a table under its registered ID (CSV + Markdown) and show it on the page."""
+        from ehrlib import book
+
+        path = book.save_table(table, table_id, self.run, show_it=show)
+        self._note("outputs", path)
+        return path
+
+    def save_figure(self, figure_id: str, fig) -> Path:
+        """Save a figure under its registered ID (PNG + PDF) and show it on the page with its caption."""
+        from ehrlib import book
+
+        path = book.save_figure(fig, figure_id, self.run, show_it=True)
+        self._note("outputs", path)
+        return path
+
+    def save_metrics(self, family: str, df) -> Path:
+        """Save one metric family's tidy table (``metrics/<family>.csv``)."""
+        if family not in METRIC_FAMILIES:
+            raise RunError(f"metric family {family!r}: expected one of {METRIC_FAMILIES}")
+        path = atomic_write(self.run.dir(METRICS_DIR) / f"{family}.csv", lambda tmp: df.to_csv(tmp, index=False))
+        self._note("outputs", path)
+        return path
+
+    def metrics(self, families=METRIC_FAMILIES):
+        """Every metric family saved so far, as one tidy table (families not yet run are skipped)."""
+        import pandas as pd
+
+        frames = []
+        for family in families:
+            path = self.run.path / METRICS_DIR / f"{family}.csv"
+            if path.is_file():
+                self._note("inputs", path)
+                frames.append(pd.read_csv(path))
+        if not frames:
+            raise RunError(f"run {self.run.name!r} has no saved metrics ({', '.join(families)}): "
+                           "run notebooks 30-32 first")
+        return pd.concat(frames, ignore_index=True)
+
+    def record(self, **values) -> None:
+        """Add values (e.g. the number of epochs, a model's failure) to the stage's manifest entry."""
+        self.run.update_manifest(lambda m: m["stages"][self.name].setdefault("results", {}).update(values))
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name!r}, run={self.run.name!r}, profile={self.profile!r}, seed={self.seed})"
+
+
+#: The environment variable that sets a notebook's ``profile="default"`` (nbmake, CI).
+ENV_PROFILE = "EHRLIB_PROFILE"
+DEFAULT = "default"
+
+
+def stage(name: str, *, run: str = DEFAULT, profile: str = DEFAULT, seed: int = 0, **params) -> Stage:
+    """Open the context of stage ``name`` (a notebook's stem, e.g. ``"30_prevalence"``) in run ``run``.
+
+    Args:
+        name: the stage (notebook) name.
+        run: the run folder's name; ``"default"`` is the profile's name.
+        profile: ``smoke``, ``demo`` or ``paper``; ``"default"`` reads ``$EHRLIB_PROFILE`` (else ``demo``),
+            so the committed notebooks run unchanged in any profile (e.g. under nbmake).
+        seed: the stage's seed.
+        **params: the stage's own parameters, recorded in the manifest beside the profile and seed.
+    """
+    from ehrlib import profiles
+    from ehrlib.errors import ConfigError
+
+    if profile == DEFAULT:
+        profile = os.environ.get(ENV_PROFILE, "demo")
+    if profile not in profiles.NAMES:
+        raise ConfigError(f"profile={profile!r}: expected one of {profiles.NAMES} (or 'default')")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r}: expected a non-negative integer")
+    return Stage(name, open_run(profile if run == DEFAULT else run), profile, seed, params)

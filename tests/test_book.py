@@ -1,35 +1,84 @@
-"""Every notebook runs in smoke mode (papermill) and the book builds with warnings as errors."""
+"""Every notebook follows the style rules, runs in smoke mode (papermill), and the book builds
+with every saved figure and table visible on its notebook's page."""
 import json
 import re
 
 import pytest
 
 from conftest import ROOT
-from ehrlib.cli import notebooks, reproduce
+from ehrlib import book
+from ehrlib.runner import notebooks, reproduce
 
 NOTEBOOKS = notebooks(ROOT)
 
 
+def _code_cells(nb):
+    return [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_follows_the_style_rules(nb):
-    cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+    cells = _code_cells(nb)
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1 and cells[0] is tagged[0], "the first code cell, and only it, is tagged 'parameters'"
     assert not any(c.get("outputs") for c in cells), "committed outputs"
-    source = "\n".join("".join(c["source"]) for c in cells)
+    source = "\n".join("".join(c["source"]) for c in cells[1:])
     assert not re.search(r"^\s*(def|class)\s", source, re.M), "functions belong in ehrlib"
-    assert len(cells) <= 15
+    assert len(cells) <= 4, "parameters, the stage context, one or two library calls"
+    assert not re.search(r"\.(csv|parquet|png|pdf|json|txt|md)\b", source), "file names belong in ehrlib"
+    assert re.search(rf'runs\.stage\("{nb.stem}"', source), "the notebook opens its own stage context"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_parameter_is_used(nb):
+    cells = _code_cells(nb)
+    names = re.findall(r"^(\w+)\s*=", "".join(cells[0]["source"]), re.M)
+    later = "\n".join("".join(c["source"]) for c in cells[1:])
+    unused = [n for n in names if not re.search(rf"\b{n}\b", later)]
+    assert not unused, f"parameters never used: {unused}"
 
 
 @pytest.mark.slow
-def test_smoke_profile_runs_every_notebook_and_builds_the_book(tmp_path, monkeypatch):
+def test_smoke_profile_runs_every_notebook_and_shows_every_artifact(tmp_path, monkeypatch):
     monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
     html = reproduce(ROOT, profile="smoke", run="ci", out=tmp_path / "build")
     assert (html / "index.html").is_file()
+    run = tmp_path / "runs" / "ci"
+    manifest = json.loads((run / "manifest.json").read_text())
+    shown = 0
     for nb in NOTEBOOKS:
         page = html / "notebooks" / f"{nb.stem}.html"
         assert page.is_file(), page
-        assert "Traceback" not in page.read_text()
-    run = tmp_path / "runs" / "ci"
-    assert (run / "data" / "train.parquet").is_file() and (run / "figures" / "fig2.png").is_file()
-    assert "00_data" in json.loads((run / "manifest.json").read_text())["stages"]
+        text = page.read_text()
+        assert "Traceback" not in text, f"{page.name} shows a traceback"
+        stage = manifest["stages"][nb.stem]
+        assert stage["runner"]["status"] == "ok", stage["runner"]
+        outputs = stage["outputs"]
+        figures = [o.split("/")[-1][:-4] for o in outputs if o.startswith("figures/") and o.endswith(".png")]
+        images = len(re.findall(r"<img [^>]*src=\"[^\"]*_images/", text))
+        assert images >= len(figures), f"{page.name}: {len(figures)} figures saved, {images} images on the page"
+        for fig_id in figures:
+            assert book.caption(fig_id).split(".")[0] in text, f"{page.name}: no caption for {fig_id}"
+            shown += 1
+        tables = [o.split("/")[-1][:-4] for o in outputs if o.startswith("tables/") and o.endswith(".csv")]
+        for table_id in tables:
+            if not table_id.endswith(("_data", "_tidy", "_alpha_ablation")):
+                assert f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{table_id}</span>" in text, \
+                    f"{page.name}: table {table_id} not shown under its id"
+        if tables:
+            assert "<table" in text, f"{page.name}: tables saved but none on the page"
+    paper_figures = {f"fig{i}" for i in range(2, 15)}
+    saved = {p.stem for p in (run / "figures").glob("fig*.png")}
+    assert paper_figures <= saved, f"paper figures never saved: {sorted(paper_figures - saved)}"
+    assert shown >= len(paper_figures)
+
+
+@pytest.mark.slow
+def test_a_rerun_with_nothing_changed_skips_every_stage(tmp_path, monkeypatch):
+    monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
+    reproduce(ROOT, profile="smoke", run="ci", book=False, only=["00", "15", "30"])
+    first = json.loads((tmp_path / "runs" / "ci" / "manifest.json").read_text())["stages"]
+    reproduce(ROOT, profile="smoke", run="ci", book=False, only=["00", "15", "30"])
+    second = json.loads((tmp_path / "runs" / "ci" / "manifest.json").read_text())["stages"]
+    for name in ("00_data", "15_reference_generators", "30_prevalence"):
+        assert second[name]["runner"]["finished"] == first[name]["runner"]["finished"], f"{name} ran again"

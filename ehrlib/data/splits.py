@@ -58,3 +58,12 @@ def plan_splits(n_patients: int, n_holdout: int, n_reference: int = 0) -> tuple[
             stacklevel=2,
         )
     return h, r
+
+
+def make_splits(cohort: Cohort, n_holdout: int, n_reference: int, seed: int = 0) -> dict[str, Cohort]:
+    """The run's three splits: ``train``, ``holdout`` (``split(cohort, n_holdout, seed)``) and
+    ``reference`` (``split(train, n_reference, seed + 1)``), sizes capped by :func:`plan_splits`."""
+    n_holdout, n_reference = plan_splits(cohort.n_patients, n_holdout, n_reference)
+    train, holdout = split(cohort, n_holdout=n_holdout, seed=seed)
+    train, reference = split(train, n_holdout=n_reference, seed=seed + 1)
+    return {"train": train, "holdout": holdout, "reference": reference}

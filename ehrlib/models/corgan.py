@@ -83,6 +83,15 @@ def corgan_pathway(vocab_size: int) -> list[tuple[int, int, int, int]]:
     return layers
 
 
+def pathway_table(vocab_size: int):
+    """:func:`corgan_pathway` as a table, one row per encoder layer (for the book)."""
+    import pandas as pd
+
+    table = pd.DataFrame(corgan_pathway(vocab_size), columns=["length_in", "length_out", "kernel", "stride"])
+    table.insert(0, "encoder_layer", range(1, len(table) + 1))
+    return table
+
+
 def encoder_channels(base: int, bottleneck: int) -> list[int]:
     """Output channels of the 8 encoder layers: base, 2 base, ... capped at ``bottleneck``; last = bottleneck."""
     return [min(base * 2 ** i, bottleneck) for i in range(N_LAYERS - 1)] + [bottleneck]

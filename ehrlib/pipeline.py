@@ -1,0 +1,148 @@
+"""The work of each stage, one call per notebook: train, generate, evaluate, assemble.
+
+Each function takes the notebook's :class:`ehrlib.runs.Stage` (inputs, typed settings, where
+outputs go) and calls the library layers below it; the notebooks stay four cells long.
+"""
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from ehrlib.errors import EhrlibError
+from ehrlib.runs import Stage
+
+log = logging.getLogger("ehrlib.pipeline")
+
+#: How models are named on pages and figures (saved-folder name -> label).
+LABELS = {"medgan": "MedGAN", "medgan_count": "MedGAN (count)", "corgan": "CorGAN", "promptehr": "PromptEHR",
+          "halo": "HALO", "gpt": "GPT-2 baseline"}
+
+
+def _in_notebook() -> bool:
+    from ehrlib import book
+
+    return book._in_notebook()
+
+
+def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool = False, **overrides):
+    """Fit ``model`` on the run's training split (or load it when up to date), save it, show its
+    training curves and one summary line. Returns the generator."""
+    from ehrlib import models, plots
+
+    saved_as = saved_as or model
+    if "progress" not in overrides:
+        overrides["progress"] = not _in_notebook()  # live bars in a terminal only
+    generator = models.fit_or_load(model, stage.train, stage.model_dir(saved_as), profile=stage.profile, force=force,
+                                   seed=stage.seed, **overrides)
+    history = list(getattr(generator, "history", []) or [])
+    stage.record(**{saved_as: {"epochs": len(history)}})
+    if history:
+        last = {k: round(v, 4) for k, v in history[-1].items() if k != "epoch" and isinstance(v, float)}
+        print(f"{LABELS.get(saved_as, saved_as)}: {len(history)} epochs; last epoch {last}")
+        stage.save_figure(f"training_{saved_as}", plots.training_curves(history, title=LABELS.get(saved_as, saved_as)))
+    return generator
+
+
+def generate(stage: Stage, model: str = "all", n: int = 0) -> pd.DataFrame:
+    """Generate ``n`` patients (0: the profile's ``n_synthetic``) with every saved neural model
+    (or the one named), save each cohort, and return the summary (Table 12 rows).
+
+    A model that fails to generate is a recorded outcome, not the end of the run: its row says
+    ``failed`` with the reason, the stage's manifest entry lists it, and the other models go on.
+    """
+    from ehrlib import models
+    from ehrlib.metrics.structure import summary
+
+    n = n or stage.settings.evaluation.n_synthetic
+    folders = stage.saved_models(neural=True)
+    if model != "all":
+        if model not in folders:
+            from ehrlib.errors import RunError
+
+            raise RunError(f"model={model!r}: no saved model of that name in run {stage.run.name!r} "
+                           f"(saved: {', '.join(folders) or 'none'})")
+        folders = {model: folders[model]}
+    rows, failed = [], {}
+    for name, folder in folders.items():
+        try:
+            cohort = models.load(folder).generate(n, seed=stage.seed)
+        except EhrlibError as exc:
+            failed[name] = str(exc)
+            rows.append({"dataset": name, "status": "failed", "reason": str(exc)})
+            continue
+        stage.save_synthetic(name, cohort)
+        rows.append({"dataset": name, "status": "ok", "reason": "", **summary(cohort)})
+    stage.record(n_synthetic=n, failed=failed)
+    for name, reason in failed.items():
+        log.error("%s failed to generate: %s", name, reason)
+    return pd.DataFrame(rows)
+
+
+def reference_generators(stage: Stage) -> pd.DataFrame:
+    """Fit the calibration rows (``holdout``, ``marginals``, ``memorizer``), save them (labelled
+    as holding real records where they do), and save their synthetic cohorts."""
+    from ehrlib import models
+    from ehrlib.metrics.structure import summary
+
+    n = stage.settings.evaluation.n_synthetic
+    rows = []
+    for name in ("holdout", "marginals", "memorizer"):
+        extra = {"records": stage.reference} if name == "holdout" else {}
+        generator = models.get(name, **extra).fit(stage.train)
+        generator.save(stage.model_dir(name))
+        size = min(n, stage.reference.n_patients) if name == "holdout" else n
+        cohort = generator.generate(size, seed=stage.seed)
+        stage.save_synthetic(name, cohort)
+        rows.append({"dataset": name, **summary(cohort)})
+    stage.record(n_synthetic=n)
+    return pd.DataFrame(rows)
+
+
+def evaluate(stage: Stage, family: str, *, lstm: str = "profile") -> pd.DataFrame:
+    """Compute one metric family for every synthetic cohort of the run, save it, return it.
+
+    ``lstm`` (discriminator family): ``yes``, ``no`` or ``profile`` (as the profile says).
+    """
+    from ehrlib.metrics import evaluate_all
+
+    ev = stage.settings.evaluation
+    train, holdout, synthetic = stage.train, stage.holdout, stage.synthetic
+    if family == "prevalence":
+        out = evaluate_all(train, holdout, synthetic, families=["prevalence"], seed=stage.seed,
+                           n_bootstrap=ev.n_bootstrap)
+    elif family == "privacy":
+        out = evaluate_all(train, holdout, synthetic, families=["privacy"], seed=stage.seed, repeats=ev.nnaar_repeats)
+    elif family == "discriminator":
+        if lstm not in ("yes", "no", "profile"):
+            from ehrlib.errors import ConfigError
+
+            raise ConfigError(f"lstm={lstm!r}: expected 'yes', 'no' or 'profile'")
+        with_lstm = ev.lstm if lstm == "profile" else lstm == "yes"
+        frames = [evaluate_all(train, holdout, synthetic, families=["discriminator"], discriminator="rf",
+                               seed=stage.seed)]
+        if with_lstm:
+            frames.append(evaluate_all(train, holdout, synthetic, families=["discriminator"], discriminator="lstm",
+                                       seed=stage.seed).assign(metric=lambda d: "lstm_" + d["metric"]))
+        out = pd.concat(frames, ignore_index=True)
+    else:
+        from ehrlib.errors import ConfigError
+
+        raise ConfigError(f"family={family!r}: expected 'prevalence', 'discriminator' or 'privacy'")
+    stage.save_metrics(family, out)
+    return out.pivot(index="model", columns="metric", values="estimate")
+
+
+def table1(stage: Stage) -> pd.DataFrame:
+    """Assemble Table 1 (wide, with intervals) and its tidy form from the saved metric families."""
+    from ehrlib.metrics.evaluate import table1 as wide_table1
+
+    results = stage.metrics()
+    stage.save_table("table1_tidy", results.sort_values(["model", "family", "metric"]), show=False)
+    wide = wide_table1(results)
+    failed = stage.run.manifest().get("stages", {}).get("20_generate", {}).get("results", {}).get("failed", {})
+    if failed:
+        wide = pd.concat([wide, pd.DataFrame([{"model": k, "status": f"failed: {v}"} for k, v in failed.items()])],
+                         ignore_index=True)
+    stage.save_table("table1", wide)
+    return wide

@@ -1,0 +1,73 @@
+"""The book's front page of results, written from a run folder at build time.
+
+Everything on the page is read from the run that the book is built from: the manifest (data,
+profile, seed, commit, stage times) and the saved tables and figures. Nothing is typed in.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from ehrlib import book
+from ehrlib.runs import Run
+
+#: The figures shown on the results page, and the notebook (stage) that makes each.
+HEADLINE_FIGURES = {"fig3": "40_longtail_percentiles", "fig5": "41_longtail_marginals", "fig12": "43_chapters",
+                    "fig13": "44_cooccurrence"}
+PAGE = "book/results.md"
+
+
+def _stage_table(manifest: dict) -> pd.DataFrame:
+    rows = []
+    for name, entry in sorted(manifest.get("stages", {}).items()):
+        r = entry.get("runner")
+        if r:
+            rows.append({"stage": f"{{doc}}`{name} <../notebooks/{name}>`", "status": r.get("status", ""),
+                         "seconds": r.get("seconds", float("nan")), "threads": r.get("threads", ""),
+                         "finished": r.get("finished", "")})
+    return pd.DataFrame(rows)
+
+
+def results_page(run: Run, dest: Path) -> Path:
+    """Write the results page of ``run`` into the book source folder ``dest`` (and copy its figures)."""
+    m = run.manifest()
+    data_stage = m.get("stages", {}).get("00_data", {})
+    params = data_stage.get("params", {})
+    lines = ["# Results", "",
+             "Every number and figure on this page was computed by the run the book was built from; "
+             "each links to the notebook that made it.", "",
+             "| | |", "|---|---|",
+             f"| data | `{params.get('data', 'unknown')}` |",
+             f"| profile | `{params.get('profile', 'unknown')}` |",
+             f"| seed | {params.get('seed', 'unknown')} |",
+             f"| patients | {data_stage.get('results', {}).get('n_patients', 'unknown')} |",
+             f"| commit | `{m.get('git_commit') or 'unknown'}` |",
+             f"| run folder | `{run.name}` |", ""]
+    table1 = run.path / book.TABLES_DIR / "table1.md"
+    lines += ["## Table 1", "", f"{book.caption('table1')} From {{doc}}`33_table1 <../notebooks/33_table1>`.", ""]
+    lines += [table1.read_text(), ""] if table1.is_file() else ["*Table 1 was not computed in this run.*", ""]
+    failed = m.get("stages", {}).get("20_generate", {}).get("results", {}).get("failed", {})
+    if failed:
+        lines += ["**Failed generators** (recorded by `20_generate`, absent from Table 1):", ""]
+        lines += [f"* `{k}`: {v}" for k, v in failed.items()] + [""]
+    fig_dir = dest / "book" / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    lines += ["## Headline figures", ""]
+    for fig_id, stage in HEADLINE_FIGURES.items():
+        png = run.path / book.FIGURES_DIR / f"{fig_id}.png"
+        if not png.is_file():
+            continue
+        shutil.copy2(png, fig_dir / png.name)
+        lines += [f"```{{figure}} figures/{png.name}", f":name: results-{fig_id}", "",
+                  f"{book.caption(fig_id)} From {{doc}}`{stage} <../notebooks/{stage}>`.", "```", ""]
+    stages = _stage_table(m)
+    if not stages.empty:
+        total = stages["seconds"].sum()
+        lines += ["## Where the time went", "", f"Wall time of each stage in this run ({total:.0f} s in all; "
+                  "`skipped` stages were up to date and reused).", "", stages.to_markdown(index=False), ""]
+    page = dest / PAGE
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("\n".join(lines))
+    return page

@@ -1,0 +1,315 @@
+"""``ehrbench reproduce``: execute the stage notebooks into a run, then build the book.
+
+* Each notebook runs in a fresh kernel (papermill) with a thread plan chosen just before it
+  starts (:mod:`ehrlib.threads`), with only the parameters it declares.
+* A stage is skipped when its notebook, the library code, its parameters and the files it read
+  and wrote are unchanged since it last succeeded (fingerprints in the run manifest); its
+  executed copy from that run is reused for the book.
+* A failing stage is recorded (notebook, cell, error), the later stages still run, and the
+  command ends with a non-zero exit code; the stages before it stay reusable.
+* The build folder is only ever cleared when it carries the runner's marker file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ehrlib.errors import RunError
+from ehrlib.runs import Run, _now, open_run
+
+log = logging.getLogger("ehrbench")
+
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+#: Written into every build folder the runner creates; only such folders are ever cleared.
+MARKER = ".ehrbench-build"
+EXECUTED_DIR = "executed"
+#: Files above this size are fingerprinted by size and modification time instead of content.
+HASH_LIMIT = 64 << 20
+
+
+def notebooks(root: Path) -> list[Path]:
+    """The stage notebooks in run order (their numeric prefix)."""
+    return sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+# ---------------------------------------------------------------------------- fingerprints
+def _file_print(path: Path) -> str:
+    st = path.stat()
+    if st.st_size > HASH_LIMIT:
+        return f"size={st.st_size},mtime={st.st_mtime_ns}"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(path: Path) -> str | None:
+    """Content fingerprint of a file or a folder (all its files); ``None`` when it is missing."""
+    path = Path(path)
+    if path.is_file():
+        return _file_print(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for p in sorted(q for q in path.rglob("*") if q.is_file() and not q.name.startswith(".")):
+            h.update(str(p.relative_to(path)).encode())
+            h.update(_file_print(p).encode())
+        return h.hexdigest()
+    return None
+
+
+def notebook_source_hash(nb: Path) -> str:
+    """sha256 of a notebook's cell sources (outputs and metadata ignored)."""
+    cells = json.loads(Path(nb).read_text())["cells"]
+    return hashlib.sha256(json.dumps([(c["cell_type"], "".join(c["source"])) for c in cells]).encode()).hexdigest()
+
+
+def library_hash() -> str:
+    """sha256 of the installed ``ehrlib`` package's files (code and package data)."""
+    import ehrlib
+
+    pkg = Path(ehrlib.__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(pkg.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+            h.update(str(p.relative_to(pkg)).encode())
+            h.update(_file_print(p).encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- one stage
+@dataclass
+class StageResult:
+    name: str
+    status: str  # ok | skipped | failed | not run
+    seconds: float = 0.0
+    threads: str = ""
+    error: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _declared(nb: Path) -> dict:
+    import papermill as pm
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)
+    return pm.inspect_notebook(str(nb))
+
+
+def up_to_date(run: Run, nb: Path, params: dict, code: str) -> bool:
+    """Whether stage ``nb`` succeeded before with the same notebook, code and parameters, and
+    every file it read or wrote is as it left them."""
+    entry = run.manifest().get("stages", {}).get(nb.stem, {})
+    done = entry.get("runner", {})
+    if done.get("status") != "ok" or done.get("params") != params or done.get("code") != code:
+        return False
+    if done.get("notebook") != notebook_source_hash(nb) or not (run.path / EXECUTED_DIR / nb.name).is_file():
+        return False
+    prints = done.get("files", {})
+    if not prints:
+        return False
+    return all(fingerprint(run.path / rel) == fp for rel, fp in prints.items())
+
+
+def _record_result(run: Run, nb: Path, result: StageResult, params: dict, code: str) -> None:
+    def change(m):
+        entry = m.setdefault("stages", {}).setdefault(nb.stem, {})
+        files = {}
+        if result.status == "ok":
+            for rel in sorted(set(entry.get("inputs", [])) | set(entry.get("outputs", []))):
+                files[rel] = fingerprint(run.path / rel)
+        entry["runner"] = {"status": result.status, "seconds": round(result.seconds, 1), "threads": result.threads,
+                           "error": result.error, "params": params, "code": code,
+                           "notebook": notebook_source_hash(nb), "files": files, "finished": _now()}
+    run.update_manifest(change)
+
+
+def _failure(exc: Exception, nb: Path) -> str:
+    cell = getattr(exc, "exec_count", None) or getattr(exc, "cell_index", None)
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    where = f"{nb.name}, cell {cell}" if cell is not None else nb.name
+    return f"{where}: {ename}: {str(evalue).splitlines()[0] if str(evalue) else ''}"
+
+
+def _kernel_manager_class():
+    """A kernel manager on local IPC sockets (no TCP ports, no unencrypted-TCP warning)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
+def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None, force: bool, code: str,
+              environ: dict | None = None) -> StageResult:
+    """Execute one notebook unless it is up to date."""
+    import papermill as pm
+
+    from ehrlib import threads as threads_mod
+
+    executed = run.path / EXECUTED_DIR / nb.name
+    if not force and up_to_date(run, nb, params, code):
+        log.info("%-26s up to date: skipped", nb.stem)
+        return StageResult(nb.stem, "skipped")
+    plan = threads_mod.apply(threads_mod.choose(threads, environ=environ))
+    log.info("%-26s running (%s)", nb.stem, plan)
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    tmp = executed.with_name(f".tmp-{executed.name}")
+    t0 = time.time()
+    result = StageResult(nb.stem, "ok", threads=str(plan))
+    try:
+        pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(root), kernel_name="python3",
+                            progress_bar=False, log_output=False, kernel_manager_class=_kernel_manager_class())
+    except Exception as exc:  # papermill's execution error carries the cell and the error
+        result.status, result.error = "failed", _failure(exc, nb)
+    result.seconds = time.time() - t0
+    if tmp.exists():
+        os.replace(tmp, executed)
+    _record_result(run, nb, result, params, code)
+    if result.status == "failed":
+        log.error("%-26s FAILED after %.1f s: %s", nb.stem, result.seconds, result.error)
+    else:
+        log.info("%-26s done in %.1f s", nb.stem, result.seconds)
+    return result
+
+
+# ---------------------------------------------------------------------------- build folder
+def _prepare_out(out: Path) -> None:
+    """Create the build folder, or check that an existing one is the runner's own."""
+    if out.exists():
+        if not out.is_dir():
+            raise RunError(f"--out {out}: exists and is not a folder")
+        owned = (out / MARKER).is_file()
+        ours = [n for n in ("src", "html", "book") if (out / n).exists()]
+        if ours and not owned:
+            raise RunError(f"--out {out}: holds {', '.join(ours)} but no {MARKER} marker, so it was not made by "
+                           "ehrbench; refusing to replace them. Choose an empty or new folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by ehrbench reproduce; its src/, book/ and html/ are rebuilt on every run\n")
+
+
+def build_book(root: Path, run: Run, out: Path) -> Path:
+    """Copy the book pages and the run's executed notebooks into ``<out>/src`` and build the HTML
+    (Jupyter Book 1.x, warnings as errors) into ``<out>/html``."""
+    _prepare_out(out)
+    src = out / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "notebooks").mkdir(parents=True)
+    for name in BOOK_SOURCES:
+        p = root / name
+        if p.is_dir():
+            shutil.copytree(p, src / name)
+        elif p.is_file():
+            shutil.copy2(p, src / name)
+    from ehrlib.report import results_page
+
+    results_page(run, src)
+    missing = []
+    for nb in notebooks(root):
+        executed = run.path / EXECUTED_DIR / nb.name
+        if executed.is_file():
+            shutil.copy2(executed, src / "notebooks" / nb.name)
+        else:
+            missing.append(nb.stem)
+            shutil.copy2(nb, src / "notebooks" / nb.name)
+    if missing:
+        log.warning("not executed in run %r (shown without outputs): %s", run.name, ", ".join(missing))
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output", str(out / "book"), "-W", "-n",
+           "--keep-going", "-q"]
+    log.info("building the book")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RunError(f"the book build failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    html = out / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.copytree(out / "book" / "_build" / "html", html)
+    return html
+
+
+# ---------------------------------------------------------------------------- the command
+def summary_table(results: list[StageResult]) -> str:
+    lines = [f"{'stage':<26} {'status':<8} {'seconds':>8}  threads / error"]
+    for r in results:
+        note = r.error or r.threads
+        lines.append(f"{r.name:<26} {r.status:<8} {r.seconds:>8.1f}  {note}")
+    total = sum(r.seconds for r in results)
+    lines.append(f"{'total':<26} {'':<8} {total:>8.1f}")
+    return "\n".join(lines)
+
+
+def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: str | None = None, seed: int = 0,
+              out: Path | None = None, book: bool = True, only: list[str] | None = None, *, threads: int | None = None,
+              force: bool = False, settings: dict | None = None, book_only: bool = False) -> Path:
+    """Execute every stage notebook into run ``run`` (default: the profile's name), then build the book.
+
+    Args:
+        root: the repository root (holds ``notebooks/`` and ``_config.yml``).
+        profile, data, seed: the run's profile, data source and seed (notebook parameters).
+        out: the build folder (default ``<root>/_build``); never cleared unless the runner made it.
+        book: build the HTML book after the stages.
+        only: notebook name prefixes to run (others are neither run nor skipped).
+        threads: thread count for every stage (default: chosen per stage, see :mod:`ehrlib.threads`).
+        force: run every selected stage even when it is up to date.
+        settings: extra notebook parameters (``--set key=value``), passed to the notebooks declaring them.
+        book_only: build the book from the run's executed notebooks without executing anything.
+
+    Returns:
+        the folder of the built HTML book (or of the executed notebooks with ``book=False``).
+
+    Raises:
+        RunError: a stage failed (after every stage ran and the book was built), ``only``
+            matched no notebook, a ``--set`` key no notebook declares, or an unsafe ``out``.
+    """
+    from ehrlib import profiles
+
+    root = Path(root).resolve()
+    if profile not in profiles.NAMES:
+        raise RunError(f"--profile {profile!r}: expected one of {profiles.NAMES}")
+    out = Path(out or root / "_build").resolve()
+    if book:
+        _prepare_out(out)  # refuse an unsafe --out before any work
+    run_dir = open_run(run or profile)
+    selected = notebooks(root)
+    if not selected:
+        raise RunError(f"{root} has no notebooks/NN_*.ipynb: run from the repository root or pass --root")
+    if only:
+        selected = [nb for nb in selected if any(nb.stem.startswith(o) for o in only)]
+        if not selected:
+            raise RunError(f"--only {' '.join(only)}: matches no notebook; expected prefixes of "
+                           f"{', '.join(nb.stem for nb in notebooks(root))}")
+    given = {"data": data, "profile": profile, "run": run_dir.name, "seed": seed, **(settings or {})}
+    declared = {nb: _declared(nb) for nb in selected}
+    unknown = set(settings or {}) - {k for d in declared.values() for k in d}
+    if unknown:
+        raise RunError(f"--set {', '.join(sorted(unknown))}: no selected notebook has such a parameter")
+    results: list[StageResult] = []
+    if not book_only:
+        code = library_hash()
+        user_env = dict(os.environ)  # the user's own thread settings, before any stage changes them
+        os.environ.setdefault("TQDM_DISABLE", "1")  # no progress-bar lines in the book's pages
+        for nb in selected:
+            params = {k: v for k, v in given.items() if k in declared[nb]}
+            results.append(run_stage(nb, root, run_dir, params, threads, force, code, user_env))
+        log.info("\n%s", summary_table(results))
+        log.info("run folder: %s", run_dir.path)
+    failed = [r for r in results if r.status == "failed"]
+    target = run_dir.path / EXECUTED_DIR
+    if book:
+        target = build_book(root, run_dir, out)
+        log.info("book: %s", target / "index.html")
+    if failed:
+        raise RunError(f"{len(failed)} stage(s) failed: " + "; ".join(r.error for r in failed))
+    return target
