@@ -138,6 +138,32 @@ def _failure(exc: Exception, nb: Path) -> str:
     return f"{where}: {ename}: {str(evalue).splitlines()[0] if str(evalue) else ''}"
 
 
+def show_parameters_once(path: Path) -> None:
+    """In an executed notebook, write the values papermill injected into the parameters cell
+    (keeping each parameter's comment) and drop the injected cell: the page shows the parameters
+    that were used, once."""
+    import re
+
+    nb = json.loads(Path(path).read_text())
+    cells = nb["cells"]
+    injected = [c for c in cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not injected or not params:
+        return
+    values = dict(re.findall(r"^(\w+) = (.*)$", "".join(injected[0]["source"]), re.M))
+    lines = []
+    for line in "".join(params[0]["source"]).splitlines(True):
+        m = re.match(r"^(\w+)(\s*=\s*)(.*?)(\s*#.*)?(\n?)$", line)
+        if m and m.group(1) in values:
+            value, comment = values[m.group(1)], m.group(4) or ""
+            pad = max(1, len(m.group(3)) + len(comment) - len(comment.lstrip()) - len(value)) if comment else 0
+            line = f"{m.group(1)}{m.group(2)}{value}{' ' * pad if comment else ''}{comment.lstrip()}{m.group(5)}"
+        lines.append(line)
+    params[0]["source"] = lines
+    nb["cells"] = [c for c in cells if c is not injected[0]]
+    Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+
+
 def _kernel_manager_class():
     """A kernel manager on local IPC sockets (no TCP ports, no unencrypted-TCP warning)."""
     from jupyter_client.manager import AsyncKernelManager
@@ -174,6 +200,7 @@ def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None,
         result.status, result.error = "failed", _failure(exc, nb)
     result.seconds = time.time() - t0
     if tmp.exists():
+        show_parameters_once(tmp)
         os.replace(tmp, executed)
     _record_result(run, nb, result, params, code)
     if result.status == "failed":
