@@ -39,3 +39,21 @@ def interrupt_then_resume(make, train, checkpoint_dir, after_epoch: int):
     seen = []
     resumed = make().fit(train, checkpoint_dir=checkpoint_dir, callback=lambda e, s: seen.append(e))
     return resumed, seen
+
+
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory):
+    """The smoke-profile book, built once per session: ``(html folder, run folder)``."""
+    from ehrlib.runner import reproduce
+
+    base = tmp_path_factory.mktemp("smoke")
+    old = os.environ.get("EHRLIB_RUNS_DIR")
+    os.environ["EHRLIB_RUNS_DIR"] = str(base / "runs")
+    try:
+        html = reproduce(ROOT, profile="smoke", run="ci", out=base / "build")
+    finally:
+        if old is None:
+            os.environ.pop("EHRLIB_RUNS_DIR", None)
+        else:
+            os.environ["EHRLIB_RUNS_DIR"] = old
+    return html, base / "runs" / "ci"

@@ -39,11 +39,9 @@ def test_every_notebook_parameter_is_used(nb):
 
 
 @pytest.mark.slow
-def test_smoke_profile_runs_every_notebook_and_shows_every_artifact(tmp_path, monkeypatch):
-    monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
-    html = reproduce(ROOT, profile="smoke", run="ci", out=tmp_path / "build")
+def test_smoke_profile_runs_every_notebook_and_shows_every_artifact(smoke_build):
+    html, run = smoke_build
     assert (html / "index.html").is_file()
-    run = tmp_path / "runs" / "ci"
     manifest = json.loads((run / "manifest.json").read_text())
     shown = 0
     for nb in NOTEBOOKS:

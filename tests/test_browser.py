@@ -1,0 +1,71 @@
+"""The built smoke book as a reader sees it, in headless Chromium (Debian's ``chromium``).
+
+Opens the index, the results page and every notebook page; fails on a figure page without its
+figures, an image that does not load, a broken internal link, a Python traceback, or a results
+page without Table 1's numbers. Screenshots of the results page and one figure page are kept in
+the test's temporary folder.
+"""
+import json
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _check_page(browser, path: Path, screenshot: Path | None = None) -> dict:
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    info = page.evaluate("""() => ({
+        images: Array.from(document.querySelectorAll('main img, article img')).map(i => [i.getAttribute('src'), i.naturalWidth]),
+        links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+        text: document.body.innerText,
+    })""")
+    if screenshot:
+        page.screenshot(path=str(screenshot), full_page=True)
+    page.close()
+    broken = [src for src, width in info["images"] if width == 0]
+    assert not broken, f"{path.name}: images that do not load: {broken}"
+    for href in info["links"]:
+        url = urlparse(href)
+        if url.scheme == "file":
+            target = Path(unquote(url.path))
+            assert target.exists(), f"{path.name}: broken internal link {href}"
+    assert "Traceback (most recent call last)" not in info["text"], f"{path.name} shows a traceback"
+    return info
+
+
+def test_every_page_of_the_smoke_book_renders_with_its_figures(browser, smoke_build, tmp_path):
+    html, run = smoke_build
+    manifest = json.loads((run / "manifest.json").read_text())
+    _check_page(browser, html / "index.html")
+    results = _check_page(browser, html / "book" / "results.html", tmp_path / "results.png")
+    table1 = (run / "tables" / "table1.csv").read_text().splitlines()
+    first_row = table1[1].split(",")
+    assert first_row[0] in results["text"], "Table 1's first model is not on the results page"
+    numbers = re.findall(r"-?\d+\.\d{3}", table1[1])
+    assert numbers and numbers[0] in results["text"], "Table 1's numbers are not on the results page"
+    for nb in sorted((html / "notebooks").glob("*.html")):
+        shot = tmp_path / "figure_page.png" if nb.stem == "41_longtail_marginals" else None
+        info = _check_page(browser, nb, shot)
+        outputs = manifest["stages"][nb.stem]["outputs"]
+        figures = [o for o in outputs if o.startswith("figures/") and o.endswith(".png")]
+        loaded = [src for src, width in info["images"] if "_images/" in (src or "") and width > 0]
+        assert len(loaded) >= len(figures), f"{nb.name}: {len(figures)} figures saved, {len(loaded)} shown"
+    assert (tmp_path / "results.png").stat().st_size > 10_000
+    print(f"screenshots: {tmp_path / 'results.png'}, {tmp_path / 'figure_page.png'}")
