@@ -1,6 +1,6 @@
 """``ehrbench``: reproduce the book, fetch open data, print Table 12 statistics, evaluate files.
 
-    ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--threads N] [--set KEY=VALUE ...]
+    ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--seeds 0,1,2] [--threads N] [--set KEY=VALUE ...]
                        [--only PREFIX ...] [--force] [--no-book | --book-only]
     ehrbench fetch mimic3-demo
     ehrbench stats FILE [FILE ...]
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ehrlib.errors import EhrlibError
-from ehrlib.runner import BOOK_SOURCES, notebooks, reproduce  # noqa: F401  (public: ehrlib.cli.reproduce)
+from ehrlib.runner import BOOK_SOURCES, notebooks, reproduce, sweep  # noqa: F401  (public: ehrlib.cli.reproduce)
 
 log = logging.getLogger("ehrbench")
 
@@ -97,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--data", default="simulated", help="simulated | mimic3-demo | mimic4-demo | mimic3:PATH | long:PATH")
     r.add_argument("--run", default=None, help="run folder name (default: the profile name)")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")], default=None, metavar="S1,S2,...",
+                   help="a sweep: one run per seed (<run>-seed<N>) and Table 1 across them")
     r.add_argument("--threads", type=int, default=None,
                    help="CPU threads per stage (default: measured before each stage; see ehrlib.threads)")
     r.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
@@ -131,9 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "reproduce":
             if not (args.root / "notebooks").is_dir():
                 ap.error(f"{args.root.resolve()} has no notebooks/ folder: run from the repository root or pass --root")
-            reproduce(args.root, args.profile, args.data, args.run, args.seed, args.out,
-                      book=not args.no_book, only=args.only, threads=args.threads, force=args.force,
-                      settings=dict(args.settings), book_only=args.book_only)
+            common = dict(only=args.only, threads=args.threads, force=args.force, settings=dict(args.settings))
+            if args.seeds:
+                sweep(args.root, args.seeds, profile=args.profile, run=args.run, out=args.out, book=not args.no_book,
+                      data=args.data, **common)
+            else:
+                reproduce(args.root, args.profile, args.data, args.run, args.seed, args.out, book=not args.no_book,
+                          book_only=args.book_only, **common)
         elif args.cmd == "fetch":
             from ehrlib.data.registry import fetch
 

@@ -48,6 +48,11 @@ def results_page(run: Run, dest: Path) -> Path:
     table1 = run.path / book.TABLES_DIR / "table1.md"
     lines += ["## Table 1", "", f"{book.caption('table1')} From {{doc}}`33_table1 <../notebooks/33_table1>`.", ""]
     lines += [table1.read_text(), ""] if table1.is_file() else ["*Table 1 was not computed in this run.*", ""]
+    seeds = run.path / book.TABLES_DIR / "table1_seeds.md"
+    if seeds.is_file():
+        lines += ["### Across seeds", "", book.caption("table1_seeds") + " `sd_across_seeds` is the spread "
+                  "between whole reruns; `mean_ci_width_within_run` the mean width of the intervals of one run.", "",
+                  seeds.read_text(), ""]
     failed = m.get("stages", {}).get("20_generate", {}).get("results", {}).get("failed", {})
     if failed:
         lines += ["**Failed generators** (recorded by `20_generate`, absent from Table 1):", ""]

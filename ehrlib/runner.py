@@ -340,3 +340,54 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
     if failed:
         raise RunError(f"{len(failed)} stage(s) failed: " + "; ".join(r.error for r in failed))
     return target
+
+
+# ---------------------------------------------------------------------------- sweeps
+def seeds_table1(runs_by_seed: dict[int, Run]):
+    """Table 1 across the runs of a seed sweep: per model and metric, the mean and standard
+    deviation of the estimate over seeds, beside the mean width of the within-run intervals."""
+    import pandas as pd
+
+    from ehrlib import book
+
+    frames = []
+    for seed, run in runs_by_seed.items():
+        path = run.path / book.TABLES_DIR / "table1_tidy.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(seed=seed))
+    if not frames:
+        raise RunError("no run of the sweep has Table 1 (stage 33_table1)")
+    df = pd.concat(frames, ignore_index=True)
+    df["ci_width"] = df["ci_high"] - df["ci_low"]
+    out = (df.groupby(["model", "family", "metric"])
+             .agg(mean=("estimate", "mean"), sd_across_seeds=("estimate", "std"), seeds=("seed", "nunique"),
+                  mean_ci_width_within_run=("ci_width", "mean"))
+             .reset_index())
+    return out
+
+
+def sweep(root: Path, seeds: list[int], profile: str = "demo", run: str | None = None, out: Path | None = None,
+          book: bool = True, **kwargs) -> Path:
+    """Run the pipeline once per seed into ``<run>-seed<N>`` folders, aggregate Table 1 across
+    them (``table1_seeds``, saved in the first seed's run), and build the book from that run."""
+    from ehrlib import book as book_mod
+
+    if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise RunError(f"--seeds {seeds}: expected distinct non-negative integers")
+    base = run or profile
+    runs_by_seed, errors = {}, []
+    for seed in seeds:
+        name = f"{base}-seed{seed}"
+        try:
+            reproduce(root, profile=profile, run=name, seed=seed, book=False, **kwargs)
+        except RunError as exc:
+            errors.append(f"seed {seed}: {exc}")
+        runs_by_seed[seed] = open_run(name)
+    first = runs_by_seed[seeds[0]]
+    table = seeds_table1(runs_by_seed)
+    book_mod.save_table(table, "table1_seeds", first)
+    log.info("Table 1 across seeds %s: %s", seeds, first.path / book_mod.TABLES_DIR / "table1_seeds.csv")
+    target = build_book(Path(root).resolve(), first, Path(out or Path(root) / "_build").resolve()) if book else first.path
+    if errors:
+        raise RunError("; ".join(errors))
+    return target

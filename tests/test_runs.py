@@ -110,3 +110,18 @@ def test_fingerprint_changes_with_content(tmp_path):
     a = fingerprint(p)
     p.write_text("b")
     assert fingerprint(p) != a and fingerprint(tmp_path / "missing") is None
+
+
+def test_table1_across_seeds_reports_mean_and_spread(tmp_path):
+    from ehrlib.runner import seeds_table1
+
+    by_seed = {}
+    for seed, value in ((0, 0.5), (1, 0.7)):
+        run = runs.open_run(f"r-seed{seed}", root=tmp_path)
+        tidy = pd.DataFrame({"model": ["halo"], "family": ["prevalence"], "metric": ["prevalence_r2"],
+                             "estimate": [value], "ci_low": [value - 0.1], "ci_high": [value + 0.1], "spread": [None]})
+        book.save_table(tidy, "table1_tidy", run)
+        by_seed[seed] = run
+    row = seeds_table1(by_seed).iloc[0]
+    assert row["mean"] == pytest.approx(0.6) and row["sd_across_seeds"] == pytest.approx(0.1414, abs=1e-3)
+    assert row["seeds"] == 2 and row["mean_ci_width_within_run"] == pytest.approx(0.2)
