@@ -340,11 +340,10 @@ class Cohort:
         n_rows = len(df)
         df = df.drop_duplicates([SUBJECT, "_key", CODE])
         if report_dropped and (n_missing or n_rows > len(df)):
-            warnings.warn(
-                f"{_where(source)}dropped {n_missing} row(s) with a missing code (empty, NaN, 'nan', 'null') "
-                f"and {n_rows - len(df)} repeat(s) of a code within one visit",
-                CohortWarning, stacklevel=2,
-            )
+            parts = [f"{n_missing} row(s) with a missing code (empty, NaN, 'nan', 'null')"] if n_missing else []
+            if n_rows > len(df):
+                parts.append(f"{n_rows - len(df)} repeat(s) of a code within one visit")
+            warnings.warn(f"{_where(source)}dropped {' and '.join(parts)}", CohortWarning, stacklevel=2)
         if df.empty and not allow_empty:
             raise CohortError(f"{_where(source)}empty cohort: no diagnosis events with a code")
         subjects = df[SUBJECT].to_numpy()
@@ -487,17 +486,25 @@ class Cohort:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Cohort":
-        """Read a cohort written by :meth:`save` (for other files use ``ehrlib.data.read_long``)."""
+        """Read a cohort written by :meth:`save` (for other files use ``ehrlib.data.read_long``).
+
+        Raises:
+            CohortError: no such file, a file that is not a readable parquet file (truncated,
+                another format), missing columns, or content that breaks the canonical form.
+        """
         path = Path(path)
+        if not path.is_file():
+            raise CohortError(f"{path}: file not found")
         try:
             frame = pd.read_parquet(path)
-        except FileNotFoundError:
-            raise CohortError(f"{path}: file not found") from None
         except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-            raise CohortError(f"{path}: not a readable cohort parquet file ({type(exc).__name__}: {exc})") from None
+            raise CohortError(
+                f"{path}: not a readable cohort parquet file ({type(exc).__name__}: {short(exc, 120)})"
+            ) from None
         missing = [c for c in EVENT_COLUMNS if c not in frame.columns]
         if missing:
-            raise CohortError(f"{path}: columns {missing} missing; expected a file written by Cohort.save")
+            raise CohortError(f"{path}: columns {missing} missing (found {[short(c, 40) for c in frame.columns[:8]]}); "
+                              "expected a file written by Cohort.save")
         demo = None
         if AGE in frame.columns or SEX in frame.columns:
             demo = frame.loc[:, [c for c in DEMOGRAPHIC_COLUMNS if c in frame.columns]].drop_duplicates(SUBJECT)
