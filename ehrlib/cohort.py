@@ -83,6 +83,11 @@ def _examples(values, n: int = 3) -> str:
     return ", ".join(short(v, 40) for v in list(values)[:n])
 
 
+def _shown(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def check_int(value, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
     """Return ``value`` as ``int`` if it is an integer in ``[minimum, maximum]``.
 
@@ -93,12 +98,24 @@ def check_int(value, name: str, *, minimum: int = 0, maximum: int | None = None)
         ConfigError: naming the argument, the value and what was expected.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"{name}={short(value, 40)} ({type(value).__name__}): expected an integer >= {minimum}")
+        raise ConfigError(f"{name}={_shown(value)} ({type(value).__name__}): expected an integer >= {minimum}")
     value = int(value)
     if value < minimum or (maximum is not None and value > maximum):
         upper = f" and <= {maximum}" if maximum is not None else ""
         raise ConfigError(f"{name}={value}: expected an integer >= {minimum}{upper}")
     return value
+
+
+def _key_kind(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.number)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (pd.Timestamp, np.datetime64)) or hasattr(value, "isoformat"):
+        return "date-time"
+    return type(value).__name__
 
 
 def check_seed(seed, name: str = "seed") -> int:
@@ -322,6 +339,13 @@ class Cohort:
         if bad_subject.any():
             i = int(np.flatnonzero(bad_subject.to_numpy())[0])
             raise CohortError(f"{_where(source)}column 'subject_id', row {i}: missing subject id")
+        if df["_key"].dtype == object:
+            kinds = sorted({_key_kind(v) for v in pd.unique(df["_key"]) if not pd.isna(v)})
+            if len(kinds) > 1:
+                raise CohortError(
+                    f"{_where(source)}column {visit_key!r}: visit keys of mixed types ({', '.join(kinds)}) cannot be "
+                    "ordered; expected all numbers, all date-times or all strings"
+                )
         bad_key = df["_key"].isna()
         if bad_key.any():
             i = int(np.flatnonzero(bad_key.to_numpy())[0])
@@ -492,6 +516,8 @@ class Cohort:
             CohortError: no such file, a file that is not a readable parquet file (truncated,
                 another format), missing columns, or content that breaks the canonical form.
         """
+        if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"path={short(path, 40)} ({type(path).__name__}): expected a file path")
         path = Path(path)
         if not path.is_file():
             raise CohortError(f"{path}: file not found")

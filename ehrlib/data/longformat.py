@@ -35,8 +35,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ehrlib.errors import ConfigError
 from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, VISIT, Cohort, CohortError, CohortWarning, short
-from ehrlib.data.tables import QUOTE_CHARS, file_kind, read_csv, read_header, short_list
+from ehrlib.data.tables import QUOTE_CHARS, as_path, file_kind, read_csv, read_header, short_list
 
 ALIASES = {
     SUBJECT: ("subject_id", "patient_id", "patient", "pid", "person_id", "subject"),
@@ -181,7 +182,9 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
         CohortWarning: rows dropped (missing codes, repeats within a visit, invalid codes),
             dotted codes normalised, or a file read as one visit per patient.
     """
-    path = Path(path)
+    path = as_path(path)
+    if code_map is not None and (isinstance(code_map, str) or not isinstance(code_map, (Mapping, Sequence))):
+        raise ConfigError(f"code_map: expected a mapping or sequence from index to ICD code, got {type(code_map).__name__}")
     if not path.is_file():
         raise CohortError(f"{path}: no such file")
     if not path.name.lower().endswith(SUFFIXES):

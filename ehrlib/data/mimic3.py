@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ehrlib.cohort import AGE, CODE, MAX_PLAUSIBLE_AGE, SEX, SUBJECT, Cohort, CohortError, short
-from ehrlib.data.tables import age_in_years, find_table, parse_datetimes, read_csv, require_known, require_present
+from ehrlib.data.tables import age_in_years, as_path, find_table, parse_datetimes, read_csv, require_known, require_present
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def load_mimic3(root) -> Cohort:
             whose admission or subject is unknown, impossible or conflicting demographics, or no
             diagnosis codes at all.
     """
-    root = Path(root)
+    root = as_path(root, "root")
     if not root.is_dir():
         raise CohortError(f"MIMIC-III folder {root} does not exist")
     p_path = find_table(root, "PATIENTS")

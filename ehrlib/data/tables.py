@@ -18,6 +18,7 @@ Rules for files (every loader goes through these):
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ehrlib.cohort import CohortError, short
+from ehrlib.errors import ConfigError
 
 DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 #: Longest header line accepted (bytes); longer ones are refused, not read.
@@ -34,6 +36,13 @@ QUOTE_CHARS = 60
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 NUMERIC = ("Int64", "int64", "float64")
+
+
+def as_path(value, what: str = "path") -> Path:
+    """``value`` as a Path; anything but a string or path-like is a :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise ConfigError(f"{what}={short(value, 40)} ({type(value).__name__}): expected a file or folder path")
+    return Path(value)
 
 
 def find_table(root: Path, name: str) -> Path:
@@ -176,10 +185,14 @@ def read_csv(path: Path, required: dict[str, str], optional: dict[str, str] | No
             f"{path}: missing column(s) {missing} (accepted names: {accepted}); found {short_list(header)}{hint}"
         )
     kinds = {**required, **optional}
-    dtypes = {chosen[c]: ("string" if kinds[c] in NUMERIC else kinds[c]) for c in chosen}
-    df = read_text_table(path, usecols=list(chosen.values()), dtype=dtypes)
-    df = df.rename(columns={v: k for k, v in chosen.items()})
+    # every column is read (no ``usecols``): pandas ignores extra fields on a line when
+    # ``usecols`` is given, and a line with more fields than the header is a broken line
+    df = read_text_table(path, dtype="string")
+    df.columns = [str(c).strip().strip('"') for c in df.columns]
+    df = df.loc[:, list(chosen.values())].rename(columns={v: k for k, v in chosen.items()})
     for canon in chosen:
+        if kinds[canon] not in NUMERIC and kinds[canon] != "string":
+            df[canon] = df[canon].astype(kinds[canon])
         if kinds[canon] in NUMERIC:
             df[canon] = to_number(df[canon], path, chosen[canon], kinds[canon])
     return df
