@@ -7,8 +7,13 @@ optional demographics table ``(subject_id, age, sex)``. It is the paper's schema
 Canonical form, enforced by :meth:`Cohort.from_events` and checked by :meth:`Cohort.validate`:
 
 * ``subject_id`` is a string; ``code`` is an upper-case dotless ICD string with leading
-  zeros kept (``"0389"``, ``"V5861"``, ``"E8781"``);
+  zeros kept (``"0389"``, ``"V5861"``, ``"E8781"``); values that are not codes of the
+  expected shape (spaces inside, SQL or formula text, paths, very long strings) are dropped
+  with a :class:`CohortWarning`, or refused when they are most of the column
+  (:func:`normalise_codes`);
 * missing codes (``NaN``, empty, the strings ``nan``/``none``/``null``) are dropped;
+* demographics hold one age (0-130 years) and one sex (``F``/``M``) per subject
+  (``_check_demographics``);
 * a code appears at most once in a visit; visits without codes do not exist;
 * ``visit_id`` is the ordinal ``0..L-1`` of the visit within its subject, in the order of the
   visit key the cohort was built from (admission time for MIMIC);
@@ -140,10 +145,18 @@ def normalise_codes(codes: pd.Series, source: str | None = None, column: str = C
       strings are never codes. Invalid values are dropped with a :class:`CohortWarning` giving
       their count and examples (each cut to 40 characters);
     * if more than half of the non-missing values are invalid, the column does not hold such
-      codes (a wrong column, or ICD-10 read as ICD-9) and :class:`CohortError` is raised.
+      codes (a wrong column, or ICD-10 read as ICD-9) and :class:`CohortError` is raised;
+    * with an ICD version, a column of numbers (not text) is refused: leading and trailing
+      zeros are already lost.
     """
-    if icd_version not in CODE_SHAPES:
+    if isinstance(icd_version, bool) or icd_version not in CODE_SHAPES:
         raise ConfigError(f"icd_version={icd_version!r}: expected 9, 10 or None")
+    if icd_version is not None and (pd.api.types.is_numeric_dtype(codes) and not pd.api.types.is_bool_dtype(codes)):
+        raise CohortError(
+            f"{_where(source)}column {column!r} holds numbers ({codes.dtype}), not text: ICD codes stored as numbers "
+            "lose their leading zeros ('0389' becomes 389) and trailing zeros ('250.00' becomes 250.0); "
+            "store the code column as text"
+        )
     s = codes.astype("string").str.strip().str.upper()
     s = s.mask(s.isin(MISSING_CODE_STRINGS))
     present = s.notna().to_numpy(dtype=bool)

@@ -138,7 +138,16 @@ def read_header(path: Path) -> list[str]:
         raise _utf8_error(path) from None
     if not line:
         raise CohortError(f"{path}: the file is empty; expected a comma-separated header line")
-    return [c.strip().strip('"') for c in line.split(",")]
+    fields = [c.strip().strip('"') for c in line.split(",")]
+    seen: dict[str, str] = {}
+    for f in fields:
+        if f and f.lower() in seen:
+            raise CohortError(
+                f"{path}: the header names column {short(f, QUOTE_CHARS)} twice (as {short(seen[f.lower()], QUOTE_CHARS)} "
+                "and again); expected each column once"
+            )
+        seen[f.lower()] = f
+    return fields
 
 
 def short_list(values, n: int = 8) -> str:
