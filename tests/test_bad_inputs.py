@@ -237,12 +237,22 @@ CASES = {
     "text visit ids, one per subject": (long_rows([(1, "adm_b", "4019"), (1, "adm_b", "0389"), (2, "x", "0389")]),
                                         read_long, None, [], visits_are(2)),
     "unrecognised visit column": (long_rows([(1, "2100-01-02", "4019"), (1, "2100-01-01", "0389")],
-                                            header="SUBJECT_ID,ADMIT_DATE,ICD9_CODE"), read_long, CohortError,
-                                  ["no visit column recognised", "ADMIT_DATE", "visit_column"], None),
+                                            header="SUBJECT_ID,ENC_WHEN,ICD9_CODE"), read_long, CohortError,
+                                  ["no visit column recognised", "ENC_WHEN", "visit_column"], None),
     "named visit column": (long_rows([(1, "2100-01-02", "4019"), (1, "2100-01-01", "0389")],
-                                     header="SUBJECT_ID,ADMIT_DATE,ICD9_CODE"),
-                           lambda p: read_long(p, visit_column="admit_date"), None, [],
+                                     header="SUBJECT_ID,ENC_WHEN,ICD9_CODE"),
+                           lambda p: read_long(p, visit_column="enc_when"), None, [],
                            records_are([[["0389"], ["4019"]]])),
+    "admission time column found by name": (
+        long_rows([(1, 900, "2100-05-01 00:00:00", "4019"), (1, 100, "2100-01-01 00:00:00", "0389"),
+                   (1, 500, "2100-03-01 00:00:00", "V5861")], header="SUBJECT_ID,HADM_ID,ADMITTIME,ICD9_CODE"),
+        read_long, None, [], records_are([[["0389"], ["V5861"], ["4019"]]])),
+    "admission time column found by name, not a time": (
+        long_rows([(1, 1, "soon", "4019")], header="SUBJECT_ID,HADM_ID,ADMIT_DATE,ICD9_CODE"), read_long,
+        CohortError, ["ADMIT_DATE", "recognised by its name", "time_column=False"], None),
+    "time_column=False ignores it": (
+        long_rows([(1, 1, "soon", "4019"), (1, 2, "x", "0389")], header="SUBJECT_ID,HADM_ID,ADMIT_DATE,ICD9_CODE"),
+        lambda p: read_long(p, time_column=False), None, [], records_are([[["4019"], ["0389"]]])),
     "visit ids ordered by a time column": (
         long_rows([(1, "b", "2100-03-01 10:00:00", "4019"), (1, "a", "2100-05-01", "0389"),
                    (1, "b", "2100-03-01 11:00:00", "25000")], header="SUBJECT_ID,HADM_ID,ADMITTIME,ICD9_CODE"),

@@ -8,11 +8,16 @@ Rules (each a :class:`~ehrlib.errors.CohortError` or a :class:`~ehrlib.cohort.Co
 
 * **Files**: ``.csv``, ``.csv.gz``, ``.txt`` or ``.parquet`` (any case); the content must match
   the name (see :mod:`ehrlib.data.tables`). Other suffixes (``.json``, ``.xlsx``) are refused.
-* **Visit order**: visits are ordered by the visit column's values when they are all numbers
-  (``2`` before ``10``) or all ISO dates; with ``time_column`` by real time (a visit's time is
-  its earliest row). Visit ids that are neither (``"adm_b"``, a mix of numbers and dates) are
-  accepted only when no subject has two visits; otherwise the order cannot be known and the
-  file is refused, naming how many subjects are affected: pass ``time_column``.
+* **Visit order**: with a time column (``time_column``, or a column named like an admission
+  time: ``ADMITTIME``, ``admit_date``, ... see :data:`TIME_ALIASES`) visits are ordered by
+  real time, a visit's time being its earliest row and equal times falling back to the visit
+  id; so a MIMIC-style export with ``HADM_ID`` and ``ADMITTIME`` is ordered by admission, not
+  by ``HADM_ID``. Without one, visits are ordered by the visit column's values when they are
+  all numbers (``2`` before ``10``) or all ISO dates. Visit ids that are neither
+  (``"adm_b"``, a mix of numbers and dates) are accepted only when no subject has two
+  visits; otherwise the order cannot be known and the file is refused, naming how many
+  subjects are affected: pass ``time_column``. Time values that are neither numbers nor ISO
+  date-times are refused.
 * **No visit column**: if no visit column is recognised but the file has other columns, one of
   them may be the visit column under another name, so the file is refused listing them (pass
   ``visit_column=NAME``, or ``visit_column=False`` for one visit per patient). A file with only
@@ -46,6 +51,9 @@ ALIASES = {
     AGE: ("age",),
     SEX: ("sex", "gender"),
 }
+#: Admission-time columns used to order visits when ``time_column`` is not given (case-insensitive).
+TIME_ALIASES = ("admittime", "admit_time", "admission_time", "admit_date", "admission_date", "visit_time",
+                "visit_date", "visit_start", "start_time", "starttime")
 #: Columns that are never a visit key (row numbers, positions, versions).
 NOT_VISITS = frozenset({"row_id", "seq_num", "icd_version", "index", "unnamed: 0", ""})
 SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet")
@@ -116,13 +124,15 @@ def _unordered_examples(values: pd.Series) -> str:
     return ", ".join(short(v, 40) for v in pd.unique(text[num.isna()])[:3])
 
 
-def _visit_keys(df: pd.DataFrame, path: Path, visit_name: str | None, time_name: str | None) -> pd.Series:
-    """Integer visit keys ordered as the module docstring says."""
+def _visit_keys(df: pd.DataFrame, path: Path, visit_name: str | None, time_name: str | None,
+                auto_time: bool = False) -> pd.Series:
+    """Visit keys ordered as the module docstring says."""
     if time_name is not None:
         when = _order(df[_TIME])
         if when is None:
+            how = (" (recognised by its name; pass time_column=False to ignore it)" if auto_time else "")
             raise CohortError(
-                f"{path}: time column {time_name!r} holds values that are neither numbers nor ISO date-times "
+                f"{path}: time column {time_name!r}{how} holds values that are neither numbers nor ISO date-times "
                 f"(e.g. {_unordered_examples(df[_TIME])}); expected e.g. 2101-03-04 12:00:00"
             )
         if when.isna().any():
@@ -168,7 +178,9 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
             ``HADM_ID``, ``visit_id``); ``False`` when the file has no visits (one visit per
             patient, no warning).
         time_column: a column of admission times (ISO date-times or numbers) that orders
-            visits; without ``visit_column`` each distinct time of a subject is one visit.
+            visits; without a visit column each distinct time of a subject is one visit.
+            Default: a column named like an admission time (:data:`TIME_ALIASES`) if there
+            is one; ``False`` ignores such a column.
         icd_version: the code shape to enforce: 9 (default), 10, or ``None`` for any short
             code (your own vocabulary).
 
@@ -206,7 +218,15 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
         chosen[VISIT] = _named(found, visit_column, "visit_column", path)
     else:
         chosen[VISIT] = _pick(found, VISIT)
-    time_name = None if time_column is None else _named(found, time_column, "time_column", path)
+    auto_time = False
+    if time_column is None and visit_column is not False:
+        lower = {str(c).lower(): c for c in found}
+        time_name = next((lower[a] for a in TIME_ALIASES if a in lower), None)
+        auto_time = time_name is not None
+    elif time_column is None or time_column is False:
+        time_name = None
+    else:
+        time_name = _named(found, time_column, "time_column", path)
     if chosen[VISIT] is not None and chosen[VISIT] == time_name:
         chosen[VISIT] = None
     if time_name is not None:
@@ -239,7 +259,7 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
                 f"{path}: column 'code', line {i + 2}: index {short(raw.iloc[i], QUOTE_CHARS)} has no entry in code_map"
             )
         df[CODE] = mapped
-    df["_visit"] = _visit_keys(df, path, chosen.get(VISIT), time_name)
+    df["_visit"] = _visit_keys(df, path, chosen.get(VISIT), time_name, auto_time)
     demo = None
     if AGE in df.columns and SEX in df.columns:
         demo = df[[SUBJECT, AGE, SEX]].copy()
