@@ -57,15 +57,15 @@ MAX_PLAUSIBLE_AGE = 130
 #: Codes longer than this are never codes (ICD-9-CM codes have at most 5 characters).
 MAX_CODE_CHARS = 20
 #: Code shapes by ICD version, on the upper-case dotless form.
-CODE_SHAPES = {
-    9: r"(?:\d{3,5}|V\d{2,4}|E\d{3,4})",
-    10: r"(?:[A-Z]\d[0-9A-Z]{1,5})",
+CODE_SHAPES = {  # [0-9], not \d: \d would accept other scripts' digits ('４０１９')
+    9: r"(?:[0-9]{3,5}|V[0-9]{2,4}|E[0-9]{3,4})",
+    10: r"(?:[A-Z][0-9][0-9A-Z]{1,5})",
     None: r"(?:[A-Z0-9][A-Z0-9_\-]{0,%d})" % (MAX_CODE_CHARS - 1),
 }
 #: The dotted spelling of each shape (the dot after the category, e.g. ``401.9``, ``E878.1``).
 DOTTED_SHAPES = {
-    9: r"(?:\d{3}|V\d{2}|E\d{3})\.\d{1,2}",
-    10: r"[A-Z]\d[0-9A-Z]\.[0-9A-Z]{1,4}",
+    9: r"(?:[0-9]{3}|V[0-9]{2}|E[0-9]{3})\.[0-9]{1,2}",
+    10: r"[A-Z][0-9][0-9A-Z]\.[0-9A-Z]{1,4}",
     None: r"[A-Z0-9]+\.[A-Z0-9]+",
 }
 #: More than this share of invalid codes means the column does not hold codes of that kind.
@@ -238,7 +238,9 @@ def _check_demographics(demo: pd.DataFrame, subjects: pd.Index, source: str | No
         )
     demo = demo.loc[:, list(DEMOGRAPHIC_COLUMNS)].copy()
     demo[SUBJECT] = demo[SUBJECT].astype("string").str.strip()
-    age = pd.to_numeric(demo[AGE], errors="coerce")
+    raw_age = demo[AGE].mask(demo[AGE].astype("string").str.strip().str.upper().isin(MISSING_CODE_STRINGS))
+    demo[AGE] = raw_age
+    age = pd.to_numeric(raw_age, errors="coerce")
     bad = (age.isna() & demo[AGE].notna()).to_numpy(dtype=bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -336,6 +338,9 @@ class Cohort:
             raise CohortError(f"{_where(source)}demographics must be a pandas DataFrame or None, "
                               f"got {type(demographics).__name__}")
         needed = [SUBJECT, visit_key, CODE]
+        twice = [c for c in needed if list(events.columns).count(c) > 1]
+        if twice:
+            raise CohortError(f"{_where(source)}column(s) {twice} appear more than once; expected each once")
         missing = [c for c in needed if c not in events.columns]
         if missing:
             raise CohortError(

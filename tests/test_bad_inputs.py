@@ -53,6 +53,16 @@ def gzb(name: str, content: bytes):
     return build
 
 
+def zipped(name: str):
+    def build(tmp: Path) -> Path:
+        import zipfile
+
+        with zipfile.ZipFile(tmp / name, "w") as z:
+            z.writestr("long.csv", LONG)
+        return tmp / name
+    return build
+
+
 def parquet(name: str, frame: pd.DataFrame, truncate: int | None = None):
     def build(tmp: Path) -> Path:
         frame.to_parquet(tmp / "x.tmp.parquet", index=False)
@@ -158,8 +168,10 @@ def records_are(expected):
 
 
 def ages_are(expected: dict):
+    """``None`` stands for a missing age."""
     def check(c: Cohort):
-        assert dict(zip(c.demographics.subject_id, c.demographics.age)) == expected
+        got = {s: (None if pd.isna(a) else a) for s, a in zip(c.demographics.subject_id, c.demographics.age)}
+        assert got == expected
     return check
 
 
@@ -206,6 +218,8 @@ CASES = {
                                ["x.csv.gz", f"byte offset {len(LONG) + 6}", "line 6"], None),
     "latin-1 header": (text("x.csv", "SUBJECT_ID,HADM_ID,ICD9_C\xd3DE\n1,1,4019\n".encode("latin-1")), read_long,
                        CohortError, ["UTF-8", "byte offset 25", "line 1"], None),
+    "UTF-16 text": (text("x.csv", LONG.encode("utf-16")), read_long, CohortError, ["x.csv", "UTF-16"], None),
+    "zip archive named .csv": (zipped("x.csv"), read_long, CohortError, ["x.csv", "zip archive"], None),
     "UTF-8 BOM header is read": (text("x.csv", "\ufeff" + LONG), read_long, None, [], visits_are(3)),
     "empty file": (text("x.csv", ""), read_long, CohortError, ["x.csv", "empty"], None),
     "header only": (text("x.csv", "SUBJECT_ID,HADM_ID,ICD9_CODE\n"), read_long, CohortError, ["empty cohort"], None),
@@ -232,6 +246,9 @@ CASES = {
     "text visit ids, several per subject": (long_rows([(1, "adm_b", "4019"), (1, "adm_a", "0389"), (2, "x", "0389")]),
                                             read_long, CohortError, ["neither numbers nor ISO", "1 subject(s)",
                                                                      "time_column"], None),
+    "time zones mixed with naive times": (
+        long_rows([(1, "2100-01-01T00:00:00+01:00", "4019"), (1, "2100-01-02", "0389")]), read_long, CohortError,
+        ["neither numbers nor ISO", "cannot be known"], None),
     "numbers mixed with dates": (long_rows([(1, "3", "4019"), (1, "2100-01-01", "0389")]), read_long, CohortError,
                                  ["neither numbers nor ISO", "cannot be known"], None),
     "text visit ids, one per subject": (long_rows([(1, "adm_b", "4019"), (1, "adm_b", "0389"), (2, "x", "0389")]),
@@ -286,6 +303,8 @@ CASES = {
                                    codes_are("I10", "E119", "S72001A")),
     "paths are not dotted codes": (long_rows(GOOD + [(9, 1, "../x.y")]), read_long, CohortWarning,
                                    ["not ICD-9 codes", "../x.y"], codes_are("4019", "0389", "25000", "V5861")),
+    "digits of another script": (long_rows(GOOD + [(9, 1, "\uff14\uff10\uff11\uff19")]), read_long, CohortWarning,
+                                 ["1 of 17", "not ICD-9 codes"], codes_are("4019", "0389", "25000", "V5861")),
     "dotted codes": (long_rows([(1, 1, "401.9"), (1, 1, "E878.1"), (1, 1, "V58.61")]), read_long, CohortWarning,
                      ["3 code(s) written with a dot", "'401.9'"], codes_are("4019", "E8781", "V5861")),
     "missing codes and repeats are reported": (long_rows([(1, 1, "4019"), (1, 1, "4019"), (1, 1, "nan"), (1, 2, ""),
@@ -296,6 +315,9 @@ CASES = {
                                   Cohort.from_events, CohortWarning, ["1 of 3", "'rm -rf /'"], codes_are("A1", "B2")),
     "events that are not a table": (lambda t: [("1", 0, "4019")], Cohort.from_events, CohortError,
                                     ["DataFrame", "list"], None),
+    "events with a column twice": (lambda t: pd.DataFrame([[1, 0, "4019", "0389"]],
+                                                          columns=["subject_id", "visit_id", "code", "code"]),
+                                   Cohort.from_events, CohortError, ["['code']", "more than once"], None),
     "events without a code column": (lambda t: events([(1, 0)], ("subject_id", "visit_id")), Cohort.from_events,
                                      CohortError, ["missing column", "code"], None),
 
@@ -310,6 +332,8 @@ CASES = {
                       read_long, CohortError, ["impossible age", "200"], None),
     "age that is not a number": (long_rows([(1, 1, "old", "M", "4019")], header="SUBJECT_ID,HADM_ID,AGE,SEX,ICD9_CODE"),
                                  read_long, CohortError, ["'age'", "'old'", "not a number"], None),
+    "age written as 'nan' is missing": (long_rows([(1, 1, "nan", "M", "4019")], header="SUBJECT_ID,HADM_ID,AGE,SEX,ICD9_CODE"),
+                                        read_long, None, [], ages_are({"1": None})),
     "unknown sex": (long_rows([(1, 1, 40, "X", "4019")], header="SUBJECT_ID,HADM_ID,AGE,SEX,ICD9_CODE"), read_long,
                     CohortError, ["'sex'", "'X'"], None),
     "age at each visit: the first is kept": (long_rows([(1, 2, 51, "M", "0389"), (1, 1, 50, "M", "4019")],
@@ -357,6 +381,8 @@ CASES = {
     "simulate(True)": (nothing, lambda _: simulate(True), ConfigError, ["n_patients=True", "integer"], None),
     "simulate(-5)": (nothing, lambda _: simulate(-5), ConfigError, ["n_patients=-5"], None),
     "simulate(2.5)": (nothing, lambda _: simulate(2.5), ConfigError, ["n_patients=2.5", "float"], None),
+    "simulate(10**12)": (nothing, lambda _: simulate(10**12), ConfigError, ["n_patients=1000000000000", "<= 2000000"],
+                         None),
     "simulate seed -1": (nothing, lambda _: simulate(10, seed=-1), ConfigError, ["seed=-1"], None),
     "simulate seed True": (nothing, lambda _: simulate(10, seed=True), ConfigError, ["seed=True"], None),
     "simulate seed 1.5": (nothing, lambda _: simulate(10, seed=1.5), ConfigError, ["seed=1.5"], None),

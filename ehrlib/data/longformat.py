@@ -110,9 +110,12 @@ def _order(values: pd.Series) -> pd.Series | None:
     num = pd.to_numeric(text, errors="coerce")
     if (num.notna() | ~present).all():
         return num
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        when = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            when = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    except (ValueError, TypeError, OverflowError):  # e.g. time zones mixed with naive times
+        return None
     if (when.notna() | ~present).all():
         return when
     return None

@@ -3,7 +3,8 @@
 Rules for files (every loader goes through these):
 
 * The format is read from the file's first bytes, not trusted from its name: gzip
-  (``1f 8b``), parquet (``PAR1``) or text. A name that says one thing while the bytes say
+  (``1f 8b``), parquet (``PAR1``) or text; zip archives (and ``.xlsx`` workbooks) and
+  UTF-16 text are refused with what they are. A name that says one thing while the bytes say
   another (a CSV named ``.parquet``, a plain file named ``.gz``) is a :class:`CohortError`
   naming the file and what its content looks like. Suffixes are matched case-insensitively
   (``.PARQUET``, ``.CSV.GZ``).
@@ -35,6 +36,8 @@ MAX_HEADER_BYTES = 1 << 16
 QUOTE_CHARS = 60
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
+ZIP_MAGIC = b"PK\x03\x04"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 NUMERIC = ("Int64", "int64", "float64")
 
 
@@ -69,6 +72,13 @@ def file_kind(path: Path) -> str:
     except OSError as e:
         raise CohortError(f"{path}: cannot be read ({e.strerror or e})") from None
     kind = "gzip" if head[:2] == GZIP_MAGIC else "parquet" if head == PARQUET_MAGIC else "text"
+    if head == ZIP_MAGIC:
+        raise CohortError(
+            f"{path}: a zip archive (or an Excel .xlsx workbook), not CSV or parquet; unzip it, or save the sheet as "
+            "UTF-8 CSV"
+        )
+    if head[:2] in UTF16_BOMS:
+        raise CohortError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); re-save the file as UTF-8")
     name = path.name.lower()
     named = "parquet" if name.endswith(".parquet") else "gzip" if name.endswith(".gz") else "text"
     if named != kind:
