@@ -219,10 +219,6 @@ def _conflicts(demo: pd.DataFrame, column: str) -> pd.Series:
     return seen[many].groupby(SUBJECT, sort=True)[column].agg(lambda v: sorted(map(str, v)))
 
 
-def _subject_examples(subjects, n: int = 3) -> str:
-    return ", ".join(short(x, 40) for x in list(subjects)[:n])
-
-
 def _check_demographics(demo: pd.DataFrame, subjects: pd.Index, source: str | None) -> pd.DataFrame:
     """Demographics in canonical form, one row per subject of ``subjects``.
 

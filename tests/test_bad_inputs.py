@@ -232,6 +232,8 @@ CASES = {
     "semicolon-delimited": (text("x.csv", LONG.replace(",", ";")), read_long, CohortError, ["semicolon"], None),
     "ragged line": (text("x.csv", LONG + "3,1,4019,extra,fields\n"), read_long, CohortError,
                     ["x.csv", "could not parse"], None),
+    "icd_version that does not exist": (text("x.csv", LONG), lambda p: read_long(p, icd_version=11), ConfigError,
+                                        ["icd_version=11", "9, 10 or None"], None),
     "code_map of the wrong type": (text("x.csv", LONG), lambda p: read_long(p, code_map=5), ConfigError,
                                    ["code_map"], None),
     "index without code_map entry": (text("x.csv", "patient_id,visit_id,code\n0,0,1\n0,0,7\n"),

@@ -198,6 +198,8 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
             dotted codes normalised, or a file read as one visit per patient.
     """
     path = as_path(path)
+    if isinstance(icd_version, bool) or icd_version not in (9, 10, None):
+        raise ConfigError(f"icd_version={icd_version!r}: expected 9, 10 or None")
     if code_map is not None and (isinstance(code_map, str) or not isinstance(code_map, (Mapping, Sequence))):
         raise ConfigError(f"code_map: expected a mapping or sequence from index to ICD code, got {type(code_map).__name__}")
     if not path.is_file():

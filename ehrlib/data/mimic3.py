@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ehrlib.cohort import AGE, CODE, MAX_PLAUSIBLE_AGE, SEX, SUBJECT, Cohort, CohortError, short
+from ehrlib.cohort import AGE, CODE, MAX_PLAUSIBLE_AGE, SEX, SUBJECT, Cohort, CohortError
 from ehrlib.data.tables import age_in_years, as_path, find_table, parse_datetimes, read_csv, require_known, require_present
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def assemble(patients: pd.DataFrame, admissions: pd.DataFrame, diagnoses: pd.Dat
         ids = pd.unique(distinct["subject_id"][clash])
         shown = distinct[clash].head(4)
         cols = [c for c in key_cols if c != "subject_id"]
-        rows = "; ".join(f"subject {r['subject_id']}: " + ", ".join(f"{c}={r[c]}" for c in cols)
+        rows = "; ".join(f"subject {r['subject_id']}: " + ", ".join(f"{c}={str(r[c])[:40]}" for c in cols)
                          for _, r in shown.iterrows())
         raise CohortError(
             f"{p_path}: {len(ids)} subject(s) listed more than once with different values ({rows}); "
@@ -137,7 +137,7 @@ def assemble(patients: pd.DataFrame, admissions: pd.DataFrame, diagnoses: pd.Dat
         age_col, year_col = anchor
         age = demo[age_col].to_numpy(dtype=float) + (demo["first_admit"].dt.year.to_numpy() - demo[year_col].to_numpy(dtype=float))
     age = np.asarray(age, dtype=float)
-    _check_ages(demo, age, p_path, birth, anchor)
+    _check_ages(demo, age, p_path, birth)
     age = np.where((age >= SHIFTED_AGES[0]) & (age <= SHIFTED_AGES[1]), MAX_AGE, age)
     demographics = pd.DataFrame(
         {SUBJECT: demo.index.astype(str), AGE: np.clip(age, 0, MAX_AGE).astype(float), SEX: demo[SEX].to_numpy()}
@@ -151,7 +151,7 @@ def assemble(patients: pd.DataFrame, admissions: pd.DataFrame, diagnoses: pd.Dat
     return cohort
 
 
-def _check_ages(demo: pd.DataFrame, age: np.ndarray, p_path, birth: str | None, anchor) -> None:
+def _check_ages(demo: pd.DataFrame, age: np.ndarray, p_path, birth: str | None) -> None:
     """Refuse negative ages (birth after admission) and ages above 130 outside MIMIC's shift."""
     shifted = (age >= SHIFTED_AGES[0]) & (age <= SHIFTED_AGES[1])
     problems = {

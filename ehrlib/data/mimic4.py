@@ -8,7 +8,6 @@ Age is ``anchor_age + (year of first admission - anchor_year)``, capped at 90 li
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from ehrlib.cohort import CODE, SEX, Cohort, CohortError
 from ehrlib.data.mimic3 import assemble
