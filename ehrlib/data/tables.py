@@ -31,7 +31,7 @@ from ehrlib.errors import ConfigError
 
 DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 #: Longest header line accepted (bytes); longer ones are refused, not read.
-MAX_HEADER_BYTES = 1 << 16
+MAX_HEADER_BYTES = 1 << 20
 #: At most this many characters of any value are quoted in an error message.
 QUOTE_CHARS = 60
 GZIP_MAGIC = b"\x1f\x8b"
