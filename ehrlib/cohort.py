@@ -7,8 +7,13 @@ optional demographics table ``(subject_id, age, sex)``. It is the paper's schema
 Canonical form, enforced by :meth:`Cohort.from_events` and checked by :meth:`Cohort.validate`:
 
 * ``subject_id`` is a string; ``code`` is an upper-case dotless ICD string with leading
-  zeros kept (``"0389"``, ``"V5861"``, ``"E8781"``);
+  zeros kept (``"0389"``, ``"V5861"``, ``"E8781"``); values that are not codes of the
+  expected shape (spaces inside, SQL or formula text, paths, very long strings) are dropped
+  with a :class:`CohortWarning`, or refused when they are most of the column
+  (:func:`normalise_codes`);
 * missing codes (``NaN``, empty, the strings ``nan``/``none``/``null``) are dropped;
+* demographics hold one age (0-130 years) and one sex (``F``/``M``) per subject
+  (``_check_demographics``);
 * a code appears at most once in a visit; visits without codes do not exist;
 * ``visit_id`` is the ordinal ``0..L-1`` of the visit within its subject, in the order of the
   visit key the cohort was built from (admission time for MIMIC);
@@ -26,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ehrlib.errors import CohortError
+from ehrlib.errors import CohortError, ConfigError
 from ehrlib.io import atomic_write, frames_checksum
 
 SUBJECT = "subject_id"
@@ -43,30 +48,152 @@ SYNTHETIC_PREFIX = "SYNTH_"
 
 
 
+class CohortWarning(UserWarning):
+    """Data was changed or dropped while building a cohort (the message says what and how much)."""
+
+
+#: Ages outside ``0..MAX_PLAUSIBLE_AGE`` years are impossible (after MIMIC's >89 shift rule).
+MAX_PLAUSIBLE_AGE = 130
+#: Codes longer than this are never codes (ICD-9-CM codes have at most 5 characters).
+MAX_CODE_CHARS = 20
+#: Code shapes by ICD version, on the upper-case dotless form.
+CODE_SHAPES = {  # [0-9], not \d: \d would accept other scripts' digits ('４０１９')
+    9: r"(?:[0-9]{3,5}|V[0-9]{2,4}|E[0-9]{3,4})",
+    10: r"(?:[A-Z][0-9][0-9A-Z]{1,5})",
+    None: r"(?:[A-Z0-9][A-Z0-9_\-]{0,%d})" % (MAX_CODE_CHARS - 1),
+}
+#: The dotted spelling of each shape (the dot after the category, e.g. ``401.9``, ``E878.1``).
+DOTTED_SHAPES = {
+    9: r"(?:[0-9]{3}|V[0-9]{2}|E[0-9]{3})\.[0-9]{1,2}",
+    10: r"[A-Z][0-9][0-9A-Z]\.[0-9A-Z]{1,4}",
+    None: r"[A-Z0-9]+\.[A-Z0-9]+",
+}
+#: More than this share of invalid codes means the column does not hold codes of that kind.
+MAX_INVALID_SHARE = 0.5
+
+
 def _where(source: str | None) -> str:
     return f"{source}: " if source else ""
 
 
-def normalise_codes(codes: pd.Series, source: str | None = None, column: str = CODE) -> pd.Series:
-    """Return ICD codes as upper-case dotless strings, missing codes as ``<NA>``.
+def short(value, limit: int = 60) -> str:
+    """``repr`` of ``str(value)`` cut to ``limit`` characters, saying how long it really was."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
-    Dotted codes (``401.9``) become dotless (``4019``) with a warning that says how many rows
-    changed, since dotted and dotless spellings of one code would otherwise count twice.
+
+def _examples(values, n: int = 3) -> str:
+    return ", ".join(short(v, 40) for v in list(values)[:n])
+
+
+def _shown(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def check_int(value, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """Return ``value`` as ``int`` if it is an integer in ``[minimum, maximum]``.
+
+    ``bool`` and non-integral numbers (``2.5``, ``"3"``, ``None``) are refused, so a typo never
+    reaches numpy as a ``TypeError``.
+
+    Raises:
+        ConfigError: naming the argument, the value and what was expected.
     """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name}={_shown(value)} ({type(value).__name__}): expected an integer >= {minimum}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise ConfigError(f"{name}={value}: expected an integer >= {minimum}{upper}")
+    return value
+
+
+def _key_kind(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.number)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (pd.Timestamp, np.datetime64)) or hasattr(value, "isoformat"):
+        return "date-time"
+    return type(value).__name__
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A random seed: a non-negative integer (numpy's ``default_rng`` refuses negative seeds)."""
+    return check_int(seed, name, minimum=0)
+
+
+def normalise_codes(codes: pd.Series, source: str | None = None, column: str = CODE, *,
+                    icd_version: int | None = None) -> pd.Series:
+    """Return codes as upper-case dotless strings; missing and invalid codes become ``<NA>``.
+
+    Rules, applied to each distinct value after stripping spaces and upper-casing:
+
+    * missing (``NaN``, empty, ``nan``/``none``/``null``/``na``) -> ``<NA>``, silently (callers
+      that read files report the count);
+    * a dotted code of the expected shape (``401.9``, ``E878.1``) becomes dotless (``4019``),
+      with a :class:`CohortWarning` giving the count, since both spellings would count twice;
+    * anything else that is not a code of the expected shape is invalid: ``icd_version=9``
+      accepts ``DDD``-``DDDDD``, ``VDD``-``VDDDD``, ``EDDD``-``EDDDD``; ``10`` accepts a
+      letter, a digit and 1-5 letters/digits; ``None`` (any code system) accepts 1-20
+      letters, digits, ``_`` or ``-``. So spaces inside, SQL or formula text, paths and long
+      strings are never codes. Invalid values are dropped with a :class:`CohortWarning` giving
+      their count and examples (each cut to 40 characters);
+    * if more than half of the non-missing values are invalid, the column does not hold such
+      codes (a wrong column, or ICD-10 read as ICD-9) and :class:`CohortError` is raised;
+    * with an ICD version, a column of numbers (not text) is refused: leading and trailing
+      zeros are already lost.
+    """
+    if isinstance(icd_version, bool) or icd_version not in CODE_SHAPES:
+        raise ConfigError(f"icd_version={icd_version!r}: expected 9, 10 or None")
+    if icd_version is not None and (pd.api.types.is_numeric_dtype(codes) and not pd.api.types.is_bool_dtype(codes)):
+        raise CohortError(
+            f"{_where(source)}column {column!r} holds numbers ({codes.dtype}), not text: ICD codes stored as numbers "
+            "lose their leading zeros ('0389' becomes 389) and trailing zeros ('250.00' becomes 250.0); "
+            "store the code column as text"
+        )
     s = codes.astype("string").str.strip().str.upper()
     s = s.mask(s.isin(MISSING_CODE_STRINGS))
-    dotted = s.str.contains(".", regex=False).fillna(False).to_numpy(dtype=bool)
+    present = s.notna().to_numpy(dtype=bool)
+    if not present.any():
+        return s
+    idx, uniques = pd.factorize(s[present])
+    u = pd.Series(uniques, dtype="string")
+    fits = u.str.len().le(MAX_CODE_CHARS)
+    plain = (fits & u.str.fullmatch(CODE_SHAPES[icd_version])).fillna(False).to_numpy(dtype=bool)
+    dotted = (~plain & fits & u.str.fullmatch(DOTTED_SHAPES[icd_version])).fillna(False).to_numpy(dtype=bool)
+    invalid = ~plain & ~dotted
+    what = {9: "ICD-9", 10: "ICD-10", None: "valid"}[icd_version]
+    if invalid.any():
+        _, first = np.unique(idx, return_index=True)
+        raw = codes[present].iloc[first].astype(str).to_numpy()
+        row_bad = invalid[idx]
+        n_bad, n_all = int(row_bad.sum()), int(present.sum())
+        rule = {9: "ICD-9 codes look like 4019, V5861, E8781",
+                10: "ICD-10 codes look like I10, E119, S72001A",
+                None: "codes are 1-20 letters, digits, '_' or '-'"}[icd_version]
+        detail = (f"{n_bad} of {n_all} value(s) ({int(invalid.sum())} distinct) are not {what} codes "
+                  f"(e.g. {_examples(raw[invalid])}); {rule}")
+        if n_bad > MAX_INVALID_SHARE * n_all:
+            raise CohortError(f"{_where(source)}column {column!r}: {detail}. Is this the right column/ICD version?")
+        warnings.warn(f"{_where(source)}column {column!r}: {detail}; these rows were dropped",
+                      CohortWarning, stacklevel=3)
     if dotted.any():
-        example = s[dotted].iloc[0]
+        example = u[dotted].iloc[0]
         warnings.warn(
-            f"{_where(source)}column {column!r}: {int(dotted.sum())} code(s) written with a dot "
-            f"(e.g. {example!r}) were normalised to the dotless ICD-9 form "
-            f"({example.replace('.', '')!r})",
-            stacklevel=3,
+            f"{_where(source)}column {column!r}: {int(dotted[idx].sum())} code(s) written with a dot "
+            f"(e.g. {example!r}) were normalised to the dotless form ({example.replace('.', '')!r})",
+            CohortWarning, stacklevel=3,
         )
-        s = s.str.replace(".", "", regex=False)
-        s = s.mask(s == "")
-    return s
+    fixed = u.str.replace(".", "", regex=False).mask(pd.Series(invalid))
+    out = pd.Series(pd.NA, index=s.index, dtype="string")
+    out[present] = fixed.to_numpy()[idx]
+    return out
 
 
 def _ordinal_visits(subjects: np.ndarray, visit_keys: pd.Series) -> np.ndarray:
@@ -85,36 +212,70 @@ def _ordinal_visits(subjects: np.ndarray, visit_keys: pd.Series) -> np.ndarray:
     return (visit_counter - first_of_subject).astype(np.int64)
 
 
+def _conflicts(demo: pd.DataFrame, column: str) -> pd.Series:
+    """Per subject with more than one distinct non-missing value of ``column``: those values."""
+    seen = demo.dropna(subset=[column]).drop_duplicates([SUBJECT, column])
+    many = seen[SUBJECT].duplicated(keep=False)
+    return seen[many].groupby(SUBJECT, sort=True)[column].agg(lambda v: sorted(map(str, v)))
+
+
 def _check_demographics(demo: pd.DataFrame, subjects: pd.Index, source: str | None) -> pd.DataFrame:
+    """Demographics in canonical form, one row per subject of ``subjects``.
+
+    Rules: ``age`` is a number of years in ``0..MAX_PLAUSIBLE_AGE`` (or missing); ``sex`` is
+    ``F``/``M`` (``female``/``male`` accepted, or missing); a subject listed more than once must
+    have one age and one sex (repeated identical rows are fine). Anything else is a
+    :class:`CohortError` naming how many subjects and which (first three).
+    """
     missing_cols = [c for c in DEMOGRAPHIC_COLUMNS if c not in demo.columns]
     if missing_cols:
         raise CohortError(
             f"{_where(source)}demographics lack column(s) {missing_cols}; expected {list(DEMOGRAPHIC_COLUMNS)}"
         )
     demo = demo.loc[:, list(DEMOGRAPHIC_COLUMNS)].copy()
-    demo[SUBJECT] = demo[SUBJECT].astype("string")
-    demo = demo.drop_duplicates(SUBJECT, keep="first")
-    age = pd.to_numeric(demo[AGE], errors="coerce")
-    bad = age.isna() & demo[AGE].notna()
+    demo[SUBJECT] = demo[SUBJECT].astype("string").str.strip()
+    raw_age = demo[AGE].mask(demo[AGE].astype("string").str.strip().str.upper().isin(MISSING_CODE_STRINGS))
+    demo[AGE] = raw_age
+    age = pd.to_numeric(raw_age, errors="coerce")
+    bad = (age.isna() & demo[AGE].notna()).to_numpy(dtype=bool)
     if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
+        i = int(np.flatnonzero(bad)[0])
         raise CohortError(
-            f"{_where(source)}demographics column 'age', row {i}: value {demo[AGE].iloc[i]!r} is not a number"
+            f"{_where(source)}demographics column 'age', row {i}: value {short(demo[AGE].iloc[i], 40)} is not a number "
+            f"({int(bad.sum())} row(s) in all)"
         )
     demo[AGE] = age.astype(float)
-    sex = demo[SEX].astype("string").str.strip().str.upper().replace({"FEMALE": "F", "MALE": "M"})
-    bad = ~sex.isin(SEXES) & sex.notna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
+    impossible = ((demo[AGE] < 0) | (demo[AGE] > MAX_PLAUSIBLE_AGE)).to_numpy(dtype=bool)
+    if impossible.any():
+        rows = demo[impossible]
         raise CohortError(
-            f"{_where(source)}demographics column 'sex', row {i}: value {demo[SEX].iloc[i]!r}; expected one of {SEXES}"
+            f"{_where(source)}demographics column 'age': {rows[SUBJECT].nunique()} subject(s) with an impossible age "
+            f"(expected 0 to {MAX_PLAUSIBLE_AGE} years), e.g. "
+            + ", ".join(f"subject {short(r[SUBJECT], 40)}: {r[AGE]:g}" for _, r in rows.head(3).iterrows())
+        )
+    sex = demo[SEX].astype("string").str.strip().str.upper().replace({"FEMALE": "F", "MALE": "M"})
+    sex = sex.mask(sex.isin(MISSING_CODE_STRINGS))
+    bad = (~sex.isin(SEXES) & sex.notna()).to_numpy(dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CohortError(
+            f"{_where(source)}demographics column 'sex', row {i}: value {short(demo[SEX].iloc[i], 40)}; "
+            f"expected one of {SEXES} ({int(bad.sum())} row(s) in all)"
         )
     demo[SEX] = sex
-    demo = demo.set_index(SUBJECT)
+    for column in (SEX, AGE):
+        clash = _conflicts(demo, column)
+        if len(clash):
+            raise CohortError(
+                f"{_where(source)}demographics column {column!r}: {len(clash)} subject(s) have more than one value, e.g. "
+                + "; ".join(f"subject {short(k, 40)}: {', '.join(v[:3])}" for k, v in clash.head(3).items())
+                + "; expected one value per subject"
+            )
+    demo = demo.groupby(SUBJECT, sort=False).first()
     absent = subjects.difference(demo.index)
     if len(absent):
         raise CohortError(
-            f"{_where(source)}subject_id {absent[0]!r} has diagnosis events but no demographics "
+            f"{_where(source)}subject_id {short(absent[0], 40)} has diagnosis events but no demographics "
             f"({len(absent)} subject(s) in all)"
         )
     return demo.loc[subjects].reset_index()
@@ -142,6 +303,8 @@ class Cohort:
         visit_key: str = VISIT,
         source: str = "",
         allow_empty: bool = False,
+        icd_version: int | None = None,
+        report_dropped: bool = False,
     ) -> "Cohort":
         """Canonicalise a long table of events into a Cohort.
 
@@ -154,11 +317,26 @@ class Cohort:
             visit_key: the column that orders visits.
             source: where the data came from, used in error messages.
             allow_empty: accept a cohort without events (only for generators that emit none).
+            icd_version: the code shape to enforce (9, 10, or ``None`` for any short token);
+                see :func:`normalise_codes` for what is dropped and what is refused.
+            report_dropped: warn (:class:`CohortWarning`, with counts and ``source``) about
+                rows dropped for a missing code and codes repeated within a visit. Loaders of
+                files set it; generators, whose output is rebuilt from nested lists, do not.
 
         Raises:
-            CohortError: a missing column, missing subject id, unknown sex, or an empty cohort.
+            CohortError: a missing column, missing subject id or visit key, a code column that
+                is mostly not codes, impossible or conflicting demographics (see
+                ``_check_demographics``), or an empty cohort.
         """
+        if not isinstance(events, pd.DataFrame):
+            raise CohortError(f"{_where(source)}events must be a pandas DataFrame, got {type(events).__name__}")
+        if demographics is not None and not isinstance(demographics, pd.DataFrame):
+            raise CohortError(f"{_where(source)}demographics must be a pandas DataFrame or None, "
+                              f"got {type(demographics).__name__}")
         needed = [SUBJECT, visit_key, CODE]
+        twice = [c for c in needed if list(events.columns).count(c) > 1]
+        if twice:
+            raise CohortError(f"{_where(source)}column(s) {twice} appear more than once; expected each once")
         missing = [c for c in needed if c not in events.columns]
         if missing:
             raise CohortError(
@@ -168,20 +346,42 @@ class Cohort:
             {
                 SUBJECT: events[SUBJECT].astype("string").str.strip(),
                 "_key": events[visit_key],
-                CODE: normalise_codes(events[CODE], source),
+                CODE: normalise_codes(events[CODE], source, icd_version=icd_version),
             }
         )
         bad_subject = df[SUBJECT].isna() | (df[SUBJECT] == "")
         if bad_subject.any():
             i = int(np.flatnonzero(bad_subject.to_numpy())[0])
             raise CohortError(f"{_where(source)}column 'subject_id', row {i}: missing subject id")
+        if df["_key"].dtype == object:
+            kinds = sorted({_key_kind(v) for v in pd.unique(df["_key"]) if not pd.isna(v)})
+            if len(kinds) > 1:
+                raise CohortError(
+                    f"{_where(source)}column {visit_key!r}: visit keys of mixed types ({', '.join(kinds)}) cannot be "
+                    "ordered; expected all numbers, all date-times or all strings"
+                )
         bad_key = df["_key"].isna()
         if bad_key.any():
             i = int(np.flatnonzero(bad_key.to_numpy())[0])
             raise CohortError(f"{_where(source)}column {visit_key!r}, row {i}: missing visit key")
+        n_missing = int(events[CODE].isna().sum()) + int(
+            events[CODE].astype("string").str.strip().str.upper().isin(MISSING_CODE_STRINGS).sum())
         df = df[df[CODE].notna()]
-        df = df.sort_values([SUBJECT, "_key", CODE], kind="stable")
+        try:
+            df = df.sort_values([SUBJECT, "_key", CODE], kind="stable")
+        except TypeError:
+            kinds = sorted({type(v).__name__ for v in df["_key"]})
+            raise CohortError(
+                f"{_where(source)}column {visit_key!r}: visit keys of mixed types {kinds} cannot be ordered; "
+                "expected all numbers, all date-times or all strings"
+            ) from None
+        n_rows = len(df)
         df = df.drop_duplicates([SUBJECT, "_key", CODE])
+        if report_dropped and (n_missing or n_rows > len(df)):
+            parts = [f"{n_missing} row(s) with a missing code (empty, NaN, 'nan', 'null')"] if n_missing else []
+            if n_rows > len(df):
+                parts.append(f"{n_rows - len(df)} repeat(s) of a code within one visit")
+            warnings.warn(f"{_where(source)}dropped {' and '.join(parts)}", CohortWarning, stacklevel=2)
         if df.empty and not allow_empty:
             raise CohortError(f"{_where(source)}empty cohort: no diagnosis events with a code")
         subjects = df[SUBJECT].to_numpy()
@@ -324,17 +524,27 @@ class Cohort:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Cohort":
-        """Read a cohort written by :meth:`save` (for other files use ``ehrlib.data.read_long``)."""
+        """Read a cohort written by :meth:`save` (for other files use ``ehrlib.data.read_long``).
+
+        Raises:
+            CohortError: no such file, a file that is not a readable parquet file (truncated,
+                another format), missing columns, or content that breaks the canonical form.
+        """
+        if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"path={short(path, 40)} ({type(path).__name__}): expected a file path")
         path = Path(path)
+        if not path.is_file():
+            raise CohortError(f"{path}: file not found")
         try:
             frame = pd.read_parquet(path)
-        except FileNotFoundError:
-            raise CohortError(f"{path}: file not found") from None
         except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-            raise CohortError(f"{path}: not a readable cohort parquet file ({type(exc).__name__}: {exc})") from None
+            raise CohortError(
+                f"{path}: not a readable cohort parquet file ({type(exc).__name__}: {short(exc, 120)})"
+            ) from None
         missing = [c for c in EVENT_COLUMNS if c not in frame.columns]
         if missing:
-            raise CohortError(f"{path}: columns {missing} missing; expected a file written by Cohort.save")
+            raise CohortError(f"{path}: columns {missing} missing (found {[short(c, 40) for c in frame.columns[:8]]}); "
+                              "expected a file written by Cohort.save")
         demo = None
         if AGE in frame.columns or SEX in frame.columns:
             demo = frame.loc[:, [c for c in DEMOGRAPHIC_COLUMNS if c in frame.columns]].drop_duplicates(SUBJECT)

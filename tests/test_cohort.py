@@ -1,7 +1,11 @@
+import warnings
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from ehrlib.cohort import Cohort, CohortError
+from ehrlib.cohort import Cohort, CohortError, CohortWarning, check_int, check_seed, normalise_codes
+from ehrlib.errors import ConfigError
 
 
 def events(rows):
@@ -100,3 +104,46 @@ def test_failed_save_keeps_the_previous_file(tmp_path, small_cohort, monkeypatch
         small_cohort.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.parquet"]
+
+
+# ---------------------------------------------------------------- code shapes and argument checks
+
+@pytest.mark.parametrize("version,good,bad", [
+    (9, ["4019", "0389", "V5861", "E8781", "401.9", "V58.61"], ["I10", "4O19", "40 19", "4019;", "12", "401.9.1"]),
+    (10, ["I10", "E119", "S72001A", "E11.9"], ["4019", "1I0", "I 10", "=I10"]),
+    (None, ["A", "C1", "X-1", "TOKEN_7"], ["A B", "<PAD>", "A;B", "X" * 21]),
+])
+def test_code_shapes_by_icd_version(version, good, bad):
+    codes = pd.Series(good * 3 + bad)  # invalid values stay a minority: dropped with a warning
+    with pytest.warns(CohortWarning, match=f"{len(bad)} of {len(codes)} value"):
+        out = normalise_codes(codes, "f.csv", icd_version=version)
+    assert out.notna().tolist() == [True] * (3 * len(good)) + [False] * len(bad)
+
+
+def test_invalid_codes_are_refused_when_they_are_more_than_half():
+    with pytest.warns(CohortWarning, match="2 of 4"):
+        normalise_codes(pd.Series(["4019", "0389", "x y", "a;b"]), icd_version=9)
+    with pytest.raises(CohortError, match="3 of 5.*right column"):
+        normalise_codes(pd.Series(["4019", "0389", "x y", "a;b", "c d"]), icd_version=9)
+
+
+def test_dropped_rows_are_reported_only_when_asked():
+    df = events([(1, 0, "4019"), (1, 0, "4019"), (1, 0, None)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Cohort.from_events(df)  # generators rebuild cohorts from lists: no report
+    with pytest.warns(CohortWarning, match=r"src: dropped 1 row\(s\) with a missing code .* and 1 repeat"):
+        Cohort.from_events(df, source="src", report_dropped=True)
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(False), 2.0, "3", None, -1])
+def test_check_int_refuses_everything_but_non_negative_integers(value):
+    with pytest.raises(ConfigError, match="n="):
+        check_int(value, "n")
+
+
+def test_check_int_accepts_numpy_integers_and_returns_int():
+    assert check_int(np.int32(5), "n", minimum=1) == 5 and type(check_int(np.int64(5), "n")) is int
+    with pytest.raises(ConfigError, match="<= 3"):
+        check_int(4, "n", maximum=3)
+    assert check_seed(0) == 0

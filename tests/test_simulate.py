@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ehrlib.cohort import CohortError
+from ehrlib.errors import ConfigError
 from ehrlib.data import icd9, load_mimic3, simulate, write_simulated
 from ehrlib.metrics.structure import summary
 
@@ -79,7 +79,7 @@ def test_age_and_sex_shape_the_codes(cohort):
 
 
 def test_bad_size_is_an_error():
-    with pytest.raises(CohortError, match="n_patients"):
+    with pytest.raises(ConfigError, match="n_patients"):
         simulate(0)
 
 

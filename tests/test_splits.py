@@ -1,6 +1,7 @@
 import pytest
 
 from ehrlib.cohort import CohortError
+from ehrlib.errors import ConfigError
 from ehrlib.data import split
 from ehrlib.data.splits import plan_splits, read_ids, save_ids
 
@@ -19,10 +20,22 @@ def test_split_is_deterministic_by_seed_and_ignores_row_order(small_cohort):
     assert set(a) == set(b) and set(a) != set(c)
 
 
-@pytest.mark.parametrize("n", [0, -1, 400, 10_000, 1.5])
-def test_bad_holdout_size_is_an_error(small_cohort, n):
-    with pytest.raises(CohortError, match="n_holdout"):
+@pytest.mark.parametrize("n", [0, -1, 1.5, True, "10", None])
+def test_holdout_size_that_is_not_a_positive_integer_is_a_config_error(small_cohort, n):
+    with pytest.raises(ConfigError, match="n_holdout"):
         split(small_cohort, n_holdout=n)
+
+
+@pytest.mark.parametrize("n", [400, 10_000])
+def test_holdout_size_not_below_the_cohort_size_is_a_cohort_error(small_cohort, n):
+    with pytest.raises(CohortError, match="n_holdout.*400 subjects"):
+        split(small_cohort, n_holdout=n)
+
+
+@pytest.mark.parametrize("seed", [-1, True, 0.5, None])
+def test_bad_seed_is_a_config_error(small_cohort, seed):
+    with pytest.raises(ConfigError, match="seed"):
+        split(small_cohort, n_holdout=10, seed=seed)
 
 
 def test_ids_round_trip(tmp_path, small_cohort):

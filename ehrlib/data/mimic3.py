@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, Cohort, CohortError
-from ehrlib.data.tables import age_in_years, find_table, parse_datetimes, read_csv, require_known, require_present
+from ehrlib.cohort import AGE, CODE, MAX_PLAUSIBLE_AGE, SEX, SUBJECT, Cohort, CohortError
+from ehrlib.data.tables import age_in_years, as_path, find_table, parse_datetimes, read_csv, require_known, require_present
 
 log = logging.getLogger(__name__)
 
 #: MIMIC shifts ages above 89 to about 300 years; we map them to this value.
 MAX_AGE = 90
+#: Raw ages (years from birth to first admission) read as MIMIC's >89 shift: mapped to MAX_AGE.
+SHIFTED_AGES = (280, 330)
 
 
 def load_mimic3(root) -> Cohort:
@@ -31,11 +33,15 @@ def load_mimic3(root) -> Cohort:
         root: folder with ``PATIENTS``, ``ADMISSIONS`` and ``DIAGNOSES_ICD`` as ``.csv`` or
             ``.csv.gz`` (upper- or lower-case file and column names).
 
+    Rules: see :func:`assemble` for ages, sexes and codes (ICD-9 shapes: an invalid code is
+    dropped with a warning, a column mostly of non-codes is refused).
+
     Raises:
         CohortError: a missing file or column, a non-UTF-8 file, an unparsable date, a diagnosis
-            whose admission or subject is unknown, or no diagnosis codes at all.
+            whose admission or subject is unknown, impossible or conflicting demographics, or no
+            diagnosis codes at all.
     """
-    root = Path(root)
+    root = as_path(root, "root")
     if not root.is_dir():
         raise CohortError(f"MIMIC-III folder {root} does not exist")
     p_path = find_table(root, "PATIENTS")
@@ -58,13 +64,24 @@ def load_mimic3(root) -> Cohort:
 
 def assemble(patients: pd.DataFrame, admissions: pd.DataFrame, diagnoses: pd.DataFrame, *,
              paths=("patients", "admissions", "diagnoses"), birth: str | None = "dob",
-             anchor: tuple[str, str] | None = None, source: str = "") -> Cohort:
+             anchor: tuple[str, str] | None = None, source: str = "", icd_version: int = 9) -> Cohort:
     """Join patients, admissions and diagnoses into a Cohort (shared by MIMIC-III and -IV).
 
     ``patients`` has ``subject_id``, ``sex`` and either a birth timestamp column ``birth`` or
     the MIMIC-IV anchor columns ``anchor`` = (age column, year column). ``admissions`` has
     ``subject_id``, ``hadm_id``, ``admittime`` (parsed); ``diagnoses`` has ``subject_id``,
     ``hadm_id``, ``code``. Admissions without diagnosis codes are not visits and are dropped.
+
+    Rules:
+
+    * a subject listed twice in ``patients`` with different values (sex, birth date, anchor
+      age or year) is a :class:`CohortError` naming the subjects; identical repeats are merged;
+    * age is taken at the first admission. A birth date after it (negative age) is refused
+      naming the subjects. Ages 90-130 become :data:`MAX_AGE`; raw ages in
+      :data:`SHIFTED_AGES` are MIMIC's shift of ages above 89 and also become
+      :data:`MAX_AGE`; any other age above 130 is refused naming the subjects;
+    * codes must have the ``icd_version`` shape (:func:`ehrlib.cohort.normalise_codes`); missing
+      codes and codes repeated within an admission are dropped with a warning giving counts.
     """
     p_path, a_path, d_path = paths
     for col in ("subject_id",):
@@ -72,6 +89,19 @@ def assemble(patients: pd.DataFrame, admissions: pd.DataFrame, diagnoses: pd.Dat
     for col in ("subject_id", "hadm_id"):
         require_present(admissions[col], a_path, col)
         require_present(diagnoses[col], d_path, col)
+    key_cols = [c for c in patients.columns if c != "row_id"]
+    distinct = patients.drop_duplicates(key_cols)
+    clash = distinct["subject_id"].duplicated(keep=False).to_numpy(dtype=bool)
+    if clash.any():
+        ids = pd.unique(distinct["subject_id"][clash])
+        shown = distinct[clash].head(4)
+        cols = [c for c in key_cols if c != "subject_id"]
+        rows = "; ".join(f"subject {r['subject_id']}: " + ", ".join(f"{c}={str(r[c])[:40]}" for c in cols)
+                         for _, r in shown.iterrows())
+        raise CohortError(
+            f"{p_path}: {len(ids)} subject(s) listed more than once with different values ({rows}); "
+            "expected one sex and one birth date per subject"
+        )
     dup = admissions["hadm_id"].duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
@@ -106,12 +136,38 @@ def assemble(patients: pd.DataFrame, admissions: pd.DataFrame, diagnoses: pd.Dat
     else:
         age_col, year_col = anchor
         age = demo[age_col].to_numpy(dtype=float) + (demo["first_admit"].dt.year.to_numpy() - demo[year_col].to_numpy(dtype=float))
+    age = np.asarray(age, dtype=float)
+    _check_ages(demo, age, p_path, birth)
+    age = np.where((age >= SHIFTED_AGES[0]) & (age <= SHIFTED_AGES[1]), MAX_AGE, age)
     demographics = pd.DataFrame(
         {SUBJECT: demo.index.astype(str), AGE: np.clip(age, 0, MAX_AGE).astype(float), SEX: demo[SEX].to_numpy()}
     )
     n_adm = len(admissions)
-    cohort = Cohort.from_events(events, demographics, visit_key="_visit", source=source)
+    cohort = Cohort.from_events(events, demographics, visit_key="_visit", source=source,
+                                icd_version=icd_version, report_dropped=True)
     dropped = n_adm - cohort.n_visits
     if dropped:
         log.info("%s: %d admission(s) without diagnosis codes are not visits", source, dropped)
     return cohort
+
+
+def _check_ages(demo: pd.DataFrame, age: np.ndarray, p_path, birth: str | None) -> None:
+    """Refuse negative ages (birth after admission) and ages above 130 outside MIMIC's shift."""
+    shifted = (age >= SHIFTED_AGES[0]) & (age <= SHIFTED_AGES[1])
+    problems = {
+        "a birth date after their first admission" if birth else "a negative age at their first admission": age < 0,
+        f"an impossible age above {MAX_PLAUSIBLE_AGE} years (MIMIC's >89 shift gives "
+        f"{SHIFTED_AGES[0]}-{SHIFTED_AGES[1]})": (age > MAX_PLAUSIBLE_AGE) & ~shifted,
+    }
+    for what, bad in problems.items():
+        bad = np.nan_to_num(bad, nan=0).astype(bool)
+        if not bad.any():
+            continue
+        rows = demo[bad].head(3)
+        ages = age[bad][:3]
+        if birth:
+            examples = "; ".join(f"subject {i}: born {r[birth]}, admitted {r['first_admit']} (age {a:g})"
+                                 for (i, r), a in zip(rows.iterrows(), ages))
+        else:
+            examples = "; ".join(f"subject {i}: age {a:g}" for i, a in zip(rows.index, ages))
+        raise CohortError(f"{p_path}: {int(bad.sum())} subject(s) with {what}, e.g. {examples[:300]}")

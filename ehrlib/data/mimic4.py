@@ -8,11 +8,10 @@ Age is ``anchor_age + (year of first admission - anchor_year)``, capped at 90 li
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from ehrlib.cohort import CODE, SEX, Cohort, CohortError
 from ehrlib.data.mimic3 import assemble
-from ehrlib.data.tables import find_table, parse_datetimes, read_csv
+from ehrlib.data.tables import as_path, find_table, parse_datetimes, read_csv
 
 
 def load_mimic4(root, icd_version: int = 9) -> Cohort:
@@ -22,12 +21,15 @@ def load_mimic4(root, icd_version: int = 9) -> Cohort:
         root: the MIMIC-IV folder (containing ``hosp/``) or the ``hosp`` folder itself.
         icd_version: 9 or 10.
 
+    Codes must have the shape of ``icd_version`` (see :func:`ehrlib.data.mimic3.assemble` for
+    the rules on codes, ages and sexes; age is ``anchor_age`` moved to the first admission).
+
     Raises:
         CohortError: as :func:`ehrlib.data.load_mimic3`, or an ``icd_version`` other than 9/10.
     """
-    if icd_version not in (9, 10):
+    if isinstance(icd_version, bool) or icd_version not in (9, 10):
         raise CohortError(f"icd_version={icd_version!r}: expected 9 or 10")
-    root = Path(root)
+    root = as_path(root, "root")
     hosp = root / "hosp" if (root / "hosp").is_dir() else root
     if not hosp.is_dir():
         raise CohortError(f"MIMIC-IV folder {root} does not exist")
@@ -51,4 +53,5 @@ def load_mimic4(root, icd_version: int = 9) -> Cohort:
         birth=None,
         anchor=("anchor_age", "anchor_year"),
         source=f"{root} (ICD-{icd_version})",
+        icd_version=icd_version,
     )

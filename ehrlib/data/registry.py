@@ -16,7 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ehrlib.cohort import Cohort, CohortError
+from ehrlib.cohort import Cohort, CohortError, check_int, check_seed
+from ehrlib.errors import ConfigError
 
 ENV_DATA_DIR = "EHRLIB_DATA_DIR"
 
@@ -141,7 +142,14 @@ def load(source: str = "simulated", *, n_patients: int | None = None, seed: int 
         n_patients: size of the simulated cohort (required for ``simulated``).
         seed: seed of the simulated cohort.
         download: allow downloading the open demos.
+
+    Raises:
+        ConfigError: a bool, negative or non-integer ``n_patients`` or ``seed``, or no
+            ``n_patients`` for ``simulated``.
+        CohortError: an unknown source, or anything the loader of the source raises.
     """
+    if not isinstance(source, str):
+        raise ConfigError(f"data={source!r}: expected a string such as 'simulated' or 'mimic3:PATH'")
     from ehrlib.data.longformat import read_long
     from ehrlib.data.mimic3 import load_mimic3
     from ehrlib.data.mimic4 import load_mimic4
@@ -149,8 +157,8 @@ def load(source: str = "simulated", *, n_patients: int | None = None, seed: int 
 
     if source == "simulated":
         if n_patients is None:
-            raise CohortError("data='simulated' needs n_patients (the profile sets it)")
-        return simulate(int(n_patients), seed=seed)
+            raise ConfigError("data='simulated' needs n_patients (the profile sets it)")
+        return simulate(check_int(n_patients, "n_patients", minimum=1), seed=check_seed(seed))
     if source == "mimic3-demo":
         return load_mimic3(fetch(source, root, download=download))
     if source == "mimic4-demo":

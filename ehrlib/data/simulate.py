@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ehrlib.cohort import CODE, SEX, Cohort, CohortError
+from ehrlib.cohort import CODE, SEX, Cohort, check_int, check_seed
 from ehrlib.data import icd9
 from ehrlib.data.mimic3 import assemble
 
@@ -156,8 +156,8 @@ def _draw_codes(rng, visit_rows, visit_patient, need, theta_cum, code_cum, overs
 
 def simulate_tables(n_patients: int, seed: int = 0, config: SimulationConfig | None = None):
     """Simulate the MIMIC-III tables ``(PATIENTS, ADMISSIONS, DIAGNOSES_ICD)`` as DataFrames."""
-    if not isinstance(n_patients, (int, np.integer)) or n_patients < 1:
-        raise CohortError(f"n_patients={n_patients!r}: expected a positive integer")
+    # a cap far above any real cohort (MIMIC-IV: ~300k patients) so a typo cannot exhaust memory
+    n_patients, seed = check_int(n_patients, "n_patients", minimum=1, maximum=2_000_000), check_seed(seed)
     cfg = config or SimulationConfig()
     rng = np.random.default_rng(seed)
     table = icd9.code_table()

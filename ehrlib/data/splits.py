@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ehrlib.cohort import Cohort, CohortError
+from ehrlib.cohort import Cohort, CohortError, check_int, check_seed
+from ehrlib.errors import ConfigError
 from ehrlib.io import atomic_write
 
 
@@ -16,10 +17,16 @@ def split(cohort: Cohort, n_holdout: int, seed: int = 0) -> tuple[Cohort, Cohort
     split depends only on the set of ids and the seed, never on row order.
 
     Raises:
-        CohortError: ``n_holdout`` is not between 1 and the number of subjects minus one.
+        ConfigError: ``n_holdout`` or ``seed`` is not a non-negative integer (``bool`` and
+            ``2.5`` included), or ``n_holdout`` is 0.
+        CohortError: ``n_holdout`` is not below the number of subjects.
     """
+    if not isinstance(cohort, Cohort):
+        raise ConfigError(f"split: expected a Cohort, got {type(cohort).__name__}")
+    n_holdout = check_int(n_holdout, "n_holdout", minimum=1)
+    seed = check_seed(seed)
     n = cohort.n_patients
-    if not isinstance(n_holdout, (int, np.integer)) or not 0 < n_holdout < n:
+    if not n_holdout < n:
         raise CohortError(
             f"n_holdout={n_holdout!r}: expected an integer between 1 and {n - 1} "
             f"(the cohort has {n} subjects)"

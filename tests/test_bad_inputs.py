@@ -1,0 +1,464 @@
+"""The bad-input corpus of the data layer: one table, one row per case.
+
+Each case builds its input in a fresh folder and calls one public entry point (``read_long``,
+``load_mimic3``, ``load_mimic4``, ``load``, ``simulate``, ``split``, ``Cohort.from_events``,
+``Cohort.load``). Expected is an error class (the call must raise it, with a short message
+containing the words), a warning class (the call must succeed, warn with the words, and pass
+the case's check of the result), or ``None`` (a tricky but valid input that must load). In
+every case nothing in the folder may change (no file written, removed or modified) and no
+exception other than an ``EhrlibError`` may escape.
+
+Cases are classes of input (file formats, encodings, visit orders, code shapes,
+demographics, sizes and seeds), so new cases of the same kinds can be added as rows.
+"""
+from __future__ import annotations
+
+import gzip
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ehrlib.cohort import Cohort, CohortWarning
+from ehrlib.data import load, load_mimic3, load_mimic4, read_long, simulate, split
+from ehrlib.errors import CohortError, ConfigError, EhrlibError
+
+MAX_MESSAGE = 1000  # characters: messages name the problem, they do not dump the input
+LONG = "SUBJECT_ID,HADM_ID,ICD9_CODE\n1,1,4019\n1,1,0389\n1,2,V5861\n2,1,25000\n"
+
+
+# ---------------------------------------------------------------- input builders
+
+def text(name: str, content: str | bytes):
+    def build(tmp: Path) -> Path:
+        p = tmp / name
+        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return p
+    return build
+
+
+def gz(name: str, content: str, truncate: int | None = None):
+    def build(tmp: Path) -> Path:
+        data = gzip.compress(content.encode())
+        (tmp / name).write_bytes(data[:truncate] if truncate else data)
+        return tmp / name
+    return build
+
+
+def gzb(name: str, content: bytes):
+    def build(tmp: Path) -> Path:
+        (tmp / name).write_bytes(gzip.compress(content))
+        return tmp / name
+    return build
+
+
+def zipped(name: str):
+    def build(tmp: Path) -> Path:
+        import zipfile
+
+        with zipfile.ZipFile(tmp / name, "w") as z:
+            z.writestr("long.csv", LONG)
+        return tmp / name
+    return build
+
+
+def parquet(name: str, frame: pd.DataFrame, truncate: int | None = None):
+    def build(tmp: Path) -> Path:
+        frame.to_parquet(tmp / "x.tmp.parquet", index=False)
+        data = (tmp / "x.tmp.parquet").read_bytes()
+        (tmp / "x.tmp.parquet").unlink()
+        (tmp / name).write_bytes(data[:truncate] if truncate else data)
+        return tmp / name
+    return build
+
+
+def folder(name: str):
+    def build(tmp: Path) -> Path:
+        (tmp / name).mkdir()
+        return tmp / name
+    return build
+
+
+def long_rows(rows, header="SUBJECT_ID,HADM_ID,ICD9_CODE", name="long.csv"):
+    return text(name, header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+
+
+MIMIC3 = {
+    "PATIENTS": [("subject_id", "gender", "dob"), (1, "M", "2050-01-01 00:00:00"), (2, "F", "2060-05-01 00:00:00")],
+    "ADMISSIONS": [("subject_id", "hadm_id", "admittime"), (1, 11, "2100-01-01 00:00:00"),
+                   (1, 12, "2101-01-01 00:00:00"), (2, 21, "2100-06-01 00:00:00")],
+    "DIAGNOSES_ICD": [("subject_id", "hadm_id", "icd9_code"), (1, 11, "4019"), (1, 11, "0389"),
+                      (1, 12, "V5861"), (2, 21, "25000"), (2, 21, "4019")],
+}
+
+
+def mimic3(edit=None, gzip_table: str | None = None, truncate: int | None = None):
+    """A three-admission MIMIC-III folder; ``edit(tables)`` changes the row lists first."""
+    def build(tmp: Path) -> Path:
+        tables = {k: [list(r) for r in v] for k, v in MIMIC3.items()}
+        if edit:
+            edit(tables)
+        root = tmp / "mimic3"
+        root.mkdir()
+        for name, rows in tables.items():
+            content = "".join(",".join(map(str, r)) + "\n" for r in rows)
+            if name == gzip_table:
+                data = gzip.compress(content.encode())
+                (root / f"{name}.csv.gz").write_bytes(data[:truncate] if truncate else data)
+            else:
+                (root / f"{name}.csv").write_text(content)
+        return root
+    return build
+
+
+def mimic4(edit=None):
+    def build(tmp: Path) -> Path:
+        tables = {
+            "patients": [("subject_id", "gender", "anchor_age", "anchor_year"), (1, "M", 60, 2100), (2, "F", 30, 2100)],
+            "admissions": [("subject_id", "hadm_id", "admittime"), (1, 11, "2101-01-01 00:00:00"),
+                           (2, 21, "2100-06-01 00:00:00")],
+            "diagnoses_icd": [("subject_id", "hadm_id", "icd_code", "icd_version"), (1, 11, "4019", 9),
+                              (1, 11, "I10", 10), (2, 21, "25000", 9), (2, 21, "E119", 10)],
+        }
+        tables = {k: [list(r) for r in v] for k, v in tables.items()}
+        if edit:
+            edit(tables)
+        hosp = tmp / "mimic4" / "hosp"
+        hosp.mkdir(parents=True)
+        for name, rows in tables.items():
+            data = "".join(",".join(map(str, r)) + "\n" for r in rows).encode()
+            (hosp / f"{name}.csv.gz").write_bytes(gzip.compress(data))
+        return tmp / "mimic4"
+    return build
+
+
+def setcell(table, row, col, value):
+    def edit(tables):
+        tables[table][row][col] = value
+    return edit
+
+
+def addrow(table, row):
+    def edit(tables):
+        tables[table].append(list(row))
+    return edit
+
+
+def nothing(tmp: Path):
+    return None
+
+
+def events(rows, columns=("subject_id", "visit_id", "code")):
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+# ---------------------------------------------------------------- result checks
+
+def codes_are(*expected):
+    def check(c: Cohort):
+        assert sorted(c.codes()) == sorted(expected)
+    return check
+
+
+def records_are(expected):
+    def check(c: Cohort):
+        assert c.records() == expected
+    return check
+
+
+def ages_are(expected: dict):
+    """``None`` stands for a missing age."""
+    def check(c: Cohort):
+        got = {s: (None if pd.isna(a) else a) for s, a in zip(c.demographics.subject_id, c.demographics.age)}
+        assert got == expected
+    return check
+
+
+def visits_are(n):
+    def check(c: Cohort):
+        assert c.n_visits == n
+    return check
+
+
+JUNK_CODES = ["DROP TABLE patients;--", "=HYPERLINK(\"x\")", "../../etc/passwd", "C:\\codes\\x", "40 19",
+              "x" * 5_000_000]
+SMALL = Cohort.from_events(events([(s, 0, "4019") for s in range(4)]))
+BAD_UTF8 = LONG.encode() + b"3,1,40\xe919\n"  # invalid byte at offset len(LONG) + 6, line 6
+GOOD = [(s, v, c) for s in range(1, 5) for v, c in ((1, "4019"), (1, "0389"), (2, "25000"), (2, "V5861"))]
+
+# ---------------------------------------------------------------- the corpus
+# id: (builder(tmp) -> input, call(input) -> result, expected, words, check of the result)
+
+CASES = {
+    # ---- files: existence, format by content, compression, encoding, header size, parsing
+    "missing file": (lambda t: t / "nope.csv", read_long, CohortError, ["nope.csv", "no such file"], None),
+    "folder instead of file": (folder("d.csv"), read_long, CohortError, ["d.csv", "no such file"], None),
+    "path is not a path": (nothing, read_long, ConfigError, ["path", "NoneType"], None),
+    "unsupported suffix": (text("x.json", '{"a": 1}'), read_long, CohortError, ["x.json", "unsupported file type"], None),
+    "truncated csv.gz": (gz("x.csv.gz", LONG * 200, truncate=60), read_long, CohortError,
+                         ["x.csv.gz", "truncated or damaged gzip"], None),
+    "csv named .parquet": (text("x.parquet", LONG), read_long, CohortError,
+                           ["x.parquet", "parquet", "content is text"], None),
+    "csv named .PARQUET": (text("x.PARQUET", LONG), read_long, CohortError, ["x.PARQUET", "content is text"], None),
+    "parquet named .csv": (parquet("x.csv", events([(1, 0, "4019")])), read_long, CohortError,
+                           ["x.csv", "content is a parquet file"], None),
+    "text named .csv.gz": (text("x.csv.gz", LONG), read_long, CohortError, ["x.csv.gz", "gzip"], None),
+    "truncated parquet": (parquet("x.parquet", events([(i, 0, "4019") for i in range(500)]), truncate=200),
+                          read_long, CohortError, ["x.parquet", "not a readable parquet file"], None),
+    "parquet with codes stored as numbers": (parquet("x.parquet", pd.DataFrame({"subject_id": ["1", "1"], "visit_id": [0, 0],
+                                                                                 "code": [389, 4019]})), read_long,
+                                             CohortError, ["x.parquet", "holds numbers", "leading zeros"], None),
+    "upper-case .PARQUET is read": (parquet("x.PARQUET", events([(1, 0, "4019"), (1, 1, "0389")])), read_long,
+                                    None, [], records_are([[["4019"], ["0389"]]])),
+    "upper-case .CSV.GZ is read": (gz("x.CSV.GZ", LONG), read_long, None, [], visits_are(3)),
+    "non-UTF-8 byte": (text("x.csv", BAD_UTF8), read_long, CohortError,
+                       ["x.csv", "UTF-8", f"byte offset {len(LONG) + 6}", "line 6"], None),
+    "non-UTF-8 byte in gzip": (gzb("x.csv.gz", BAD_UTF8), read_long, CohortError,
+                               ["x.csv.gz", f"byte offset {len(LONG) + 6}", "line 6"], None),
+    "latin-1 header": (text("x.csv", "SUBJECT_ID,HADM_ID,ICD9_C\xd3DE\n1,1,4019\n".encode("latin-1")), read_long,
+                       CohortError, ["UTF-8", "byte offset 25", "line 1"], None),
+    "UTF-16 text": (text("x.csv", LONG.encode("utf-16")), read_long, CohortError, ["x.csv", "UTF-16"], None),
+    "zip archive named .csv": (zipped("x.csv"), read_long, CohortError, ["x.csv", "zip archive"], None),
+    "UTF-8 BOM header is read": (text("x.csv", "\ufeff" + LONG), read_long, None, [], visits_are(3)),
+    "empty file": (text("x.csv", ""), read_long, CohortError, ["x.csv", "empty"], None),
+    "header only": (text("x.csv", "SUBJECT_ID,HADM_ID,ICD9_CODE\n"), read_long, CohortError, ["empty cohort"], None),
+    "huge header": (text("x.csv", "SUBJECT_ID,ICD9_CODE," + "A" * 3_000_000 + "\n1,4019,x\n"), read_long,
+                    CohortError, ["x.csv", "header line is longer"], None),
+    "many columns, none usable": (text("x.csv", ",".join(f"col{i}" for i in range(5000)) + "\n"), read_long,
+                                  CohortError, ["missing column", "5000 in all"], None),
+    "a column named twice": (text("x.csv", "SUBJECT_ID,subject_id,ICD9_CODE\n1,2,4019\n"), read_long, CohortError,
+                             ["x.csv", "'subject_id' twice"], None),
+    "semicolon-delimited": (text("x.csv", LONG.replace(",", ";")), read_long, CohortError, ["semicolon"], None),
+    "ragged line": (text("x.csv", LONG + "3,1,4019,extra,fields\n"), read_long, CohortError,
+                    ["x.csv", "could not parse"], None),
+    "icd_version that does not exist": (text("x.csv", LONG), lambda p: read_long(p, icd_version=11), ConfigError,
+                                        ["icd_version=11", "9, 10 or None"], None),
+    "code_map of the wrong type": (text("x.csv", LONG), lambda p: read_long(p, code_map=5), ConfigError,
+                                   ["code_map"], None),
+    "index without code_map entry": (text("x.csv", "patient_id,visit_id,code\n0,0,1\n0,0,7\n"),
+                                     lambda p: read_long(p, code_map=["0389", "4019"]), CohortError,
+                                     ["line 3", "'7'", "code_map"], None),
+
+    # ---- visit order
+    "numeric visits order numerically": (long_rows([(1, 10, "4019"), (1, 2, "0389"), (1, 1, "V5861")]), read_long,
+                                         None, [], records_are([[["V5861"], ["0389"], ["4019"]]])),
+    "ISO-date visits order by time": (long_rows([(1, "2101-02-01", "4019"), (1, "2100-12-31", "0389")]), read_long,
+                                      None, [], records_are([[["0389"], ["4019"]]])),
+    "text visit ids, several per subject": (long_rows([(1, "adm_b", "4019"), (1, "adm_a", "0389"), (2, "x", "0389")]),
+                                            read_long, CohortError, ["neither numbers nor ISO", "1 subject(s)",
+                                                                     "time_column"], None),
+    "time zones mixed with naive times": (
+        long_rows([(1, "2100-01-01T00:00:00+01:00", "4019"), (1, "2100-01-02", "0389")]), read_long, CohortError,
+        ["neither numbers nor ISO", "cannot be known"], None),
+    "numbers mixed with dates": (long_rows([(1, "3", "4019"), (1, "2100-01-01", "0389")]), read_long, CohortError,
+                                 ["neither numbers nor ISO", "cannot be known"], None),
+    "text visit ids, one per subject": (long_rows([(1, "adm_b", "4019"), (1, "adm_b", "0389"), (2, "x", "0389")]),
+                                        read_long, None, [], visits_are(2)),
+    "unrecognised visit column": (long_rows([(1, "2100-01-02", "4019"), (1, "2100-01-01", "0389")],
+                                            header="SUBJECT_ID,ENC_WHEN,ICD9_CODE"), read_long, CohortError,
+                                  ["no visit column recognised", "ENC_WHEN", "visit_column"], None),
+    "named visit column": (long_rows([(1, "2100-01-02", "4019"), (1, "2100-01-01", "0389")],
+                                     header="SUBJECT_ID,ENC_WHEN,ICD9_CODE"),
+                           lambda p: read_long(p, visit_column="enc_when"), None, [],
+                           records_are([[["0389"], ["4019"]]])),
+    "admission time column found by name": (
+        long_rows([(1, 900, "2100-05-01 00:00:00", "4019"), (1, 100, "2100-01-01 00:00:00", "0389"),
+                   (1, 500, "2100-03-01 00:00:00", "V5861")], header="SUBJECT_ID,HADM_ID,ADMITTIME,ICD9_CODE"),
+        read_long, None, [], records_are([[["0389"], ["V5861"], ["4019"]]])),
+    "admission time column found by name, not a time": (
+        long_rows([(1, 1, "soon", "4019")], header="SUBJECT_ID,HADM_ID,ADMIT_DATE,ICD9_CODE"), read_long,
+        CohortError, ["ADMIT_DATE", "recognised by its name", "time_column=False"], None),
+    "time_column=False ignores it": (
+        long_rows([(1, 1, "soon", "4019"), (1, 2, "x", "0389")], header="SUBJECT_ID,HADM_ID,ADMIT_DATE,ICD9_CODE"),
+        lambda p: read_long(p, time_column=False), None, [], records_are([[["4019"], ["0389"]]])),
+    "visit ids ordered by a time column": (
+        long_rows([(1, "b", "2100-03-01 10:00:00", "4019"), (1, "a", "2100-05-01", "0389"),
+                   (1, "b", "2100-03-01 11:00:00", "25000")], header="SUBJECT_ID,HADM_ID,ADMITTIME,ICD9_CODE"),
+        lambda p: read_long(p, time_column="ADMITTIME"), None, [], records_are([[["25000", "4019"], ["0389"]]])),
+    "time column that is not a time": (long_rows([(1, 1, "soon", "4019"), (1, 2, "later", "0389")],
+                                                 header="SUBJECT_ID,HADM_ID,WHEN,ICD9_CODE"),
+                                       lambda p: read_long(p, time_column="WHEN"), CohortError,
+                                       ["WHEN", "neither numbers nor ISO"], None),
+    "visit_column that does not exist": (text("x.csv", LONG), lambda p: read_long(p, visit_column="enc"),
+                                         CohortError, ["visit_column='enc'", "not a column", "HADM_ID"], None),
+    "no visit column at all (MedGAN layout)": (long_rows([(1, "4019"), (1, "0389"), (2, "V5861")],
+                                                         header="SUBJECT_ID,ICD9_CODE"), read_long, CohortWarning,
+                                               ["no visit column", "one visit"], visits_are(2)),
+    "visit_column=False": (long_rows([(1, 5, "4019"), (1, 6, "0389")], header="SUBJECT_ID,SEQ,ICD9_CODE"),
+                           lambda p: read_long(p, visit_column=False), None, [], visits_are(1)),
+    "visit keys of mixed types": (lambda t: events([(1, 1, "4019"), (1, "a", "0389")]), Cohort.from_events,
+                                  CohortError, ["mixed types", "visit_id"], None),
+    "missing visit key": (lambda t: events([(1, None, "4019")]), Cohort.from_events, CohortError,
+                          ["missing visit key"], None),
+
+    # ---- codes
+    "junk codes among good ones": (long_rows(GOOD + [(9, 1, c) for c in JUNK_CODES]), read_long, CohortWarning,
+                                   ["long.csv", "6 of 22", "not ICD-9 codes", "DROP TABLE", "dropped"],
+                                   codes_are("4019", "0389", "25000", "V5861")),
+    "mostly junk codes": (long_rows([(1, 1, c) for c in JUNK_CODES] + [(1, 1, "4019")]), read_long, CohortError,
+                          ["6 of 7", "not ICD-9 codes", "right column"], None),
+    "ICD-10 file read as ICD-9": (long_rows([(1, 1, "I10"), (1, 1, "E119"), (2, 1, "S72001A")]), read_long,
+                                  CohortError, ["not ICD-9 codes", "ICD version"], None),
+    "ICD-10 file read as ICD-10": (long_rows([(1, 1, "I10"), (1, 1, "E11.9"), (2, 1, "S72001A")]),
+                                   lambda p: read_long(p, icd_version=10), CohortWarning, ["written with a dot"],
+                                   codes_are("I10", "E119", "S72001A")),
+    "paths are not dotted codes": (long_rows(GOOD + [(9, 1, "../x.y")]), read_long, CohortWarning,
+                                   ["not ICD-9 codes", "../x.y"], codes_are("4019", "0389", "25000", "V5861")),
+    "digits of another script": (long_rows(GOOD + [(9, 1, "\uff14\uff10\uff11\uff19")]), read_long, CohortWarning,
+                                 ["1 of 17", "not ICD-9 codes"], codes_are("4019", "0389", "25000", "V5861")),
+    "dotted codes": (long_rows([(1, 1, "401.9"), (1, 1, "E878.1"), (1, 1, "V58.61")]), read_long, CohortWarning,
+                     ["3 code(s) written with a dot", "'401.9'"], codes_are("4019", "E8781", "V5861")),
+    "missing codes and repeats are reported": (long_rows([(1, 1, "4019"), (1, 1, "4019"), (1, 1, "nan"), (1, 2, ""),
+                                                          (1, 2, "0389")]), read_long, CohortWarning,
+                                               ["long.csv", "2 row(s) with a missing code", "1 repeat"],
+                                               records_are([[["4019"], ["0389"]]])),
+    "junk codes in from_events": (lambda t: events([(1, 0, "A1"), (1, 0, "B2"), (1, 0, "rm -rf /")]),
+                                  Cohort.from_events, CohortWarning, ["1 of 3", "'rm -rf /'"], codes_are("A1", "B2")),
+    "events that are not a table": (lambda t: [("1", 0, "4019")], Cohort.from_events, CohortError,
+                                    ["DataFrame", "list"], None),
+    "events with a column twice": (lambda t: pd.DataFrame([[1, 0, "4019", "0389"]],
+                                                          columns=["subject_id", "visit_id", "code", "code"]),
+                                   Cohort.from_events, CohortError, ["['code']", "more than once"], None),
+    "events without a code column": (lambda t: events([(1, 0)], ("subject_id", "visit_id")), Cohort.from_events,
+                                     CohortError, ["missing column", "code"], None),
+
+    # ---- demographics (long format)
+    "two sexes for one subject": (long_rows([(1, 1, 50, "M", "4019"), (1, 2, 51, "F", "0389")],
+                                            header="SUBJECT_ID,HADM_ID,AGE,SEX,ICD9_CODE"), read_long, CohortError,
+                                  ["'sex'", "1 subject(s)", "F, M"], None),
+    "negative age": (long_rows([(1, 1, -3, "M", "4019"), (2, 1, 40, "F", "0389")],
+                               header="SUBJECT_ID,HADM_ID,AGE,SEX,ICD9_CODE"), read_long, CohortError,
+                     ["impossible age", "subject '1'", "-3"], None),
+    "age above 130": (long_rows([(1, 1, 200, "M", "4019")], header="SUBJECT_ID,HADM_ID,AGE,SEX,ICD9_CODE"),
+                      read_long, CohortError, ["impossible age", "200"], None),
+    "age that is not a number": (long_rows([(1, 1, "old", "M", "4019")], header="SUBJECT_ID,HADM_ID,AGE,SEX,ICD9_CODE"),
+                                 read_long, CohortError, ["'age'", "'old'", "not a number"], None),
+    "age written as 'nan' is missing": (long_rows([(1, 1, "nan", "M", "4019")], header="SUBJECT_ID,HADM_ID,AGE,SEX,ICD9_CODE"),
+                                        read_long, None, [], ages_are({"1": None})),
+    "unknown sex": (long_rows([(1, 1, 40, "X", "4019")], header="SUBJECT_ID,HADM_ID,AGE,SEX,ICD9_CODE"), read_long,
+                    CohortError, ["'sex'", "'X'"], None),
+    "age at each visit: the first is kept": (long_rows([(1, 2, 51, "M", "0389"), (1, 1, 50, "M", "4019")],
+                                                       header="SUBJECT_ID,HADM_ID,AGE,SEX,ICD9_CODE"), read_long,
+                                             None, [], ages_are({"1": 50.0})),
+    "age without sex": (long_rows([(1, 1, 50, "4019")], header="SUBJECT_ID,HADM_ID,AGE,ICD9_CODE"), read_long,
+                        CohortWarning, ["'AGE'", "without sex", "not read"], None),
+    "conflicting demographics in from_events": (
+        lambda t: (events([(1, 0, "4019")]), pd.DataFrame({"subject_id": [1, 1], "age": [40, 41], "sex": ["M", "M"]})),
+        lambda a: Cohort.from_events(*a), CohortError, ["'age'", "more than one value", "40", "41"], None),
+
+    # ---- MIMIC-III / -IV tables
+    "MIMIC folder missing": (lambda t: t / "nowhere", load_mimic3, CohortError, ["nowhere", "does not exist"], None),
+    "MIMIC root is not a path": (lambda t: 3, load_mimic3, ConfigError, ["root", "int"], None),
+    "birth date after admission": (mimic3(setcell("PATIENTS", 1, 2, "2100-02-01 00:00:00")), load_mimic3, CohortError,
+                                   ["PATIENTS.csv", "1 subject(s)", "birth date after", "subject 1"], None),
+    "age above 130 outside MIMIC's shift": (mimic3(setcell("PATIENTS", 1, 2, "1900-01-01 00:00:00")), load_mimic3,
+                                            CohortError, ["impossible age above 130", "subject 1", "200"], None),
+    "MIMIC's >89 shift becomes 90": (mimic3(setcell("PATIENTS", 1, 2, "1800-01-01 00:00:00")), load_mimic3, None, [],
+                                     ages_are({"1": 90.0, "2": 40.0})),
+    "patient listed twice, two sexes": (mimic3(addrow("PATIENTS", (1, "F", "2050-01-01 00:00:00"))), load_mimic3,
+                                        CohortError, ["PATIENTS.csv", "1 subject(s)", "more than once",
+                                                      "sex=M", "sex=F"], None),
+    "patient listed twice, two birth dates": (mimic3(addrow("PATIENTS", (1, "M", "2051-01-01 00:00:00"))),
+                                              load_mimic3, CohortError, ["more than once", "2051"], None),
+    "patient listed twice, identical": (mimic3(addrow("PATIENTS", (1, "M", "2050-01-01 00:00:00"))), load_mimic3,
+                                        None, [], visits_are(3)),
+    "subject id that is not an integer": (mimic3(setcell("ADMISSIONS", 2, 0, "1b")), load_mimic3, CohortError,
+                                          ["ADMISSIONS.csv", "'subject_id'", "line 3", "'1b'", "not an integer"], None),
+    "junk code in MIMIC": (mimic3(addrow("DIAGNOSES_ICD", (2, 21, "SELECT 1"))), load_mimic3, CohortWarning,
+                           ["1 of 6", "'SELECT 1'", "dropped"], codes_are("4019", "0389", "V5861", "25000")),
+    "truncated DIAGNOSES_ICD.csv.gz": (mimic3(addrow("DIAGNOSES_ICD", (2, 21, "4019")), gzip_table="DIAGNOSES_ICD",
+                                              truncate=40), load_mimic3, CohortError,
+                                       ["DIAGNOSES_ICD.csv.gz", "truncated or damaged gzip"], None),
+    "MIMIC-IV ICD-9 part": (mimic4(), load_mimic4, None, [], codes_are("4019", "25000")),
+    "MIMIC-IV ICD-10 part": (mimic4(), lambda r: load_mimic4(r, icd_version=10), None, [], codes_are("I10", "E119")),
+    "MIMIC-IV icd_version=True": (mimic4(), lambda r: load_mimic4(r, icd_version=True), CohortError,
+                                  ["icd_version=True", "9 or 10"], None),
+    "MIMIC-IV negative age": (mimic4(setcell("patients", 1, 2, -5)), load_mimic4, CohortError,
+                              ["patients.csv.gz", "negative age", "subject 1"], None),
+    "MIMIC-IV anchor age not a number": (mimic4(setcell("patients", 2, 2, "thirty")), load_mimic4, CohortError,
+                                         ["'anchor_age'", "'thirty'", "not a number"], None),
+
+    # ---- sizes and seeds
+    "simulate(True)": (nothing, lambda _: simulate(True), ConfigError, ["n_patients=True", "integer"], None),
+    "simulate(-5)": (nothing, lambda _: simulate(-5), ConfigError, ["n_patients=-5"], None),
+    "simulate(2.5)": (nothing, lambda _: simulate(2.5), ConfigError, ["n_patients=2.5", "float"], None),
+    "simulate(10**12)": (nothing, lambda _: simulate(10**12), ConfigError, ["n_patients=1000000000000", "<= 2000000"],
+                         None),
+    "simulate seed -1": (nothing, lambda _: simulate(10, seed=-1), ConfigError, ["seed=-1"], None),
+    "simulate seed True": (nothing, lambda _: simulate(10, seed=True), ConfigError, ["seed=True"], None),
+    "simulate seed 1.5": (nothing, lambda _: simulate(10, seed=1.5), ConfigError, ["seed=1.5"], None),
+    "split n_holdout True": (lambda t: SMALL, lambda c: split(c, n_holdout=True), ConfigError,
+                             ["n_holdout=True"], None),
+    "split n_holdout -2": (lambda t: SMALL, lambda c: split(c, n_holdout=-2), ConfigError, ["n_holdout=-2"], None),
+    "split n_holdout 2.0": (lambda t: SMALL, lambda c: split(c, n_holdout=2.0), ConfigError, ["n_holdout=2.0"], None),
+    "split n_holdout too large": (lambda t: SMALL, lambda c: split(c, n_holdout=4), CohortError,
+                                  ["n_holdout=4", "4 subjects"], None),
+    "split seed -1": (lambda t: SMALL, lambda c: split(c, n_holdout=1, seed=-1), ConfigError, ["seed=-1"], None),
+    "split of something else": (lambda t: SMALL.events, lambda c: split(c, n_holdout=1), ConfigError,
+                                ["Cohort", "DataFrame"], None),
+    "load simulated n_patients True": (nothing, lambda _: load("simulated", n_patients=True), ConfigError,
+                                       ["n_patients=True"], None),
+    "load simulated n_patients '10'": (nothing, lambda _: load("simulated", n_patients="10"), ConfigError,
+                                       ["n_patients='10'"], None),
+    "load simulated seed -1": (nothing, lambda _: load("simulated", n_patients=10, seed=-1), ConfigError,
+                               ["seed=-1"], None),
+    "load of a non-string source": (nothing, lambda _: load(5), ConfigError, ["data=5"], None),
+    "load of an unknown source": (nothing, lambda _: load("mimic5:x"), CohortError, ["mimic5:x", "long:PATH"], None),
+    "load long: missing file": (lambda t: f"long:{t / 'gone.csv'}", load, CohortError, ["gone.csv"], None),
+
+    # ---- Cohort.load (the format Cohort.save writes)
+    "Cohort.load missing": (lambda t: t / "c.parquet", Cohort.load, CohortError, ["c.parquet", "not found"], None),
+    "Cohort.load CSV named .parquet": (text("c.parquet", LONG), Cohort.load, CohortError,
+                                       ["c.parquet", "not a readable cohort parquet"], None),
+    "Cohort.load truncated": (parquet("c.parquet", events([(i, 0, "4019") for i in range(500)]), truncate=300),
+                              Cohort.load, CohortError, ["c.parquet", "not a readable"], None),
+    "Cohort.load other columns": (parquet("c.parquet", pd.DataFrame({"a": [1]})), Cohort.load, CohortError,
+                                  ["c.parquet", "missing", "Cohort.save"], None),
+    "Cohort.load not a path": (nothing, Cohort.load, ConfigError, ["path", "NoneType"], None),
+}
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input(case, tmp_path):
+    build, call, expected, words, check = CASES[case]
+    arg = build(tmp_path)
+    before = snapshot(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if expected is not None and not issubclass(expected, Warning):
+            with pytest.raises(expected) as info:
+                call(arg)
+            message = str(info.value)
+            assert isinstance(info.value, EhrlibError)
+        else:
+            try:
+                result = call(arg)
+            except EhrlibError as exc:  # pragma: no cover - the failure message is the point
+                pytest.fail(f"{case}: raised {type(exc).__name__}: {exc}")
+            ours = [w for w in caught if issubclass(w.category, CohortWarning)]
+            if expected is None:
+                assert not ours, [str(w.message) for w in ours]
+                message = ""
+            else:
+                assert ours, f"{case}: no {expected.__name__}"
+                message = " | ".join(str(w.message) for w in ours)
+            if check is not None:
+                check(result)
+    for word in words:
+        assert word in message, f"{word!r} not in {message[:MAX_MESSAGE]!r}"
+    for line in message.split(" | "):
+        assert len(line) < MAX_MESSAGE, f"message of {len(line)} characters"
+    assert snapshot(tmp_path) == before, "the call changed the folder"
+
+
+def test_dotted_warning_is_not_used_for_things_that_are_not_dotted_codes(tmp_path):
+    p = long_rows(GOOD + [(9, 1, "../x.y"), (9, 1, "a.b.c"), (9, 1, "DROP.TABLE")])(tmp_path)
+    with pytest.warns(CohortWarning) as caught:
+        read_long(p)
+    assert not any("written with a dot" in str(w.message) for w in caught)
