@@ -23,12 +23,29 @@ from ehrlib.runner import BOOK_SOURCES, notebooks, reproduce, sweep  # noqa: F40
 log = logging.getLogger("ehrbench")
 
 
-def stats(paths: list[str]):
+def _reader(args):
+    """``read_long`` with the file-layout options of the command line."""
+    from functools import partial
+
+    from ehrlib.data.longformat import read_long
+
+    opts = {}
+    if getattr(args, "visit_column", None):
+        opts["visit_column"] = False if args.visit_column == "none" else args.visit_column
+    if getattr(args, "time_column", None):
+        opts["time_column"] = False if args.time_column == "none" else args.time_column
+    if getattr(args, "icd_version", None):
+        opts["icd_version"] = args.icd_version
+    return partial(read_long, **opts)
+
+
+def stats(paths: list[str], reader=None):
     """Table 12 rows (a DataFrame) of long-format files."""
     from ehrlib.data.longformat import read_long
     from ehrlib.metrics.structure import summary_table
 
-    return summary_table({Path(p).name: read_long(p) for p in paths})
+    reader = reader or read_long
+    return summary_table({Path(p).name: reader(p) for p in paths})
 
 
 def _synthetic_names(paths: list[str]) -> dict[str, str]:
@@ -52,10 +69,10 @@ def _synthetic_names(paths: list[str]) -> dict[str, str]:
 
 def evaluate_files(args) -> Path:
     """``ehrbench evaluate``: every metric for each synthetic file, written atomically into ``--out``."""
-    from ehrlib.data.longformat import read_long
     from ehrlib.io import atomic_write
     from ehrlib.metrics.evaluate import evaluate_all, table1
 
+    read_long = _reader(args)
     out = args.out
     if out.exists() and not out.is_dir():
         raise EhrlibError(f"--out {out}: exists and is not a folder")
@@ -86,6 +103,12 @@ def _setting(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _layout_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--visit-column", help="the column that identifies visits ('none': one visit per patient)")
+    p.add_argument("--time-column", help="the column that orders visits in time ('none': ignore a time column)")
+    p.add_argument("--icd-version", type=int, choices=(9, 10), help="the ICD version of the codes (default 9)")
+
+
 def parser() -> argparse.ArgumentParser:
     from ehrlib.profiles import NAMES
 
@@ -114,6 +137,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("name", choices=("mimic3-demo", "mimic4-demo"))
     s = sub.add_parser("stats", help="Table 12 statistics of long-format files")
     s.add_argument("paths", nargs="+")
+    _layout_options(s)
     e = sub.add_parser("evaluate", help="evaluate long-format synthetic files against train/holdout files")
     e.add_argument("--train", required=True, help="long-format file the generator was trained on")
     e.add_argument("--holdout", required=True, help="long-format file of real patients it never saw")
@@ -122,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--discriminator", default="rf", choices=("rf", "lstm", "none"))
     e.add_argument("--n-bootstrap", type=int, default=1000)
     e.add_argument("--seed", type=int, default=0)
+    _layout_options(e)
     return p
 
 
@@ -147,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "evaluate":
             evaluate_files(args)
         elif args.cmd == "stats":
-            print(stats(args.paths).to_string(index=False))
+            print(stats(args.paths, _reader(args)).to_string(index=False))
     except (EhrlibError, OSError) as exc:
         if args.debug:
             raise
