@@ -50,10 +50,10 @@ def smoke_build(tmp_path_factory):
     old = os.environ.get("EHRLIB_RUNS_DIR")
     os.environ["EHRLIB_RUNS_DIR"] = str(base / "runs")
     try:
-        html = reproduce(ROOT, profile="smoke", run="ci", out=base / "build")
+        html = reproduce(ROOT, profile="smoke", out=base / "build")
     finally:
         if old is None:
             os.environ.pop("EHRLIB_RUNS_DIR", None)
         else:
             os.environ["EHRLIB_RUNS_DIR"] = old
-    return html, base / "runs" / "ci"
+    return html, base / "runs" / "smoke"
