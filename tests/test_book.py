@@ -59,11 +59,11 @@ def test_smoke_profile_runs_every_notebook_and_shows_every_artifact(smoke_build)
             assert book.caption(fig_id).split(".")[0] in text, f"{page.name}: no caption for {fig_id}"
             shown += 1
         tables = [o.split("/")[-1][:-4] for o in outputs if o.startswith("tables/") and o.endswith(".csv")]
-        for table_id in tables:
-            if not table_id.endswith(("_data", "_tidy", "_alpha_ablation")):
-                assert f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{table_id}</span>" in text, \
-                    f"{page.name}: table {table_id} not shown under its id"
-        if tables:
+        shown_tables = [t for t in tables if not book.is_figure(t) and not t.endswith(("_data", "_tidy"))]
+        for table_id in shown_tables:
+            assert f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{table_id}</span>" in text, \
+                f"{page.name}: table {table_id} not shown under its id"
+        if shown_tables:
             assert "<table" in text, f"{page.name}: tables saved but none on the page"
     paper_figures = {f"fig{i}" for i in range(2, 15)}
     saved = {p.stem for p in (run / "figures").glob("fig*.png")}
