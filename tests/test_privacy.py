@@ -184,7 +184,7 @@ def test_an_independent_sample_looks_private(real):
 def test_privacy_metrics_rows_columns_and_intervals(real):
     train, holdout, independent = real
     frame = privacy_metrics(train, holdout, independent, seed=0, repeats=2)
-    assert list(frame.columns) == ["metric", "estimate", "ci_low", "ci_high", "spread"]
+    assert list(frame.columns) == ["metric", "estimate", "ci_low", "ci_high", "spread", "note"]
     assert tuple(frame["metric"]) == PRIVACY_METRICS
     assert frame["ci_low"].isna().all() and frame["ci_high"].isna().all()
     spread = dict(zip(frame["metric"], frame["spread"]))
