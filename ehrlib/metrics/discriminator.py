@@ -64,6 +64,7 @@ class RandomForestConfig:
     min_samples_leaf: int = 1       # sklearn default: fully grown trees
     max_features: str = "sqrt"      # features tried per split
     include_n_visits: bool = True   # add the number of visits as a feature (a deviation)
+    n_jobs: int = 1                 # cores for the trees (results do not depend on it)
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ def _random_forest(real, synthetic, vocab, parts: BalancedSplit, seed, config: R
         n_estimators=config.n_estimators,
         min_samples_leaf=config.min_samples_leaf,
         max_features=config.max_features,
-        n_jobs=1,
+        n_jobs=config.n_jobs,
         random_state=seed,
     )
     forest.fit(x_train, y_train)
