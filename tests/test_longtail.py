@@ -286,3 +286,13 @@ def test_kl_syn_real_is_unsmoothed_finite_without_novel_codes_and_infinite_with_
     assert subset.kl_syn_real == pytest.approx(math.log(4 / 3))
     novel = lt.coverage_table(train, {"novel": flat([["A", "Z"]], "S")}).iloc[0]
     assert novel.novel == 1 and novel.kl_syn_real == math.inf
+
+
+def test_coverage_intervals_are_paired_basic_intervals_that_vanish_for_identical_cohorts(train):
+    tab = lt.coverage_table(train, {"same": flat(TRAIN_SETS, "S")}, n_bootstrap=50, seed=0).iloc[0]
+    for col in ("coverage_pct", "jaccard", "js", "top10"):
+        assert tab[f"{col}_ci_low"] <= tab[f"{col}_ci_high"]
+    # one set of weights per side: an identical model is not identical in each resample, so JS > 0 there
+    assert tab.js_ci_high >= 0 and np.isfinite(tab.jaccard_ci_low)
+    again = lt.coverage_table(train, {"same": flat(TRAIN_SETS, "S")}, n_bootstrap=50, seed=0).iloc[0]
+    assert again.equals(tab)

@@ -441,7 +441,8 @@ def _kl_unsmoothed(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p[m] * np.log(p[m] / q[m])))
 
 
-def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew: float = 0.99) -> pd.DataFrame:
+def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew: float = 0.99, *,
+                   n_bootstrap: int | None = None, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """Vocabulary coverage and divergence of code-frequency distributions (Table 13).
 
     With ``A`` the set of training codes and ``B`` the model's:
@@ -467,10 +468,28 @@ def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew
     synthetic mass in KL; we use the skew divergence above (the value depends on ``skew``).
     Coverage is a percentage as in the paper.
 
+    Intervals (``n_bootstrap``): patients of train and of each model are resampled with
+    replacement B times (the train resamples shared by every model, so models are compared on
+    paired replicates), every column is recomputed from the resampled patient counts, and each
+    numeric column gains ``<column>_ci_low`` / ``<column>_ci_high``, the basic bootstrap
+    interval (EVALUATION.md). Counts such as ``unique_codes`` shrink under resampling (a
+    resample misses rare codes), so their basic intervals are shifted upwards; read them as the
+    sampling uncertainty of a support-dependent statistic, not as a range of plausible counts.
+    ``kl_syn_real`` has no interval (NaN) when it is infinite in some resample (a train resample
+    misses a code that the model's resample holds), which is the usual case.
+
+    Args:
+        train, synthetic: as in the other functions of this module.
+        top: the head sizes of the ``top{k}`` columns.
+        skew: the skew of the smoothed KL.
+        n_bootstrap: B, or ``None`` for point estimates only.
+        seed: seeds the resamples.
+        level: confidence level.
+
     Returns:
         One row per model: ``model``, ``unique_codes``, ``coverage_pct``, ``novel``,
         ``jaccard``, ``kl``, ``kl_syn_real``, ``js``, ``top10``, ``top50`` (one ``top{k}`` per
-        entry of ``top``).
+        entry of ``top``), and with ``n_bootstrap`` the interval columns.
     """
     if not 0 < skew <= 1:
         raise ValueError(f"skew={skew!r}: expected a value in (0, 1]")
@@ -498,7 +517,73 @@ def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew
             "js": 0.5 * _kl(p, mix) + 0.5 * _kl(q, mix),
             **{f"top{k}": len(real_top[k] & set(ranked[:k])) for k in top},
         })
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if n_bootstrap is None:
+        return out
+    return _coverage_intervals(out, train, _named(synthetic), top, skew, n_bootstrap, seed, level)
+
+
+def _count_replicates(cohort: Cohort, vocab: Vocabulary, n_bootstrap: int, rng) -> np.ndarray:
+    """(B, V) patient counts of each code in B patient resamples of ``cohort``."""
+    from ehrlib.metrics.bootstrap import _draw_replicates
+
+    return _draw_replicates(binary_matrix(cohort, vocab), n_bootstrap, rng) * cohort.n_patients
+
+
+def _coverage_stats(t: np.ndarray, s: np.ndarray, top: Sequence[int], skew: float) -> dict:
+    """Table 13 columns for rows of count vectors ``t`` (train) and ``s`` (model), shape (B, V)."""
+    a, b = t > 0, s > 0
+    both = (a & b).sum(1)
+    p = t / t.sum(1, keepdims=True)
+    q = s / np.maximum(s.sum(1, keepdims=True), 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        def kl(x, y):
+            return np.where(x > 0, x * np.log(np.where(x > 0, x, 1) / np.where(y > 0, y, 1e-300)), 0).sum(1)
+        mix = 0.5 * (p + q)
+        out = {
+            "unique_codes": b.sum(1).astype(float),
+            "coverage_pct": 100.0 * both / a.sum(1),
+            "novel": (b & ~a).sum(1).astype(float),
+            "jaccard": both / (a | b).sum(1),
+            "kl": kl(p, skew * q + (1 - skew) * p),
+            "kl_syn_real": np.where((b & ~a).any(1), np.inf, kl(q, p)),
+            "js": 0.5 * kl(p, mix) + 0.5 * kl(q, mix),
+        }
+    rank_t = np.argsort(-t, axis=1, kind="stable")  # ties: lower index = smaller code first
+    rank_s = np.argsort(-s, axis=1, kind="stable")
+    for k in top:
+        hit = np.zeros_like(a)
+        np.put_along_axis(hit, rank_t[:, :k], True, axis=1)
+        out[f"top{k}"] = np.take_along_axis(hit, rank_s[:, :k], axis=1).sum(1).astype(float)
+    return out
+
+
+def _coverage_intervals(table: pd.DataFrame, train: Cohort, models: dict, top, skew, n_bootstrap, seed, level):
+    from ehrlib.metrics.bootstrap import _check_n_bootstrap, _seed_sequences, basic_interval
+
+    _check_n_bootstrap(n_bootstrap)
+    real_seq, syn_seq = _seed_sequences(seed)
+    t_vocab = Vocabulary.from_cohorts(train)
+    t_rep = _count_replicates(train, t_vocab, n_bootstrap, np.random.default_rng(real_seq))
+    syn_seqs = syn_seq.spawn(len(models))
+    table = table.copy()
+    bounds = {"coverage_pct": (0, 100), "jaccard": (0, 1), "js": (0, np.log(2)), "kl": (0, np.inf),
+              "kl_syn_real": (0, np.inf), "unique_codes": (0, np.inf), "novel": (0, np.inf)}
+    for row, ((name, cohort), sq) in enumerate(zip(models.items(), syn_seqs)):
+        vocab = Vocabulary.from_cohorts(train, cohort)
+        s_rep = _count_replicates(cohort, vocab, n_bootstrap, np.random.default_rng(sq))
+        t_full = np.zeros_like(s_rep)
+        t_full[:, vocab.index(t_vocab.codes)] = t_rep
+        stats = _coverage_stats(t_full, s_rep, top, skew)
+        for col, reps in stats.items():
+            est = float(table.at[row, col])
+            if not np.isfinite(est) or not np.isfinite(reps).all():  # KL(syn || real) infinite in a resample
+                low = high = float("nan")
+            else:
+                low, high = basic_interval(est, reps, level, bounds.get(col, (0, max(top))))
+            table.loc[row, f"{col}_ci_low"] = low
+            table.loc[row, f"{col}_ci_high"] = high
+    return table
 
 
 # ---------------------------------------------------------------------------- Fig. 3, all panels
