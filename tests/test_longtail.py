@@ -296,3 +296,15 @@ def test_coverage_intervals_are_paired_basic_intervals_that_vanish_for_identical
     assert tab.js_ci_high >= 0 and np.isfinite(tab.jaccard_ci_low)
     again = lt.coverage_table(train, {"same": flat(TRAIN_SETS, "S")}, n_bootstrap=50, seed=0).iloc[0]
     assert again.equals(tab)
+
+
+def test_bucket_intervals_cover_rmse_and_repeat_with_the_seed():
+    rng = np.random.default_rng(3)
+    prevalence = np.r_[0.6, 0.4, 0.3, 0.2, np.linspace(0.15, 0.01, 16)]
+    train = random_cohort(rng, prevalence, 600, "T")
+    synthetic = {"fresh": random_cohort(rng, prevalence, 300, "S")}
+    out = lt.frequency_buckets(train, synthetic, n_buckets=4, n_bootstrap=100, seed=0)
+    assert (out.rmse_ci_low <= out.rmse_ci_high).all() and (out.rmse_ci_low >= 0).all()
+    again = lt.frequency_buckets(train, synthetic, n_buckets=4, n_bootstrap=100, seed=0)
+    pd.testing.assert_frame_equal(out, again)
+    assert "r2_ci_low" not in lt.frequency_buckets(train, synthetic, n_buckets=4).columns

@@ -101,17 +101,22 @@ class _Encoded:
         from ehrlib.data.encode import Vocabulary, visit_position_matrix
         from ehrlib.metrics.distance import EncodedCohort
 
-        cohorts = {"__train__": train, "__holdout__": holdout, **synthetic}
-        self.vocab = Vocabulary.from_cohorts(*cohorts.values())
-        self.codes = {k: frozenset(pd.unique(c.events["code"]).tolist()) for k, c in cohorts.items()}
-        n_positions = max((int(c.events[VISIT].max()) + 1 for c in cohorts.values() if c.n_events), default=1)
-        self._enc = {
-            k: EncodedCohort.from_matrix(visit_position_matrix(c, self.vocab, n_positions), len(self.vocab))
-            for k, c in cohorts.items()
-        }
+        self._cohorts = {"__train__": train, "__holdout__": holdout, **synthetic}
+        self.codes = {k: frozenset(pd.unique(c.events["code"]).tolist()) for k, c in self._cohorts.items()}
+        self.vocab = Vocabulary(frozenset().union(*self.codes.values()))
+        self._positions = max((int(c.events[VISIT].max()) + 1 for c in self._cohorts.values() if c.n_events),
+                              default=1)
+        self._enc: dict = {}
+        self._encode = lambda c: EncodedCohort.from_matrix(visit_position_matrix(c, self.vocab, self._positions),
+                                                           len(self.vocab))
+
+    def _get(self, key: str):
+        if key not in self._enc:  # each cohort encoded once, on first use
+            self._enc[key] = self._encode(self._cohorts[key])
+        return self._enc[key]
 
     def privacy(self, name: str):
-        return self._enc["__train__"], self._enc["__holdout__"], self._enc[name]
+        return self._get("__train__"), self._get("__holdout__"), self._get(name)
 
     def union(self, *keys: str):
         """The vocabulary of the named cohorts' codes (what each family compared over before)."""

@@ -243,7 +243,8 @@ def code_buckets(train: Cohort, n_buckets: int = 10) -> pd.DataFrame:
 
 
 def frequency_buckets(train: Cohort, synthetic, n_buckets: int = 10, reference: Cohort | None = None,
-                      reference_name: str = "holdout") -> pd.DataFrame:
+                      reference_name: str = "holdout", *, n_bootstrap: int | None = None, seed: int = 0,
+                      level: float = 0.95) -> pd.DataFrame:
     """Prevalence fit inside each training-frequency bucket, with a noise calibration (Fig. 8).
 
     Buckets come from :func:`code_buckets` and hold training codes only, so they are the
@@ -271,6 +272,11 @@ def frequency_buckets(train: Cohort, synthetic, n_buckets: int = 10, reference: 
       the reference gets its own rows (``model = reference_name``) and every row gains
       ``rmse_ratio_reference = rmse / rmse(reference)`` in the same bucket, an empirical
       noise floor that needs no binomial assumption.
+
+    Intervals (``n_bootstrap``): patients of train and of each model resampled B times (the
+    train resamples shared by all models, paired), buckets held fixed at those of the full
+    train; ``r2``, ``pearson`` and ``rmse`` gain ``<column>_ci_low`` / ``_ci_high`` (basic
+    intervals; NaN where the statistic is undefined in more than half of the resamples).
 
     Paper: appendix G.2, Fig. 8 (per-bucket R²). Deviations: buckets over training codes
     only; ``r2`` is ``nan`` where all real prevalences in a bucket are equal (typically the
@@ -329,7 +335,39 @@ def frequency_buckets(train: Cohort, synthetic, n_buckets: int = 10, reference: 
         denom = out["bucket"].map(ref).to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             out["rmse_ratio_reference"] = np.where(denom > 0, out["rmse"].to_numpy() / denom, np.nan)
+    if n_bootstrap is not None:
+        out = _bucket_intervals(out, train, models, codes, bucket, n_bootstrap, seed, level)
     return out
+
+
+def _bucket_intervals(table, train, models, codes, bucket, n_bootstrap, seed, level):
+    """``r2``, ``pearson``, ``rmse`` intervals per model and bucket (buckets fixed from the full train)."""
+    from ehrlib.metrics.bootstrap import _check_n_bootstrap, _seed_sequences, basic_interval
+
+    _check_n_bootstrap(n_bootstrap)
+    real_seq, syn_seq = _seed_sequences(seed)
+    t_vocab = Vocabulary.from_cohorts(train)
+    order = t_vocab.index(list(codes))
+    t_rep = _count_replicates(train, t_vocab, n_bootstrap, np.random.default_rng(real_seq))[:, order] / train.n_patients
+    table = table.copy()
+    for (name, cohort), sq in zip(models.items(), syn_seq.spawn(len(models))):
+        vocab = Vocabulary.from_cohorts(train, cohort)
+        s_rep = _count_replicates(cohort, vocab, n_bootstrap, np.random.default_rng(sq))
+        s_rep = s_rep[:, vocab.index(list(codes))] / cohort.n_patients
+        for b in np.unique(bucket):
+            m = bucket == b
+            row = table.index[(table["model"] == name) & (table["bucket"] == b)][0]
+            for col, fn in (("r2", prevalence.r2), ("pearson", prevalence.pearson), ("rmse", prevalence.rmse)):
+                est = table.at[row, col]
+                with np.errstate(all="ignore"):
+                    reps = np.asarray(fn(t_rep[:, m], s_rep[:, m]), dtype=float)
+                ok = np.isfinite(est) and np.isfinite(reps).mean() >= 0.5
+                low, high = (basic_interval(est, reps[np.isfinite(reps)], level,
+                                            prevalence.PREVALENCE_RANGES[f"prevalence_{col}"])
+                             if ok else (float("nan"), float("nan")))
+                table.loc[row, f"{col}_ci_low"] = low
+                table.loc[row, f"{col}_ci_high"] = high
+    return table
 
 
 # ---------------------------------------------------------------------------- Figs. 4-7
