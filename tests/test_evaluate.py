@@ -142,6 +142,12 @@ def test_memorizer_is_flagged_by_every_privacy_metric(calibration):
     assert m["dcr_share"] > h["dcr_share"] + 0.1
 
 
+def test_a_train_real_class_turns_a_memorizers_copies_into_an_auc_far_below_one_half(calibration):
+    # documented in ehrlib.metrics.discriminator ("Sensitivity"): copies flip the forest's answers
+    m = calibration["memorizer"]
+    assert m["rf_disc_auc"] < 0.3 and m["rf_disc_score"] < 0.6
+
+
 def test_marginals_matches_prevalence_but_a_discriminator_separates_it(calibration):
     mg, h = calibration["marginals"], calibration["holdout"]
     assert mg["prevalence_r2"] > 0.8

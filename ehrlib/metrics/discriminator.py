@@ -19,6 +19,14 @@ Two protocols (:data:`ehrlib.metrics.names.PROTOCOLS`), chosen by :func:`discrim
 Both classes are encoded with one vocabulary (the union of the cohorts' codes), so encoding
 carries no label.
 
+Sensitivity: with the real class drawn from ``train``, a generator that copies training records
+puts copies of real training-fold patients into the synthetic class; the fully grown forest
+recalls each record with the label it saw, so held-out copies and their originals are
+classified the wrong way round and AUC falls far below 0.5 (a memorizer: AUC ~0.02, accuracy
+~0.1 on the simulated cohort). ``disc_score`` flags it (accuracy far from 0.5), but
+``disc_auc_score = 1 - max(0, 2 AUC - 1)`` reads it as indistinguishable. Read an AUC well
+below 0.5 as a copying signal, or use ``real="holdout"`` for a generator that may memorise.
+
 Reported: ``disc_accuracy`` (a prediction of exactly 0.5 counts as half right),
 ``disc_score = 1 - 2|acc - 0.5|``, ``disc_auc`` (ROC AUC of P(real), ties as midranks) and
 ``disc_auc_score = 1 - max(0, 2 AUC - 1)``, which does not depend on a threshold.
