@@ -810,7 +810,8 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
                     add(base, metric, r.estimate, spread=r.spread, note=r.note)
             else:
                 for metric in (names.NNAAR, names.MIA_F1, names.MIA_ACCURACY):
-                    add(base, metric, np.nan, note="fewer than two train, holdout or synthetic records hold a tail code")
+                    add(base, metric, np.nan,
+                        note="fewer than two train, holdout or synthetic records hold a tail code")
             # discriminator privacy score
             if discriminator is not None:
                 real_r = t_r if real == "train" else e_r

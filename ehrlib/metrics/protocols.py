@@ -14,8 +14,8 @@ from ehrlib.metrics import names
 
 DIFFERENCES = {
     "distance": "set distance + 1 when the numbers of visits differ (paper) vs no length term (corrected)",
-    "nnaar_rules": "NNAAR: the query is its own nearest neighbour, ties count 0, samples of up to 1,000 (paper) vs the self pair "
-                   "excluded by index and ties 1/2 (corrected)",
+    "nnaar_rules": "NNAAR: the query is its own nearest neighbour, ties count 0, samples of up to 1,000 "
+                   "(paper) vs the self pair excluded by index and ties 1/2 (corrected)",
     "mia_rules": "MIA: 500 + 500 records, member strictly below the median (paper) vs min(train, holdout) each, "
                  "fractional tie-break at the median (corrected)",
     "disc_real_class": "discriminator real class: all of train, imbalanced, unstratified split (paper) vs a train "
