@@ -440,7 +440,8 @@ def fig8_buckets(df: pd.DataFrame, panels=("r2", "rmse_ratio", "mass_ratio"), r2
     """Fig. 8: prevalence fit per training-frequency bucket (Q1 = most frequent codes).
 
     Args:
-        df: :func:`ehrlib.metrics.longtail.frequency_buckets` output.
+        df: :func:`ehrlib.metrics.longtail.frequency_buckets` output; with its interval
+            columns (``n_bootstrap``) the ``r2``, ``pearson`` and ``rmse`` panels get bands.
         panels: columns to draw, one panel each (any of ``r2``, ``pearson``, ``rmse``,
             ``rmse_ratio``, ``mass_ratio``, ``rmse_ratio_reference``). ``rmse_ratio_reference``
             is appended when the table has it. Ratio panels use a symlog scale (so 0, a
@@ -477,6 +478,14 @@ def fig8_buckets(df: pd.DataFrame, panels=("r2", "rmse_ratio", "mass_ratio"), r2
                         markerfacecolor="none", color=st["color"])
                 label = f"Prevalence R² (clipped at {r2_floor:g})"
             ax.plot(d["bucket"], y, marker="o", markersize=4, **st)
+            if f"{col}_ci_low" in d.columns:  # bootstrap intervals (frequency_buckets(n_bootstrap=...))
+                low = d[f"{col}_ci_low"].to_numpy(dtype=float)
+                high = d[f"{col}_ci_high"].to_numpy(dtype=float)
+                if col == "r2":
+                    low, high = np.maximum(low, r2_floor), np.maximum(high, r2_floor)
+                ok = np.isfinite(low) & np.isfinite(high)
+                ax.fill_between(d["bucket"].to_numpy()[ok], low[ok], high[ok], color=st["color"], alpha=0.15,
+                                linewidth=0)
         if "ratio" in col:
             # symlog keeps a ratio of 0 (a bucket the model never emits) on the axis
             ax.set_yscale("symlog", linthresh=0.1, linscale=0.5)

@@ -97,6 +97,12 @@ def test_fig3_draws_the_six_paper_panels_with_intervals_from_the_tidy_ablation(t
     assert fig.axes[0].get_xticklabels()[0].get_text() == "75\n(38%)"
 
 
+def test_fig8_draws_interval_bands_when_the_table_has_them(train, synthetic):
+    df = longtail.frequency_buckets(train, synthetic, n_buckets=4, n_bootstrap=30)
+    fig = plots.fig8_buckets(df, panels=("r2", "rmse"))
+    assert all(len(ax.collections) == 2 for ax in fig.axes)  # one band per model
+
+
 def test_fig4_rank_frequency_is_log_log(train, synthetic):
     fig = plots.fig4_rank_frequency(longtail.rank_frequency({"train": train, "halo": synthetic["halo"]}))
     ax, = fig.axes
