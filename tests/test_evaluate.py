@@ -186,6 +186,18 @@ def test_table1_reads_the_rf_for_flat_models_and_the_lstm_for_sequential_ones():
     assert wide.at["gpt", names.PAPER_DISC_SCORE] == "not run (lstm)"
 
 
+def test_table1_puts_both_protocols_side_by_side_when_results_carry_a_protocol_column(small_cohort):
+    train, holdout = split(small_cohort, 100, seed=0)
+    syn = {"medgan": models.get("marginals").fit(train).generate(100, seed=0)}
+    both = pd.concat([evaluate_all(train, holdout, syn, protocol=p, n_bootstrap=20, repeats=2, progress=False)
+                      .assign(protocol=p) for p in names.PROTOCOLS], ignore_index=True)
+    wide = table1(both)
+    assert list(zip(wide.model, wide.protocol)) == [("medgan", "corrected"), ("medgan", "paper")]
+    paper_row = wide[wide.protocol == "paper"].iloc[0]
+    assert paper_row[names.EXACT_COPY_RATE] is np.nan or pd.isna(paper_row[names.EXACT_COPY_RATE])
+    assert wide[names.PAPER_DISC_KIND].tolist() == ["rf", "rf"]
+
+
 def test_cli_evaluates_long_format_files(tmp_path, small_cohort):
     from ehrlib.cli import main
 

@@ -272,23 +272,30 @@ def table1(results: pd.DataFrame, metrics=names.TABLE1_COLUMNS, flat=names.FLAT_
     says ``not run (lstm)`` when that discriminator was not computed, and the column
     :data:`ehrlib.metrics.names.PAPER_DISC_KIND` names the discriminator of each row.
 
+    Both protocols side by side: concatenate the :func:`evaluate_all` outputs of each protocol
+    with a ``protocol`` column; the table then has one row per model and protocol.
+
     Args:
-        results: :func:`evaluate_all` output (a ``model`` column and the tidy metric columns).
+        results: :func:`evaluate_all` output (a ``model`` column and the tidy metric columns,
+            optionally a ``protocol`` column).
         metrics: the columns, in order; metric names that no row has are left out.
         flat: model names (lower case) scored with the Random Forest.
     """
     flat = {m.lower() for m in flat}
+    keys = ["model", "protocol"] if "protocol" in results.columns else ["model"]
     sel = results.copy()
     sel["cell"] = [_cell(r) for r in sel.itertuples()]
-    wide = sel.pivot(index="model", columns="metric", values="cell")
-    models = list(pd.unique(results["model"]))
-    wide = wide.reindex(models)
+    wide = sel.pivot(index=keys, columns="metric", values="cell")
+    order = pd.MultiIndex.from_frame(results[keys].drop_duplicates()) if len(keys) > 1 else \
+        pd.Index(pd.unique(results["model"]), name="model")
+    wide = wide.reindex(order)
     if names.PAPER_DISC_SCORE in metrics:
+        models = [k[0] if isinstance(k, tuple) else k for k in wide.index]
         kinds = [names.RF if str(m).lower() in flat else names.LSTM for m in models]
         cells = []
-        for m, k in zip(models, kinds):
+        for key, k in zip(wide.index, kinds):
             col = names.disc_metric(k, "score")
-            value = wide.at[m, col] if col in wide.columns else None
+            value = wide.at[key, col] if col in wide.columns else None
             cells.append(value if isinstance(value, str) else f"not run ({k})")
         wide[names.PAPER_DISC_SCORE] = cells
         wide[names.PAPER_DISC_KIND] = kinds
