@@ -17,7 +17,13 @@ is the standard deviation over repeated subsamples (privacy; nearest-neighbour m
 bootstrapped with replacement). The ``note`` column says which, with sizes.
 
 ``protocol="paper"`` switches every family to the paper's eval notebook
-(:data:`ehrlib.metrics.names.PROTOCOLS`); ``corrected`` (default) is EVALUATION.md.
+(:data:`ehrlib.metrics.names.PROTOCOLS`); ``corrected`` (default) is EVALUATION.md. The
+prevalence family is the same in both (the paper's notebook computes R², Pearson r and RMSE of
+patient-level prevalence over train ∪ synthetic codes, as here); privacy and discriminator
+differ (:func:`ehrlib.metrics.privacy.privacy_metrics`,
+:func:`ehrlib.metrics.discriminator.discriminator_family`), and so does the long-tail ablation
+(:func:`ehrlib.metrics.longtail.longtail_ablation`). :func:`ehrlib.metrics.protocols.protocol_effects`
+measures each difference.
 """
 from __future__ import annotations
 
