@@ -471,6 +471,55 @@ class Cohort:
             demo = self.demographics[self.demographics[SUBJECT].isin(keep)].reset_index(drop=True)
         return Cohort(ev, demo, self.source)
 
+    def restrict_codes(self, codes, *, report: bool = False):
+        """The cohort with only ``codes`` kept: other codes, then empty visits and patients, dropped.
+
+        Visits left are renumbered ``0..L-1`` within each patient (their order kept);
+        demographics of dropped patients are dropped. Used by the long-tail ablation (paper
+        Fig. 3), which restricts train, holdout and synthetic records to the tail codes.
+
+        Args:
+            codes: the codes to keep (ICD strings, normalised like the cohort's codes).
+            report: also return what was dropped.
+
+        Returns:
+            The restricted Cohort, or ``(cohort, counts)`` with ``report=True``, where ``counts``
+            is a dict of ``codes_kept``, ``events_dropped``, ``visits_dropped``, ``patients_dropped``.
+
+        Raises:
+            CohortError: ``codes`` is empty or matches no code of the cohort (the result would be
+                an empty cohort presented as data).
+        """
+        wanted = normalise_codes(pd.Series(list(codes), dtype="object"), self.source, "codes").dropna()
+        if wanted.empty:
+            raise CohortError(f"{_where(self.source)}restrict_codes: no codes given; expected at least one code")
+        keep = self.events[CODE].isin(set(wanted))
+        if not keep.any():
+            raise CohortError(
+                f"{_where(self.source)}restrict_codes: none of the {len(set(wanted))} code(s) given "
+                f"(e.g. {wanted.iloc[0]!r}) occurs in this cohort of {len(self.codes())} codes"
+            )
+        ev = self.events[keep.to_numpy()]
+        subjects = ev[SUBJECT].to_numpy()
+        # renumber the surviving visits 0..L-1 per subject (rows stay sorted by subject, visit, code)
+        new_visits = _ordinal_visits(subjects, ev[VISIT])
+        out = pd.DataFrame({SUBJECT: ev[SUBJECT].to_numpy(), VISIT: new_visits, CODE: ev[CODE].to_numpy()})
+        out[SUBJECT] = out[SUBJECT].astype("string")
+        out[CODE] = out[CODE].astype("string")
+        demo = None
+        if self.demographics is not None:
+            demo = self.demographics[self.demographics[SUBJECT].isin(set(pd.unique(subjects)))].reset_index(drop=True)
+        restricted = Cohort(out, demo, self.source)
+        if not report:
+            return restricted
+        counts = {
+            "codes_kept": len(restricted.codes()),
+            "events_dropped": self.n_events - restricted.n_events,
+            "visits_dropped": self.n_visits - restricted.n_visits,
+            "patients_dropped": self.n_patients - restricted.n_patients,
+        }
+        return restricted, counts
+
     def renamed(self, prefix: str = SYNTHETIC_PREFIX) -> "Cohort":
         """A copy whose subjects are renamed ``<prefix>000001``... in cohort order.
 

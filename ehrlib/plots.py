@@ -157,79 +157,147 @@ def _grid(n: int, ncols: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------- Fig. 2
-def fig2_code_distribution(train, percentiles=(75, 90, 95, 97.5, 99)) -> Figure:
+def fig2_code_distribution(train, percentiles=(75, 90, 95, 97.5, 99), bins: int = 50,
+                           views=("histogram", "rank")) -> Figure:
     """Fig. 2: the long-tailed distribution of training code frequencies.
+
+    The paper's Fig. 2 is a histogram of log occurrence counts (50 bins; its notebook's
+    ``value_counts`` of the long table, one count per code). Beside it, the rank view: patients
+    per code against the code's frequency rank, with the Fig. 3 cut-offs.
+
+    Paper: section 1, Fig. 2.
 
     Args:
         train: the training Cohort, or :func:`ehrlib.metrics.longtail.rank_frequency` output
-            (its first model is used).
-        percentiles: draw the Fig. 3 cut-offs (p-th percentile of code frequency) as
-            horizontal lines; ``()`` for none.
+            (its first model; the histogram then uses patient counts, since occurrences need
+            the cohort).
+        percentiles: draw the Fig. 3 cut-offs (p-th percentile of code frequency) as lines;
+            ``()`` for none.
+        bins: histogram bins (the paper: 50).
+        views: which panels, in order: ``"histogram"`` (the paper's) and/or ``"rank"``.
 
     Returns:
-        One axes: patients per code (log scale) against the code's frequency rank.
+        One axes per view.
     """
+    from ehrlib.metrics.longtail import occurrence_counts
+
+    unknown = [v for v in views if v not in ("histogram", "rank")]
+    if unknown or not views:
+        raise ValueError(f"views={tuple(views)!r}: expected one or both of ('histogram', 'rank')")
     df = train if isinstance(train, pd.DataFrame) else rank_frequency({REAL: train})
     _require(df, ["model", "rank", "patients"], "fig2_code_distribution")
     d = df[df["model"] == _models(df)[0]].sort_values("rank")
-    fig = _figure(7.5, 4.2)
-    ax = fig.add_subplot()
     counts = d["patients"].to_numpy()
-    ax.fill_between(d["rank"], counts, 0.8, step="mid", color=MODEL_COLORS["train"], alpha=0.15, linewidth=0)
-    ax.plot(d["rank"], counts, drawstyle="steps-mid", color=MODEL_COLORS["train"], linewidth=1.6,
-            label=f"{len(d):,} codes")
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=0.8)
-    for p, thr in zip(percentiles, np.percentile(counts, list(percentiles)) if len(percentiles) else []):
-        ax.axhline(thr, color="#999999", linewidth=0.8, linestyle=":")
-        ax.annotate(f"p{p:g}", (len(d), thr), xytext=(2, 0), textcoords="offset points",
-                    va="center", fontsize=8, color="#666666", annotation_clip=False)
-    ax.set_xlabel("Code rank by training frequency (1 = most frequent)")
-    ax.set_ylabel("Patients with the code (log scale)")
-    ax.set_title("Training code frequencies are long-tailed")
-    ax.legend(frameon=False)
-    ax.grid(True, which="major", axis="y", alpha=0.3)
+    if isinstance(train, pd.DataFrame):
+        occurrences, what = counts, "patients with the code"
+    else:
+        occurrences, what = occurrence_counts(train).to_numpy(), "occurrences of the code"
+    fig = _figure(6.0 * len(views) + 0.6, 4.2)
+    axes = fig.subplots(1, len(views), squeeze=False)[0]
+    for ax, view in zip(axes, views):
+        if view == "histogram":
+            logs = np.log10(occurrences)
+            ax.hist(logs, bins=bins, color="#555555", edgecolor="white", linewidth=0.4)
+            for p, thr in zip(percentiles, np.percentile(occurrences, list(percentiles)) if len(percentiles) else []):
+                ax.axvline(np.log10(thr), color="#999999", linewidth=0.8, linestyle=":")
+                ax.annotate(f"p{p:g}", (np.log10(thr), 1), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                            textcoords="offset points", fontsize=8, color="#666666")
+            ax.set_xlabel(f"log10({what})")
+            ax.set_ylabel("Number of codes")
+            ax.set_title(f"{len(occurrences):,} training codes ({bins} bins)")
+            ax.grid(True, axis="y", alpha=0.3)
+        else:
+            ax.fill_between(d["rank"], counts, 0.8, step="mid", color=MODEL_COLORS["train"], alpha=0.15, linewidth=0)
+            ax.plot(d["rank"], counts, drawstyle="steps-mid", color=MODEL_COLORS["train"], linewidth=1.6,
+                    label=f"{len(d):,} codes")
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=0.8)
+            for p, thr in zip(percentiles, np.percentile(counts, list(percentiles)) if len(percentiles) else []):
+                ax.axhline(thr, color="#999999", linewidth=0.8, linestyle=":")
+                ax.annotate(f"p{p:g}", (len(d), thr), xytext=(2, 0), textcoords="offset points",
+                            va="center", fontsize=8, color="#666666", annotation_clip=False)
+            ax.set_xlabel("Code rank by training frequency (1 = most frequent)")
+            ax.set_ylabel("Patients with the code (log scale)")
+            ax.set_title("Rank view")
+            ax.legend(frameon=False)
+            ax.grid(True, which="major", axis="y", alpha=0.3)
+    fig.suptitle("Training code frequencies are long-tailed")
     return fig
 
 
 # ---------------------------------------------------------------------------- Fig. 3
 _ABLATION_PANELS = {
+    "nnaar": "NNAAR",
+    "mia_f1": "MIA F1",
+    "mia_accuracy": "MIA accuracy",
     "r2": "Prevalence R²",
+    "prevalence_r2": "Prevalence R²",
     "pearson": "Prevalence Pearson r",
     "rmse": "Prevalence RMSE (share of patients)",
-    "mia_accuracy": "MIA accuracy",
-    "mia_f1": "MIA F1",
+    "prevalence_rmse": "Prevalence RMSE (share of patients)",
+    "disc_score": "Discriminator privacy score",
 }
 
 
 def fig3_percentile_ablation(df: pd.DataFrame) -> Figure:
-    """Fig. 3: prevalence fit as the subset grows from the 75th to the 99th frequency percentile.
+    """Fig. 3: every metric as the subset grows from the 75th to the 99th frequency percentile.
 
     Args:
-        df: :func:`ehrlib.metrics.longtail.percentile_ablation` output. Columns ``mia_accuracy``
-            / ``mia_f1`` (merged in from the privacy metrics) add the paper's MIA panels.
+        df: :func:`ehrlib.metrics.longtail.longtail_ablation` output (tidy: ``metric``,
+            ``estimate``, ``ci_low``, ``ci_high``, ``spread``; the paper's six panels with
+            intervals, or bars of ± spread for the privacy panels), or the wide
+            :func:`ehrlib.metrics.longtail.percentile_ablation` output (R², Pearson, RMSE, and
+            ``mia_accuracy`` / ``mia_f1`` columns when merged in).
 
     Returns:
-        One axes per metric column present (R², Pearson r, RMSE, [MIA accuracy, MIA F1]), one
-        line per model; percentiles evenly spaced on the x axis.
+        One axes per metric present, one line per model; percentiles evenly spaced on the x
+        axis. In the tidy form the x tick labels also give the share of code occurrences the
+        tail holds.
     """
     _require(df, ["model", "percentile"], "fig3_percentile_ablation")
-    panels = [c for c in _ABLATION_PANELS if c in df.columns]
+    tidy = "metric" in df.columns and "estimate" in df.columns
+    if tidy:
+        panels = [m for m in _ABLATION_PANELS if m in set(df["metric"])]
+    else:
+        panels = [c for c in _ABLATION_PANELS if c in df.columns]
     if not panels:
         raise ValueError(f"fig3_percentile_ablation: none of {list(_ABLATION_PANELS)} in the table")
     pcts = np.sort(df["percentile"].unique())
     pos = {p: i for i, p in enumerate(pcts)}
+    labels = [f"{p:g}" for p in pcts]
+    if tidy and "tail_share" in df.columns:
+        share = df.drop_duplicates("percentile").set_index("percentile")["tail_share"]
+        labels = [f"{p:g}\n({share[p]:.0%})" for p in pcts]
     models = _models(df)
-    fig = _figure(3.4 * len(panels) + 1.6, 3.6)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    ncols = min(3, len(panels))
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig = _figure(3.6 * ncols + 1.8, 3.3 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, col in zip(axes, panels):
         for m in models:
-            d = df[df["model"] == m].sort_values("percentile")
-            ax.plot(d["percentile"].map(pos), d[col], marker="o", markersize=4, **model_style(m))
-        ax.set_xticks(range(len(pcts)), [f"{p:g}" for p in pcts])
+            st = model_style(m)
+            if tidy:
+                d = df[(df["model"] == m) & (df["metric"] == col)].sort_values("percentile")
+                x, y = d["percentile"].map(pos).to_numpy(float), d["estimate"].to_numpy(float)
+                low = d["ci_low"].to_numpy(float) if "ci_low" in d else np.full(len(d), np.nan)
+                high = d["ci_high"].to_numpy(float) if "ci_high" in d else np.full(len(d), np.nan)
+                spread = d["spread"].to_numpy(float) if "spread" in d else np.full(len(d), np.nan)
+                low = np.where(np.isfinite(low), low, y - spread)
+                high = np.where(np.isfinite(high), high, y + spread)
+                ax.plot(x, y, marker="o", markersize=4, **st)
+                ok = np.isfinite(low) & np.isfinite(high)
+                if ok.any():
+                    ax.fill_between(x[ok], low[ok], high[ok], color=st["color"], alpha=0.15, linewidth=0)
+            else:
+                d = df[df["model"] == m].sort_values("percentile")
+                ax.plot(d["percentile"].map(pos), d[col], marker="o", markersize=4, **st)
+        ax.set_xticks(range(len(pcts)), labels)
         ax.set_ylabel(_ABLATION_PANELS[col])
         ax.grid(True, alpha=0.3)
-    fig.supxlabel("Percentile of training code frequency (codes at or below it are kept)")
+    for ax in axes[len(panels):]:
+        fig.delaxes(ax)
+    fig.supxlabel("Percentile of training code frequency (codes at or below it are kept)"
+                  + ("; share of code occurrences kept" if tidy and "tail_share" in df.columns else ""))
     _legend(fig, models, marker="o")
     return fig
 
@@ -372,7 +440,8 @@ def fig8_buckets(df: pd.DataFrame, panels=("r2", "rmse_ratio", "mass_ratio"), r2
     """Fig. 8: prevalence fit per training-frequency bucket (Q1 = most frequent codes).
 
     Args:
-        df: :func:`ehrlib.metrics.longtail.frequency_buckets` output.
+        df: :func:`ehrlib.metrics.longtail.frequency_buckets` output; with its interval
+            columns (``n_bootstrap``) the ``r2``, ``pearson`` and ``rmse`` panels get bands.
         panels: columns to draw, one panel each (any of ``r2``, ``pearson``, ``rmse``,
             ``rmse_ratio``, ``mass_ratio``, ``rmse_ratio_reference``). ``rmse_ratio_reference``
             is appended when the table has it. Ratio panels use a symlog scale (so 0, a
@@ -409,6 +478,14 @@ def fig8_buckets(df: pd.DataFrame, panels=("r2", "rmse_ratio", "mass_ratio"), r2
                         markerfacecolor="none", color=st["color"])
                 label = f"Prevalence R² (clipped at {r2_floor:g})"
             ax.plot(d["bucket"], y, marker="o", markersize=4, **st)
+            if f"{col}_ci_low" in d.columns:  # bootstrap intervals (frequency_buckets(n_bootstrap=...))
+                low = d[f"{col}_ci_low"].to_numpy(dtype=float)
+                high = d[f"{col}_ci_high"].to_numpy(dtype=float)
+                if col == "r2":
+                    low, high = np.maximum(low, r2_floor), np.maximum(high, r2_floor)
+                ok = np.isfinite(low) & np.isfinite(high)
+                ax.fill_between(d["bucket"].to_numpy()[ok], low[ok], high[ok], color=st["color"], alpha=0.15,
+                                linewidth=0)
         if "ratio" in col:
             # symlog keeps a ratio of 0 (a bucket the model never emits) on the axis
             ax.set_yscale("symlog", linthresh=0.1, linscale=0.5)

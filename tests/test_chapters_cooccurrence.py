@@ -100,3 +100,19 @@ def test_too_small_k_and_empty_synthetic_raise():
         cooccurrence_similarity(flat(TRAIN), flat(TRAIN), k=1)
     with pytest.raises(CohortError):
         cooccurrence_similarity(flat(TRAIN), {"m": Cohort.from_visits([], subject_ids=[])})
+
+
+def test_cooccurrence_intervals_cover_the_point_estimates_table_and_repeat_with_the_seed():
+    import numpy as np
+
+    from ehrlib.data import simulate, split
+    from ehrlib.metrics.cooccurrence import cooccurrence_intervals, cooccurrence_similarity
+
+    train, holdout = split(simulate(1500, seed=2), n_holdout=500, seed=0)
+    tab = cooccurrence_intervals(train, {"holdout": holdout}, k=20, n_bootstrap=100, seed=0)
+    plain = cooccurrence_similarity(train, {"holdout": holdout}, k=20)
+    assert np.allclose(tab[["cosine", "frobenius"]], plain[["cosine", "frobenius"]])
+    row = tab.iloc[0]
+    assert row.cosine_ci_low < row.cosine_ci_high <= 1 and 0 <= row.frobenius_ci_low < row.frobenius_ci_high
+    again = cooccurrence_intervals(train, {"holdout": holdout}, k=20, n_bootstrap=100, seed=0)
+    assert again.equals(tab)

@@ -130,3 +130,51 @@ def test_empty_synthetic_cohort_raises_cohort_error():
 def test_unknown_kind_is_rejected():
     with pytest.raises(ValueError, match="kind='svm'"):
         discriminator_metrics(random_cohort(20, seed=0), random_cohort(20, seed=1), kind="svm")
+
+
+# ------------------------------------------------------------------ protocols and intervals
+from ehrlib.errors import ConfigError  # noqa: E402
+from ehrlib.metrics import names  # noqa: E402
+from ehrlib.metrics.discriminator import (  # noqa: E402
+    PAPER_LSTM,
+    discriminator_family,
+    paper_split,
+    prediction_intervals,
+)
+
+
+def test_paper_split_keeps_every_patient_and_the_class_imbalance():
+    parts = paper_split(800, 200, test_size=0.2, seed=0)
+    assert len(parts.real_train) + len(parts.real_test) == 800
+    assert len(parts.synthetic_train) + len(parts.synthetic_test) == 200
+    assert len(parts.real_test) + len(parts.synthetic_test) == 200
+    assert 0.7 < len(parts.real_test) / 200 < 0.9  # unstratified: about the 80% real share
+
+
+def test_bootstrap_interval_over_predictions_covers_the_estimate_and_shrinks_with_more_patients():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (100, 1600):
+        y = np.r_[np.ones(n), np.zeros(n)].astype(int)
+        p = np.clip(0.5 + 0.2 * (y - 0.5) + rng.normal(0, 0.2, 2 * n), 0, 1)
+        stats = prediction_intervals(y, p, n_bootstrap=300, seed=0)
+        for est, low, high in stats.values():
+            assert low <= est <= high
+        assert stats["auc"][0] == pytest.approx(discriminator_scores(y, p)["disc_auc"])
+        widths.append(stats["auc"][2] - stats["auc"][1])
+    assert widths[1] < widths[0] / 2
+
+
+def test_family_rows_are_named_by_kind_and_say_which_real_class_was_used(halves):
+    train, synthetic = halves
+    out = discriminator_family(train, None, synthetic, ("rf",), n_bootstrap=50)
+    assert list(out.metric) == [names.disc_metric("rf", s) for s in names.DISCRIMINATOR_STATS]
+    assert out.note.str.contains("real class: train \\(500 real vs 500 synthetic").all()
+    with pytest.raises(CohortError, match="needs the holdout cohort"):
+        discriminator_family(train, None, synthetic, ("rf",), real="holdout")
+    with pytest.raises(ConfigError, match="protocol"):
+        discriminator_family(train, None, synthetic, ("rf",), protocol="strict")
+
+
+def test_paper_lstm_settings_follow_the_papers_notebook():
+    assert (PAPER_LSTM.hidden_size, PAPER_LSTM.epochs, PAPER_LSTM.batch_size) == (32, 5, 32)

@@ -31,6 +31,8 @@ def naive_distance(a, b, metric="set", length_penalty=0.0):
         vb = set(b[i]) if i < len(b) else set()
         sym += len(va ^ vb)
         union += len(va | vb)
+    if metric == "set_binary_length":  # the paper's notebook: + 1 when the numbers of visits differ
+        return Fraction(sym + (len(a) != len(b))) + Fraction(length_penalty) * abs(len(a) - len(b))
     d = Fraction(sym) if metric == "set" else (Fraction(sym, union) if union else Fraction(0))
     return d + Fraction(length_penalty) * abs(len(a) - len(b))
 
@@ -52,7 +54,7 @@ def brute_nearest(rows, exclude_self=False):
 
 visits = st.lists(st.sampled_from(CODES), min_size=1, max_size=4)
 records = st.lists(st.lists(visits, min_size=1, max_size=4), min_size=1, max_size=6)
-options = st.tuples(st.sampled_from(["set", "jaccard"]), st.sampled_from(PENALTIES))
+options = st.tuples(st.sampled_from(["set", "jaccard", "set_binary_length"]), st.sampled_from(PENALTIES))
 
 
 def cohort(nested) -> Cohort:
@@ -83,7 +85,7 @@ def test_sparse_distance_equals_the_naive_double_loop(a_nested, b_nested, opts):
     a, b = cohort(a_nested), cohort(b_nested)
     expected = np.array(naive_matrix(a, b, metric, penalty), dtype=np.float64)
     got = pairwise(a, b, metric=metric, length_penalty=penalty)
-    if metric == "set":
+    if metric in ("set", "set_binary_length"):
         np.testing.assert_array_equal(got, expected)
     else:
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
@@ -214,3 +216,10 @@ def test_nearest_never_holds_more_than_one_chunk(monkeypatch):
     (enc,) = encode_cohorts(a)
     nearest(enc, enc, chunk_size=4)
     assert max(rows for rows, _ in seen) == 4 and len(seen) == 4
+
+
+def test_the_papers_distance_adds_one_when_the_numbers_of_visits_differ():
+    a = cohort([[["A"], ["B"]], [["A"]]])
+    b = cohort([[["A"]]])
+    np.testing.assert_array_equal(pairwise(a, b, metric="set_binary_length"), [[2.0], [0.0]])
+    np.testing.assert_array_equal(pairwise(a, b, metric="set"), [[1.0], [0.0]])

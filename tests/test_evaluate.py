@@ -1,12 +1,17 @@
 """evaluate(): one tidy table; the calibration generators land where they must."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from ehrlib import models
 from ehrlib.cohort import Cohort, CohortError
 from ehrlib.data import simulate, split
-from ehrlib.metrics import evaluate, evaluate_all
-from ehrlib.metrics.evaluate import COLUMNS, table1
+from ehrlib.errors import ConfigError, MetricError
+from ehrlib.metrics import evaluate, evaluate_all, names
+from ehrlib.metrics.discriminator import LSTMConfig
+from ehrlib.metrics.evaluate import COLUMNS, holdout_overlap, table1
+
+TINY_LSTM = LSTMConfig(hidden_size=8, epochs=1, batch_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +35,78 @@ def test_output_is_tidy_with_the_documented_metric_names(small_cohort):
     assert list(out.columns) == COLUMNS
     expected = {"prevalence_r2", "prevalence_pearson", "prevalence_rmse", "nnaar", "mia_accuracy", "mia_precision",
                 "mia_recall", "mia_f1", "mia_auc", "mia_tpr_at_1pct_fpr", "exact_copy_rate", "dcr_share",
-                "disc_accuracy", "disc_auc", "disc_score", "disc_auc_score"}
+                "rf_disc_accuracy", "rf_disc_auc", "rf_disc_score", "rf_disc_auc_score"}
     assert set(out.metric) == expected
-    assert set(out.family) == {"prevalence", "privacy", "discriminator"}
+    assert set(out.family) == set(names.FAMILIES)
+    assert (out["note"].str.len() > 0).all()
+
+
+def test_both_discriminators_in_one_call_are_named_by_kind(small_cohort):
+    train, holdout = split(small_cohort, 100, seed=0)
+    syn = models.get("marginals").fit(train).generate(100, seed=0)
+    out = evaluate(train, holdout, syn, families=["discriminator"], discriminators=("rf", "lstm"), n_bootstrap=50,
+                   lstm=TINY_LSTM, progress=False)
+    assert list(out.metric) == [names.disc_metric(k, s) for k in ("rf", "lstm") for s in names.DISCRIMINATOR_STATS]
+    assert (out.ci_low <= out.estimate).all() and (out.estimate <= out.ci_high).all()
+    assert out.note.str.contains("real class: train").all()
+
+
+def test_discriminator_real_class_is_train_by_default_and_holdout_on_request(small_cohort):
+    train, holdout = split(small_cohort, 100, seed=0)
+    syn = models.get("marginals").fit(train).generate(200, seed=0)
+    default = evaluate(train, holdout, syn, families=["discriminator"], n_bootstrap=20, progress=False)
+    assert default.note.str.contains("real class: train \\(200 real vs 200 synthetic").all()
+    other = evaluate(train, holdout, syn, families=["discriminator"], real="holdout", n_bootstrap=20, progress=False)
+    assert other.note.str.contains("real class: holdout \\(100 real vs 100 synthetic").all()
+
+
+def test_unknown_protocol_kind_or_real_class_is_a_config_error(small_cohort):
+    train, holdout = split(small_cohort, 100, seed=0)
+    syn = models.get("marginals").fit(train).generate(100, seed=0)
+    with pytest.raises(ConfigError, match="protocol='papr'"):
+        evaluate(train, holdout, syn, protocol="papr", progress=False)
+    with pytest.raises(ConfigError, match="kind='svm'"):
+        evaluate(train, holdout, syn, discriminators=("rf", "svm"), progress=False)
+    with pytest.raises(ConfigError, match="real='reference'"):
+        evaluate(train, holdout, syn, families=["discriminator"], real="reference", progress=False)
+
+
+def test_paper_protocol_reports_the_papers_privacy_metrics_and_an_imbalanced_discriminator(small_cohort):
+    train, holdout = split(small_cohort, 100, seed=0)
+    syn = models.get("marginals").fit(train).generate(100, seed=0)
+    out = evaluate(train, holdout, syn, protocol="paper", n_bootstrap=20, repeats=2, progress=False)
+    privacy = out[out.family == "privacy"]
+    assert tuple(privacy.metric) == names.PAPER_PRIVACY_METRICS
+    assert privacy.note.str.contains("self-match|strict").all()
+    disc = out[out.family == "discriminator"]
+    assert disc.note.str.contains(f"{train.n_patients} real vs 100 synthetic").all()
+    assert disc.note.str.contains("unstratified").all()
+
+
+def test_holdout_sharing_subject_ids_with_train_is_refused(small_cohort):
+    train, holdout = split(small_cohort, 100, seed=0)
+    leaky = train.subset(train.subject_ids[:100])
+    syn = models.get("marginals").fit(train).generate(100, seed=0)
+    with pytest.raises(CohortError, match="holdout overlaps train: 100 subject id"):
+        evaluate(train, leaky, syn, progress=False)
+    out = evaluate(train, leaky, syn, families=["prevalence"], n_bootstrap=20, allow_overlap=True, progress=False)
+    assert len(out) == 3
+
+
+def test_holdout_of_renamed_train_records_is_refused(small_cohort):
+    train, holdout = split(small_cohort, 100, seed=0)
+    copies = train.subset(train.subject_ids[:100]).renamed("COPY_")
+    overlap = holdout_overlap(train, copies)
+    assert overlap["shared_ids"] == 0 and overlap["copy_rate"] == 1.0 and overlap["refuse"]
+    syn = models.get("marginals").fit(train).generate(100, seed=0)
+    with pytest.raises(CohortError, match="exact copies of train records"):
+        evaluate_all(train, copies, {"m": syn}, progress=False)
+
+
+def test_an_honest_holdout_is_accepted(small_cohort):
+    train, holdout = split(small_cohort, 100, seed=0)
+    overlap = holdout_overlap(train, holdout)
+    assert overlap["shared_ids"] == 0 and not overlap["refuse"]
 
 
 def test_families_and_discriminator_none_select_rows(small_cohort):
@@ -41,7 +115,7 @@ def test_families_and_discriminator_none_select_rows(small_cohort):
     assert set(evaluate(train, holdout, syn, families=["privacy"], progress=False).family) == {"privacy"}
     out = evaluate(train, holdout, syn, discriminator=None, n_bootstrap=20, repeats=2, progress=False)
     assert "discriminator" not in set(out.family)
-    with pytest.raises(CohortError, match="unknown metric family"):
+    with pytest.raises(MetricError, match="unknown metric family"):
         evaluate(train, holdout, syn, families=["vibes"])
 
 
@@ -56,7 +130,7 @@ def test_holdout_scores_near_ideal(calibration):
     h = calibration["holdout"]
     assert 0.45 <= h["mia_auc"] <= 0.55
     assert abs(h["nnaar"]) <= 0.03
-    assert 0.4 <= h["disc_auc"] <= 0.6
+    assert 0.4 <= h["rf_disc_auc"] <= 0.6
     assert h["exact_copy_rate"] < 0.05
 
 
@@ -68,10 +142,16 @@ def test_memorizer_is_flagged_by_every_privacy_metric(calibration):
     assert m["dcr_share"] > h["dcr_share"] + 0.1
 
 
+def test_a_train_real_class_turns_a_memorizers_copies_into_an_auc_far_below_one_half(calibration):
+    # documented in ehrlib.metrics.discriminator ("Sensitivity"): copies flip the forest's answers
+    m = calibration["memorizer"]
+    assert m["rf_disc_auc"] < 0.3 and m["rf_disc_score"] < 0.6
+
+
 def test_marginals_matches_prevalence_but_a_discriminator_separates_it(calibration):
     mg, h = calibration["marginals"], calibration["holdout"]
     assert mg["prevalence_r2"] > 0.8
-    assert mg["disc_auc"] > 0.65 and mg["disc_auc"] > h["disc_auc"] + 0.1
+    assert mg["rf_disc_auc"] > 0.65 and mg["rf_disc_auc"] > h["rf_disc_auc"] + 0.1
 
 
 def test_table1_has_a_row_per_model_and_intervals(calibration):
@@ -79,6 +159,43 @@ def test_table1_has_a_row_per_model_and_intervals(calibration):
     wide = table1(df)
     assert list(wide.model) == ["holdout", "marginals", "memorizer"]
     assert "prevalence_r2" in wide.columns and isinstance(wide.iloc[0]["nnaar"], str)
+
+
+def test_table1_has_every_column_of_the_papers_table_in_its_order(calibration):
+    df = calibration.reset_index().assign(family="x", ci_low=np.nan, ci_high=np.nan, spread=np.nan)
+    wide = table1(df)
+    paper = [c for c in wide.columns if c in names.TABLE1_PAPER_COLUMNS]
+    assert paper == list(names.TABLE1_PAPER_COLUMNS)
+    assert names.PREVALENCE_RMSE in wide.columns
+
+
+def test_table1_reads_the_rf_for_flat_models_and_the_lstm_for_sequential_ones():
+    rows = []
+    for model in ("medgan", "halo"):
+        for kind, value in (("rf", 0.25), ("lstm", 0.75)):
+            rows.append({"model": model, "family": "discriminator", "metric": names.disc_metric(kind, "score"),
+                         "estimate": value, "ci_low": value - 0.1, "ci_high": value + 0.1, "spread": np.nan})
+    rows.append({"model": "corgan", "family": "discriminator", "metric": names.disc_metric("rf", "score"),
+                 "estimate": 0.5, "ci_low": np.nan, "ci_high": np.nan, "spread": np.nan})
+    rows.append({"model": "gpt", "family": "discriminator", "metric": names.disc_metric("rf", "score"),
+                 "estimate": 0.5, "ci_low": np.nan, "ci_high": np.nan, "spread": np.nan})
+    wide = table1(pd.DataFrame(rows)).set_index("model")
+    assert wide.at["medgan", names.PAPER_DISC_SCORE] == "0.250 [0.150, 0.350]"
+    assert wide.at["halo", names.PAPER_DISC_SCORE] == "0.750 [0.650, 0.850]"
+    assert wide.at["corgan", names.PAPER_DISC_KIND] == "rf"
+    assert wide.at["gpt", names.PAPER_DISC_SCORE] == "not run (lstm)"
+
+
+def test_table1_puts_both_protocols_side_by_side_when_results_carry_a_protocol_column(small_cohort):
+    train, holdout = split(small_cohort, 100, seed=0)
+    syn = {"medgan": models.get("marginals").fit(train).generate(100, seed=0)}
+    both = pd.concat([evaluate_all(train, holdout, syn, protocol=p, n_bootstrap=20, repeats=2, progress=False)
+                      .assign(protocol=p) for p in names.PROTOCOLS], ignore_index=True)
+    wide = table1(both)
+    assert list(zip(wide.model, wide.protocol)) == [("medgan", "corrected"), ("medgan", "paper")]
+    paper_row = wide[wide.protocol == "paper"].iloc[0]
+    assert paper_row[names.EXACT_COPY_RATE] is np.nan or pd.isna(paper_row[names.EXACT_COPY_RATE])
+    assert wide[names.PAPER_DISC_KIND].tolist() == ["rf", "rf"]
 
 
 def test_cli_evaluates_long_format_files(tmp_path, small_cohort):

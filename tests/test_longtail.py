@@ -217,3 +217,94 @@ def test_top_k_overlap_counts_shared_head_codes(train):
     synth = flat([["A", "D"], ["A", "D"], ["B"]])      # model head: A, D, B
     out = lt.coverage_table(train, {"m": synth}, top=(1, 2, 3)).iloc[0]
     assert (out["top1"], out["top2"], out["top3"]) == (1, 1, 2)
+
+
+# ---------------------------------------------------------------- Fig. 3, all six panels
+from ehrlib.errors import ConfigError  # noqa: E402
+from ehrlib.metrics import names  # noqa: E402
+
+
+def test_occurrence_counts_count_visits_not_patients():
+    c = cohort([[["A"], ["A", "B"]], [["B"]]])
+    assert lt.occurrence_counts(c).to_dict() == {"A": 2, "B": 2}
+
+
+def test_tail_codes_use_patient_counts_or_occurrences_by_protocol():
+    # A: 1 patient in 3 visits; B, C, D: 1 patient each, one visit.
+    c = cohort([[["A"], ["A"], ["A"]], [["B"]], [["C"]], [["D"]]])
+    assert lt.tail_codes(c, 75, "corrected")["codes"] == {"A", "B", "C", "D"}
+    paper = lt.tail_codes(c, 75, "paper")  # occurrences 3, 1, 1, 1: the 75th percentile is 1.5
+    assert paper["codes"] == {"B", "C", "D"} and paper["tail_share"] == pytest.approx(0.5)
+
+
+def test_tail_codes_reject_bad_percentiles_and_protocols(train):
+    for bad in (0, 100.5, float("nan")):
+        with pytest.raises(ValueError, match="percentiles"):
+            lt.tail_codes(train, bad)
+    with pytest.raises(ConfigError, match="protocol"):
+        lt.tail_codes(train, 90, "legacy")
+
+
+@pytest.fixture(scope="module")
+def ablation_inputs():
+    rng = np.random.default_rng(0)
+    prevalence = np.r_[0.9, 0.5, 0.3, np.full(30, 0.03)]
+    real = random_cohort(rng, prevalence, 400, "R")
+    ids = real.subject_ids
+    train, holdout = real.subset(ids[:300]), real.subset(ids[300:])
+    return train, holdout, {"fresh": random_cohort(rng, prevalence, 200, "S")}
+
+
+@pytest.mark.parametrize("protocol", ["corrected", "paper"])
+def test_longtail_ablation_has_six_metrics_per_percentile_with_intervals(ablation_inputs, protocol):
+    train, holdout, synthetic = ablation_inputs
+    out = lt.longtail_ablation(train, holdout, synthetic, (90, 99), protocol=protocol, n_bootstrap=50, repeats=2)
+    assert set(out.metric) == set(names.FIG3_METRICS)
+    assert len(out) == 2 * len(names.FIG3_METRICS)
+    banded = out[out.metric.isin(["prevalence_r2", "prevalence_rmse", "disc_score"])]
+    assert np.isfinite(banded[["ci_low", "ci_high"]].to_numpy()).all()
+    assert np.isfinite(out[out.metric == "nnaar"].spread).all()
+    assert (out.tail_share > 0).all() and (out.tail_share <= 1).all()
+    assert out.groupby("percentile").tail_share.first().is_monotonic_increasing
+
+
+def test_longtail_ablation_reports_a_model_without_tail_codes_as_nan_with_the_reason(ablation_inputs):
+    train, holdout, _ = ablation_inputs
+    head_only = flat([["C000"]] * 50, prefix="S")
+    with pytest.warns(UserWarning, match="could not be computed"):
+        out = lt.longtail_ablation(train, holdout, {"head": head_only}, (75,), protocol="paper", n_bootstrap=20,
+                                   repeats=1)
+    assert out.estimate.isna().all() and out.note.str.len().gt(0).all()
+
+
+# ---------------------------------------------------------------- KL(syn || real)
+def test_kl_syn_real_is_unsmoothed_finite_without_novel_codes_and_infinite_with_one(train):
+    same = lt.coverage_table(train, {"same": flat(TRAIN_SETS, "S")}).iloc[0]
+    assert same.kl_syn_real == pytest.approx(0.0, abs=1e-12)
+    subset = lt.coverage_table(train, {"sub": flat([["A"], ["A", "B"]], "S")}).iloc[0]
+    # Q = A 2/3, B 1/3; P = A 10/20, B 5/20:  KL = 2/3 ln(4/3) + 1/3 ln(4/3) = ln(4/3)
+    assert subset.kl_syn_real == pytest.approx(math.log(4 / 3))
+    novel = lt.coverage_table(train, {"novel": flat([["A", "Z"]], "S")}).iloc[0]
+    assert novel.novel == 1 and novel.kl_syn_real == math.inf
+
+
+def test_coverage_intervals_are_paired_basic_intervals_that_vanish_for_identical_cohorts(train):
+    tab = lt.coverage_table(train, {"same": flat(TRAIN_SETS, "S")}, n_bootstrap=50, seed=0).iloc[0]
+    for col in ("coverage_pct", "jaccard", "js", "top10"):
+        assert tab[f"{col}_ci_low"] <= tab[f"{col}_ci_high"]
+    # one set of weights per side: an identical model is not identical in each resample, so JS > 0 there
+    assert tab.js_ci_high >= 0 and np.isfinite(tab.jaccard_ci_low)
+    again = lt.coverage_table(train, {"same": flat(TRAIN_SETS, "S")}, n_bootstrap=50, seed=0).iloc[0]
+    assert again.equals(tab)
+
+
+def test_bucket_intervals_cover_rmse_and_repeat_with_the_seed():
+    rng = np.random.default_rng(3)
+    prevalence = np.r_[0.6, 0.4, 0.3, 0.2, np.linspace(0.15, 0.01, 16)]
+    train = random_cohort(rng, prevalence, 600, "T")
+    synthetic = {"fresh": random_cohort(rng, prevalence, 300, "S")}
+    out = lt.frequency_buckets(train, synthetic, n_buckets=4, n_bootstrap=100, seed=0)
+    assert (out.rmse_ci_low <= out.rmse_ci_high).all() and (out.rmse_ci_low >= 0).all()
+    again = lt.frequency_buckets(train, synthetic, n_buckets=4, n_bootstrap=100, seed=0)
+    pd.testing.assert_frame_equal(out, again)
+    assert "r2_ci_low" not in lt.frequency_buckets(train, synthetic, n_buckets=4).columns

@@ -58,8 +58,18 @@ def test_unknown_models_get_a_stable_colour():
 # ---------------------------------------------------------------- figures
 def test_fig2_code_distribution(train):
     fig = plots.fig2_code_distribution(train)
-    assert isinstance(fig, Figure) and len(fig.axes) == 1
-    assert fig.axes[0].get_yscale() == "log"
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    hist, rank = fig.axes
+    assert len(hist.patches) == 50 and "log10(occurrences" in hist.get_xlabel()
+    assert rank.get_yscale() == "log"
+
+
+def test_fig2_histogram_counts_every_training_code_once(train):
+    fig = plots.fig2_code_distribution(train, views=("histogram",), bins=10)
+    (hist,) = fig.axes
+    assert sum(p.get_height() for p in hist.patches) == len(train.codes())
+    with pytest.raises(ValueError, match="views"):
+        plots.fig2_code_distribution(train, views=("pie",))
 
 
 def test_fig3_percentile_ablation_has_one_panel_per_metric(train, synthetic):
@@ -72,6 +82,25 @@ def test_fig3_percentile_ablation_has_one_panel_per_metric(train, synthetic):
 def test_fig3_adds_mia_panels_when_present(train, synthetic):
     df = longtail.percentile_ablation(train, synthetic).assign(mia_f1=0.5)
     assert len(plots.fig3_percentile_ablation(df).axes) == 4
+
+
+def test_fig3_draws_the_six_paper_panels_with_intervals_from_the_tidy_ablation(train, synthetic):
+    rows = []
+    for model in ("halo", "gpt"):
+        for p in longtail.PERCENTILES:
+            for metric in ("nnaar", "mia_f1", "mia_accuracy", "prevalence_r2", "prevalence_rmse", "disc_score"):
+                rows.append({"model": model, "percentile": p, "tail_share": p / 200, "metric": metric,
+                             "estimate": 0.5, "ci_low": 0.4, "ci_high": 0.6, "spread": np.nan})
+    fig = plots.fig3_percentile_ablation(pd.DataFrame(rows))
+    assert len(fig.axes) == 6
+    assert all(len(ax.get_lines()) == 2 and len(ax.collections) == 2 for ax in fig.axes)
+    assert fig.axes[0].get_xticklabels()[0].get_text() == "75\n(38%)"
+
+
+def test_fig8_draws_interval_bands_when_the_table_has_them(train, synthetic):
+    df = longtail.frequency_buckets(train, synthetic, n_buckets=4, n_bootstrap=30)
+    fig = plots.fig8_buckets(df, panels=("r2", "rmse"))
+    assert all(len(ax.collections) == 2 for ax in fig.axes)  # one band per model
 
 
 def test_fig4_rank_frequency_is_log_log(train, synthetic):

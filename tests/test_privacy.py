@@ -16,8 +16,11 @@ from ehrlib.metrics.privacy import (
     exact_copy_rate,
     membership_inference,
     nnaar,
+    paper_attack_metrics,
     privacy_metrics,
 )
+from ehrlib.errors import ConfigError
+from ehrlib.metrics import names
 
 
 def one_visit(*code_sets: str) -> Cohort:
@@ -184,7 +187,7 @@ def test_an_independent_sample_looks_private(real):
 def test_privacy_metrics_rows_columns_and_intervals(real):
     train, holdout, independent = real
     frame = privacy_metrics(train, holdout, independent, seed=0, repeats=2)
-    assert list(frame.columns) == ["metric", "estimate", "ci_low", "ci_high", "spread"]
+    assert list(frame.columns) == ["metric", "estimate", "ci_low", "ci_high", "spread", "note"]
     assert tuple(frame["metric"]) == PRIVACY_METRICS
     assert frame["ci_low"].isna().all() and frame["ci_high"].isna().all()
     spread = dict(zip(frame["metric"], frame["spread"]))
@@ -207,3 +210,35 @@ def test_synthetic_codes_unseen_in_training_are_fine():
 def test_a_one_record_cohort_cannot_give_nnaar():
     with pytest.raises(CohortError, match="holdout cohort has 1 record"):
         nnaar(T_HAND, one_visit("c"), S_HAND)
+
+
+# --------------------------------------------------------------------------- the paper's protocol
+def test_paper_nnaar_matches_its_self_match_and_strict_rule_by_hand():
+    # Self-match: d_XX = d_SS = 0, so AA_XS = mean 1(d_XS > 0) / 2 + mean 1(d_SX > 0) / 2.
+    # T = {a},{a,b}; S = {a},{x}: d_TS = 0, 1 -> 0.5; d_ST = 0, 2 -> 0.5; AA_TS = 0.5.
+    # E = {c},{c,d}: d_ES = 2, 3 -> 1; d_SE = 2, 2 -> 1; AA_ES = 1.  NNAAR = 0.5.
+    frame = privacy_metrics(T_HAND, E_HAND, S_HAND, repeats=1, protocol="paper").set_index("metric")
+    assert frame.at["nnaar", "estimate"] == 0.5
+
+
+def test_paper_attack_predicts_members_strictly_below_the_median():
+    # scores 0, 1, 1, 1: median 1, only the 0 is predicted a member (a member): precision 1, recall 0.5.
+    result = paper_attack_metrics([0, 1], [1, 1])
+    assert result == pytest.approx({"accuracy": 0.75, "precision": 1.0, "recall": 0.5, "f1": 2 / 3})
+    # all tied: nobody predicted a member, precision 0 as in sklearn
+    assert paper_attack_metrics([1, 1], [1, 1])["precision"] == 0.0
+
+
+def test_paper_protocol_uses_500_plus_500_attack_and_1000_record_samples():
+    cohort = simulate(3000, seed=5)
+    train, holdout = split(cohort, n_holdout=1200, seed=0)
+    syn = split(train, n_holdout=1100, seed=1)[1]
+    frame = privacy_metrics(train, holdout, syn, repeats=1, protocol="paper").set_index("metric")
+    assert tuple(frame.index) == names.PAPER_PRIVACY_METRICS
+    assert "samples of 1000" in frame.at["nnaar", "note"]
+    assert "500 members + 500 non-members" in frame.at["mia_f1", "note"]
+
+
+def test_unknown_privacy_protocol_is_a_config_error():
+    with pytest.raises(ConfigError, match="protocol"):
+        privacy_metrics(T_HAND, E_HAND, S_HAND, protocol="fast")

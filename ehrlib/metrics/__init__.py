@@ -1,5 +1,9 @@
-"""Fidelity, privacy and structure metrics computed from Cohorts."""
+"""Fidelity, privacy and structure metrics computed from Cohorts.
 
-from ehrlib.metrics.evaluate import evaluate, evaluate_all
+Metric, family and protocol names: :mod:`ehrlib.metrics.names`.
+"""
 
-__all__ = ["evaluate", "evaluate_all"]
+from ehrlib.metrics import names
+from ehrlib.metrics.evaluate import evaluate, evaluate_all, table1
+
+__all__ = ["evaluate", "evaluate_all", "table1", "names"]

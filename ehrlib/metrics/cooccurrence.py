@@ -70,6 +70,76 @@ def cooccurrence_matrices(train: Cohort, synthetic, k: int = 50, real_name: str 
     )
 
 
+def _pair_matrix(cohort: Cohort, codes: list[str]):
+    """Patients x (k*k) sparse 0/1: patient p holds both codes i and j (column i*k + j)."""
+    import scipy.sparse as sp
+
+    vocab = Vocabulary.from_cohorts(cohort)
+    idx = vocab.index(codes, strict=False)
+    present = np.flatnonzero(idx >= 0)
+    x = binary_matrix(cohort, vocab).tocsc()[:, idx[present]].tocsr()
+    k = len(codes)
+    rows, cols = [], []
+    for p in range(x.shape[0]):
+        held = present[x.indices[x.indptr[p]:x.indptr[p + 1]]]
+        if len(held):
+            rows.append(np.full(len(held) ** 2, p))
+            cols.append((held[:, None] * k + held[None, :]).ravel())
+    r = np.concatenate(rows) if rows else np.zeros(0, dtype=int)
+    c = np.concatenate(cols) if cols else np.zeros(0, dtype=int)
+    return sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(cohort.n_patients, k * k))
+
+
+def _similarity(real: np.ndarray, synth: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine and Frobenius of rows of flattened matrices (..., k*k) over the off-diagonal mask."""
+    r, s = real[..., off], synth[..., off]
+    denom = np.linalg.norm(r, axis=-1) * np.linalg.norm(s, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = np.where(denom > 0, np.sum(r * s, axis=-1) / np.where(denom > 0, denom, 1), np.nan)
+    return cosine, np.linalg.norm(r - s, axis=-1)
+
+
+def cooccurrence_intervals(train: Cohort, synthetic, k: int = 50, n_bootstrap: int = 1000, seed: int = 0,
+                           level: float = 0.95) -> pd.DataFrame:
+    """Table 14 with basic bootstrap intervals for ``cosine`` and ``frobenius``.
+
+    Patients of train and of each model are resampled with replacement B times, the train
+    resamples shared by every model (paired); each replicate's co-occurrence matrices come from
+    one sparse product of the resample weights with the patients x code-pairs matrix. The head
+    codes are those of the full training cohort (the table is conditional on them).
+
+    Paper: appendix G.5, Table 14; intervals as in EVALUATION.md ("Uncertainty").
+
+    Returns:
+        :func:`cooccurrence_similarity` plus ``cosine_ci_low``, ``cosine_ci_high``,
+        ``frobenius_ci_low``, ``frobenius_ci_high``.
+    """
+    from ehrlib.metrics.bootstrap import _check_n_bootstrap, _seed_sequences, basic_interval, resample_weights
+
+    _check_n_bootstrap(n_bootstrap)
+    table = cooccurrence_similarity(train, synthetic, k)
+    models = _named(synthetic)
+    codes = head_codes(train, k)
+    off = ~np.eye(len(codes), dtype=bool).ravel()
+    real_seq, syn_seq = _seed_sequences(seed)
+
+    def replicates(cohort, rng):
+        pairs = _pair_matrix(cohort, codes).T.tocsr()
+        w = resample_weights(cohort.n_patients, n_bootstrap, rng)
+        return np.asarray(pairs @ w.T).T / cohort.n_patients  # (B, k*k)
+
+    real = replicates(train, np.random.default_rng(real_seq))
+    for row, ((name, cohort), sq) in enumerate(zip(models.items(), syn_seq.spawn(len(models)))):
+        cos_b, fro_b = _similarity(real, replicates(cohort, np.random.default_rng(sq)), off)
+        for col, reps, bounds in (("cosine", cos_b, (-1.0, 1.0)), ("frobenius", fro_b, (0.0, np.inf))):
+            est = table.at[row, col]
+            low, high = (basic_interval(est, reps, level, bounds) if np.isfinite(est)
+                         else (float("nan"), float("nan")))
+            table.loc[row, f"{col}_ci_low"] = low
+            table.loc[row, f"{col}_ci_high"] = high
+    return table
+
+
 def cooccurrence_similarity(train: Cohort, synthetic, k: int = 50) -> pd.DataFrame:
     """Cosine similarity and Frobenius distance of each model's co-occurrence matrix to train's (Table 14).
 

@@ -5,10 +5,27 @@ Forest over flattened multi-hot patients (E.2) or an LSTM over visit multi-hot s
 is trained on a patient-level split to label records real (1) or synthetic (0); the score is
 ``1 - 2|acc - 0.5|`` (1 = indistinguishable).
 
-Protocol (``shared/notes/EVALUATION.md``): the classes are balanced by subsampling both cohorts
-to the smaller size (seeded), each class is split into train and test parts of the same sizes
-(a stratified, patient-level split), and both classes are encoded with one vocabulary (the
-union of the two cohorts' codes), so encoding carries no label.
+Two protocols (:data:`ehrlib.metrics.names.PROTOCOLS`), chosen by :func:`discriminator_family`:
+
+* ``corrected`` (EVALUATION.md): the real class is drawn from ``train`` (``holdout`` as an
+  option), both classes are subsampled to the smaller size (10,000 vs 10,000 at paper scale),
+  each class is split 80/20 at patient level (stratified), and every statistic carries a basic
+  bootstrap interval over the held-out predictions (patients resampled within each class);
+* ``paper``: the paper's notebook: all real ``train`` patients against all synthetic ones
+  (imbalanced), one unstratified 80/20 patient split of the union, the RF without the
+  visit-count feature, the LSTM with 32 hidden units, 5 epochs and batches of 32; RF accuracy
+  from ``predict`` (a tie goes to "synthetic"), LSTM accuracy from ``p >= 0.5``.
+
+Both classes are encoded with one vocabulary (the union of the cohorts' codes), so encoding
+carries no label.
+
+Sensitivity: with the real class drawn from ``train``, a generator that copies training records
+puts copies of real training-fold patients into the synthetic class; the fully grown forest
+recalls each record with the label it saw, so held-out copies and their originals are
+classified the wrong way round and AUC falls far below 0.5 (a memorizer: AUC ~0.02, accuracy
+~0.1 on the simulated cohort). ``disc_score`` flags it (accuracy far from 0.5), but
+``disc_auc_score = 1 - max(0, 2 AUC - 1)`` reads it as indistinguishable. Read an AUC well
+below 0.5 as a copying signal, or use ``real="holdout"`` for a generator that may memorise.
 
 Reported: ``disc_accuracy`` (a prediction of exactly 0.5 counts as half right),
 ``disc_score = 1 - 2|acc - 0.5|``, ``disc_auc`` (ROC AUC of P(real), ties as midranks) and
@@ -17,8 +34,8 @@ Reported: ``disc_accuracy`` (a prediction of exactly 0.5 counts as half right),
 Deviations:
     The paper's notebook trained on all ~45.5k real training patients against 10k synthetic
     ones, so always answering "real" scored ~0.82 accuracy; here classes are balanced and
-    the chance level is 0.5; it held out 20% of patients without stratifying, here
-    ``test_size`` (default 30%) of each class. The RF sees one extra column, the number of visits (flat
+    the chance level is 0.5; it held out 20% of patients without stratifying, here 20% of
+    each class (``corrected``). The RF sees one extra column, the number of visits (flat
     generators emit one visit per patient, which the paper's RF could not see); set
     ``RandomForestConfig(include_n_visits=False)`` for the paper's features. The LSTM embeds a
     visit with a linear map of its multi-hot vector (computed as a sum of code embeddings
@@ -38,10 +55,11 @@ from sklearn.metrics import roc_auc_score
 
 from ehrlib.cohort import Cohort, CohortError
 from ehrlib.data.encode import Vocabulary, binary_matrix, visit_multihot
+from ehrlib.metrics import names
 
 log = logging.getLogger(__name__)
 
-DISCRIMINATOR_KINDS = ("rf", "lstm")
+DISCRIMINATOR_KINDS = names.DISCRIMINATOR_KINDS
 DISCRIMINATOR_METRICS = ("disc_accuracy", "disc_score", "disc_auc", "disc_auc_score")
 REAL, SYNTHETIC = 1, 0  # class labels, as in the paper's notebook
 
@@ -54,6 +72,7 @@ class RandomForestConfig:
     min_samples_leaf: int = 1       # sklearn default: fully grown trees
     max_features: str = "sqrt"      # features tried per split
     include_n_visits: bool = True   # add the number of visits as a feature (a deviation)
+    n_jobs: int = 1                 # cores for the trees (results do not depend on it)
 
 
 @dataclass(frozen=True)
@@ -66,8 +85,21 @@ class LSTMConfig:
     learning_rate: float = 1e-3     # Adam
 
 
+PAPER_RF = RandomForestConfig(include_n_visits=False)
+"""The paper notebook's forest: 100 fully grown trees over the flattened multi-hot record only."""
+PAPER_LSTM = LSTMConfig(hidden_size=32, epochs=5, batch_size=32)
+"""The paper notebook's LSTM: embedding and state size 32, 5 epochs, batches of 32."""
+CONFIGS = {
+    names.CORRECTED: {names.RF: RandomForestConfig(), names.LSTM: LSTMConfig()},
+    names.PAPER: {names.RF: PAPER_RF, names.LSTM: PAPER_LSTM},
+}
+"""Default classifier settings per protocol and kind."""
+TEST_SIZE = 0.2
+"""Share of patients held out for testing (both protocols; the paper's ``test_size=0.2``)."""
+
+
 class BalancedSplit(NamedTuple):
-    """Patient positions (rows of each cohort) of the balanced, stratified split."""
+    """Patient positions (rows of each cohort) on each side of the discriminator's split."""
 
     real_train: np.ndarray
     real_test: np.ndarray
@@ -75,7 +107,7 @@ class BalancedSplit(NamedTuple):
     synthetic_test: np.ndarray
 
 
-def balanced_split(n_real: int, n_synthetic: int, test_size: float = 0.3, seed: int = 0) -> BalancedSplit:
+def balanced_split(n_real: int, n_synthetic: int, test_size: float = 0.2, seed: int = 0) -> BalancedSplit:
     """Subsample both cohorts to ``min(n_real, n_synthetic)`` patients and split each class alike.
 
     Each class gets ``round(test_size * n)`` test patients and the rest for training, so both
@@ -99,6 +131,33 @@ def balanced_split(n_real: int, n_synthetic: int, test_size: float = 0.3, seed: 
     real = rng.choice(n_real, size=n, replace=False)
     synthetic = rng.choice(n_synthetic, size=n, replace=False)
     return BalancedSplit(real[n_test:], real[:n_test], synthetic[n_test:], synthetic[:n_test])
+
+
+def paper_split(n_real: int, n_synthetic: int, test_size: float = 0.2, seed: int = 0) -> BalancedSplit:
+    """The paper notebook's split: every patient of both cohorts, one unstratified patient split.
+
+    The union of the ``n_real + n_synthetic`` patients is shuffled and ``round(test_size * n)``
+    of them held out, so the classes stay imbalanced (45,520 vs 10,000 at paper scale, where
+    always answering "real" is ~82% accurate). Positions are drawn by ``default_rng(seed)``.
+
+    Raises:
+        CohortError: a class has no patient on one side of the split.
+        ValueError: ``test_size`` is not strictly between 0 and 1.
+    """
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size={test_size!r}: expected a fraction strictly between 0 and 1")
+    n = n_real + n_synthetic
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(test_size * n))
+    test, train = order[:n_test], order[n_test:]
+    parts = BalancedSplit(np.sort(train[train < n_real]), np.sort(test[test < n_real]),
+                          np.sort(train[train >= n_real]) - n_real, np.sort(test[test >= n_real]) - n_real)
+    if min(len(p) for p in parts) < 1:
+        raise CohortError(
+            f"the discriminator needs both classes on both sides of the split; with {n_real} real and "
+            f"{n_synthetic} synthetic patients and test_size={test_size} one side lacks a class"
+        )
+    return parts
 
 
 def discriminator_scores(labels, probabilities) -> dict:
@@ -147,7 +206,7 @@ def _random_forest(real, synthetic, vocab, parts: BalancedSplit, seed, config: R
         n_estimators=config.n_estimators,
         min_samples_leaf=config.min_samples_leaf,
         max_features=config.max_features,
-        n_jobs=1,
+        n_jobs=config.n_jobs,
         random_state=seed,
     )
     forest.fit(x_train, y_train)
@@ -259,7 +318,7 @@ def discriminator_metrics(
     synthetic: Cohort,
     kind: str = "rf",
     seed: int = 0,
-    test_size: float = 0.3,
+    test_size: float = TEST_SIZE,
     *,
     rf: RandomForestConfig | None = None,
     lstm: LSTMConfig | None = None,
@@ -305,3 +364,175 @@ def discriminator_metrics(
     else:
         labels, p_real = _lstm(real, synthetic, vocab, parts, seed, lstm or LSTMConfig(), device)
     return discriminator_scores(labels, p_real)
+
+
+# ---------------------------------------------------------------------------- intervals
+ACCURACY_RULES = ("half", "rf_predict", "at_least_half")
+"""How a probability becomes a prediction: ``half`` counts p = 0.5 as half right (corrected);
+``rf_predict`` is sklearn's ``predict`` (p = 0.5 goes to class 0, "synthetic"); ``at_least_half``
+predicts "real" for p >= 0.5 (the paper notebook's LSTM)."""
+
+
+def _correct(labels: np.ndarray, p: np.ndarray, rule: str) -> np.ndarray:
+    real = labels == REAL
+    if rule == "half":
+        return np.where(p == 0.5, 0.5, (p > 0.5) == real).astype(np.float64)
+    if rule == "rf_predict":
+        return ((p > 0.5) == real).astype(np.float64)
+    if rule == "at_least_half":
+        return ((p >= 0.5) == real).astype(np.float64)
+    raise ValueError(f"rule={rule!r}: expected one of {ACCURACY_RULES}")
+
+
+def _weighted_auc(labels: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC (ties ½) of each row of patient weights ``(B, N)``: P(score real > score synthetic)."""
+    _, group = np.unique(p, return_inverse=True)
+    n_groups = int(group.max()) + 1
+    pos = labels == REAL
+    onehot = sp.csr_matrix((np.ones(len(p)), (np.arange(len(p)), group)), shape=(len(p), n_groups))
+    pos_w = np.asarray(onehot[pos].T @ weights[:, pos].T).T          # (B, G)
+    neg_w = np.asarray(onehot[~pos].T @ weights[:, ~pos].T).T
+    below = np.cumsum(neg_w, axis=1) - neg_w
+    num = np.sum(pos_w * (below + 0.5 * neg_w), axis=1)
+    den = pos_w.sum(axis=1) * neg_w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def prediction_intervals(labels, probabilities, n_bootstrap: int = 1000, seed: int = 0, *, rule: str = "half",
+                         stratified: bool = True, level: float = 0.95) -> dict:
+    """Accuracy, the paper's score, AUC and the AUC score with basic bootstrap intervals.
+
+    The held-out patients are resampled with replacement ``n_bootstrap`` times (within each
+    class when ``stratified``, so the class balance of the test set is kept); the classifier is
+    not refitted, so the interval covers the test-set sampling only, as the paper's bootstrap
+    of the LSTM accuracy does.
+
+    Paper: appendix E and the paper's eval notebook (100 bootstrap resamples of the LSTM's
+    test predictions, mean ± std); here basic intervals (EVALUATION.md, "Uncertainty").
+
+    Args:
+        labels: 1 real, 0 synthetic.
+        probabilities: predicted P(real).
+        n_bootstrap: B (>= 2).
+        seed: seeds the resamples.
+        rule: one of :data:`ACCURACY_RULES`.
+        stratified: resample within each class.
+        level: confidence level.
+
+    Returns:
+        ``{stat: (estimate, ci_low, ci_high)}`` for each of
+        :data:`ehrlib.metrics.names.DISCRIMINATOR_STATS`.
+    """
+    from ehrlib.metrics.bootstrap import basic_interval, resample_weights
+
+    y = np.asarray(labels)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
+        raise ValueError(f"n_bootstrap={n_bootstrap!r}: expected an integer >= 2")
+    correct = _correct(y, p, rule)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
+    weights = np.zeros((n_bootstrap, len(y)), dtype=np.float64)
+    groups = [np.flatnonzero(y == c) for c in (REAL, SYNTHETIC)] if stratified else [np.arange(len(y))]
+    for rows in groups:
+        weights[:, rows] = resample_weights(len(rows), n_bootstrap, rng)
+    accuracy = float(correct.mean())
+    auc = float(roc_auc_score(y, p))
+    acc_b = weights @ correct / len(y)
+    auc_b = _weighted_auc(y, p, weights)
+    estimates = {"accuracy": accuracy, "score": 1 - 2 * abs(accuracy - 0.5), "auc": auc,
+                 "auc_score": 1 - max(0.0, 2 * auc - 1)}
+    replicates = {"accuracy": acc_b, "score": 1 - 2 * np.abs(acc_b - 0.5), "auc": auc_b,
+                  "auc_score": 1 - np.maximum(0.0, 2 * auc_b - 1)}
+    return {k: (estimates[k], *basic_interval(estimates[k], replicates[k], level, (0.0, 1.0)))
+            for k in names.DISCRIMINATOR_STATS}
+
+
+def discriminator_family(
+    train: Cohort,
+    holdout: Cohort | None,
+    synthetic: Cohort,
+    kinds=(names.RF,),
+    *,
+    protocol: str = names.CORRECTED,
+    real: str = "train",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    test_size: float = TEST_SIZE,
+    rf: RandomForestConfig | None = None,
+    lstm: LSTMConfig | None = None,
+    device: str | None = None,
+    vocab: Vocabulary | None = None,
+):
+    """The discriminator family for :func:`ehrlib.metrics.evaluate`: one row per kind and statistic.
+
+    Paper: section 3.1 and appendix E (score ``1 - 2|acc - 0.5|``; RF for flat generators,
+    LSTM for sequential ones).
+
+    Args:
+        train, holdout, synthetic: the cohorts; ``holdout`` is needed only with ``real="holdout"``.
+        kinds: discriminators to run, a subset of ``("rf", "lstm")``; rows are named by kind
+            (``rf_disc_auc``, ``lstm_disc_score``; :func:`ehrlib.metrics.names.disc_metric`).
+        protocol: ``"corrected"`` (balanced, stratified, real class from ``real``) or ``"paper"``
+            (all of ``train`` vs all synthetic, unstratified; module docstring).
+        real: ``"train"`` (default) or ``"holdout"``: where the real class comes from. ``holdout``
+            is the right class for a generator that may have memorised ``train``.
+        n_bootstrap: B for the intervals over held-out predictions.
+        seed: seeds the split, the classifiers and the resamples.
+        test_size: share of patients held out for testing (0.2 as in the paper).
+        rf, lstm: classifier settings; default :data:`CONFIGS` of the protocol.
+        device: torch device for the LSTM.
+        vocab: a vocabulary holding every code of the real and synthetic cohorts (encode once).
+
+    Returns:
+        DataFrame with columns ``metric``, ``estimate``, ``ci_low``, ``ci_high``, ``spread`` (NaN)
+        and ``note`` (which real class, how many patients per class, which split).
+
+    Raises:
+        ConfigError: an unknown protocol, kind or real class.
+        CohortError: an empty cohort or too few patients to split.
+    """
+    import pandas as pd
+
+    names.check_protocol(protocol)
+    kinds = [names.check_kind(k) for k in kinds]
+    if real not in names.REAL_CLASSES:
+        from ehrlib.errors import ConfigError
+
+        raise ConfigError(f"real={real!r}: expected one of {names.REAL_CLASSES}")
+    real_cohort = train if real == "train" else holdout
+    if real_cohort is None:
+        raise CohortError(f"real={real!r} needs the {real} cohort; got None")
+    for role, cohort in (("real", real_cohort), ("synthetic", synthetic)):
+        if cohort.n_patients == 0:
+            source = f" ({cohort.source})" if cohort.source else ""
+            raise CohortError(f"{role} cohort{source} has no patients; the discriminator needs both classes")
+    if protocol == names.CORRECTED:
+        parts = balanced_split(real_cohort.n_patients, synthetic.n_patients, test_size, seed)
+        rule, stratified = "half", True
+        how = "balanced, stratified patient-level split"
+    else:
+        parts = paper_split(real_cohort.n_patients, synthetic.n_patients, test_size, seed)
+        stratified = False
+        how = "imbalanced, unstratified patient-level split (the paper's)"
+    vocab = vocab or Vocabulary.from_cohorts(real_cohort, synthetic)
+    rows = []
+    for kind in kinds:
+        if kind == names.RF:
+            labels, p_real = _random_forest(real_cohort, synthetic, vocab, parts, seed,
+                                            rf or CONFIGS[protocol][names.RF])
+            rule = "half" if protocol == names.CORRECTED else "rf_predict"
+        else:
+            labels, p_real = _lstm(real_cohort, synthetic, vocab, parts, seed, lstm or CONFIGS[protocol][names.LSTM],
+                                   device)
+            rule = "half" if protocol == names.CORRECTED else "at_least_half"
+        stats = prediction_intervals(labels, p_real, n_bootstrap, seed, rule=rule, stratified=stratified)
+        n_real = len(parts.real_train) + len(parts.real_test)
+        n_syn = len(parts.synthetic_train) + len(parts.synthetic_test)
+        note = (f"real class: {real} ({n_real} real vs {n_syn} synthetic patients), {how}, test share "
+                f"{test_size:g} ({len(parts.real_test)} + {len(parts.synthetic_test)}); basic bootstrap interval, "
+                f"B={n_bootstrap}, over held-out predictions")
+        for stat, (est, low, high) in stats.items():
+            rows.append({"metric": names.disc_metric(kind, stat), "estimate": est, "ci_low": low, "ci_high": high,
+                         "spread": float("nan"), "note": note})
+    return pd.DataFrame(rows, columns=["metric", "estimate", "ci_low", "ci_high", "spread", "note"])

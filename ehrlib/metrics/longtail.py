@@ -122,7 +122,8 @@ def _fit(real: np.ndarray, synth: np.ndarray, noise_var: np.ndarray) -> dict:
 
 
 # ---------------------------------------------------------------------------- Fig. 3
-def percentile_ablation(train: Cohort, synthetic, percentiles: Sequence[float] = PERCENTILES) -> pd.DataFrame:
+def percentile_ablation(train: Cohort, synthetic, percentiles: Sequence[float] = PERCENTILES, *,
+                        protocol: str = "corrected") -> pd.DataFrame:
     """Prevalence fit on the codes at or below each percentile of training frequency (Fig. 3).
 
     For each ``p`` the threshold is the ``p``-th percentile (linear interpolation) of the
@@ -132,8 +133,12 @@ def percentile_ablation(train: Cohort, synthetic, percentiles: Sequence[float] =
     training count 0 and stay in every subset (they are errors the model makes in the tail).
     Because many rare codes share a count, a subset can hold more than ``p`` % of the codes.
 
-    Paper: section 4 ablation, Fig. 3 (prevalence R², Pearson, RMSE per percentile). The
-    paper's figure also has MIA panels; those come from the privacy module, not from here.
+    Paper: section 4 ablation, Fig. 3 (prevalence R², Pearson, RMSE per percentile). All six
+    panels with intervals: :func:`longtail_ablation`.
+
+    ``protocol="paper"``: percentiles over code occurrences, only training codes kept, and
+    prevalence divided by the patients left after filtering (the paper's notebook); a model with
+    no record left has NaN fits. ``corrected`` (default): as described above.
     Deviations: comparison over the per-model union vocabulary (the paper used the training
     vocabulary; its generators emitted no novel codes, so the two agree there); adds the
     sampling-noise reference columns.
@@ -153,11 +158,14 @@ def percentile_ablation(train: Cohort, synthetic, percentiles: Sequence[float] =
         CohortError: ``train`` or a synthetic cohort has no events.
         ValueError: a percentile outside (0, 100].
     """
-    pcts = np.asarray(list(percentiles), dtype=float)
-    if pcts.size == 0 or ((pcts <= 0) | (pcts > 100)).any():
-        raise ValueError(f"percentiles={list(percentiles)!r}: expected values in (0, 100]")
+    from ehrlib.metrics import names
+
+    names.check_protocol(protocol)
+    pcts = _check_percentiles(percentiles)
     _require_events(train, REAL)
     models = _named(synthetic)
+    if protocol == names.PAPER:
+        return _paper_percentile_ablation(train, models, pcts)
     real = code_counts(train)
     n_t = train.n_patients
     thresholds = np.percentile(real.to_numpy(), pcts)
@@ -175,6 +183,26 @@ def percentile_ablation(train: Cohort, synthetic, percentiles: Sequence[float] =
                 "n_codes": int(keep.sum()), "n_novel": int((keep & (t == 0)).sum()),
                 **_fit(pt[keep], ps[keep], var[keep]),
             })
+    return pd.DataFrame(rows, columns=["model", "percentile", "threshold", "n_codes", "n_novel", *FIT_COLUMNS])
+
+
+def _paper_percentile_ablation(train: Cohort, models: dict, pcts: np.ndarray) -> pd.DataFrame:
+    rows = []
+    for p in pcts:
+        tail = tail_codes(train, p, "paper")
+        keep = tail["codes"]
+        t_r = _restrict(train, keep)
+        for name, cohort in models.items():
+            s_r = _restrict(cohort, keep)
+            row = {"model": name, "percentile": float(p), "threshold": tail["threshold"], "n_codes": tail["n_codes"],
+                   "n_novel": 0}
+            if s_r is None:
+                rows.append({**row, **{k: float("nan") for k in FIT_COLUMNS}})
+                continue
+            real, synth = code_counts(t_r).reindex(sorted(keep), fill_value=0), code_counts(s_r)
+            _, t, s = _align(real, synth)
+            pt, ps = t / t_r.n_patients, s / s_r.n_patients
+            rows.append({**row, **_fit(pt, ps, _noise_var(pt, t_r.n_patients, s_r.n_patients))})
     return pd.DataFrame(rows, columns=["model", "percentile", "threshold", "n_codes", "n_novel", *FIT_COLUMNS])
 
 
@@ -215,7 +243,8 @@ def code_buckets(train: Cohort, n_buckets: int = 10) -> pd.DataFrame:
 
 
 def frequency_buckets(train: Cohort, synthetic, n_buckets: int = 10, reference: Cohort | None = None,
-                      reference_name: str = "holdout") -> pd.DataFrame:
+                      reference_name: str = "holdout", *, n_bootstrap: int | None = None, seed: int = 0,
+                      level: float = 0.95) -> pd.DataFrame:
     """Prevalence fit inside each training-frequency bucket, with a noise calibration (Fig. 8).
 
     Buckets come from :func:`code_buckets` and hold training codes only, so they are the
@@ -243,6 +272,11 @@ def frequency_buckets(train: Cohort, synthetic, n_buckets: int = 10, reference: 
       the reference gets its own rows (``model = reference_name``) and every row gains
       ``rmse_ratio_reference = rmse / rmse(reference)`` in the same bucket, an empirical
       noise floor that needs no binomial assumption.
+
+    Intervals (``n_bootstrap``): patients of train and of each model resampled B times (the
+    train resamples shared by all models, paired), buckets held fixed at those of the full
+    train; ``r2``, ``pearson`` and ``rmse`` gain ``<column>_ci_low`` / ``_ci_high`` (basic
+    intervals; NaN where the statistic is undefined in more than half of the resamples).
 
     Paper: appendix G.2, Fig. 8 (per-bucket R²). Deviations: buckets over training codes
     only; ``r2`` is ``nan`` where all real prevalences in a bucket are equal (typically the
@@ -301,7 +335,39 @@ def frequency_buckets(train: Cohort, synthetic, n_buckets: int = 10, reference: 
         denom = out["bucket"].map(ref).to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             out["rmse_ratio_reference"] = np.where(denom > 0, out["rmse"].to_numpy() / denom, np.nan)
+    if n_bootstrap is not None:
+        out = _bucket_intervals(out, train, models, codes, bucket, n_bootstrap, seed, level)
     return out
+
+
+def _bucket_intervals(table, train, models, codes, bucket, n_bootstrap, seed, level):
+    """``r2``, ``pearson``, ``rmse`` intervals per model and bucket (buckets fixed from the full train)."""
+    from ehrlib.metrics.bootstrap import _check_n_bootstrap, _seed_sequences, basic_interval
+
+    _check_n_bootstrap(n_bootstrap)
+    real_seq, syn_seq = _seed_sequences(seed)
+    t_vocab = Vocabulary.from_cohorts(train)
+    order = t_vocab.index(list(codes))
+    t_rep = _count_replicates(train, t_vocab, n_bootstrap, np.random.default_rng(real_seq))[:, order] / train.n_patients
+    table = table.copy()
+    for (name, cohort), sq in zip(models.items(), syn_seq.spawn(len(models))):
+        vocab = Vocabulary.from_cohorts(train, cohort)
+        s_rep = _count_replicates(cohort, vocab, n_bootstrap, np.random.default_rng(sq))
+        s_rep = s_rep[:, vocab.index(list(codes))] / cohort.n_patients
+        for b in np.unique(bucket):
+            m = bucket == b
+            row = table.index[(table["model"] == name) & (table["bucket"] == b)][0]
+            for col, fn in (("r2", prevalence.r2), ("pearson", prevalence.pearson), ("rmse", prevalence.rmse)):
+                est = table.at[row, col]
+                with np.errstate(all="ignore"):
+                    reps = np.asarray(fn(t_rep[:, m], s_rep[:, m]), dtype=float)
+                ok = np.isfinite(est) and np.isfinite(reps).mean() >= 0.5
+                low, high = (basic_interval(est, reps[np.isfinite(reps)], level,
+                                            prevalence.PREVALENCE_RANGES[f"prevalence_{col}"])
+                             if ok else (float("nan"), float("nan")))
+                table.loc[row, f"{col}_ci_low"] = low
+                table.loc[row, f"{col}_ci_high"] = high
+    return table
 
 
 # ---------------------------------------------------------------------------- Figs. 4-7
@@ -405,7 +471,16 @@ def _kl(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p[m] * np.log(p[m] / q[m])))
 
 
-def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew: float = 0.99) -> pd.DataFrame:
+def _kl_unsmoothed(p: np.ndarray, q: np.ndarray) -> float:
+    """KL(p ‖ q) over the support of p; ``inf`` where p > 0 and q = 0."""
+    m = p > 0
+    if (q[m] == 0).any():
+        return float("inf")
+    return float(np.sum(p[m] * np.log(p[m] / q[m])))
+
+
+def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew: float = 0.99, *,
+                   n_bootstrap: int | None = None, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """Vocabulary coverage and divergence of code-frequency distributions (Table 13).
 
     With ``A`` the set of training codes and ``B`` the model's:
@@ -419,6 +494,11 @@ def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew
       skew divergence (Lee 1999), finite (at most ``-log(1-skew)`` = 4.6 nats for 0.99) and 0
       exactly when ``P = Q``. JS = ½KL(P‖M) + ½KL(Q‖M), ``M = (P+Q)/2``, needs no smoothing and
       lies in [0, ln 2];
+    * ``kl_syn_real`` = KL(Q ‖ P), unsmoothed, the direction the paper's Table 13 implies (its
+      finite values go with Novel = 0). Support rule: the sum runs over the codes the model
+      emits (Q > 0); it is finite exactly when every such code is a training code (P > 0), and
+      ``inf`` as soon as the model emits one novel code (``novel`` > 0). Codes the model misses
+      do not enter it, so it does not penalise low coverage;
     * ``top{k}``: how many of the ``k`` most prevalent training codes are among the ``k`` most
       prevalent model codes (ties broken by code).
 
@@ -426,9 +506,28 @@ def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew
     synthetic mass in KL; we use the skew divergence above (the value depends on ``skew``).
     Coverage is a percentage as in the paper.
 
+    Intervals (``n_bootstrap``): patients of train and of each model are resampled with
+    replacement B times (the train resamples shared by every model, so models are compared on
+    paired replicates), every column is recomputed from the resampled patient counts, and each
+    numeric column gains ``<column>_ci_low`` / ``<column>_ci_high``, the basic bootstrap
+    interval (EVALUATION.md). Counts such as ``unique_codes`` shrink under resampling (a
+    resample misses rare codes), so their basic intervals are shifted upwards; read them as the
+    sampling uncertainty of a support-dependent statistic, not as a range of plausible counts.
+    ``kl_syn_real`` has no interval (NaN) when it is infinite in some resample (a train resample
+    misses a code that the model's resample holds), which is the usual case.
+
+    Args:
+        train, synthetic: as in the other functions of this module.
+        top: the head sizes of the ``top{k}`` columns.
+        skew: the skew of the smoothed KL.
+        n_bootstrap: B, or ``None`` for point estimates only.
+        seed: seeds the resamples.
+        level: confidence level.
+
     Returns:
         One row per model: ``model``, ``unique_codes``, ``coverage_pct``, ``novel``,
-        ``jaccard``, ``kl``, ``js``, ``top10``, ``top50`` (one ``top{k}`` per entry of ``top``).
+        ``jaccard``, ``kl``, ``kl_syn_real``, ``js``, ``top10``, ``top50`` (one ``top{k}`` per
+        entry of ``top``), and with ``n_bootstrap`` the interval columns.
     """
     if not 0 < skew <= 1:
         raise ValueError(f"skew={skew!r}: expected a value in (0, 1]")
@@ -452,7 +551,285 @@ def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew
             "novel": len(synth_set - real_set),
             "jaccard": both / len(real_set | synth_set),
             "kl": _kl(p, skew * q + (1.0 - skew) * p),
+            "kl_syn_real": _kl_unsmoothed(q, p),
             "js": 0.5 * _kl(p, mix) + 0.5 * _kl(q, mix),
             **{f"top{k}": len(real_top[k] & set(ranked[:k])) for k in top},
         })
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if n_bootstrap is None:
+        return out
+    return _coverage_intervals(out, train, _named(synthetic), top, skew, n_bootstrap, seed, level)
+
+
+def _count_replicates(cohort: Cohort, vocab: Vocabulary, n_bootstrap: int, rng) -> np.ndarray:
+    """(B, V) patient counts of each code in B patient resamples of ``cohort``."""
+    from ehrlib.metrics.bootstrap import _draw_replicates
+
+    return _draw_replicates(binary_matrix(cohort, vocab), n_bootstrap, rng) * cohort.n_patients
+
+
+def _coverage_stats(t: np.ndarray, s: np.ndarray, top: Sequence[int], skew: float) -> dict:
+    """Table 13 columns for rows of count vectors ``t`` (train) and ``s`` (model), shape (B, V)."""
+    a, b = t > 0, s > 0
+    both = (a & b).sum(1)
+    p = t / t.sum(1, keepdims=True)
+    q = s / np.maximum(s.sum(1, keepdims=True), 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        def kl(x, y):
+            return np.where(x > 0, x * np.log(np.where(x > 0, x, 1) / np.where(y > 0, y, 1e-300)), 0).sum(1)
+        mix = 0.5 * (p + q)
+        out = {
+            "unique_codes": b.sum(1).astype(float),
+            "coverage_pct": 100.0 * both / a.sum(1),
+            "novel": (b & ~a).sum(1).astype(float),
+            "jaccard": both / (a | b).sum(1),
+            "kl": kl(p, skew * q + (1 - skew) * p),
+            "kl_syn_real": np.where((b & ~a).any(1), np.inf, kl(q, p)),
+            "js": 0.5 * kl(p, mix) + 0.5 * kl(q, mix),
+        }
+    rank_t = np.argsort(-t, axis=1, kind="stable")  # ties: lower index = smaller code first
+    rank_s = np.argsort(-s, axis=1, kind="stable")
+    for k in top:
+        hit = np.zeros_like(a)
+        np.put_along_axis(hit, rank_t[:, :k], True, axis=1)
+        out[f"top{k}"] = np.take_along_axis(hit, rank_s[:, :k], axis=1).sum(1).astype(float)
+    return out
+
+
+def _coverage_intervals(table: pd.DataFrame, train: Cohort, models: dict, top, skew, n_bootstrap, seed, level):
+    from ehrlib.metrics.bootstrap import _check_n_bootstrap, _seed_sequences, basic_interval
+
+    _check_n_bootstrap(n_bootstrap)
+    real_seq, syn_seq = _seed_sequences(seed)
+    t_vocab = Vocabulary.from_cohorts(train)
+    t_rep = _count_replicates(train, t_vocab, n_bootstrap, np.random.default_rng(real_seq))
+    syn_seqs = syn_seq.spawn(len(models))
+    table = table.copy()
+    bounds = {"coverage_pct": (0, 100), "jaccard": (0, 1), "js": (0, np.log(2)), "kl": (0, np.inf),
+              "kl_syn_real": (0, np.inf), "unique_codes": (0, np.inf), "novel": (0, np.inf)}
+    for row, ((name, cohort), sq) in enumerate(zip(models.items(), syn_seqs)):
+        vocab = Vocabulary.from_cohorts(train, cohort)
+        s_rep = _count_replicates(cohort, vocab, n_bootstrap, np.random.default_rng(sq))
+        t_full = np.zeros_like(s_rep)
+        t_full[:, vocab.index(t_vocab.codes)] = t_rep
+        stats = _coverage_stats(t_full, s_rep, top, skew)
+        for col, reps in stats.items():
+            est = float(table.at[row, col])
+            if not np.isfinite(est) or not np.isfinite(reps).all():  # KL(syn || real) infinite in a resample
+                low = high = float("nan")
+            else:
+                low, high = basic_interval(est, reps, level, bounds.get(col, (0, max(top))))
+            table.loc[row, f"{col}_ci_low"] = low
+            table.loc[row, f"{col}_ci_high"] = high
+    return table
+
+
+# ---------------------------------------------------------------------------- Fig. 3, all panels
+def occurrence_counts(cohort: Cohort) -> pd.Series:
+    """Number of code occurrences (visits with the code, i.e. rows of the long table) per code.
+
+    The paper's long-tail ablation takes its percentiles over these (``value_counts`` of rows).
+    """
+    counts = _require_events(cohort, cohort.source or "cohort").events["code"].value_counts()
+    counts.index = counts.index.astype(object)
+    return counts.sort_index().rename("occurrences").astype(np.int64)
+
+
+def _check_percentiles(percentiles) -> np.ndarray:
+    pcts = np.asarray(list(percentiles), dtype=float)
+    if pcts.size == 0 or not np.isfinite(pcts).all() or ((pcts <= 0) | (pcts > 100)).any():
+        raise ValueError(f"percentiles={list(percentiles)!r}: expected one or more values in (0, 100]")
+    return pcts
+
+
+def tail_codes(train: Cohort, percentile: float, protocol: str = "corrected") -> dict:
+    """The codes at or below the ``percentile``-th percentile of training frequency.
+
+    ``corrected``: frequency = patients with the code (:func:`code_counts`); ``paper``: code
+    occurrences (:func:`occurrence_counts`), as the paper's notebook. The percentile is taken
+    over the codes present in ``train`` (linear interpolation).
+
+    Returns:
+        dict with ``codes`` (the kept training codes, a set), ``threshold`` (the frequency at the
+        percentile), ``n_codes`` and ``tail_share`` (share of all training code occurrences that
+        the kept codes hold; the paper prints it).
+
+    Raises:
+        ValueError: a percentile outside (0, 100].
+        ConfigError: an unknown protocol.
+    """
+    from ehrlib.metrics import names
+
+    names.check_protocol(protocol)
+    (p,) = _check_percentiles([percentile])
+    freq = occurrence_counts(train) if protocol == names.PAPER else code_counts(train)
+    threshold = float(np.percentile(freq.to_numpy(), p))
+    kept = freq.index[freq.to_numpy() <= threshold]
+    occ = occurrence_counts(train)
+    return {"codes": set(kept), "threshold": threshold, "n_codes": len(kept),
+            "tail_share": float(occ.reindex(kept).sum() / occ.sum())}
+
+
+def _restrict(cohort: Cohort, keep) -> Cohort | None:
+    """``cohort.restrict_codes(keep)``, or None when the cohort has none of the codes."""
+    if not set(keep) & set(pd.unique(cohort.events["code"]).tolist()):
+        return None
+    return cohort.restrict_codes(keep)
+
+
+def _prevalence_rows(x_real, x_syn, n_bootstrap: int, seed: int) -> dict:
+    """Prevalence R², Pearson r, RMSE with basic bootstrap intervals from two 0/1 matrices."""
+    from ehrlib.metrics.bootstrap import _draw_replicates, _seed_sequences, basic_interval
+
+    real_rng, syn_rng = (np.random.default_rng(s) for s in _seed_sequences(seed))
+    p_real = np.asarray(x_real.mean(axis=0)).ravel()
+    p_syn = np.asarray(x_syn.mean(axis=0)).ravel()
+    r_real = _draw_replicates(x_real, n_bootstrap, real_rng)
+    r_syn = _draw_replicates(x_syn, n_bootstrap, syn_rng)
+    out = {}
+    for name, fn in prevalence.PREVALENCE_METRICS.items():
+        est = fn(p_real, p_syn)
+        with np.errstate(all="ignore"):
+            low, high = basic_interval(est, fn(r_real, r_syn), bounds=prevalence.PREVALENCE_RANGES[name]) \
+                if np.isfinite(est) else (float("nan"), float("nan"))
+        out[name] = (float(est), low, high)
+    return out
+
+
+def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Sequence[float] = PERCENTILES, *,
+                      protocol: str = "corrected", discriminator: str | None = "rf", n_bootstrap: int = 1000,
+                      repeats: int = 10, seed: int = 0, real: str = "train", **discriminator_options) -> pd.DataFrame:
+    """Fig. 3 complete: six metrics per percentile on records restricted to the tail codes.
+
+    For each percentile ``p``, train, holdout and synthetic records are restricted to the codes
+    at or below the ``p``-th percentile of training frequency (:func:`tail_codes`,
+    :meth:`ehrlib.cohort.Cohort.restrict_codes`: other codes, then empty visits and patients,
+    dropped), and every panel of the paper's Fig. 3 is recomputed
+    (:data:`ehrlib.metrics.names.FIG3_METRICS`): NNAAR, MIA F1, MIA accuracy (spread over
+    ``repeats`` subsamples), prevalence R² and RMSE (basic bootstrap intervals, B =
+    ``n_bootstrap``) and the discriminator's privacy score ``1 - 2|acc - 0.5|`` (basic
+    bootstrap interval over held-out predictions).
+
+    Protocols:
+
+    * ``corrected``: percentiles over per-code patient counts; a code absent from ``train``
+      counts 0 and stays in every subset (a model's novel codes are tail errors); prevalence is
+      divided by each cohort's full number of patients (a patient without tail codes has
+      prevalence 0 for them).
+    * ``paper``: percentiles over code occurrences; only training codes are kept; prevalence is
+      divided by the patients left after filtering; privacy and discriminator by the paper's
+      rules (:func:`ehrlib.metrics.privacy.privacy_metrics`,
+      :func:`ehrlib.metrics.discriminator.discriminator_family`).
+
+    Paper: section 4 ablation, Fig. 3.
+
+    Args:
+        train, holdout: the real cohorts.
+        synthetic: a Cohort or a dict ``name -> Cohort``.
+        percentiles: values in (0, 100].
+        protocol: ``"corrected"`` or ``"paper"``.
+        discriminator: ``"rf"``, ``"lstm"`` or ``None`` (no discriminator panel).
+        n_bootstrap, repeats, seed: as in :func:`ehrlib.metrics.evaluate`.
+        real: the discriminator's real class (``"train"`` or ``"holdout"``).
+        **discriminator_options: ``rf``, ``lstm``, ``device``, ``test_size``.
+
+    Returns:
+        Tidy table, one row per model, percentile and metric: ``model``, ``percentile``,
+        ``threshold``, ``tail_share``, ``n_codes``, ``synthetic_patients`` (left after
+        restriction), ``metric``, ``estimate``, ``ci_low``, ``ci_high``, ``spread``, ``note``. A
+        metric that cannot be computed (e.g. no synthetic record holds a tail code) is NaN with
+        the reason in ``note``, with a warning.
+
+    Raises:
+        ValueError: a percentile outside (0, 100].
+        ConfigError: an unknown protocol or discriminator.
+        CohortError: an empty cohort.
+    """
+    import warnings
+
+    from ehrlib.metrics import names
+    from ehrlib.metrics.discriminator import discriminator_family
+    from ehrlib.metrics.privacy import privacy_metrics
+
+    names.check_protocol(protocol)
+    if discriminator is not None:
+        names.check_kind(discriminator)
+    pcts = _check_percentiles(percentiles)
+    _require_events(train, REAL)
+    _require_events(holdout, "holdout")
+    models = _named(synthetic)
+    paper = protocol == names.PAPER
+    train_codes = set(code_counts(train).index)
+    rows = []
+
+    def add(base, metric, est, low=np.nan, high=np.nan, spread=np.nan, note=""):
+        rows.append({**base, "metric": metric, "estimate": est, "ci_low": low, "ci_high": high,
+                     "spread": spread, "note": note})
+
+    for p in pcts:
+        tail = tail_codes(train, p, protocol)
+        for name, cohort in models.items():
+            keep = set(tail["codes"])
+            if not paper:  # codes absent from train have training frequency 0: always in the tail
+                keep |= (set(pd.unique(cohort.events["code"]).tolist()) | set(
+                    pd.unique(holdout.events["code"]).tolist())) - train_codes
+            t_r, e_r, s_r = _restrict(train, keep), _restrict(holdout, keep), _restrict(cohort, keep)
+            base = {"model": name, "percentile": float(p), "threshold": tail["threshold"],
+                    "tail_share": tail["tail_share"], "n_codes": tail["n_codes"],
+                    "synthetic_patients": 0 if s_r is None else s_r.n_patients}
+            # prevalence R² and RMSE
+            vocab = Vocabulary(keep)
+            if paper:
+                if s_r is None:
+                    add(base, names.PREVALENCE_R2, np.nan, note="no synthetic record holds a tail code")
+                    add(base, names.PREVALENCE_RMSE, np.nan, note="no synthetic record holds a tail code")
+                    prev = None
+                else:
+                    x_t, x_s = binary_matrix(t_r, vocab), binary_matrix(s_r, vocab)
+                    prev = _prevalence_rows(x_t, x_s, n_bootstrap, seed)
+                    note = (f"prevalence over the patients left after filtering ({t_r.n_patients} train, "
+                            f"{s_r.n_patients} synthetic); basic bootstrap, B={n_bootstrap}")
+            else:
+                full = Vocabulary(keep | set(pd.unique(train.events["code"]).tolist())
+                                  | set(pd.unique(cohort.events["code"]).tolist()))
+                cols = full.index(sorted(keep))
+                x_t = binary_matrix(train, full)[:, cols]
+                x_s = binary_matrix(cohort, full)[:, cols]
+                prev = _prevalence_rows(x_t, x_s, n_bootstrap, seed)
+                note = (f"prevalence over all patients ({train.n_patients} train, {cohort.n_patients} synthetic); "
+                        f"basic bootstrap, B={n_bootstrap}")
+            if prev is not None:
+                for metric in (names.PREVALENCE_R2, names.PREVALENCE_RMSE):
+                    add(base, metric, *prev[metric], note=note)
+            # privacy: NNAAR, MIA F1, MIA accuracy
+            privacy_ok = all(c is not None and c.n_patients >= 2 for c in (t_r, e_r, s_r))
+            if privacy_ok:
+                priv = privacy_metrics(t_r, e_r, s_r, seed=seed, repeats=repeats, protocol=protocol).set_index("metric")
+                for metric in (names.NNAAR, names.MIA_F1, names.MIA_ACCURACY):
+                    r = priv.loc[metric]
+                    add(base, metric, r.estimate, spread=r.spread, note=r.note)
+            else:
+                for metric in (names.NNAAR, names.MIA_F1, names.MIA_ACCURACY):
+                    add(base, metric, np.nan,
+                        note="fewer than two train, holdout or synthetic records hold a tail code")
+            # discriminator privacy score
+            if discriminator is not None:
+                real_r = t_r if real == "train" else e_r
+                try:
+                    if real_r is None or s_r is None:
+                        raise CohortError("no real or no synthetic record holds a tail code")
+                    disc = discriminator_family(t_r, e_r, s_r, (discriminator,), protocol=protocol, real=real,
+                                                n_bootstrap=n_bootstrap, seed=seed, **discriminator_options)
+                    r = disc.set_index("metric").loc[names.disc_metric(discriminator, "score")]
+                    add(base, "disc_score", r.estimate, r.ci_low, r.ci_high, note=f"{discriminator}: {r.note}")
+                except CohortError as err:
+                    add(base, "disc_score", np.nan, note=f"{discriminator}: not computed: {err}")
+    out = pd.DataFrame(rows, columns=["model", "percentile", "threshold", "tail_share", "n_codes",
+                                      "synthetic_patients", "metric", "estimate", "ci_low", "ci_high", "spread",
+                                      "note"])
+    missing = out[out["estimate"].isna()]
+    if len(missing):
+        first = missing.iloc[0]
+        warnings.warn(f"longtail_ablation: {len(missing)} metric value(s) could not be computed, e.g. "
+                      f"{first.metric} of {first.model!r} at p{first.percentile:g}: {first.note}", stacklevel=2)
+    return out

@@ -94,11 +94,11 @@ def _draw(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
     return np.sort(rng.choice(size, n, replace=False))
 
 
-def _beyond(a: np.ndarray, b: np.ndarray, tol: float) -> float:
-    """Mean of 1(a > b) + ½·1(a = b): ties count one half."""
+def _beyond(a: np.ndarray, b: np.ndarray, tol: float, tie: float = 0.5) -> float:
+    """Mean of 1(a > b) + tie·1(a = b): ties count one half (``tie=0``: the paper's strict ``>``)."""
     greater = a > b + tol
     tied = np.abs(a - b) <= tol
-    return float(np.mean(greater + 0.5 * tied))
+    return float(np.mean(greater + tie * tied))
 
 
 def _summary(per_repeat: dict[str, list[float]], n: int) -> dict:
@@ -129,20 +129,22 @@ def _snap(values: np.ndarray, tol: float) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------- NNAAR
 def _nnaar(train: EncodedCohort, holdout: EncodedCohort, synthetic: EncodedCohort, n: int, repeats: int,
-           seed: int, metric: str, length_penalty: float, chunk_size: int) -> dict:
+           seed: int, metric: str, length_penalty: float, chunk_size: int, paper: bool = False) -> dict:
     rng = _rng(seed, "nnaar")
     tol = tie_tolerance(metric, length_penalty)
     opts = dict(metric=metric, length_penalty=length_penalty, chunk_size=chunk_size)
+    # The paper's notebook searches X for the query itself (d_XX = 0) and counts ties as 0.
+    own, tie = (None, 0.0) if paper else (0, 0.5)
     per: dict[str, list[float]] = {"nnaar": [], "aa_es": [], "aa_ts": []}
     for _ in range(repeats):
         t = train.take(_draw(rng, len(train), n))
         s = synthetic.take(_draw(rng, len(synthetic), n))
         e = holdout.take(_draw(rng, len(holdout), n))
-        d_s = nearest_by_group(s, [s, t, e], self_group=0, **opts)  # columns: SS, ST, SE
-        d_t = nearest_by_group(t, [t, s], self_group=0, **opts)  # TT, TS
-        d_e = nearest_by_group(e, [e, s], self_group=0, **opts)  # EE, ES
-        aa_ts = 0.5 * (_beyond(d_t[:, 1], d_t[:, 0], tol) + _beyond(d_s[:, 1], d_s[:, 0], tol))
-        aa_es = 0.5 * (_beyond(d_e[:, 1], d_e[:, 0], tol) + _beyond(d_s[:, 2], d_s[:, 0], tol))
+        d_s = nearest_by_group(s, [s, t, e], self_group=own, **opts)  # columns: SS, ST, SE
+        d_t = nearest_by_group(t, [t, s], self_group=own, **opts)  # TT, TS
+        d_e = nearest_by_group(e, [e, s], self_group=own, **opts)  # EE, ES
+        aa_ts = 0.5 * (_beyond(d_t[:, 1], d_t[:, 0], tol, tie) + _beyond(d_s[:, 1], d_s[:, 0], tol, tie))
+        aa_es = 0.5 * (_beyond(d_e[:, 1], d_e[:, 0], tol, tie) + _beyond(d_s[:, 2], d_s[:, 0], tol, tie))
         per["nnaar"].append(aa_es - aa_ts)
         per["aa_es"].append(aa_es)
         per["aa_ts"].append(aa_ts)
@@ -255,8 +257,35 @@ def attack_metrics(member_scores, nonmember_scores, *, tol: float = 0.0) -> dict
             "tpr_at_1pct_fpr": tpr_at}
 
 
+def paper_attack_metrics(member_scores, nonmember_scores) -> dict:
+    """The paper notebook's threshold attack: "member" strictly below the median score.
+
+    Paper: section 3.2. With integer distances many records sit at the median and are all
+    predicted non-members, so fewer than half are predicted members; precision is 0 when no
+    record is predicted a member (sklearn's convention).
+
+    Returns:
+        dict with ``accuracy``, ``precision``, ``recall``, ``f1``.
+    """
+    member = np.asarray(member_scores, dtype=np.float64)
+    nonmember = np.asarray(nonmember_scores, dtype=np.float64)
+    if len(member) == 0 or len(nonmember) == 0:
+        raise ValueError(f"the attack needs members and non-members (got {len(member)} and {len(nonmember)})")
+    scores = np.concatenate([member, nonmember])
+    is_member = np.r_[np.ones(len(member)), np.zeros(len(nonmember))]
+    predicted = (scores < np.median(scores)).astype(np.float64)
+    tp = float(predicted @ is_member)
+    n_pred = float(predicted.sum())
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / len(member)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    accuracy = float(np.mean(predicted == is_member))
+    return {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}
+
+
 def _membership_inference(train: EncodedCohort, holdout: EncodedCohort, synthetic: EncodedCohort, n: int,
-                          repeats: int, seed: int, metric: str, length_penalty: float, chunk_size: int) -> dict:
+                          repeats: int, seed: int, metric: str, length_penalty: float, chunk_size: int,
+                          paper: bool = False) -> dict:
     rng = _rng(seed, "membership_inference")
     tol = tie_tolerance(metric, length_penalty)
     opts = dict(metric=metric, length_penalty=length_penalty, chunk_size=chunk_size)
@@ -266,7 +295,10 @@ def _membership_inference(train: EncodedCohort, holdout: EncodedCohort, syntheti
         members = _draw(rng, len(train), n)
         nonmembers = _draw(rng, len(holdout), n)
         member_scores = nearest(train.take(members), synthetic, **opts).distance
-        result = attack_metrics(member_scores, holdout_scores[nonmembers], tol=tol)
+        if paper:
+            result = paper_attack_metrics(member_scores, holdout_scores[nonmembers])
+        else:
+            result = attack_metrics(member_scores, holdout_scores[nonmembers], tol=tol)
         for name, value in result.items():
             per.setdefault(name, []).append(value)
     return _summary(per, n)
@@ -403,18 +435,34 @@ def dcr(train: Cohort, holdout: Cohort, synthetic: Cohort, n: int | None = None,
 
 
 # ---------------------------------------------------------------------------------- family
+PAPER_SAMPLE = 1000
+"""The paper notebook's sample size: NNAAR samples of 1,000 records, MIA 500 members + 500 non-members."""
+PAPER_DISTANCE = "set_binary_length"
+"""The paper's distance: visit-aligned set distance + 1 when the numbers of visits differ."""
+
+
 def privacy_metrics(train: Cohort, holdout: Cohort, synthetic: Cohort, seed: int = 0, repeats: int = 10, *,
-                    metric: str = "set", length_penalty: float = 0.0,
-                    chunk_size: int = CHUNK_SIZE) -> pd.DataFrame:
+                    metric: str | None = None, length_penalty: float = 0.0,
+                    chunk_size: int = CHUNK_SIZE, protocol: str = "corrected",
+                    encoded: tuple[EncodedCohort, EncodedCohort, EncodedCohort] | None = None) -> pd.DataFrame:
     """The privacy family: NNAAR, membership inference, exact copies and DCR.
 
     Paper: section 3.2 (NNAAR, MIA accuracy/precision/recall/F1); the rest from EVALUATION.md.
 
-    The three cohorts are encoded once. NNAAR, MIA and DCR each average ``repeats`` subsample
-    draws from its own stream for ``seed``, so each row equals the matching
-    function called with the same ``seed`` and ``repeats`` (e.g. :func:`nnaar`). Sample sizes
-    follow those functions: NNAAR uses the smallest of the three cohort sizes, MIA and DCR
-    ``min(len(train), len(holdout))``.
+    ``protocol="corrected"`` (default): the three cohorts are encoded once. NNAAR, MIA and DCR
+    each average ``repeats`` subsample draws from its own stream for ``seed``, so each row equals
+    the matching function called with the same ``seed`` and ``repeats`` (e.g. :func:`nnaar`).
+    Sample sizes follow those functions: NNAAR uses the smallest of the three cohort sizes, MIA
+    and DCR ``min(len(train), len(holdout))``.
+
+    ``protocol="paper"``: the paper notebook's rules on the paper's distance
+    (:data:`PAPER_DISTANCE`): NNAAR on samples of ``min(1000, sizes)`` records with the query
+    its own nearest neighbour (``d_XX = 0``) and strict ``>``; the attack on
+    ``min(len(train), len(holdout), 1000) // 2`` members and as many non-members, "member"
+    strictly below the median (:func:`paper_attack_metrics`). Only the paper's metrics
+    (:data:`ehrlib.metrics.names.PAPER_PRIVACY_METRICS`) are reported. The paper uses one draw;
+    here the estimate is the mean of ``repeats`` such draws and ``spread`` their standard
+    deviation.
 
     Deviations: see :func:`nnaar`, :func:`membership_inference` and :func:`dcr`. No bootstrap
     with replacement (duplicated records would be each other's neighbours at distance 0), so
@@ -423,31 +471,68 @@ def privacy_metrics(train: Cohort, holdout: Cohort, synthetic: Cohort, seed: int
     repeats (the variability due to subsampling alone, not to the draw of the holdout; NaN for
     ``exact_copy_rate``, which uses every record, and when ``repeats`` = 1).
 
+    Args:
+        train, holdout, synthetic: the cohorts.
+        seed, repeats: as in :func:`nnaar`.
+        metric: the distance; default ``"set"`` (corrected) or :data:`PAPER_DISTANCE` (paper).
+        length_penalty, chunk_size: passed to the distance.
+        protocol: ``"corrected"`` or ``"paper"``.
+        encoded: the three cohorts already encoded together (:func:`encode_cohorts`), to encode once.
+
     Returns:
-        DataFrame with columns ``metric``, ``estimate``, ``ci_low``, ``ci_high``, ``spread`` and
-        one row per name in :data:`PRIVACY_METRICS`, in that order.
+        DataFrame with columns ``metric``, ``estimate``, ``ci_low``, ``ci_high``, ``spread``,
+        ``note``; one row per name in :data:`PRIVACY_METRICS` (corrected) or
+        :data:`ehrlib.metrics.names.PAPER_PRIVACY_METRICS` (paper), in that order.
 
     Raises:
         CohortError: an empty cohort, or fewer than two records in some cohort.
+        ConfigError: an unknown protocol.
     """
+    from ehrlib.metrics import names
+
+    names.check_protocol(protocol)
+    paper = protocol == names.PAPER
+    metric = metric or (PAPER_DISTANCE if paper else "set")
     repeats = _check_repeats(repeats)
-    t, e, s = _encode(train=train, holdout=holdout, synthetic=synthetic)
+    if encoded is None:
+        t, e, s = _encode(train=train, holdout=holdout, synthetic=synthetic)
+    else:
+        t, e, s = encoded
     n_nn = _sample_size(None, 2, train=len(t), holdout=len(e), synthetic=len(s))
     n_pair = _sample_size(None, 1, train=len(t), holdout=len(e))
     args = (repeats, seed, metric, length_penalty, chunk_size)
-    nn = _nnaar(t, e, s, n_nn, *args)
-    mia = _membership_inference(t, e, s, n_pair, *args)
-    closest = _dcr(t, e, s, n_pair, *args)
-    sources = {"nnaar": (nn, "nnaar"), "dcr_share": (closest, "dcr_share")}
+    spread_note = f"spread: standard deviation over {repeats} subsample draws (no bootstrap)"
+    if paper:
+        n_nn = min(PAPER_SAMPLE, n_nn)
+        n_pair = max(1, min(PAPER_SAMPLE, n_pair) // 2)
+        nn = _nnaar(t, e, s, n_nn, *args, paper=True)
+        mia = _membership_inference(t, e, s, n_pair, *args, paper=True)
+        wanted = names.PAPER_PRIVACY_METRICS
+        notes = {"nnaar": f"paper rules: self-match, strict >, samples of {n_nn}; {spread_note}"}
+        mia_note = f"paper rules: {n_pair} members + {n_pair} non-members, strict < median; {spread_note}"
+    else:
+        nn = _nnaar(t, e, s, n_nn, *args)
+        mia = _membership_inference(t, e, s, n_pair, *args)
+        closest = _dcr(t, e, s, n_pair, *args)
+        wanted = PRIVACY_METRICS
+        notes = {"nnaar": f"self pair excluded by index, ties 1/2, samples of {n_nn}; {spread_note}",
+                 "dcr_share": f"train and holdout samples of {n_pair}; {spread_note}",
+                 "exact_copy_rate": "every synthetic record against every train record"}
+        mia_note = f"{n_pair} members + {n_pair} non-members, fractional tie-break at the median; {spread_note}"
+    sources = {"nnaar": (nn, "nnaar")}
+    if not paper:
+        sources["dcr_share"] = (closest, "dcr_share")
     for name in ("accuracy", "precision", "recall", "f1", "auc", "tpr_at_1pct_fpr"):
-        sources[f"mia_{name}"] = (mia, name)
+        if name in mia:
+            sources[f"mia_{name}"] = (mia, name)
+            notes[f"mia_{name}"] = mia_note
     rows = []
-    for metric_name in PRIVACY_METRICS:
+    for metric_name in wanted:
         if metric_name == "exact_copy_rate":
             estimate, spread = _exact_copy_rate(t, s), float("nan")
         else:
             result, key = sources[metric_name]
             estimate, spread = result[key], result[f"{key}_std"]
         rows.append({"metric": metric_name, "estimate": estimate, "ci_low": float("nan"),
-                     "ci_high": float("nan"), "spread": spread})
-    return pd.DataFrame(rows, columns=["metric", "estimate", "ci_low", "ci_high", "spread"])
+                     "ci_high": float("nan"), "spread": spread, "note": notes[metric_name]})
+    return pd.DataFrame(rows, columns=["metric", "estimate", "ci_low", "ci_high", "spread", "note"])
