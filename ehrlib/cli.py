@@ -69,6 +69,8 @@ def _synthetic_names(paths: list[str]) -> dict[str, str]:
 
 def evaluate_files(args) -> Path:
     """``ehrbench evaluate``: every metric for each synthetic file, written atomically into ``--out``."""
+    import pandas as pd
+
     from ehrlib.io import atomic_write
     from ehrlib.metrics.evaluate import evaluate_all, table1
 
@@ -79,11 +81,12 @@ def evaluate_files(args) -> Path:
     names = _synthetic_names(args.synthetic)
     train, holdout = read_long(args.train), read_long(args.holdout)
     synthetic = {name: read_long(p) for name, p in names.items()}
-    disc = None if args.discriminator == "none" else args.discriminator
-    results = evaluate_all(train, holdout, synthetic, seed=args.seed, n_bootstrap=args.n_bootstrap, discriminator=disc)
-    if disc == "lstm":  # the same column names as the book's Table 1
-        is_disc = results["family"] == "discriminator"
-        results.loc[is_disc, "metric"] = "lstm_" + results.loc[is_disc, "metric"]
+    kinds = tuple(k for k in args.discriminators if k != "none")
+    families = None if kinds else ["prevalence", "privacy"]
+    results = pd.concat([evaluate_all(train, holdout, synthetic, seed=args.seed, n_bootstrap=args.n_bootstrap,
+                                      families=families, discriminators=kinds or None, protocol=p,
+                                      real=args.real_class, allow_overlap=args.allow_overlap).assign(protocol=p)
+                         for p in args.protocol], ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "metrics.csv", lambda tmp: results.to_csv(tmp, index=False))
     wide = table1(results)
@@ -143,7 +146,16 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--holdout", required=True, help="long-format file of real patients it never saw")
     e.add_argument("--synthetic", required=True, nargs="+", help="long-format synthetic file(s)")
     e.add_argument("--out", required=True, type=Path, help="folder for metrics.csv and table1.csv/.md")
-    e.add_argument("--discriminator", default="rf", choices=("rf", "lstm", "none"))
+    e.add_argument("--discriminators", nargs="+", default=["rf"], choices=("rf", "lstm", "none"),
+                   help="discriminator kinds (metrics named rf_disc_*, lstm_disc_*); none skips the family")
+    e.add_argument("--discriminator", dest="discriminators", type=lambda k: [k], choices=(["rf"], ["lstm"], ["none"]),
+                   help=argparse.SUPPRESS)
+    e.add_argument("--protocol", nargs="+", default=["corrected"], choices=("corrected", "paper"),
+                   help="evaluation protocol(s): ours (corrected) and/or the paper's notebook (paper)")
+    e.add_argument("--real-class", default="train", choices=("train", "holdout"),
+                   help="the discriminator's real class (holdout for generators that may copy train)")
+    e.add_argument("--allow-overlap", action="store_true",
+                   help="evaluate even when the holdout shares patients or records with train")
     e.add_argument("--n-bootstrap", type=int, default=1000)
     e.add_argument("--seed", type=int, default=0)
     _layout_options(e)

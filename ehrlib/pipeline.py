@@ -100,37 +100,36 @@ def reference_generators(stage: Stage) -> pd.DataFrame:
 
 
 def evaluate(stage: Stage, family: str, *, lstm: str = "profile") -> pd.DataFrame:
-    """Compute one metric family for every synthetic cohort of the run, save it, return it.
+    """Compute one metric family for every synthetic cohort of the run in each protocol of the
+    profile (``corrected`` and ``paper``), save it (a ``protocol`` column), and return a summary.
 
     ``lstm`` (discriminator family): ``yes``, ``no`` or ``profile`` (as the profile says).
+    The prevalence family is the same in both protocols and is computed once.
     """
-    from ehrlib.metrics import evaluate_all
+    from ehrlib.errors import ConfigError
+    from ehrlib.metrics import evaluate_all, names
 
     ev = stage.settings.evaluation
+    protocols = tuple(getattr(ev, "protocols", names.PROTOCOLS))
     train, holdout, synthetic = stage.train, stage.holdout, stage.synthetic
-    if family == "prevalence":
-        out = evaluate_all(train, holdout, synthetic, families=["prevalence"], seed=stage.seed,
-                           n_bootstrap=ev.n_bootstrap)
-    elif family == "privacy":
-        out = evaluate_all(train, holdout, synthetic, families=["privacy"], seed=stage.seed, repeats=ev.nnaar_repeats)
-    elif family == "discriminator":
-        if lstm not in ("yes", "no", "profile"):
-            from ehrlib.errors import ConfigError
-
-            raise ConfigError(f"lstm={lstm!r}: expected 'yes', 'no' or 'profile'")
-        with_lstm = ev.lstm if lstm == "profile" else lstm == "yes"
-        frames = [evaluate_all(train, holdout, synthetic, families=["discriminator"], discriminator="rf",
-                               seed=stage.seed)]
-        if with_lstm:
-            frames.append(evaluate_all(train, holdout, synthetic, families=["discriminator"], discriminator="lstm",
-                                       seed=stage.seed).assign(metric=lambda d: "lstm_" + d["metric"]))
-        out = pd.concat(frames, ignore_index=True)
+    common = dict(seed=stage.seed, n_bootstrap=ev.n_bootstrap, families=[family], progress=False)
+    if family == names.PREVALENCE:
+        once = evaluate_all(train, holdout, synthetic, **common)
+        out = pd.concat([once.assign(protocol=p) for p in protocols], ignore_index=True)
+    elif family in (names.PRIVACY, names.DISCRIMINATOR):
+        extra = {"repeats": ev.nnaar_repeats} if family == names.PRIVACY else {}
+        if family == names.DISCRIMINATOR:
+            if lstm not in ("yes", "no", "profile"):
+                raise ConfigError(f"lstm={lstm!r}: expected 'yes', 'no' or 'profile'")
+            with_lstm = ev.lstm if lstm == "profile" else lstm == "yes"
+            extra = {"discriminators": ("rf", "lstm") if with_lstm else ("rf",),
+                     "real": getattr(ev, "real_class", "train")}
+        out = pd.concat([evaluate_all(train, holdout, synthetic, protocol=p, **common, **extra).assign(protocol=p)
+                         for p in protocols], ignore_index=True)
     else:
-        from ehrlib.errors import ConfigError
-
-        raise ConfigError(f"family={family!r}: expected 'prevalence', 'discriminator' or 'privacy'")
+        raise ConfigError(f"family={family!r}: expected one of {names.FAMILIES}")
     stage.save_metrics(family, out)
-    return out.pivot(index="model", columns="metric", values="estimate")
+    return out.pivot_table(index=["model", "protocol"], columns="metric", values="estimate")
 
 
 def table1(stage: Stage) -> pd.DataFrame:
@@ -146,3 +145,22 @@ def table1(stage: Stage) -> pd.DataFrame:
                          ignore_index=True)
     stage.save_table("table1", wide)
     return wide
+
+
+def longtail(stage: Stage) -> pd.DataFrame:
+    """Figure 3 in each protocol: the six panels per percentile with intervals (saved as
+    ``fig3_data``; ``fig3`` is the corrected protocol, ``fig3_paper`` the paper's)."""
+    from ehrlib import plots
+    from ehrlib.metrics import names
+    from ehrlib.metrics.longtail import longtail_ablation
+
+    ev = stage.settings.evaluation
+    protocols = tuple(getattr(ev, "protocols", names.PROTOCOLS))
+    frames = [longtail_ablation(stage.train, stage.holdout, stage.synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
+                                repeats=ev.nnaar_repeats, seed=stage.seed, real=getattr(ev, "real_class", "train"))
+              .assign(protocol=p) for p in protocols]
+    data = pd.concat(frames, ignore_index=True)
+    stage.save_table("fig3_data", data, show=False)
+    for p, frame in zip(protocols, frames):
+        stage.save_figure("fig3" if p == "corrected" else f"fig3_{p}", plots.fig3_percentile_ablation(frame))
+    return data
