@@ -22,6 +22,7 @@ ARTIFACTS: dict[str, str] = {
     "table1": "Table 1. Fidelity, utility and privacy of every generator, with uncertainty.",
     "table1_seeds": "Table 1 across seeds. Mean and spread of each metric over the runs of a seed sweep.",
     "table1_tidy": "Table 1 (tidy). Every metric behind Table 1, one row per model and metric.",
+    "table_protocol_effects": "Protocol effects. Each difference between the paper's evaluation protocol and ours, measured on the same cohorts.",
     "table12_real": "Table 12 (real rows). Structure statistics of the real splits.",
     "table12": "Table 12. Structure statistics of the real training data and every synthetic cohort.",
     "table13": "Table 13. Code coverage and divergence from the training data.",
