@@ -5,6 +5,6 @@ from ehrlib.data.mimic3 import load_mimic3
 from ehrlib.data.mimic4 import load_mimic4
 from ehrlib.data.registry import load
 from ehrlib.data.simulate import simulate, write_simulated
-from ehrlib.data.splits import split
+from ehrlib.data.splits import paper_split, split
 
-__all__ = ["Vocabulary", "load", "load_mimic3", "load_mimic4", "read_long", "simulate", "split", "write_simulated"]
+__all__ = ["Vocabulary", "load", "load_mimic3", "load_mimic4", "paper_split", "read_long", "simulate", "split", "write_simulated"]
