@@ -2,6 +2,7 @@
 
     ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--no-book]
     ehrbench fetch mimic3-demo
+    ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
     ehrbench stats FILE [FILE ...]
     ehrbench evaluate --train A --holdout B --synthetic C [C ...] --out DIR
 """
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--no-book", action="store_true", help="execute the notebooks only")
     r.add_argument("--only", nargs="*", help="notebook name prefixes to run (e.g. 00 30)")
     f = sub.add_parser("fetch", help="download an open demo dataset (sha256-checked) into $EHRLIB_DATA_DIR or ./data")
-    f.add_argument("name", choices=("mimic3-demo", "mimic4-demo"))
+    f.add_argument("name", choices=("mimic3-demo", "mimic4-demo", "paper-samples"))
     s = sub.add_parser("stats", help="Table 12 statistics of long-format files")
     s.add_argument("paths", nargs="+")
     e = sub.add_parser("evaluate", help="evaluate long-format synthetic files against train/holdout files")
@@ -130,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--discriminator", default="rf", choices=("rf", "lstm", "none"))
     e.add_argument("--n-bootstrap", type=int, default=1000)
     e.add_argument("--seed", type=int, default=0)
+    a = sub.add_parser("audit", help="memorisation audit: copies of real patients in synthetic files, beside controls")
+    a.add_argument("--real", required=True, help="real source: mimic3-demo | mimic3:PATH | long:PATH | ...")
+    a.add_argument("--split", default="paper", choices=("paper", "none"), help="roles from the paper's released split")
+    a.add_argument("--synthetic", required=True, nargs="+", help="synthetic file(s): released samples or long format")
+    a.add_argument("--out", required=True, type=Path, help="folder for audit_*.csv and audit.png")
+    a.add_argument("--seed", type=int, default=0, help="seed of the marginals controls")
+    a.add_argument("--no-control", action="store_true", help="skip the marginals controls")
+    a.add_argument("--download", action="store_true", help="allow downloading an open real source")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.cmd == "reproduce":
@@ -142,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         print(fetch(args.name, download=True))
     elif args.cmd == "evaluate":
         evaluate_files(args)
+    elif args.cmd == "audit":
+        from ehrlib.audit_cli import main as audit_main
+
+        return audit_main(args)
     elif args.cmd == "stats":
         print(stats(args.paths).to_string(index=False))
     return 0

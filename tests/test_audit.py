@@ -146,3 +146,15 @@ def test_bad_options_are_metric_errors(small_cohort):
         audit(c, c, confidence=1.5)
     with pytest.raises(MetricError, match="no synthetic files"):
         audit(c, {})
+
+
+def test_audit_figure_has_distance_and_copy_panels(small_cohort):
+    from ehrlib.plots import fig_audit
+
+    real = small_cohort.subset(small_cohort.subject_ids[:40])
+    result = audit(real, {"halo": small_cohort.subset(small_cohort.subject_ids[:10]).renamed()},
+                   roles_of(real, set(real.subject_ids[:30])))
+    fig = fig_audit(result.nearest, result.copies)
+    assert len(fig.axes) == 3
+    with pytest.raises(ValueError, match="role 'nope'"):
+        fig_audit(result.nearest, result.copies, role="nope")
