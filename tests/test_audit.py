@@ -158,3 +158,11 @@ def test_audit_figure_has_distance_and_copy_panels(small_cohort):
     assert len(fig.axes) == 3
     with pytest.raises(ValueError, match="role 'nope'"):
         fig_audit(result.nearest, result.copies, role="nope")
+
+
+def test_small_real_cohorts_are_reported_with_what_they_cannot_see(small_cohort):
+    real = small_cohort.subset(small_cohort.subject_ids[:98])
+    with pytest.warns(UserWarning, match=r"only 98 real patient\(s\) .* below 3.0%"):
+        copied_records(real, real.renamed())
+    with pytest.warns(UserWarning, match=r"only 98 all patients audited: a true copy rate below 3.0%"):
+        audit(real, real.renamed(), control=False, distances=False)

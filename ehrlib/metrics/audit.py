@@ -246,7 +246,7 @@ def audit(real: Cohort, synthetic: Mapping[str, Cohort] | Cohort, roles=None, *,
         chunk_size: query rows per sparse product in the distance search.
 
     Returns:
-        :class:`Audit`.
+        :class:`Audit`; a warning per role too small to see a 1% copy rate (:func:`warn_small`).
 
     Raises:
         MetricError: an empty real cohort or synthetic file, a bad ``min_codes``,
@@ -319,7 +319,7 @@ def audit(real: Cohort, synthetic: Mapping[str, Cohort] | Cohort, roles=None, *,
                         distance_rows.append({"synthetic": name, "comparison": comparison, "role": r, "distance": kind,
                                               "patients": len(values), **_distance_summary(values)})
     pairs = pd.concat(pair_parts, ignore_index=True)[list(PAIR_COLUMNS)]
-    return Audit(
+    result = Audit(
         copies=pd.DataFrame(copy_rows, columns=list(COPY_COLUMNS)),
         distances=pd.DataFrame(distance_rows, columns=list(DISTANCE_COLUMNS)),
         nearest=pd.concat(nearest_parts, ignore_index=True)[list(NEAREST_COLUMNS)],
@@ -327,6 +327,8 @@ def audit(real: Cohort, synthetic: Mapping[str, Cohort] | Cohort, roles=None, *,
         confidence=confidence,
         power=power,
     )
+    warn_small(result)
+    return result
 
 
 def warn_small(result: Audit, threshold: float = 0.01) -> None:
