@@ -227,8 +227,8 @@ def read_sample(path) -> Cohort:
 
     The released files use three column layouts (:data:`PAPER_SAMPLE_LAYOUTS`; MedGAN's has no
     visit column, so each patient is one visit). Some hold the string ``nan`` as a code and
-    repeat codes within a visit; the canonical Cohort drops both, and this function says how
-    many rows each removed in a warning that names the file.
+    repeat codes within a visit; the canonical Cohort drops both, and a warning that names the
+    file says how many rows each removed (``read_long``'s own report where it gives one).
 
     Raises:
         CohortError: the header is not one of the released layouts (file and line 1 named), or
@@ -258,8 +258,13 @@ def read_sample(path) -> Cohort:
     visit = raw["HADM_ID"].str.strip() if "HADM_ID" in raw.columns else pd.Series("0", index=raw.index)
     kept = pd.DataFrame({"s": raw["SUBJECT_ID"].str.strip(), "v": visit, "c": code})[~missing.to_numpy()]
     repeated = int(kept.duplicated().sum())
-    cohort = read_long(path)
-    if missing.any() or repeated:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cohort = read_long(path)
+    for w in caught:  # pass on what read_long said
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    said = " ".join(str(w.message) for w in caught)
+    if (missing.any() or repeated) and "missing code" not in said:  # read_long did not report the drops
         warnings.warn(
             f"{path}: dropped {int(missing.sum())} row(s) with a missing code (e.g. 'nan') and {repeated} "
             f"row(s) repeating a code within a visit, of {len(raw)} rows; {cohort.n_events} events remain",
