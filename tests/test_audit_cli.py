@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from conftest import SHARED_DATA, needs_demo
-from ehrlib.audit_cli import AUDIT_MANIFEST, check_out
+from ehrlib.audit_cli import AUDIT_MANIFEST, check_out, run_audit
 from ehrlib.cli import main
 from ehrlib.errors import RunError
 
@@ -14,9 +14,22 @@ SAMPLES = SHARED_DATA / "paper-samples"
 
 def test_folder_with_another_commands_file_is_refused_before_any_work(tmp_path):
     (tmp_path / "audit_copies.csv").write_text("someone else's\n")
+    # an unknown real source and a missing file would fail later: the folder is checked first
     with pytest.raises(RunError, match="another command wrote"):
-        main(["audit", "--real", "no-such-source", "--synthetic", "x.csv", "--out", str(tmp_path)])
+        run_audit("no-such-source", ["x.csv"], tmp_path)
     assert (tmp_path / "audit_copies.csv").read_text() == "someone else's\n"
+
+
+def test_cli_reports_the_refused_folder(tmp_path, capsys):
+    (tmp_path / "audit_copies.csv").write_text("someone else's\n")
+    try:
+        code = main(["audit", "--real", "no-such-source", "--synthetic", "x.csv", "--out", str(tmp_path)])
+    except RunError as exc:  # a CLI without one-line error handling
+        message = str(exc)
+    else:
+        assert code != 0
+        message = capsys.readouterr().err
+    assert "another command wrote" in message
 
 
 def test_folder_with_unrelated_files_or_an_earlier_audit_is_accepted(tmp_path):
