@@ -64,3 +64,17 @@ def test_table12_of_the_released_samples_matches_the_paper():
     got = compare(tidy(summary_table(samples), "dataset"), "released samples", same_artifacts=True, tables=["12"])
     synthetic = got[got["model"] != "train"]
     assert len(synthetic) == 30 and synthetic["within_rounding"].all()
+
+
+def test_between_samples_scores_every_ordered_pair(small_cohort):
+    from ehrlib.metrics.paper import between_samples
+
+    ids = small_cohort.subject_ids
+    samples = {"a": small_cohort.subset(ids[:150]), "b": small_cohort.subset(ids[150:300]), "c": small_cohort.subset(ids[:150])}
+    got = between_samples(samples, k=20)
+    assert set(zip(got["reference"], got["model"])) == {(r, m) for r in "abc" for m in "abc" if r != m}
+    same = got[(got["reference"] == "a") & (got["model"] == "c")].set_index("metric")["estimate"]
+    assert same["prevalence_r2"] == pytest.approx(1) and same["cosine"] == pytest.approx(1)
+    assert same["coverage_pct"] == pytest.approx(100) and same["js"] == pytest.approx(0, abs=1e-12)
+    with pytest.raises(MetricError, match="at least two"):
+        between_samples({"a": samples["a"]})

@@ -124,3 +124,37 @@ def compare(ours: pd.DataFrame, data: str, *, same_artifacts: bool = False, tabl
     close = np.abs(out["difference"].to_numpy(dtype=float)) <= half_unit + 1e-12
     out["within_rounding"] = pd.array(np.where(comparable & out["ours"].notna(), close, pd.NA), dtype="boolean")
     return out.reset_index(drop=True)
+
+
+def between_samples(samples: dict, k: int = 50) -> pd.DataFrame:
+    """The released samples scored against each other, where no real data is needed.
+
+    Paper: the marginal and co-occurrence metrics of section 3.1 and appendix G (Tables 13-14),
+    with one sample in the place of the real data. Every ordered pair ``(reference, model)`` of
+    distinct samples gets prevalence R², Pearson r and RMSE (:func:`ehrlib.metrics.prevalence.prevalence_metrics`),
+    the Table 13 columns (:func:`ehrlib.metrics.longtail.coverage_table`) and the Table 14
+    co-occurrence cosine and Frobenius difference over the reference's top ``k`` codes
+    (:func:`ehrlib.metrics.cooccurrence.cooccurrence_similarity`). These say how alike two
+    generators' outputs are, not how close either is to MIMIC-III.
+
+    Returns:
+        Tidy rows: ``reference``, ``model``, ``metric``, ``estimate``.
+
+    Raises:
+        MetricError: fewer than two samples.
+    """
+    from ehrlib.metrics.cooccurrence import cooccurrence_similarity
+    from ehrlib.metrics.longtail import coverage_table
+    from ehrlib.metrics.prevalence import prevalence_metrics
+
+    if len(samples) < 2:
+        raise MetricError(f"between_samples needs at least two samples, got {list(samples)}")
+    frames = []
+    for ref_name, ref in samples.items():
+        others = {name: c for name, c in samples.items() if name != ref_name}
+        rows = [{"model": name, **prevalence_metrics(ref, c)} for name, c in others.items()]
+        wide = pd.DataFrame(rows).merge(coverage_table(ref, others), on="model")
+        wide = wide.merge(cooccurrence_similarity(ref, others, k=k)[["model", "cosine", "frobenius"]], on="model")
+        frames.append(tidy(wide).assign(reference=ref_name))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["reference", "model", "metric", "estimate"]]
