@@ -166,3 +166,11 @@ def test_small_real_cohorts_are_reported_with_what_they_cannot_see(small_cohort)
         copied_records(real, real.renamed())
     with pytest.warns(UserWarning, match=r"only 98 all patients audited: a true copy rate below 3.0%"):
         audit(real, real.renamed(), control=False, distances=False)
+
+
+def test_records_sharing_no_code_are_at_the_sum_of_their_sizes():
+    real = cohort({"1": [["4019"]], "2": [["25000", "4280"], ["5849"]]})
+    synthetic = cohort({"a": [["V3000"]], "b": [["E8881", "7742"]]})
+    near = audit(real, synthetic, control=False).nearest
+    assert near["set_distance"].tolist() == [2.0, 4.0]  # own size + the smallest synthetic record
+    assert near["jaccard_distance"].tolist() == [1.0, 1.0] and not near["copied"].any()
