@@ -2,7 +2,9 @@
 
     ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--seeds 0,1,2] [--threads N] [--set KEY=VALUE ...]
                        [--only PREFIX ...] [--force] [--no-book | --book-only]
-    ehrbench fetch mimic3-demo
+    ehrbench fetch mimic3-demo | mimic4-demo | paper-samples
+    ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
+    ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
     ehrbench stats FILE [FILE ...]
     ehrbench evaluate --train A --holdout B --synthetic C [C ...] --out DIR
 
@@ -137,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--book-only", action="store_true", help="rebuild the book from the run without executing anything")
     r.add_argument("--only", nargs="*", help="notebook name prefixes to run (e.g. 00 30)")
     f = sub.add_parser("fetch", help="download an open demo dataset (sha256-checked) into $EHRLIB_DATA_DIR or ./data")
-    f.add_argument("name", choices=("mimic3-demo", "mimic4-demo"))
+    f.add_argument("name", choices=("mimic3-demo", "mimic4-demo", "paper-samples"))
     s = sub.add_parser("stats", help="Table 12 statistics of long-format files")
     s.add_argument("paths", nargs="+")
     _layout_options(s)
@@ -159,6 +161,14 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--n-bootstrap", type=int, default=1000)
     e.add_argument("--seed", type=int, default=0)
     _layout_options(e)
+    a = sub.add_parser("audit", help="memorisation audit: copies of real patients in synthetic files, beside controls")
+    a.add_argument("--real", required=True, help="real source: mimic3-demo | mimic3:PATH | long:PATH | ...")
+    a.add_argument("--split", default="paper", choices=("paper", "none"), help="roles from the paper's released split")
+    a.add_argument("--synthetic", required=True, nargs="+", help="synthetic file(s): released samples or long format")
+    a.add_argument("--out", required=True, type=Path, help="folder for audit_*.csv and audit.png")
+    a.add_argument("--seed", type=int, default=0, help="seed of the marginals controls")
+    a.add_argument("--no-control", action="store_true", help="skip the marginals controls")
+    a.add_argument("--download", action="store_true", help="allow downloading an open real source")
     return p
 
 
@@ -183,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             print(fetch(args.name, download=True))
         elif args.cmd == "evaluate":
             evaluate_files(args)
+        elif args.cmd == "audit":
+            from ehrlib.audit_cli import main as audit_main
+
+            return audit_main(args)
         elif args.cmd == "stats":
             print(stats(args.paths, _reader(args)).to_string(index=False))
     except (EhrlibError, OSError) as exc:

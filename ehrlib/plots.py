@@ -698,3 +698,71 @@ def fig14_alpha_ablation(df: pd.DataFrame) -> Figure:
                 labels.append(lab)
     fig.legend(handles, labels, loc="outside right upper", frameon=False)
     return fig
+
+
+def fig_audit(nearest: pd.DataFrame, copies: pd.DataFrame, role: str | None = None, min_codes: int | None = None) -> Figure:
+    """Memorisation audit: nearest-record distances and copy rates, each file beside its control.
+
+    Args:
+        nearest: ``Audit.nearest`` of :func:`ehrlib.metrics.audit.audit` (one row per real
+            patient and synthetic file; ``comparison`` is ``sample`` or ``marginals``).
+        copies: ``Audit.copies`` of the same audit.
+        role: the real patients to show (default ``train-list`` if present, else the first role).
+        min_codes: the minimum record size for the copy panel (default the smallest audited).
+
+    Returns:
+        Three axes: the cumulative share of real patients whose nearest synthetic record is
+        within a set distance, the same for the Jaccard distance (solid: the file, dotted: its
+        marginals control), and the copy rate with its exact interval for each file and control.
+    """
+    _require(nearest, ["synthetic", "comparison", "role", "set_distance", "jaccard_distance"], "fig_audit")
+    _require(copies, ["synthetic", "comparison", "role", "min_codes", "rate", "ci_low", "ci_high", "copied", "eligible"],
+             "fig_audit")
+    roles = list(pd.unique(nearest["role"]))
+    role = role or ("train-list" if "train-list" in roles else roles[0])
+    if role not in roles:
+        raise ValueError(f"fig_audit: role {role!r} not in the audit; found {roles}")
+    min_codes = int(copies["min_codes"].min()) if min_codes is None else int(min_codes)
+    files = list(pd.unique(nearest["synthetic"]))
+    near = nearest[nearest["role"] == role]
+    fig = _figure(13, 4.2)
+    axes = fig.subplots(1, 3)
+    for ax, column, label in ((axes[0], "set_distance", "Nearest set distance"),
+                              (axes[1], "jaccard_distance", "Nearest Jaccard distance (codes)")):
+        for name in files:
+            for comparison, style in (("sample", "-"), ("marginals", ":")):
+                values = np.sort(near.loc[(near["synthetic"] == name) & (near["comparison"] == comparison), column]
+                                 .to_numpy(dtype=float))
+                values = values[np.isfinite(values)]
+                if not len(values):
+                    continue
+                share = np.arange(1, len(values) + 1) / len(values)
+                ax.step(values, share, where="post", color=model_color(name), linestyle=style,
+                        label=f"{model_label(name)}" + (" (marginals control)" if comparison == "marginals" else ""))
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"Share of {role} patients at or below")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_xscale("symlog", linthresh=1)
+    sel = copies[(copies["role"] == role) & (copies["min_codes"] == min_codes)]
+    ax = axes[2]
+    for i, name in enumerate(files):
+        for j, comparison in enumerate(("sample", "marginals")):
+            r = sel[(sel["synthetic"] == name) & (sel["comparison"] == comparison)]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            x = i + (j - 0.5) * 0.35
+            ax.bar(x, r["rate"], width=0.33, color=model_color(name), alpha=1.0 if comparison == "sample" else 0.35,
+                   hatch=None if comparison == "sample" else "//", edgecolor=model_color(name))
+            ax.errorbar(x, r["rate"], yerr=[[r["rate"] - r["ci_low"]], [r["ci_high"] - r["rate"]]], color="black",
+                        capsize=3, linewidth=1)
+            ax.annotate(f"{int(r['copied'])}/{int(r['eligible'])}", (x, r["ci_high"]), ha="center", va="bottom",
+                        fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(files)), [model_label(f) for f in files], rotation=30, ha="right")
+    ax.set_ylabel(f"Copy rate, {role} (≥ {min_codes} codes)")
+    ax.grid(True, axis="y", alpha=0.3)
+    handles = [Line2D([], [], color="grey", linestyle="-", label="synthetic file (solid bars)"),
+               Line2D([], [], color="grey", linestyle=":", label="marginals control (hatched bars)")]
+    handles += [Line2D([], [], color=model_color(f), label=model_label(f)) for f in files]
+    fig.legend(handles=handles, loc="outside right upper", frameon=False, title="Audit")
+    return fig

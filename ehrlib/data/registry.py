@@ -13,13 +13,14 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ehrlib.cohort import Cohort, CohortError, check_int, check_seed
 from ehrlib.errors import ConfigError
 
 ENV_DATA_DIR = "EHRLIB_DATA_DIR"
+PAPER_COMMIT = "6772a2cbb38e81234f264c3abf0c639b2ba62b18"  # chufangao/reproducible_synthetic_ehr
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Dataset:
     url: str             # PhysioNet base URL
     files: dict          # relative path -> sha256
     notice: str
+    remote: dict = field(default_factory=dict)   # local relative path -> path under ``url`` when they differ
+    bundled: dict = field(default_factory=dict)  # local relative path -> file shipped with ehrlib (copied, not downloaded)
 
 
 DATASETS = {
@@ -53,7 +56,39 @@ DATASETS = {
         "under the Open Database License (ODbL). Johnson A et al. PhysioNet, "
         "https://doi.org/10.13026/dp1f-ex47.",
     ),
+    "paper-samples": Dataset(
+        "paper-samples", "paper-samples",
+        f"https://raw.githubusercontent.com/chufangao/reproducible_synthetic_ehr/{PAPER_COMMIT}/synthetic_data",
+        {
+            "synthetic_10k_halo.csv": "7e7ca1c8b6ac54bc5ddc1f036a4cb5610b0224f57a8e60c4204bea0980574bdc",
+            "synthetic_10k_promptehr.csv": "5a1eb5bda8364710c8c9564c782dfbb223025f6908fd1cbf73390e9af01ff6d1",
+            "transformer_baseline_synthetic_ehr.csv": "02935f295a9585f30afb9607a84024e2bce3276f8d7a546a34391256df7989af",
+            "synthetic_10k_medgan.csv": "c670dfc4bb8c53028d36a74ffe48de76dd126edd8886f7d36e7f8e342d5e9c2e",
+            "synthetic_10k_corgan.csv": "60d785eb0704e214efb681392c433b10ab399abf78139dff69ae5e2fe0389da2",
+            "LICENSE": "c77982b9ac6cdf80cbef248bff92f433a1d2fe03b106a91726110e22f54e9065",
+        },
+        "Synthetic samples released by Gao et al. with 'Accelerating Reproducible Research in Synthetic "
+        "EHR Generation' (github.com/chufangao/reproducible_synthetic_ehr, commit "
+        f"{PAPER_COMMIT[:7]}, MIT License); generated from models trained on MIMIC-III.",
+        remote={"transformer_baseline_synthetic_ehr.csv": "transformer_baseline/transformer_baseline_synthetic_ehr.csv"},
+        bundled={"LICENSE": Path(__file__).with_name("paper_split") / "LICENSE"},
+    ),
 }
+
+# The released samples by generator name (file names as in the authors' repository).
+PAPER_SAMPLE_FILES = {
+    "medgan": "synthetic_10k_medgan.csv",
+    "corgan": "synthetic_10k_corgan.csv",
+    "promptehr": "synthetic_10k_promptehr.csv",
+    "halo": "synthetic_10k_halo.csv",
+    "gpt": "transformer_baseline_synthetic_ehr.csv",
+}
+# Column layouts of the released files (upper-cased header, in file order).
+PAPER_SAMPLE_LAYOUTS = (
+    ("SUBJECT_ID", "ICD9_CODE", "HADM_ID"),
+    ("SUBJECT_ID", "HADM_ID", "ICD9_CODE"),
+    ("SUBJECT_ID", "ICD9_CODE"),
+)
 
 
 def data_dir() -> Path:
@@ -95,6 +130,21 @@ def fetch(name: str, root: Path | None = None, *, download: bool = False, base_u
                     f"{target}: sha256 {got} does not match the published {digest}; delete the file to download it again"
                 )
             continue
+        if rel in ds.bundled:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as out, open(ds.bundled[rel], "rb") as src:
+                    shutil.copyfileobj(src, out)
+                got = sha256(Path(tmp))
+                if got != digest:
+                    raise CohortError(f"{ds.bundled[rel]}: sha256 {got}, expected {digest}; the ehrlib install is damaged")
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            continue
         if not download:
             raise CohortError(
                 f"{target} is missing. Download it once with ehrlib.data.registry.fetch({name!r}, download=True) "
@@ -102,7 +152,7 @@ def fetch(name: str, root: Path | None = None, *, download: bool = False, base_u
                 f"{ds.folder}/{rel} (e.g. a copy from {ds.url})"
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        url = f"{base}/{rel}"
+        url = f"{base}/{ds.remote.get(rel, rel)}"
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -110,6 +160,7 @@ def fetch(name: str, root: Path | None = None, *, download: bool = False, base_u
             got = sha256(Path(tmp))
             if got != digest:
                 raise CohortError(f"{url}: downloaded file has sha256 {got}, expected {digest}; nothing was written")
+            os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         except (urllib.error.URLError, OSError) as e:
             raise CohortError(
@@ -177,3 +228,74 @@ def load(source: str = "simulated", *, n_patients: int | None = None, seed: int 
         f"data={source!r}: expected 'simulated', 'mimic3-demo', 'mimic4-demo', 'mimic3:PATH', "
         "'mimic4:PATH', 'mimic4-icd10:PATH' or 'long:PATH'"
     )
+
+
+def read_sample(path) -> Cohort:
+    """Read one of the paper's released synthetic samples, reporting what cleaning dropped.
+
+    The released files use three column layouts (:data:`PAPER_SAMPLE_LAYOUTS`; MedGAN's has no
+    visit column, so each patient is one visit). Some hold the string ``nan`` as a code and
+    repeat codes within a visit; the canonical Cohort drops both, and a warning that names the
+    file says how many rows each removed (``read_long``'s own report where it gives one).
+
+    Raises:
+        CohortError: the header is not one of the released layouts (file and line 1 named), or
+            the file cannot be read as a cohort.
+    """
+    import warnings
+
+    import pandas as pd
+
+    from ehrlib.cohort import MISSING_CODE_STRINGS
+    from ehrlib.data.longformat import read_long
+    from ehrlib.data.tables import read_header
+
+    path = Path(path)
+    if not path.is_file():
+        raise CohortError(f"{path}: no such file")
+    header = tuple(str(c).strip().upper() for c in read_header(path))
+    if header not in PAPER_SAMPLE_LAYOUTS:
+        raise CohortError(
+            f"{path}, line 1: header {','.join(header)!r} is not a layout of the released samples; expected "
+            + " or ".join(repr(",".join(layout)) for layout in PAPER_SAMPLE_LAYOUTS)
+        )
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw.columns = [str(c).strip().upper() for c in raw.columns]
+    code = raw["ICD9_CODE"].str.strip().str.upper().str.replace(".", "", regex=False)
+    missing = code.isin(MISSING_CODE_STRINGS)
+    visit = raw["HADM_ID"].str.strip() if "HADM_ID" in raw.columns else pd.Series("0", index=raw.index)
+    kept = pd.DataFrame({"s": raw["SUBJECT_ID"].str.strip(), "v": visit, "c": code})[~missing.to_numpy()]
+    repeated = int(kept.duplicated().sum())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cohort = read_long(path)
+    for w in caught:  # pass on what read_long said
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    said = " ".join(str(w.message) for w in caught)
+    if (missing.any() or repeated) and "missing code" not in said:  # read_long did not report the drops
+        warnings.warn(
+            f"{path}: dropped {int(missing.sum())} row(s) with a missing code (e.g. 'nan') and {repeated} "
+            f"row(s) repeating a code within a visit, of {len(raw)} rows; {cohort.n_events} events remain",
+            stacklevel=2,
+        )
+    return cohort
+
+
+def load_paper_samples(root: Path | None = None, *, download: bool = False, names=None) -> dict:
+    """The paper's five released 10,000-patient synthetic samples as ``{generator: Cohort}``.
+
+    Args:
+        root: the data folder (default ``$EHRLIB_DATA_DIR`` or ``./data``); the files live in
+            its ``paper-samples/`` folder.
+        download: fetch missing files from the pinned commit of the authors' repository.
+        names: generators to load (keys of :data:`PAPER_SAMPLE_FILES`); default all five.
+
+    Raises:
+        CohortError: an unknown name, or anything :func:`fetch` or :func:`read_sample` raises.
+    """
+    names = list(PAPER_SAMPLE_FILES) if names is None else list(names)
+    unknown = [n for n in names if n not in PAPER_SAMPLE_FILES]
+    if unknown:
+        raise CohortError(f"unknown paper sample(s) {unknown}; expected some of {list(PAPER_SAMPLE_FILES)}")
+    folder = fetch("paper-samples", root, download=download)
+    return {n: read_sample(folder / PAPER_SAMPLE_FILES[n]) for n in names}
