@@ -184,14 +184,7 @@ class CorGAN(TorchGenerator):
 
     name = "corgan"
     config_class = CorGANConfig
-    presets = {
-        # smoke/demo: short CPU budgets, so a faster AE (lr 1e-2), more, smaller GAN steps (batch 32)
-        # and a gentler adversarial lr (3e-4)
-        # (smoke: on a 400-patient cohort fewer epochs leave every decoded record empty at 0.5)
-        "smoke": {"ae_epochs": 20, "ae_lr": 1e-2, "gan_epochs": 20, "batch_size": 16, "lr": 3e-4},
-        "demo": {"ae_epochs": 12, "ae_lr": 1e-2, "gan_epochs": 5, "batch_size": 32, "lr": 3e-4},
-        "paper": {},
-    }
+    # presets: ehrlib/profiles/<profile>.yaml, key models.corgan
 
     def _prepare(self, train: Cohort) -> None:
         self.vocab = Vocabulary.from_cohorts(train)

@@ -44,9 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
-from ehrlib.io import atomic_write
 from ehrlib.data.encode import Vocabulary, from_token_sequences
-from ehrlib.models.base import GeneratorError
+from ehrlib.models.base import GeneratorError, ModelLoadError, reading
 from ehrlib.models.neural import TorchConfig, TorchGenerator, draw_nonempty, transformers_module
 
 log = logging.getLogger("ehrlib.models")
@@ -191,11 +190,7 @@ class GPT(TorchGenerator):
 
     name = "gpt"
     config_class = GPTConfig
-    presets = {
-        "smoke": {"n_layer": 2, "n_head": 2, "n_embd": 32, "epochs": 4, "batch_size": 32, "lr": 3e-3},
-        "demo": {"n_layer": 2, "n_head": 4, "n_embd": 128, "epochs": 8, "batch_size": 64, "lr": 3e-3},
-        "paper": {},  # the config defaults are appendix F.5
-    }
+    # presets: ehrlib/profiles/<profile>.yaml, key models.gpt
 
     # ---------------------------------------------------------------- data
     def _prepare(self, train: Cohort) -> None:
@@ -409,7 +404,7 @@ class GPT(TorchGenerator):
     # ---------------------------------------------------------------- save / load
     def _save_state(self, d: Path) -> None:
         super()._save_state(d)
-        atomic_write(d / TOKENIZER_FILE, lambda tmp: self.tokenizer.save(str(tmp)))
+        self.tokenizer.save(str(d / TOKENIZER_FILE))  # d: the new folder of an all-or-nothing save
 
     def _load_state(self, d: Path) -> None:
         from tokenizers import Tokenizer
@@ -417,8 +412,10 @@ class GPT(TorchGenerator):
         super()._load_state(d)
         path = Path(d) / TOKENIZER_FILE
         if not path.is_file():
-            raise GeneratorError(f"{path}: missing; a saved GPT needs its tokenizer next to the weights")
-        saved = Tokenizer.from_file(str(path))
+            raise ModelLoadError(f"{d}: file {TOKENIZER_FILE!r} is missing; a saved GPT needs its tokenizer next to "
+                                 "the weights")
+        with reading(d, TOKENIZER_FILE, "the tokenizer"):
+            saved = Tokenizer.from_file(str(path))
         if saved.get_vocab() != self.tokenizer.get_vocab():
-            raise GeneratorError(f"{path}: its vocabulary does not match state.json's codes")
+            raise ModelLoadError(f"{d}: the vocabulary of {TOKENIZER_FILE!r} does not match state.json's codes")
         self.tokenizer = saved

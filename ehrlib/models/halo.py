@@ -262,13 +262,7 @@ class HALO(TorchGenerator):
 
     name = "halo"
     config_class = HALOConfig
-    presets = {
-        "smoke": {"n_embd": 32, "n_layer": 1, "n_head": 2, "fine_layers": 1, "dropout": 0.0,
-                  "epochs": 4, "batch_size": 64, "lr": 3e-3, "sample_batch_size": 512},
-        "demo": {"n_embd": 128, "n_layer": 2, "n_head": 4, "fine_layers": 1, "dropout": 0.1,
-                 "epochs": 8, "batch_size": 64, "lr": 1e-3, "sample_batch_size": 1024},
-        "paper": {},
-    }
+    # presets: ehrlib/profiles/<profile>.yaml, key models.halo
 
     # ---------------------------------------------------------------- data
     def _columns(self):

@@ -168,12 +168,7 @@ class MedGAN(TorchGenerator):
 
     name = "medgan"
     config_class = MedGANConfig
-    presets = {
-        # smoke/demo: short CPU budgets, so a faster AE (lr 1e-2) and more, smaller GAN steps (batch 32)
-        "smoke": {"ae_epochs": 30, "ae_lr": 1e-2, "gan_epochs": 8, "batch_size": 32},
-        "demo": {"ae_epochs": 20, "ae_lr": 1e-2, "gan_epochs": 6, "batch_size": 32},
-        "paper": {},
-    }
+    # presets: ehrlib/profiles/<profile>.yaml, key models.medgan
 
     # ---------------------------------------------------------------- data
     def _prepare(self, train: Cohort) -> None:

@@ -363,16 +363,7 @@ class PromptEHR(TorchGenerator):
 
     name = "promptehr"
     config_class = PromptEHRConfig
-    presets: ClassVar[dict[str, dict]] = {
-        "smoke": {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "attention_heads": 2, "ffn_dim": 64,
-                  "prompt_hidden": 16, "max_len": 128, "epochs": 3, "batch_size": 32, "lr": 3e-3,
-                  "warmup_steps": 5, "val_fraction": 0.1, "dropout": 0.0,
-                  "length_buckets": True, "alpha": 0.0},
-        "demo": {"d_model": 128, "encoder_layers": 2, "decoder_layers": 2, "attention_heads": 4, "ffn_dim": 256,
-                 "prompt_hidden": 128, "epochs": 8, "batch_size": 32, "lr": 1e-3, "warmup_steps": 200,
-                 "dropout": 0.0, "length_buckets": True, "alpha": 0.0},
-        "paper": {},
-    }
+    # presets: ehrlib/profiles/<profile>.yaml, key models.promptehr
 
     # ------------------------------------------------------------------ data
     def _prepare(self, train: Cohort) -> None:
