@@ -15,7 +15,9 @@ from ehrlib.models.base import META, Generator, read_meta, verify_files, write_m
 from ehrlib.models.reference import Holdout, Marginals, Memorizer
 
 REFERENCE: dict[str, type[Generator]] = {"holdout": Holdout, "marginals": Marginals, "memorizer": Memorizer}
-#: The paper's neural generators, imported on first use (they need torch).
+#: The paper's neural generators, imported on first use: their modules import torch at the top
+#: (``nn.Module`` classes at module level), so this registry, ``base`` and ``reference`` stay
+#: importable, and the reference generators usable, without torch.
 NEURAL: dict[str, str] = {
     "medgan": "ehrlib.models.medgan:MedGAN",
     "corgan": "ehrlib.models.corgan:CorGAN",
@@ -35,7 +37,13 @@ def model_class(name: str) -> type[Generator]:
     if name not in NEURAL:
         raise GeneratorError(f"unknown model {name!r}; expected one of {list(NAMES)}")
     module, cls = NEURAL[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("torch", "transformers", "tokenizers", "safetensors"):
+            raise GeneratorError(f"{name}: needs the package {e.name.split('.')[0]!r}, which is not installed; "
+                                 "install torch for your machine and `pip install ehrlib[models]`") from None
+        raise
 
 
 def get(name: str, profile: str | None = None, **overrides) -> Generator:

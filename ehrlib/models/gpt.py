@@ -46,7 +46,7 @@ import numpy as np
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
 from ehrlib.data.encode import Vocabulary, from_token_sequences
 from ehrlib.models.base import GeneratorError, ModelLoadError, reading
-from ehrlib.models.neural import TorchConfig, TorchGenerator, draw_nonempty, transformers_module
+from ehrlib.models.neural import TorchConfig, TorchGenerator, draw_nonempty, filter_logits, transformers_module
 
 log = logging.getLogger("ehrlib.models")
 
@@ -149,29 +149,6 @@ def decode(sequences, vocab: Vocabulary) -> Cohort:
     """Cohort from token-id sequences: stops at ``[EOS]``, drops special tokens, ``[UNK]``,
     duplicate codes within a visit and empty visits; records left with no code are dropped."""
     return from_token_sequences(sequences, vocab, code_offset=CODE_OFFSET, visit_delim=DELIM_ID, eos=EOS_ID)
-
-
-def filter_logits(logits, top_k: int = 0, top_p: float = 1.0):
-    """Logits with everything outside the top-k and the top-p nucleus set to ``-inf``.
-
-    Top-k keeps the ``k`` largest logits (ties with the k-th kept); top-p then keeps the smallest
-    set of most likely tokens whose probability reaches ``top_p`` (always at least one).
-    """
-    import torch
-
-    out = logits.clone()
-    if top_k and top_k < out.shape[-1]:
-        kth = torch.topk(out, top_k, dim=-1).values[..., -1:]
-        out = out.masked_fill(out < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(out, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly more likely tokens
-        drop_sorted = before >= top_p
-        drop_sorted[..., 0] = False
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        out = out.masked_fill(drop, float("-inf"))
-    return out
 
 
 def sample(logits, uniforms):

@@ -46,11 +46,15 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, binary_matrix, count_matrix, from_binary_matrix, from_count_matrix
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, draw_nonempty, sparse_rows_to_dense
+from ehrlib.models.neural import (TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
+                                  sparse_rows_to_dense)
 
 log = logging.getLogger("ehrlib.models")
 
@@ -110,57 +114,50 @@ class MedGANConfig(PretrainedGANConfig):
         self._non_negative("ae_weight_decay", "weight_decay")
 
 
-def _torch_modules():
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
+class Decoder(nn.Module):
+    """Linear decoder; ``forward`` gives probabilities (binary) or counts (count)."""
 
-    class Decoder(nn.Module):
-        """Linear decoder; ``forward`` gives probabilities (binary) or counts (count)."""
+    def __init__(self, embedding_dim: int, vocab_size: int, data_mode: str):
+        super().__init__()
+        self.linear = nn.Linear(embedding_dim, vocab_size)
+        self.data_mode = data_mode
 
-        def __init__(self, embedding_dim: int, vocab_size: int, data_mode: str):
-            super().__init__()
-            self.linear = nn.Linear(embedding_dim, vocab_size)
-            self.data_mode = data_mode
+    def raw(self, h):
+        return self.linear(h)
 
-        def raw(self, h):
-            return self.linear(h)
+    def forward(self, h):
+        out = self.linear(h)
+        return torch.sigmoid(out) if self.data_mode == "binary" else torch.relu(out)
 
-        def forward(self, h):
-            out = self.linear(h)
-            return torch.sigmoid(out) if self.data_mode == "binary" else torch.relu(out)
+class ResidualGenerator(nn.Module):
+    """Noise -> latent code: Linear-BatchNorm-activation layers with skip connections."""
 
-    class ResidualGenerator(nn.Module):
-        """Noise -> latent code: Linear-BatchNorm-activation layers with skip connections."""
+    def __init__(self, dim: int, n_layers: int, data_mode: str):
+        super().__init__()
+        self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_layers))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(dim, eps=1e-3, momentum=0.01) for _ in range(n_layers))
+        self.last = torch.tanh if data_mode == "binary" else torch.relu
 
-        def __init__(self, dim: int, n_layers: int, data_mode: str):
-            super().__init__()
-            self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_layers))
-            self.norms = nn.ModuleList(nn.BatchNorm1d(dim, eps=1e-3, momentum=0.01) for _ in range(n_layers))
-            self.last = torch.tanh if data_mode == "binary" else torch.relu
+    def forward(self, z):
+        h = z
+        for i, (lin, bn) in enumerate(zip(self.linears, self.norms)):
+            act = self.last if i == len(self.linears) - 1 else torch.relu
+            h = act(bn(lin(h))) + h
+        return h
 
-        def forward(self, z):
-            h = z
-            for i, (lin, bn) in enumerate(zip(self.linears, self.norms)):
-                act = self.last if i == len(self.linears) - 1 else torch.relu
-                h = act(bn(lin(h))) + h
-            return h
+class Discriminator(nn.Module):
+    """Records -> real/fake logit, each row concatenated with the batch mean (minibatch averaging)."""
 
-    class Discriminator(nn.Module):
-        """Records -> real/fake logit, each row concatenated with the batch mean (minibatch averaging)."""
+    def __init__(self, vocab_size: int, dim1: int, dim2: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * vocab_size, dim1), nn.ReLU(), nn.Linear(dim1, dim2), nn.ReLU(),
+                                 nn.Linear(dim2, 1))
 
-        def __init__(self, vocab_size: int, dim1: int, dim2: int):
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(2 * vocab_size, dim1), nn.ReLU(), nn.Linear(dim1, dim2), nn.ReLU(),
-                                     nn.Linear(dim2, 1))
-
-        def forward(self, x):
-            # net(cat([x, mean])) computed as W_x x + W_m mean: the mean half once per batch
-            first, v = self.net[0], x.shape[1]
-            h = F.linear(x, first.weight[:, :v]) + F.linear(x.mean(0, keepdim=True), first.weight[:, v:], first.bias)
-            return self.net[1:](h).squeeze(1)
-
-    return Decoder, ResidualGenerator, Discriminator
+    def forward(self, x):
+        # net(cat([x, mean])) computed as W_x x + W_m mean: the mean half once per batch
+        first, v = self.net[0], x.shape[1]
+        h = F.linear(x, first.weight[:, :v]) + F.linear(x.mean(0, keepdim=True), first.weight[:, v:], first.bias)
+        return self.net[1:](h).squeeze(1)
 
 
 class MedGAN(TorchGenerator):
@@ -192,7 +189,6 @@ class MedGAN(TorchGenerator):
 
         if not isinstance(vocab_size, (int, np.integer)) or vocab_size <= 0:
             raise GeneratorError(f"{self.name}: vocab_size={vocab_size!r}; expected a positive integer")
-        Decoder, ResidualGenerator, Discriminator = _torch_modules()
         c = self.config
         torch.manual_seed(c.seed)
         return {
@@ -230,12 +226,7 @@ class MedGAN(TorchGenerator):
         return ((F.relu(raw) - x) ** 2).sum(1).mean()
 
     def ae_step(self, x) -> float:
-        loss = self.ae_loss(x)
-        opt = self.optimizers["ae"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return optimizer_step(self.optimizers["ae"], self.ae_loss(x))
 
     def fake(self, z):
         """Decoded records from noise ``z``."""
@@ -260,20 +251,10 @@ class MedGAN(TorchGenerator):
         return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))  # -log D(G(z))
 
     def d_step(self, x, z) -> float:
-        loss = self.d_loss(x, z)
-        opt = self.optimizers["d"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return optimizer_step(self.optimizers["d"], self.d_loss(x, z))
 
     def g_step(self, z) -> float:
-        loss = self.g_loss(z)
-        opt = self.optimizers["g"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return optimizer_step(self.optimizers["g"], self.g_loss(z))
 
     def _noise(self, k: int, rng):
         import torch

@@ -402,6 +402,43 @@ def transformers_module(*names: str):
         return tuple(getattr(transformers, name) for name in names)
 
 
+def filter_logits(logits, top_k: int = 0, top_p: float = 1.0):
+    """Logits with everything outside the top-k and the top-p nucleus set to ``-inf``.
+
+    Top-k keeps the ``k`` largest logits (ties with the k-th kept; 0: off); top-p then keeps the
+    smallest set of most likely tokens whose probability reaches ``top_p`` (always at least one).
+    The one top-k/top-p filter of every sampling model (GPT, PromptEHR).
+    """
+    import torch
+
+    out = logits.clone()
+    if top_k and top_k < out.shape[-1]:
+        kth = torch.topk(out, top_k, dim=-1).values[..., -1:]
+        out = out.masked_fill(out < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(out, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly more likely tokens
+        drop_sorted = before >= top_p
+        drop_sorted[..., 0] = False
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        out = out.masked_fill(drop, float("-inf"))
+    return out
+
+
+def optimizer_step(optimizer, loss, *, clip_norm: float = 0.0, parameters=None, set_to_none: bool = True) -> float:
+    """One optimiser step on ``loss``: zero the gradients, backpropagate, optionally clip the
+    gradient norm of ``parameters`` at ``clip_norm`` (0: off), step; returns ``loss.item()``."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=set_to_none)
+    loss.backward()
+    if clip_norm:
+        torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+    optimizer.step()
+    return loss.item()
+
+
 def batches(n: int, batch_size: int, rng, shuffle: bool = True):
     """Index tensors of consecutive minibatches over ``range(n)`` (a permutation drawn from ``rng``)."""
     import torch
