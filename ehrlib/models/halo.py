@@ -37,6 +37,9 @@ Deviations:
   * Sampled visit rows with no code are dropped from the output but stay in the model's
     history (the original's record conversion also skips empty visits); records with no code at all are redrawn
     (at most ``max_attempts`` rounds; the rejection rate is logged).
+  * No dropout in the ``paper`` preset, as the original (its GPT-2 blocks have no dropout
+    layer; the paper's table lists none); the ``demo`` preset uses 0.1 (a smaller model trained
+    for fewer epochs on CPU).
   * Vocabulary: every code of the training cohort, sorted (the original filters to its CCS
     benchmark codes and builds the index from an unseeded shuffle).
 """
@@ -68,7 +71,7 @@ class HALOConfig(TorchConfig):
     n_head: int = 12              # attention heads
     n_ctx: int = 48               # rows per record: start (+ label) + visits
     n_positions: int = 56         # position embeddings (>= n_ctx)
-    dropout: float = 0.1          # GPT-2 residual/embedding/attention dropout
+    dropout: float = 0.0          # GPT-2 residual/embedding/attention dropout (the original has none)
     layer_norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
     fine_layers: int = 2          # masked linear layers of the fine head (original: 2)

@@ -2,8 +2,9 @@
 
 Paper: appendix F.1 (Choi et al., 2017). A linear autoencoder (embedding 128; codes through
 tanh in binary mode, ReLU in count mode, as in the original) is pretrained on the patients x
-codes matrix; then a residual generator (two 128-wide Linear-BatchNorm layers with skip
-connections) maps N(0, I) noise to latent codes, the decoder maps them to records, and a
+codes matrix; then a residual generator (``generator_layers`` 128-wide Linear-BatchNorm layers
+with skip connections: 3 in the ``paper`` preset, as the original's ``generator_size (128, 128)``
+plus its always-added embedding-size layer) maps N(0, I) noise to latent codes, the decoder maps them to records, and a
 discriminator (256, 128, 1) with minibatch averaging (each row is concatenated with the batch
 mean) tells real from generated records. The decoder is fine-tuned with the generator, as in
 the original.
@@ -28,15 +29,16 @@ Deviations:
       Losses are summed over codes and averaged over patients (as the original's BCE; its
       count-mode MSE averages over codes too).
     * ``smoke``/``demo`` presets (CPU budgets of seconds/minutes, not the paper's) use AE lr
-      1e-2 and adversarial batch 32 (more, smaller steps); ``paper`` is appendix F.1.
+      1e-2, adversarial batch 32 (more, smaller steps) and 2 residual generator layers;
+      ``paper`` is appendix F.1 with the original's 3 layers (the paper does not give the count).
     * From the original (``mp2893/medgan``): L2 regularisation is Adam weight decay 1e-4 (paper)
       instead of an explicit 0.001 L2 term; adversarial batch 128 (paper) instead of 1,000;
       no 3-digit code truncation; BatchNorm in PyTorch's parameterisation (momentum 0.01,
       eps 0.001 as in the original's TF defaults); records with no code are redrawn. The
       generator's BatchNorm uses batch statistics in D steps too (the original uses its moving
       averages there) and generation uses the moving averages without the original's burn-in.
-      Minibatch averaging is on (paper); the released TF code overwrites the concatenation, so it
-      trains without it.
+      Minibatch averaging is on, as in the paper and in the released TF code (both versions we
+      read concatenate ``[x_input, inputMean]`` before the first discriminator layer).
     * From the CorGAN codebase's PyTorch port (used by PyHealth/SynthEHRella): count mode is
       restored and D is updated twice per G step.
 """
@@ -89,7 +91,7 @@ class MedGANConfig(PretrainedGANConfig):
 
     data_mode: str = "binary"        # binary | count
     embedding_dim: int = 128         # autoencoder code size = noise size = generator width (paper)
-    generator_layers: int = 2        # residual Linear-BatchNorm layers, each embedding_dim wide
+    generator_layers: int = 3        # residual Linear-BatchNorm layers, each embedding_dim wide (original: 3)
     discriminator_dim1: int = 256    # discriminator hidden sizes (original: 256, 128, 1)
     discriminator_dim2: int = 128
     ae_epochs: int = 100             # autoencoder pretraining (paper)

@@ -56,12 +56,18 @@ Deviations (from the paper and the original):
   pairs sampled from the training patients, so they may be unknown too (NaN in the table).
 * The original generates by copying half of a real patient's codes; here every code except the
   first one of each patient (drawn from the stratified prior, as in the paper) is model-generated.
-* Frequency guidance: the paper preset keeps alpha = 2.0, but on the demo recipe (exact visit
-  structure) alpha = 2 drives prevalence R2 vs train from 0.99 (alpha = 0) to -0.95 and unique codes
-  from 1,467 to 1,000 (alpha 0.25 / 0.5 / 1: R2 0.90 / 0.69 / 0.10): a calibrated decoder already
-  matches the frequencies and the prior counts them twice. The smoke and demo presets use alpha = 0.
+* Frequency guidance: the paper preset keeps alpha = 2.0, but with the exact visit structure a
+  calibrated decoder already matches the code frequencies and the prior counts them twice
+  (prevalence fit falls as alpha grows; measured in the book's PromptEHR ablation). The smoke
+  and demo presets use alpha = 0.
 * ``length_buckets`` (demo and smoke presets, not the paper preset) batches patients of similar
-  length: at batch 16 it cuts decoder padding from ~65% to ~11% on the demo recipe.
+  length, which cuts decoder padding (measured by ``benchmarks/bench_promptehr.py``).
+* Prompts: the paper prepends the demographic prompts to the encoder input; the original
+  (``PromptBartDecoder``) also prepends prompts, from a second prompt module, to the decoder
+  input, and so do we (``decoder_prompt``, on in every preset).
+* The first-code prior (the paper's ``build_first_code_prior``) draws the first code of the
+  first visit only; the first codes of later visits are decoded by the model (the paper does
+  not say which visits the prior covers).
 * Gradients are clipped at norm ``max_grad_norm`` (1.0, the HF Trainer default the original used).
 
 Package layout: ``config`` (token ids, constants, :class:`PromptEHRConfig`), ``tokens`` (records
