@@ -203,3 +203,16 @@ def test_draw_nonempty_redraws_from_the_same_generator():
     with pytest.raises(GeneratorError, match="t: only 0 of 6 generated records hold any code after 2 rounds"):
         draw_nonempty(3, lambda k, g: [[]] * k, lambda r: [bool(x) for x in r], generator=None, batch_size=4,
                       rounds=2, name="t")
+
+
+def test_fit_options_are_keyword_only_and_progress_overrides_the_config(train, tmp_path):
+    with pytest.raises(TypeError):
+        Toy.from_profile("smoke").fit(train, tmp_path)
+    seen = []
+    gen = Toy.from_profile("smoke", progress=True).fit(train, progress=False, callback=lambda e, s: seen.append(e))
+    assert seen == [0, 1] and gen.fitted
+    key = gen.training_key(train)
+    assert key["name"] == "toy" and key["data"] == train.checksum()
+    assert "progress" not in key["config"] and "device" not in key["config"]
+    assert Toy.from_profile("smoke", progress=False).training_key(train) == key
+    assert Toy.from_profile("smoke", lr=0.5).training_key(train) != key

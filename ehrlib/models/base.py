@@ -288,6 +288,9 @@ def read_meta(directory) -> dict:
         raise ModelLoadError(f"{d}: not a saved generator ({META} is missing)")
     try:
         meta = json.loads(path.read_text())
+    except OSError as e:  # e.g. moved away by a concurrent save
+        raise ModelLoadError(f"{path}: cannot be read ({type(e).__name__}); if another process is saving this "
+                             "model, load it again when it is done") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelLoadError(f"{path}: not valid JSON ({e}); the file is damaged: save or train the model again") \
             from None
@@ -304,9 +307,11 @@ def verify_files(directory, meta: dict) -> None:
     d = Path(directory)
     for rel, digest in meta["files"].items():
         p = d / rel
-        if not p.is_file():
-            raise ModelLoadError(f"{d}: file {rel!r} listed in {META} is missing; the folder is incomplete")
-        if sha256_file(p) != digest:
+        try:
+            actual = sha256_file(p)
+        except OSError:
+            raise ModelLoadError(f"{d}: file {rel!r} listed in {META} is missing; the folder is incomplete") from None
+        if actual != digest:
             raise ModelLoadError(f"{d}: file {rel!r} does not match the sha256 in {META} (truncated, corrupt, or "
                                  "written by another save); save or train the model again")
 
