@@ -187,6 +187,9 @@ def test_save_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path, cohorts)
         fitted(cohorts[0]).save(d)
     assert (d / "notes.txt").read_text() == "mine" and (d / "src").is_dir()
     assert temporaries(d) == []
+    with pytest.raises(GeneratorError, match="not a folder"):
+        fitted(cohorts[0]).save(d / "notes.txt")
+    assert (d / "notes.txt").read_text() == "mine"
 
 
 def test_stale_atomic_write_temporaries_of_dead_processes_are_cleaned(tmp_path):
@@ -221,3 +224,12 @@ def test_fit_or_load_records_the_training_key_in_the_model_folder(tmp_path, coho
 
 def test_model_load_error_is_a_generator_error_and_an_ehrlib_error():
     assert issubclass(ModelLoadError, GeneratorError) and issubclass(ModelLoadError, EhrlibError)
+
+
+def test_a_save_killed_between_its_two_renames_gives_back_the_old_model(tmp_path, cohorts):
+    d = fitted(cohorts[0]).save(tmp_path / "m")
+    before = generated(models.load(d))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    os.rename(d, tmp_path / f".m.old-{int(dead.stdout)}-abcd1234")  # what a kill after the first rename leaves
+    assert generated(models.load(d)) == before
+    assert temporaries(d) == []

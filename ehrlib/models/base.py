@@ -197,21 +197,49 @@ def _temp_name(target: Path, kind: str) -> Path:
     return target.parent / f".{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def clean_stale(target) -> list[Path]:
-    """Remove the temporary folders and files of saves into ``target`` whose process has died.
-
-    Returns what was removed. Temporaries of a live process (a concurrent save) are kept.
-    """
-    target = Path(target)
-    removed = []
+def _stale(target: Path) -> list[Path]:
+    """Temporaries of saves into ``target`` whose process has died (newest first)."""
+    out = []
     if not target.parent.is_dir():
-        return removed
+        return out
     for p in target.parent.glob(f".{target.name}.*"):
         parts = p.name[len(target.name) + 2:].split("-")
-        if len(parts) != 3 or parts[0] not in ("new", "old") or not parts[1].isdigit():
-            continue
-        if process_alive(int(parts[1])):
-            continue
+        if len(parts) == 3 and parts[0] in ("new", "old") and parts[1].isdigit() and not process_alive(int(parts[1])):
+            out.append(p)
+    return sorted(out, key=_mtime, reverse=True)
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def recover(target) -> bool:
+    """Put back the previous model of a save killed between its two renames (``target`` missing,
+    its old version set aside by a dead process). Returns True if a model was restored."""
+    target = Path(target)
+    if target.exists():
+        return False
+    for p in _stale(target):
+        if p.name.startswith(f".{target.name}.old-") and (p / META).is_file():
+            try:
+                os.rename(p, target)
+            except OSError:
+                return target.exists()
+            log.warning("%s: restored the previous model, set aside by a save that was killed mid-swap", target)
+            return True
+    return False
+
+
+def clean_stale(target) -> list[Path]:
+    """Remove the temporary folders of saves into ``target`` whose process has died (after
+    :func:`recover`). Returns what was removed. Temporaries of a live process are kept."""
+    target = Path(target)
+    recover(target)
+    removed = []
+    for p in _stale(target):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         removed.append(p)
     if removed:
@@ -229,13 +257,15 @@ def write_model_folder(directory, generator: Generator, extra: dict) -> Path:
     ``extra`` entries are added to ``generator.json`` (``fit_or_load`` stores the training key).
     """
     target = Path(directory)
-    if target.exists():
-        if not target.is_dir():
-            raise GeneratorError(f"{target}: exists and is not a folder; refusing to replace it with a model")
+    try:
         entries = {p.name for p in target.iterdir()}
-        if entries and META not in entries and not entries <= _REPLACEABLE:
-            raise GeneratorError(f"{target}: a folder that is not a saved generator ({len(entries)} entries, e.g. "
-                                 f"{sorted(entries)[0]!r}); refusing to replace it: save into a new or empty folder")
+    except FileNotFoundError:  # absent, or moved aside this instant by a concurrent save
+        entries = set()
+    except NotADirectoryError:
+        raise GeneratorError(f"{target}: exists and is not a folder; refusing to replace it with a model") from None
+    if entries and META not in entries and not entries <= _REPLACEABLE:
+        raise GeneratorError(f"{target}: a folder that is not a saved generator ({len(entries)} entries, e.g. "
+                             f"{sorted(entries)[0]!r}); refusing to replace it: save into a new or empty folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(target)
     tmp = _temp_name(target, "new")
@@ -281,7 +311,7 @@ def _swap_in(new: Path, target: Path, attempts: int = 100) -> None:
 def read_meta(directory) -> dict:
     """The checked ``generator.json`` of a saved model folder; :class:`ModelLoadError` otherwise."""
     d = Path(directory)
-    if not d.is_dir():
+    if not d.is_dir() and not recover(d):
         raise ModelLoadError(f"{d}: no such model folder")
     path = d / META
     if not path.is_file():
