@@ -126,3 +126,29 @@ def test_holdout_training_key_depends_on_its_records(splits):
     a = models.get("holdout", records=reference).training_key(train)
     b = models.get("holdout", records=holdout).training_key(train)
     assert a != b and a["data"] == b["data"]
+
+
+def test_registry_and_reference_generators_work_without_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = f"""
+import sys
+sys.modules['torch'] = None  # as if torch were not installed
+from ehrlib import models
+from ehrlib.data import simulate
+gen = models.get('marginals').fit(simulate(50, seed=0))
+assert models.load(gen.save({str(tmp_path / 'm')!r})).generate(5).n_patients == 5
+try:
+    models.get('halo')
+except models.GeneratorError as e:
+    assert "needs the package 'torch'" in str(e), e
+else:
+    raise AssertionError('no error without torch')
+"""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(root)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
