@@ -95,7 +95,8 @@ class Generator(ABC):
 
     @classmethod
     def config_from_dict(cls, values: dict, where: str = "config") -> Config:
-        """The typed config from saved JSON values (unknown or missing fields are errors)."""
+        """The typed config from saved JSON values: an unknown field is a :class:`ConfigError`; a field
+        missing from ``values`` (added to the class since) takes its default."""
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: expected an object of config fields, got {type(values).__name__}")
         known = {f.name for f in fields(cls.config_class)}

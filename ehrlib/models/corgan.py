@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ehrlib.cohort import Cohort
@@ -197,8 +198,6 @@ class CorGAN(TorchGenerator):
     def build(self, vocab_size: int):
         """The untrained networks for ``vocab_size`` codes as one module (``.encoder``, ``.decoder``,
         ``.generator``, ``.critic``); needs no data."""
-        import torch
-
         corgan_pathway(vocab_size)  # validates vocab_size
         torch.manual_seed(self.config.seed)
         return CorGANNets(int(vocab_size), self.config)
@@ -207,8 +206,6 @@ class CorGAN(TorchGenerator):
         return {"nets": self.build(len(self.vocab))}
 
     def _optimizers(self) -> dict:
-        import torch
-
         c, nets = self.config, self.modules["nets"]
         g_groups = [{"params": list(nets.generator.parameters())}]
         if c.decoder_lr > 0:
@@ -223,8 +220,6 @@ class CorGAN(TorchGenerator):
     # ---------------------------------------------------------------- losses and steps
     def ae_loss(self, x):
         """BCE of the reconstruction, summed over codes and averaged over patients."""
-        import torch.nn.functional as F
-
         nets = self.modules["nets"]
         logits = nets.decode_logits(nets.encode(x))
         return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1).mean()
@@ -234,8 +229,6 @@ class CorGAN(TorchGenerator):
 
     def critic_loss(self, x, z, eps):
         """WGAN-GP critic loss: E[D(fake)] - E[D(real)] + lambda * E[(||grad D(x_hat)|| - 1)^2]."""
-        import torch
-
         nets = self.modules["nets"]
         with torch.no_grad():
             fake = nets.generate(z)
@@ -257,13 +250,9 @@ class CorGAN(TorchGenerator):
         return optimizer_step(self.optimizers["g"], self.g_loss(z))
 
     def _noise(self, k: int, rng):
-        import torch
-
         return torch.randn(k, self.config.latent_dim, generator=rng).to(self.device)
 
     def _train_epoch(self, epoch: int, rng) -> dict:
-        import torch
-
         c, n, nets = self.config, self.x.shape[0], self.modules["nets"]
         if epoch < c.ae_epochs:
             total, count = 0.0, 0
@@ -288,8 +277,6 @@ class CorGAN(TorchGenerator):
         return {"loss": g_total / max(g_steps, 1), "d_loss": d_total / max(d_steps, 1), "phase": 1}
 
     def _generate(self, n: int, seed: int) -> Cohort:
-        import torch
-
         nets = self.modules["nets"].eval()
 
         def sample(k, g):

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
 from ehrlib.data.encode import Vocabulary, from_token_sequences
@@ -153,8 +155,6 @@ def decode(sequences, vocab: Vocabulary) -> Cohort:
 
 def sample(logits, uniforms):
     """One token per row from ``softmax(logits)`` by inverting the CDF at ``uniforms`` in [0, 1)."""
-    import torch
-
     probs = torch.softmax(logits.float(), dim=-1)
     cdf = torch.cumsum(probs, dim=-1)
     target = (uniforms.to(cdf.device) * cdf[:, -1]).unsqueeze(-1)
@@ -171,8 +171,6 @@ class GPT(TorchGenerator):
 
     # ---------------------------------------------------------------- data
     def _prepare(self, train: Cohort) -> None:
-        import torch
-
         cfg = self.config
         self.vocab = Vocabulary.from_cohorts(train)
         self.tokenizer = build_tokenizer(self.vocab.codes)
@@ -204,8 +202,6 @@ class GPT(TorchGenerator):
 
     def _batches(self, rng) -> list:
         """Index tensors into the training records: length-sorted pools, shuffled batch order."""
-        import torch
-
         cfg = self.config
         perm = self._train_idx[torch.randperm(len(self._train_idx), generator=rng)]
         if cfg.length_buckets <= 1:
@@ -220,8 +216,6 @@ class GPT(TorchGenerator):
 
     def _tensors(self, rows):
         """``(input_ids, attention_mask, labels)`` of ``rows`` padded to their longest record."""
-        import torch
-
         width = int(self._len[rows].max())
         ids = self._ids[rows, :width]
         mask = (torch.arange(width).unsqueeze(0) < self._len[rows].unsqueeze(1)).long()
@@ -248,14 +242,10 @@ class GPT(TorchGenerator):
         return {"gpt2": GPT2LMHeadModel(conf)}
 
     def _optimizers(self) -> dict:
-        import torch
-
         return {"adamw": torch.optim.AdamW(self.modules["gpt2"].parameters(), lr=self.config.lr,
                                            weight_decay=self.config.weight_decay)}
 
     def _schedulers(self) -> dict:
-        import torch
-
         total = max(1, self.config.epochs * self._steps_per_epoch)
         return {"cosine": torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizers["adamw"], T_max=total, eta_min=0.0)}
 
@@ -268,8 +258,6 @@ class GPT(TorchGenerator):
     def _loss_sum(self, rows, scale: float | None = None) -> tuple[float, int]:
         """Summed next-token cross-entropy and predicted-token count of ``rows`` (padding masked out);
         with ``scale``, backpropagates ``sum / scale`` chunk by chunk (gradient accumulation)."""
-        import torch.nn.functional as F
-
         model, total, tokens = self.modules["gpt2"], 0.0, 0
         for chunk in self._chunks(rows):
             ids, mask, labels = self._tensors(chunk)
@@ -283,8 +271,6 @@ class GPT(TorchGenerator):
         return total, tokens
 
     def _train_epoch(self, epoch: int, rng) -> dict:
-        import torch
-
         model, opt, sched = self.modules["gpt2"], self.optimizers["adamw"], self.schedulers["cosine"]
         total, tokens = 0.0, 0
         for rows in self._batches(rng):
@@ -304,8 +290,6 @@ class GPT(TorchGenerator):
 
     def loss(self, rows) -> float:
         """Mean next-token cross-entropy (per predicted token) over training records ``rows``, in eval mode."""
-        import torch
-
         self.modules["gpt2"].eval()
         rows = rows[torch.argsort(self._len[rows], stable=True)]  # little padding
         step = self.config.batch_size
@@ -323,8 +307,6 @@ class GPT(TorchGenerator):
         Rows that end (``[EOS]``) leave the batch, and their cache rows are dropped; ``use_cache=False``
         re-reads the whole prefix each step (the naive baseline of the benchmark).
         """
-        import torch
-
         cfg = self.config
         model = self.modules["gpt2"].eval()
         out = torch.full((n, self.context), PAD_ID, dtype=torch.long)
@@ -357,8 +339,6 @@ class GPT(TorchGenerator):
         return out.numpy()
 
     def _generate(self, n: int, seed: int) -> Cohort:
-        import torch
-
         cfg = self.config
         g = torch.Generator().manual_seed(int(seed))
         hit_context = 0

@@ -333,8 +333,6 @@ class HALO(TorchGenerator):
 
     # ---------------------------------------------------------------- model
     def _build(self) -> dict:
-        import torch
-
         cfg = self.config
         _, _, width = self._columns()
         head = fine_head(cfg.n_embd, width, cfg.fine_layers, cfg.initializer_range)
@@ -345,15 +343,11 @@ class HALO(TorchGenerator):
         return {"coarse": _coarse(cfg, width), "head": head}
 
     def _optimizers(self) -> dict:
-        import torch
-
         params = [p for m in self.modules.values() for p in m.parameters()]
         return {"adam": torch.optim.Adam(params, lr=self.config.lr, fused=True)}
 
     def _allowed(self, label_row: bool, device):
         """0/1 float mask of the columns a row may hold."""
-        import torch
-
         k, _, width = self._columns()
         a = torch.zeros(width, device=device)
         if label_row:
@@ -369,8 +363,6 @@ class HALO(TorchGenerator):
         batch member ``patient``), predicted from the history up to row ``t - 1``. ``rows``
         replaces the encoded rows (tests use it to perturb a record).
         """
-        import torch
-
         dev = self.device
         rows = self.rows if rows is None else rows
         k, _, width = self._columns()
@@ -406,15 +398,11 @@ class HALO(TorchGenerator):
 
     def _batch_loss(self, patients):
         """Masked BCE: mean over the real rows' allowed columns (no start row, no padding)."""
-        import torch
-
         logits, y, allowed, _, _ = self._forward(patients)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
         return (bce * allowed).sum() / allowed.sum()
 
     def _train_epoch(self, epoch: int, rng) -> dict:
-        import torch
-
         opt = self.optimizers["adam"]
         total, n = 0.0, 0
         for idx in batches(len(self.train_idx), self.config.batch_size, rng):
@@ -438,8 +426,6 @@ class HALO(TorchGenerator):
     # ---------------------------------------------------------------- sampling
     def _sample_batch(self, n: int, g, sampler: str = "exact") -> list[list[list[int]]]:
         """``n`` records as lists of visits of code indices (empty visits dropped)."""
-        import torch
-
         cfg, dev = self.config, self.device
         coarse, head = self.modules["coarse"], self.modules["head"]
         k, v, width = self._columns()
@@ -469,8 +455,6 @@ class HALO(TorchGenerator):
         return records
 
     def _generate(self, n: int, seed: int) -> Cohort:
-        import torch
-
         g = torch.Generator().manual_seed(int(seed))
         for m in self.modules.values():
             m.eval()

@@ -186,9 +186,6 @@ class MedGAN(TorchGenerator):
     # ---------------------------------------------------------------- networks
     def build(self, vocab_size: int) -> dict:
         """The untrained networks for ``vocab_size`` codes: encoder, decoder, generator, discriminator."""
-        import torch
-        from torch import nn
-
         if not isinstance(vocab_size, (int, np.integer)) or vocab_size <= 0:
             raise GeneratorError(f"{self.name}: vocab_size={vocab_size!r}; expected a positive integer")
         c = self.config
@@ -205,8 +202,6 @@ class MedGAN(TorchGenerator):
         return self.build(len(self.vocab))
 
     def _optimizers(self) -> dict:
-        import torch
-
         c, m = self.config, self.modules
         return {
             "ae": torch.optim.Adam([*m["encoder"].parameters(), *m["decoder"].parameters()], lr=c.ae_lr,
@@ -220,8 +215,6 @@ class MedGAN(TorchGenerator):
     # ---------------------------------------------------------------- losses and steps
     def ae_loss(self, x):
         """Reconstruction loss of a batch: BCE (binary) or squared error (count), summed over codes."""
-        import torch.nn.functional as F
-
         raw = self.modules["decoder"].raw(self.modules["encoder"](x))
         if self.config.data_mode == "binary":
             return F.binary_cross_entropy_with_logits(raw, x, reduction="none").sum(1).mean()
@@ -235,9 +228,6 @@ class MedGAN(TorchGenerator):
         return self.modules["decoder"](self.modules["generator"](z))
 
     def d_loss(self, x, z):
-        import torch
-        import torch.nn.functional as F
-
         disc = self.modules["discriminator"]
         with torch.no_grad():
             fake = self.fake(z)
@@ -246,9 +236,6 @@ class MedGAN(TorchGenerator):
                 + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
 
     def g_loss(self, z):
-        import torch
-        import torch.nn.functional as F
-
         logit = self.modules["discriminator"](self.fake(z))
         return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))  # -log D(G(z))
 
@@ -259,8 +246,6 @@ class MedGAN(TorchGenerator):
         return optimizer_step(self.optimizers["g"], self.g_loss(z))
 
     def _noise(self, k: int, rng):
-        import torch
-
         return torch.randn(k, self.config.embedding_dim, generator=rng).to(self.device)
 
     def _train_epoch(self, epoch: int, rng) -> dict:
@@ -284,8 +269,6 @@ class MedGAN(TorchGenerator):
 
     # ---------------------------------------------------------------- generation
     def _generate(self, n: int, seed: int) -> Cohort:
-        import torch
-
         for m in self.modules.values():
             m.eval()
         binary = self.config.data_mode == "binary"

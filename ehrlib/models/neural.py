@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import torch
+
 from ehrlib import profiles
 from ehrlib.cohort import Cohort
 from ehrlib.errors import ConfigError
@@ -53,8 +55,6 @@ CHECKPOINT = "checkpoint.pt"
 
 def pick_device(device: str = "auto"):
     """``"auto"`` picks CUDA when available, else CPU; ``"cpu"``/``"cuda"``/``"cuda:1"`` are taken as given."""
-    import torch
-
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -194,7 +194,6 @@ class TorchGenerator(Generator):
 
     def _fit(self, train: Cohort, options: FitOptions) -> None:
         """The epoch loop (``options``: checkpoint folder, resume, progress bar, callback; see ``fit``)."""
-        import torch
         from tqdm import tqdm
 
         cfg = self.config
@@ -255,8 +254,6 @@ class TorchGenerator(Generator):
         return self.config.patience > 0 and stats["epoch"] - self._best["epoch"] >= self.config.patience
 
     def _checkpoint(self, path: Path, epochs_done: int, stopped: bool = False) -> None:
-        import torch
-
         state = {
             "name": self.name,
             "config": asdict(self.config),
@@ -274,8 +271,6 @@ class TorchGenerator(Generator):
 
     def _restore(self, path: Path) -> int:
         """Load a checkpoint written by ``_checkpoint``; returns the number of epochs done."""
-        import torch
-
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:  # a truncated or foreign file (torch's own hint is not passed on)
@@ -409,8 +404,6 @@ def filter_logits(logits, top_k: int = 0, top_p: float = 1.0):
     smallest set of most likely tokens whose probability reaches ``top_p`` (always at least one).
     The one top-k/top-p filter of every sampling model (GPT, PromptEHR).
     """
-    import torch
-
     out = logits.clone()
     if top_k and top_k < out.shape[-1]:
         kth = torch.topk(out, top_k, dim=-1).values[..., -1:]
@@ -429,8 +422,6 @@ def filter_logits(logits, top_k: int = 0, top_p: float = 1.0):
 def optimizer_step(optimizer, loss, *, clip_norm: float = 0.0, parameters=None, set_to_none: bool = True) -> float:
     """One optimiser step on ``loss``: zero the gradients, backpropagate, optionally clip the
     gradient norm of ``parameters`` at ``clip_norm`` (0: off), step; returns ``loss.item()``."""
-    import torch
-
     optimizer.zero_grad(set_to_none=set_to_none)
     loss.backward()
     if clip_norm:
@@ -441,15 +432,11 @@ def optimizer_step(optimizer, loss, *, clip_norm: float = 0.0, parameters=None, 
 
 def batches(n: int, batch_size: int, rng, shuffle: bool = True):
     """Index tensors of consecutive minibatches over ``range(n)`` (a permutation drawn from ``rng``)."""
-    import torch
-
     order = torch.randperm(n, generator=rng) if shuffle else torch.arange(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
 def sparse_rows_to_dense(matrix, rows, device):
     """Rows of a scipy CSR matrix as a dense float tensor on ``device``."""
-    import torch
-
     sub = matrix[rows.numpy() if hasattr(rows, "numpy") else rows]
     return torch.as_tensor(sub.toarray(), dtype=torch.float32, device=device)

@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 
 from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, VISIT, Cohort
 from ehrlib.data.encode import Vocabulary
@@ -108,8 +110,6 @@ class PromptEHR(TorchGenerator):
         return {"model": PromptBart(self.config, CODE_OFFSET + len(self.vocab))}
 
     def _optimizers(self) -> dict:
-        import torch
-
         model = self.modules["model"]
         decay, no_decay = [], []
         for n, p in model.named_parameters():
@@ -119,8 +119,6 @@ class PromptEHR(TorchGenerator):
         return {"adamw": torch.optim.AdamW(groups, lr=self.config.lr)}
 
     def _schedulers(self) -> dict:
-        import torch
-
         warmup = self.config.warmup_steps
         total = max(1, self.config.epochs * self.steps_per_epoch)
 
@@ -140,8 +138,6 @@ class PromptEHR(TorchGenerator):
 
     def _batch(self, rows, rng: np.random.Generator | None, generation_input: bool = False):
         """Tensors of one batch; ``rng=None``: no shuffling and no corruption."""
-        import torch
-
         cfg = self.config
         streams = [self._stream(i, rng) for i in rows]
         enc = []
@@ -172,16 +168,12 @@ class PromptEHR(TorchGenerator):
         ), torch.as_tensor(labels, device=dev)
 
     def _loss(self, inputs, labels, reduction: str = "mean"):
-        import torch.nn.functional as F
-
         model = self.modules["model"]
         h = model(**inputs)
         keep = labels != -100
         return F.cross_entropy(model.logits(h[keep]), labels[keep], reduction=reduction), int(keep.sum())
 
     def _train_epoch(self, epoch: int, rng) -> dict:
-        import torch
-
         cfg = self.config
         model, opt, sched = self.modules["model"], self.optimizers["adamw"], self.schedulers["linear"]
         np_rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=rng)))
@@ -202,8 +194,6 @@ class PromptEHR(TorchGenerator):
     def _epoch_batches(self, rng) -> list[np.ndarray]:
         """Minibatches (positions in the training split) drawn from ``rng``; with ``length_buckets``
         each run of 50 batches is sorted by record length before it is cut, and the batches shuffled."""
-        import torch
-
         bs, n = self.config.batch_size, len(self._train_idx)
         if not self.config.length_buckets:
             return [b.numpy() for b in batches(n, bs, rng)]
@@ -218,8 +208,6 @@ class PromptEHR(TorchGenerator):
 
     def validation_nll(self) -> float:
         """Mean token NLL of the validation patients given their demographics only (the generation input)."""
-        import torch
-
         model = self.modules["model"]
         was_training = model.training
         model.eval()
@@ -244,8 +232,6 @@ class PromptEHR(TorchGenerator):
         return other
 
     def _log_prior(self, device):
-        import torch
-
         counts = torch.as_tensor(self.code_counts, dtype=torch.float64)
         prior = torch.zeros(CODE_OFFSET + len(counts), dtype=torch.float64)
         prior[CODE_OFFSET:] = torch.log(counts.clamp_min(1) / counts.sum())
@@ -253,8 +239,6 @@ class PromptEHR(TorchGenerator):
 
     def _plan(self, n: int, g):
         """Demographics, visit counts, codes per visit and first codes of ``n`` patients."""
-        import torch
-
         cfg = self.config
         pairs = self.demo_pairs
         pick = torch.multinomial(torch.as_tensor(pairs["count"], dtype=torch.float64), n, True, generator=g).numpy()
@@ -302,8 +286,6 @@ class PromptEHR(TorchGenerator):
         return "all"
 
     def _generate(self, n: int, seed: int, use_cache: bool = True) -> Cohort:
-        import torch
-
         g = torch.Generator().manual_seed(int(seed))
         age, sex, n_vis, k, first = self._plan(n, g)
         order = np.argsort(k.sum(1) + 2 * n_vis, kind="stable")
@@ -328,8 +310,6 @@ class PromptEHR(TorchGenerator):
     def _decode(self, age, sex, n_vis, k, first, g, log_prior, use_cache: bool = True):
         """Sample a batch of records (lists of visits of code strings) with a state machine over the
         planned structure; KV-cached unless ``use_cache=False`` (the naive baseline)."""
-        import torch
-
         cfg, dev, model = self.config, self.device, self.modules["model"]
         B, V = len(age), CODE_OFFSET + len(self.vocab)
         missing = ~np.isfinite(age)

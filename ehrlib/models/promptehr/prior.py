@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ehrlib.models.neural import filter_logits
 from ehrlib.models.promptehr.config import CODE_OFFSET, N_AGE_BINS, UNKNOWN_SEX
@@ -13,8 +14,6 @@ def sampling_probs(logits, log_prior=None, alpha: float = 0.0, top_p: float = 0.
 
     ``logits``: ``(B, V)``; entries at ``-inf`` are never chosen.
     """
-    import torch
-
     z = logits.float()
     if alpha and log_prior is not None:
         z = z + alpha * log_prior
