@@ -179,7 +179,7 @@ def test_two_processes_saving_one_folder_never_leave_a_mix(tmp_path, cohorts):
     assert temporaries(d) == []
 
 
-def test_save_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path, cohorts):
+def test_save_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path, cohorts, monkeypatch):
     d = tmp_path / "project"
     (d / "src").mkdir(parents=True)
     (d / "notes.txt").write_text("mine")
@@ -190,6 +190,11 @@ def test_save_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path, cohorts)
     with pytest.raises(GeneratorError, match="not a folder"):
         fitted(cohorts[0]).save(d / "notes.txt")
     assert (d / "notes.txt").read_text() == "mine"
+    calls = []
+    monkeypatch.setattr(models.REFERENCE["marginals"], "_fit", lambda self, t, o: calls.append(1))
+    with pytest.raises(GeneratorError, match="not a saved generator"):
+        models.fit_or_load("marginals", cohorts[0], d)
+    assert calls == [] and (d / "notes.txt").read_text() == "mine"
 
 
 def test_stale_atomic_write_temporaries_of_dead_processes_are_cleaned(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 from ehrlib import profiles
 from ehrlib.cohort import Cohort
 from ehrlib.errors import GeneratorError, ModelLoadError
-from ehrlib.models.base import META, Generator, read_meta, verify_files, write_model_folder
+from ehrlib.models.base import META, Generator, check_replaceable, read_meta, verify_files, write_model_folder
 from ehrlib.models.reference import Holdout, Marginals, Memorizer
 
 REFERENCE: dict[str, type[Generator]] = {"holdout": Holdout, "marginals": Marginals, "memorizer": Memorizer}
@@ -120,6 +120,7 @@ def fit_or_load(name: str, train: Cohort, directory, profile: str | None = None,
             return load(d)
         except ModelLoadError as e:
             raise ModelLoadError(f"{e} (fit_or_load: rerun with force=True to train it again)") from None
+    check_replaceable(d)  # before training, not after: never train for a folder the save will refuse
     # one checkpoint folder per training key: a changed config or data never resumes a stale run
     tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     generator.fit(train, checkpoint_dir=d / "checkpoints" / tag, resume=not force)

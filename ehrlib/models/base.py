@@ -258,15 +258,7 @@ def write_model_folder(directory, generator: Generator, extra: dict) -> Path:
     ``extra`` entries are added to ``generator.json`` (``fit_or_load`` stores the training key).
     """
     target = Path(directory)
-    try:
-        entries = {p.name for p in target.iterdir()}
-    except FileNotFoundError:  # absent, or moved aside this instant by a concurrent save
-        entries = set()
-    except NotADirectoryError:
-        raise GeneratorError(f"{target}: exists and is not a folder; refusing to replace it with a model") from None
-    if entries and META not in entries and not entries <= _REPLACEABLE:
-        raise GeneratorError(f"{target}: a folder that is not a saved generator ({len(entries)} entries, e.g. "
-                             f"{sorted(entries)[0]!r}); refusing to replace it: save into a new or empty folder")
+    check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(target)
     tmp = _temp_name(target, "new")
@@ -285,6 +277,21 @@ def write_model_folder(directory, generator: Generator, extra: dict) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def check_replaceable(target) -> None:
+    """Raise :class:`GeneratorError` unless a model save may replace ``target``: absent, empty, a
+    saved generator, or only ``fit_or_load``'s checkpoints (never a user's folder or file)."""
+    target = Path(target)
+    try:
+        entries = {p.name for p in target.iterdir()}
+    except FileNotFoundError:  # absent, or moved aside this instant by a concurrent save
+        entries = set()
+    except NotADirectoryError:
+        raise GeneratorError(f"{target}: exists and is not a folder; refusing to replace it with a model") from None
+    if entries and META not in entries and not entries <= _REPLACEABLE:
+        raise GeneratorError(f"{target}: a folder that is not a saved generator ({len(entries)} entries, e.g. "
+                             f"{sorted(entries)[0]!r}); refusing to replace it: save into a new or empty folder")
 
 
 def _swap_in(new: Path, target: Path, attempts: int = 100) -> None:
