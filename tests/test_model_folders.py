@@ -46,6 +46,7 @@ def test_save_writes_a_manifest_with_every_files_sha256(tmp_path, cohorts):
 
 @pytest.mark.parametrize("damage, words", [
     ("no_folder", "no such model folder"),
+    ("a_file", "a file, not a model folder"),
     ("no_meta", "generator.json is missing"),
     ("bad_json", "not valid JSON"),
     ("not_an_object", "expected a JSON object"),
@@ -63,6 +64,8 @@ def test_a_bad_folder_is_one_model_load_error_naming_folder_and_problem(tmp_path
     meta = json.loads(meta_path.read_text())
     if damage == "no_folder":
         d = tmp_path / "nothing"
+    elif damage == "a_file":
+        d = data
     elif damage == "no_meta":
         meta_path.unlink()
     elif damage == "bad_json":

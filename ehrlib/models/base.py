@@ -319,6 +319,8 @@ def _swap_in(new: Path, target: Path, attempts: int = 100) -> None:
 def read_meta(directory) -> dict:
     """The checked ``generator.json`` of a saved model folder; :class:`ModelLoadError` otherwise."""
     d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise ModelLoadError(f"{d}: a file, not a model folder; pass the folder that Generator.save wrote")
     if not d.is_dir() and not recover(d):
         raise ModelLoadError(f"{d}: no such model folder")
     path = d / META
