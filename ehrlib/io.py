@@ -17,11 +17,13 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``, so a failure leaves ``path`` untouched.
 
     The temporary file sits beside ``path`` (same file system, so the rename is atomic) and is
-    removed on any failure, including ``KeyboardInterrupt``.
+    removed on any failure, including ``KeyboardInterrupt``. Its name carries the writer's process
+    id (``.<name>.<pid>.<random>.tmp``), so :func:`clean_stale_temporaries` can remove the
+    leftovers of a killed process.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -32,6 +34,38 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def clean_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` when its process was killed.
+
+    Only temporaries whose writer process no longer exists are removed (of target ``name``
+    only, if given); those of a live process (a concurrent writer) are kept. Returns the removed paths.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.glob(f".{name or '*'}.*.tmp"):
+        parts = p.name[:-len(".tmp")].split(".")
+        pid = parts[-2] if len(parts) >= 4 else ""
+        if pid.isdigit() and not process_alive(int(pid)) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """True unless process ``pid`` is known not to exist (on this machine)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists under another user, or cannot tell: keep its files
+        return True
+    return True
 
 
 def _umask() -> int:

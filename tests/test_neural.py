@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 from ehrlib import models
 from ehrlib.data.encode import Vocabulary, binary_matrix, from_binary_matrix
 from ehrlib.data.simulate import simulate
+from ehrlib.errors import ConfigError
 from ehrlib.models.base import GeneratorError
 from ehrlib.models.neural import CHECKPOINT, TorchConfig, TorchGenerator, batches, pick_device, sparse_rows_to_dense
 
@@ -79,7 +80,7 @@ def weights(gen):
 def test_presets_and_overrides():
     assert Toy.preset("smoke").epochs == 2 and Toy.preset("paper").epochs == 10
     assert Toy.preset("smoke", lr=0.1).lr == 0.1
-    with pytest.raises(GeneratorError, match="unknown profile 'huge'"):
+    with pytest.raises(ConfigError, match="profile='huge'"):
         Toy.preset("huge")
     with pytest.raises(GeneratorError, match=r"unknown config field\(s\) \['epoch'\]"):
         Toy.preset("demo", epoch=3)
@@ -139,8 +140,9 @@ def test_resume_refuses_another_config(train, tmp_path):
     with pytest.raises(GeneratorError, match="other data"):
         Toy.from_profile("smoke", progress=False).fit(simulate(60, seed=9), checkpoint_dir=tmp_path)
     (tmp_path / CHECKPOINT).write_bytes(b"garbage")
-    with pytest.raises(GeneratorError, match="not a readable checkpoint"):
+    with pytest.raises(GeneratorError, match="not a readable checkpoint") as err:
         Toy.from_profile("smoke", progress=False).fit(train, checkpoint_dir=tmp_path)
+    assert "weights_only" not in str(err.value)
 
 
 def test_save_load_generate_identical(train, tmp_path, monkeypatch):
@@ -159,7 +161,10 @@ def test_save_load_generate_identical(train, tmp_path, monkeypatch):
 def test_registry_names_and_errors():
     with pytest.raises(GeneratorError, match="unknown model 'vae'"):
         models.get("vae")
-    assert models.get("marginals", profile="smoke").name == "marginals"
+    with pytest.warns(UserWarning, match="no presets"):
+        assert models.get("marginals", profile="smoke").name == "marginals"
+    with pytest.raises(ConfigError, match="profile='huge'"):
+        models.get("marginals", profile="huge")
     assert set(models.NEURAL) == {"medgan", "corgan", "promptehr", "halo", "gpt"}
 
 
@@ -173,6 +178,7 @@ def test_fit_or_load_reuses_up_to_date_models(train, tmp_path, monkeypatch):
     assert len(calls) == 1 and again.history == first.history
     models.fit_or_load("toy", train, tmp_path / "toy", profile="smoke", progress=True)
     assert len(calls) == 1
+    assert not (tmp_path / "toy" / "checkpoints").exists()  # the saved model supersedes them
     models.fit_or_load("toy", train, tmp_path / "toy", profile="smoke", progress=False, lr=0.01)
     models.fit_or_load("toy", simulate(80, seed=5), tmp_path / "toy", profile="smoke", progress=False, lr=0.01,
                        force=True)
@@ -197,3 +203,16 @@ def test_draw_nonempty_redraws_from_the_same_generator():
     with pytest.raises(GeneratorError, match="t: only 0 of 6 generated records hold any code after 2 rounds"):
         draw_nonempty(3, lambda k, g: [[]] * k, lambda r: [bool(x) for x in r], generator=None, batch_size=4,
                       rounds=2, name="t")
+
+
+def test_fit_options_are_keyword_only_and_progress_overrides_the_config(train, tmp_path):
+    with pytest.raises(TypeError):
+        Toy.from_profile("smoke").fit(train, tmp_path)
+    seen = []
+    gen = Toy.from_profile("smoke", progress=True).fit(train, progress=False, callback=lambda e, s: seen.append(e))
+    assert seen == [0, 1] and gen.fitted
+    key = gen.training_key(train)
+    assert key["name"] == "toy" and key["data"] == train.checksum()
+    assert "progress" not in key["config"] and "device" not in key["config"]
+    assert Toy.from_profile("smoke", progress=False).training_key(train) == key
+    assert Toy.from_profile("smoke", lr=0.5).training_key(train) != key

@@ -5,18 +5,19 @@ import hashlib
 import importlib
 import json
 import logging
-from dataclasses import asdict
-import shutil
+import warnings
 from pathlib import Path
 
+from ehrlib import profiles
 from ehrlib.cohort import Cohort
-from ehrlib.io import atomic_write
-
-from ehrlib.models.base import Generator, GeneratorError
+from ehrlib.errors import GeneratorError, ModelLoadError
+from ehrlib.models.base import META, Generator, check_replaceable, read_meta, verify_files, write_model_folder
 from ehrlib.models.reference import Holdout, Marginals, Memorizer
 
 REFERENCE: dict[str, type[Generator]] = {"holdout": Holdout, "marginals": Marginals, "memorizer": Memorizer}
-#: The paper's neural generators, imported on first use (they need torch).
+#: The paper's neural generators, imported on first use: their modules import torch at the top
+#: (``nn.Module`` classes at module level), so this registry, ``base`` and ``reference`` stay
+#: importable, and the reference generators usable, without torch.
 NEURAL: dict[str, str] = {
     "medgan": "ehrlib.models.medgan:MedGAN",
     "corgan": "ehrlib.models.corgan:CorGAN",
@@ -26,6 +27,8 @@ NEURAL: dict[str, str] = {
 }
 NAMES = (*NEURAL, *REFERENCE)
 
+log = logging.getLogger("ehrlib.models")
+
 
 def model_class(name: str) -> type[Generator]:
     """The class registered under ``name``."""
@@ -34,35 +37,51 @@ def model_class(name: str) -> type[Generator]:
     if name not in NEURAL:
         raise GeneratorError(f"unknown model {name!r}; expected one of {list(NAMES)}")
     module, cls = NEURAL[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("torch", "transformers", "tokenizers", "safetensors"):
+            raise GeneratorError(f"{name}: needs the package {e.name.split('.')[0]!r}, which is not installed; "
+                                 "install torch for your machine and `pip install ehrlib[models]`") from None
+        raise
 
 
-def get(name: str, profile: str = "demo", **overrides) -> Generator:
+def get(name: str, profile: str | None = None, **overrides) -> Generator:
     """A new, unfitted generator.
 
     Args:
         name: ``medgan``, ``corgan``, ``promptehr``, ``halo``, ``gpt`` or a reference generator
             (``holdout``, ``marginals``, ``memorizer``).
-        profile: ``smoke``, ``demo`` or ``paper``: the preset of the model's typed config
-            (the reference generators have nothing to size).
+        profile: ``smoke``, ``demo`` or ``paper``: the preset of a neural model's typed config
+            (``None``: ``demo``). The reference generators have no presets: a profile passed for
+            them is not used, and says so with a :class:`UserWarning` (they are the same under
+            every profile).
         **overrides: config fields of a neural model (e.g. ``epochs=5``, ``data_mode="count"``),
             or constructor arguments of a reference generator (``records=reference`` for ``holdout``).
     """
     cls = model_class(name)
     if name in REFERENCE:
+        if profile is not None:
+            profiles.get(profile)  # an unknown name is still an error
+            warnings.warn(f"models.get({name!r}, profile={profile!r}): the reference generators have no presets, so "
+                          "the profile is not used (they are the same under every profile); leave it out",
+                          UserWarning, stacklevel=2)
         return cls(**overrides)
-    return cls.from_profile(profile, **overrides)
+    return cls.from_profile("demo" if profile is None else profile, **overrides)
 
 
 def load(directory) -> Generator:
-    """Load a generator saved with ``Generator.save(directory)``."""
+    """Load a generator saved with ``Generator.save(directory)``.
+
+    Every file is checked against the sha256 recorded in ``generator.json``; a missing,
+    truncated, corrupt or mixed folder, bad JSON or a config that no longer fits the model class
+    is one :class:`ModelLoadError` naming the folder, the file and what is wrong.
+    """
     d = Path(directory)
-    meta_path = d / "generator.json"
-    if not meta_path.is_file():
-        raise GeneratorError(f"{meta_path} not found: not a saved generator")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(d)
     if meta.get("name") not in NAMES:
-        raise GeneratorError(f"{meta_path}: unknown model {meta.get('name')!r}; expected one of {list(NAMES)}")
+        raise ModelLoadError(f"{d / META}: unknown model {meta.get('name')!r}; expected one of {list(NAMES)}")
+    verify_files(d, meta)
     return model_class(meta["name"]).from_saved(d, meta)
 
 
@@ -70,43 +89,52 @@ def saved(directory, neural: bool = False) -> list[str]:
     """Names of the generator folders saved under ``directory`` (sorted); only neural ones if asked."""
     d = Path(directory)
     out = []
-    for meta in sorted(d.glob("*/generator.json")):
-        name = json.loads(meta.read_text()).get("name")
+    for meta in sorted(d.glob(f"*/{META}")):
+        try:
+            name = json.loads(meta.read_text()).get("name")
+        except (OSError, ValueError, AttributeError):
+            continue  # not a readable model folder: load() names the problem
         if name in NAMES and (not neural or name in NEURAL):
             out.append(meta.parent.name)
     return out
 
 
-def fit_or_load(name: str, train: Cohort, directory, profile: str = "demo", force: bool = False,
+def fit_or_load(name: str, train: Cohort, directory, profile: str | None = None, force: bool = False,
                 **overrides) -> Generator:
     """The training stage: fit ``name`` on ``train`` and save it to ``directory``, or load it.
 
-    The saved generator is reused when ``directory/trained_on.json`` records the same model,
-    config and training-data checksum (unless ``force``). Otherwise the neural models
-    checkpoint to ``directory/checkpoints/<config and data hash>`` while training, so an interrupted stage rerun with
-    the same arguments resumes where it stopped (``force`` starts again from scratch); the
-    checkpoints are removed once the model is saved.
+    The saved generator is reused when its ``generator.json`` records the same
+    ``training_key(train)`` (model, training config, training data; unless ``force``).
+    Otherwise the model is fitted with checkpoints in ``directory/checkpoints/<key hash>`` (so an
+    interrupted stage rerun with the same arguments resumes where it stopped; ``force`` starts
+    again), then saved all-or-nothing with its key; the checkpoints go with the old folder.
+    A saved folder with the same key that fails its checks is a :class:`ModelLoadError`
+    (rerun with ``force=True`` to retrain).
     """
-    from ehrlib.models.neural import training_config
-
     generator = get(name, profile, **overrides)
     d = Path(directory)
-    stamp = d / "trained_on.json"
-    config = training_config(generator.config) if name in NEURAL else json.loads(json.dumps(asdict(generator.config)))
-    key = {"name": name, "config": config, "data": train.checksum()}
-    if not force and stamp.is_file() and json.loads(stamp.read_text()) == key:
-        logging.getLogger("ehrlib.models").info("%s: up to date in %s; loading it", name, d)
-        return load(d)
-    if name in NEURAL:
-        # one checkpoint folder per (config, data): a changed config never resumes a stale run
-        tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        generator.fit(train, checkpoint_dir=d / "checkpoints" / tag, resume=not force)
-    else:
-        generator.fit(train)
-    generator.save(d)
-    atomic_write(stamp, lambda tmp: Path(tmp).write_text(json.dumps(key, indent=2)))
-    shutil.rmtree(d / "checkpoints", ignore_errors=True)  # the saved model supersedes them
+    key = generator.training_key(train)
+    if not force and _saved_key(d) == key:
+        log.info("%s: up to date in %s; loading it", name, d)
+        try:
+            return load(d)
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{e} (fit_or_load: rerun with force=True to train it again)") from None
+    check_replaceable(d)  # before training, not after: never train for a folder the save will refuse
+    # one checkpoint folder per training key: a changed config or data never resumes a stale run
+    tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    generator.fit(train, checkpoint_dir=d / "checkpoints" / tag, resume=not force)
+    write_model_folder(d, generator, extra={"training_key": key})
     return generator
 
 
-__all__ = ["fit_or_load", "saved", "Generator", "GeneratorError", "get", "load", "model_class", "NAMES", "NEURAL", "REFERENCE"]
+def _saved_key(d: Path):
+    """The training key recorded in ``d``'s ``generator.json`` (None when there is none to read)."""
+    try:
+        return json.loads((d / META).read_text()).get("training_key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+__all__ = ["fit_or_load", "saved", "Generator", "GeneratorError", "ModelLoadError", "get", "load", "model_class",
+           "NAMES", "NEURAL", "REFERENCE"]

@@ -49,12 +49,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, binary_matrix, from_binary_matrix
 from ehrlib.models.base import GeneratorError
 from ehrlib.models.medgan import GEN_CHUNK, REDRAW_ROUNDS, PretrainedGANConfig
-from ehrlib.models.neural import TorchGenerator, batches, draw_nonempty, sparse_rows_to_dense
+from ehrlib.models.neural import TorchGenerator, batches, draw_nonempty, optimizer_step, sparse_rows_to_dense
 
 STRIDES = (2, 2, 3, 3, 3, 3, 5)  # encoder layers 1..7; layer 8 spans its whole input
 MIN_KERNEL = 5
@@ -124,68 +127,62 @@ class CorGANConfig(PretrainedGANConfig):
         self._non_negative("decoder_lr", "gp_weight")
 
 
-def _nets_class():
-    import torch
-    from torch import nn
+class CorGANNets(nn.Module):
+    """Encoder, decoder, generator and critic of CorGAN for one vocabulary size."""
 
-    class CorGANNets(nn.Module):
-        """Encoder, decoder, generator and critic of CorGAN for one vocabulary size."""
+    def __init__(self, vocab_size: int, cfg: CorGANConfig):
+        super().__init__()
+        self.vocab_size = int(vocab_size)
+        self.pathway = corgan_pathway(vocab_size)
+        chans = [1, *encoder_channels(cfg.channels, cfg.bottleneck)]
+        enc, dec = [], []
+        for i, (_, _, k, s) in enumerate(self.pathway):
+            enc.append(nn.Conv1d(chans[i], chans[i + 1], k, stride=s))
+            if 0 < i < N_LAYERS - 1:
+                enc.append(nn.BatchNorm1d(chans[i + 1]))
+            enc.append(nn.Tanh() if i == N_LAYERS - 1 else nn.LeakyReLU(0.2))
+        for i in reversed(range(N_LAYERS)):
+            k, s = self.pathway[i][2], self.pathway[i][3]
+            dec.append(nn.ConvTranspose1d(chans[i + 1], chans[i], k, stride=s))
+            if i > 0:
+                dec += [nn.BatchNorm1d(chans[i]), nn.ReLU()]
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)  # logits; sigmoid applied in decode()
+        self.generator = nn.Sequential(
+            nn.Linear(cfg.latent_dim, 256), nn.LeakyReLU(0.2),
+            nn.Linear(256, 128), nn.LeakyReLU(0.2),
+            nn.Linear(128, cfg.bottleneck), nn.Tanh())
+        cc = [1, cfg.critic_channels, 2 * cfg.critic_channels, 4 * cfg.critic_channels]
+        crit = []
+        for i in range(3):
+            _, _, k, s = self.pathway[i]
+            crit += [nn.Conv1d(cc[i], cc[i + 1], k, stride=s), nn.LeakyReLU(0.2)]
+        crit.append(nn.Conv1d(cc[3], 1, self.pathway[2][1]))
+        self.critic = nn.Sequential(*crit)
+        self.bottleneck = cfg.bottleneck
+        for m in self.modules():
+            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
 
-        def __init__(self, vocab_size: int, cfg: CorGANConfig):
-            super().__init__()
-            self.vocab_size = int(vocab_size)
-            self.pathway = corgan_pathway(vocab_size)
-            chans = [1, *encoder_channels(cfg.channels, cfg.bottleneck)]
-            enc, dec = [], []
-            for i, (_, _, k, s) in enumerate(self.pathway):
-                enc.append(nn.Conv1d(chans[i], chans[i + 1], k, stride=s))
-                if 0 < i < N_LAYERS - 1:
-                    enc.append(nn.BatchNorm1d(chans[i + 1]))
-                enc.append(nn.Tanh() if i == N_LAYERS - 1 else nn.LeakyReLU(0.2))
-            for i in reversed(range(N_LAYERS)):
-                k, s = self.pathway[i][2], self.pathway[i][3]
-                dec.append(nn.ConvTranspose1d(chans[i + 1], chans[i], k, stride=s))
-                if i > 0:
-                    dec += [nn.BatchNorm1d(chans[i]), nn.ReLU()]
-            self.encoder = nn.Sequential(*enc)
-            self.decoder = nn.Sequential(*dec)  # logits; sigmoid applied in decode()
-            self.generator = nn.Sequential(
-                nn.Linear(cfg.latent_dim, 256), nn.LeakyReLU(0.2),
-                nn.Linear(256, 128), nn.LeakyReLU(0.2),
-                nn.Linear(128, cfg.bottleneck), nn.Tanh())
-            cc = [1, cfg.critic_channels, 2 * cfg.critic_channels, 4 * cfg.critic_channels]
-            crit = []
-            for i in range(3):
-                _, _, k, s = self.pathway[i]
-                crit += [nn.Conv1d(cc[i], cc[i + 1], k, stride=s), nn.LeakyReLU(0.2)]
-            crit.append(nn.Conv1d(cc[3], 1, self.pathway[2][1]))
-            self.critic = nn.Sequential(*crit)
-            self.bottleneck = cfg.bottleneck
-            for m in self.modules():
-                if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d, nn.Linear)):
-                    nn.init.xavier_uniform_(m.weight)
-                    nn.init.zeros_(m.bias)
+    def encode(self, x):
+        """(B, V) records -> (B, bottleneck, 1) codes."""
+        return self.encoder(x.unsqueeze(1))
 
-        def encode(self, x):
-            """(B, V) records -> (B, bottleneck, 1) codes."""
-            return self.encoder(x.unsqueeze(1))
+    def decode_logits(self, h):
+        """(B, bottleneck, 1) codes -> (B, V) logits."""
+        return self.decoder(h).squeeze(1)
 
-        def decode_logits(self, h):
-            """(B, bottleneck, 1) codes -> (B, V) logits."""
-            return self.decoder(h).squeeze(1)
+    def decode(self, h):
+        return torch.sigmoid(self.decode_logits(h))
 
-        def decode(self, h):
-            return torch.sigmoid(self.decode_logits(h))
+    def generate(self, z):
+        """(B, latent_dim) noise -> (B, V) probabilities."""
+        return self.decode(self.generator(z).unsqueeze(2))
 
-        def generate(self, z):
-            """(B, latent_dim) noise -> (B, V) probabilities."""
-            return self.decode(self.generator(z).unsqueeze(2))
-
-        def score(self, x):
-            """(B, V) records -> (B,) critic scores."""
-            return self.critic(x.unsqueeze(1)).reshape(-1)
-
-    return CorGANNets
+    def score(self, x):
+        """(B, V) records -> (B,) critic scores."""
+        return self.critic(x.unsqueeze(1)).reshape(-1)
 
 
 class CorGAN(TorchGenerator):
@@ -193,14 +190,7 @@ class CorGAN(TorchGenerator):
 
     name = "corgan"
     config_class = CorGANConfig
-    presets = {
-        # smoke/demo: short CPU budgets, so a faster AE (lr 1e-2), more, smaller GAN steps (batch 32)
-        # and a gentler adversarial lr (3e-4)
-        # (smoke: on a 400-patient cohort fewer epochs leave every decoded record empty at 0.5)
-        "smoke": {"ae_epochs": 20, "ae_lr": 1e-2, "gan_epochs": 20, "batch_size": 16, "lr": 3e-4},
-        "demo": {"ae_epochs": 12, "ae_lr": 1e-2, "gan_epochs": 5, "batch_size": 32, "lr": 3e-4},
-        "paper": {},
-    }
+    # presets: ehrlib/profiles/<profile>.yaml, key models.corgan
 
     def _prepare(self, train: Cohort) -> None:
         self.vocab = Vocabulary.from_cohorts(train)
@@ -217,18 +207,14 @@ class CorGAN(TorchGenerator):
     def build(self, vocab_size: int):
         """The untrained networks for ``vocab_size`` codes as one module (``.encoder``, ``.decoder``,
         ``.generator``, ``.critic``); needs no data."""
-        import torch
-
         corgan_pathway(vocab_size)  # validates vocab_size
         torch.manual_seed(self.config.seed)
-        return _nets_class()(int(vocab_size), self.config)
+        return CorGANNets(int(vocab_size), self.config)
 
     def _build(self) -> dict:
         return {"nets": self.build(len(self.vocab))}
 
     def _optimizers(self) -> dict:
-        import torch
-
         c, nets = self.config, self.modules["nets"]
         g_groups = [{"params": list(nets.generator.parameters())}]
         if c.decoder_lr > 0:
@@ -243,23 +229,15 @@ class CorGAN(TorchGenerator):
     # ---------------------------------------------------------------- losses and steps
     def ae_loss(self, x):
         """BCE of the reconstruction, summed over codes and averaged over patients."""
-        import torch.nn.functional as F
-
         nets = self.modules["nets"]
         logits = nets.decode_logits(nets.encode(x))
         return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1).mean()
 
     def ae_step(self, x) -> float:
-        loss = self.ae_loss(x)
-        self.optimizers["ae"].zero_grad()
-        loss.backward()
-        self.optimizers["ae"].step()
-        return loss.item()
+        return optimizer_step(self.optimizers["ae"], self.ae_loss(x))
 
     def critic_loss(self, x, z, eps):
         """WGAN-GP critic loss: E[D(fake)] - E[D(real)] + lambda * E[(||grad D(x_hat)|| - 1)^2]."""
-        import torch
-
         nets = self.modules["nets"]
         with torch.no_grad():
             fake = nets.generate(z)
@@ -275,27 +253,15 @@ class CorGAN(TorchGenerator):
         return -nets.score(nets.generate(z)).mean()
 
     def critic_step(self, x, z, eps) -> float:
-        loss = self.critic_loss(x, z, eps)
-        self.optimizers["critic"].zero_grad()
-        loss.backward()
-        self.optimizers["critic"].step()
-        return loss.item()
+        return optimizer_step(self.optimizers["critic"], self.critic_loss(x, z, eps))
 
     def g_step(self, z) -> float:
-        loss = self.g_loss(z)
-        self.optimizers["g"].zero_grad()
-        loss.backward()
-        self.optimizers["g"].step()
-        return loss.item()
+        return optimizer_step(self.optimizers["g"], self.g_loss(z))
 
     def _noise(self, k: int, rng):
-        import torch
-
         return torch.randn(k, self.config.latent_dim, generator=rng).to(self.device)
 
     def _train_epoch(self, epoch: int, rng) -> dict:
-        import torch
-
         c, n, nets = self.config, self.x.shape[0], self.modules["nets"]
         if epoch < c.ae_epochs:
             total, count = 0.0, 0
@@ -320,8 +286,6 @@ class CorGAN(TorchGenerator):
         return {"loss": g_total / max(g_steps, 1), "d_loss": d_total / max(d_steps, 1), "phase": 1}
 
     def _generate(self, n: int, seed: int) -> Cohort:
-        import torch
-
         nets = self.modules["nets"].eval()
 
         def sample(k, g):

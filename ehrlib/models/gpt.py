@@ -42,12 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
-from ehrlib.io import atomic_write
 from ehrlib.data.encode import Vocabulary, from_token_sequences
-from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator, draw_nonempty, transformers_module
+from ehrlib.models.base import GeneratorError, ModelLoadError, reading
+from ehrlib.models.neural import TorchConfig, TorchGenerator, draw_nonempty, filter_logits, transformers_module
 
 log = logging.getLogger("ehrlib.models")
 
@@ -152,33 +153,8 @@ def decode(sequences, vocab: Vocabulary) -> Cohort:
     return from_token_sequences(sequences, vocab, code_offset=CODE_OFFSET, visit_delim=DELIM_ID, eos=EOS_ID)
 
 
-def filter_logits(logits, top_k: int = 0, top_p: float = 1.0):
-    """Logits with everything outside the top-k and the top-p nucleus set to ``-inf``.
-
-    Top-k keeps the ``k`` largest logits (ties with the k-th kept); top-p then keeps the smallest
-    set of most likely tokens whose probability reaches ``top_p`` (always at least one).
-    """
-    import torch
-
-    out = logits.clone()
-    if top_k and top_k < out.shape[-1]:
-        kth = torch.topk(out, top_k, dim=-1).values[..., -1:]
-        out = out.masked_fill(out < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(out, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly more likely tokens
-        drop_sorted = before >= top_p
-        drop_sorted[..., 0] = False
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        out = out.masked_fill(drop, float("-inf"))
-    return out
-
-
 def sample(logits, uniforms):
     """One token per row from ``softmax(logits)`` by inverting the CDF at ``uniforms`` in [0, 1)."""
-    import torch
-
     probs = torch.softmax(logits.float(), dim=-1)
     cdf = torch.cumsum(probs, dim=-1)
     target = (uniforms.to(cdf.device) * cdf[:, -1]).unsqueeze(-1)
@@ -191,16 +167,10 @@ class GPT(TorchGenerator):
 
     name = "gpt"
     config_class = GPTConfig
-    presets = {
-        "smoke": {"n_layer": 2, "n_head": 2, "n_embd": 32, "epochs": 4, "batch_size": 32, "lr": 3e-3},
-        "demo": {"n_layer": 2, "n_head": 4, "n_embd": 128, "epochs": 8, "batch_size": 64, "lr": 3e-3},
-        "paper": {},  # the config defaults are appendix F.5
-    }
+    # presets: ehrlib/profiles/<profile>.yaml, key models.gpt
 
     # ---------------------------------------------------------------- data
     def _prepare(self, train: Cohort) -> None:
-        import torch
-
         cfg = self.config
         self.vocab = Vocabulary.from_cohorts(train)
         self.tokenizer = build_tokenizer(self.vocab.codes)
@@ -232,8 +202,6 @@ class GPT(TorchGenerator):
 
     def _batches(self, rng) -> list:
         """Index tensors into the training records: length-sorted pools, shuffled batch order."""
-        import torch
-
         cfg = self.config
         perm = self._train_idx[torch.randperm(len(self._train_idx), generator=rng)]
         if cfg.length_buckets <= 1:
@@ -248,8 +216,6 @@ class GPT(TorchGenerator):
 
     def _tensors(self, rows):
         """``(input_ids, attention_mask, labels)`` of ``rows`` padded to their longest record."""
-        import torch
-
         width = int(self._len[rows].max())
         ids = self._ids[rows, :width]
         mask = (torch.arange(width).unsqueeze(0) < self._len[rows].unsqueeze(1)).long()
@@ -276,14 +242,10 @@ class GPT(TorchGenerator):
         return {"gpt2": GPT2LMHeadModel(conf)}
 
     def _optimizers(self) -> dict:
-        import torch
-
         return {"adamw": torch.optim.AdamW(self.modules["gpt2"].parameters(), lr=self.config.lr,
                                            weight_decay=self.config.weight_decay)}
 
     def _schedulers(self) -> dict:
-        import torch
-
         total = max(1, self.config.epochs * self._steps_per_epoch)
         return {"cosine": torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizers["adamw"], T_max=total, eta_min=0.0)}
 
@@ -296,8 +258,6 @@ class GPT(TorchGenerator):
     def _loss_sum(self, rows, scale: float | None = None) -> tuple[float, int]:
         """Summed next-token cross-entropy and predicted-token count of ``rows`` (padding masked out);
         with ``scale``, backpropagates ``sum / scale`` chunk by chunk (gradient accumulation)."""
-        import torch.nn.functional as F
-
         model, total, tokens = self.modules["gpt2"], 0.0, 0
         for chunk in self._chunks(rows):
             ids, mask, labels = self._tensors(chunk)
@@ -311,8 +271,6 @@ class GPT(TorchGenerator):
         return total, tokens
 
     def _train_epoch(self, epoch: int, rng) -> dict:
-        import torch
-
         model, opt, sched = self.modules["gpt2"], self.optimizers["adamw"], self.schedulers["cosine"]
         total, tokens = 0.0, 0
         for rows in self._batches(rng):
@@ -332,8 +290,6 @@ class GPT(TorchGenerator):
 
     def loss(self, rows) -> float:
         """Mean next-token cross-entropy (per predicted token) over training records ``rows``, in eval mode."""
-        import torch
-
         self.modules["gpt2"].eval()
         rows = rows[torch.argsort(self._len[rows], stable=True)]  # little padding
         step = self.config.batch_size
@@ -351,8 +307,6 @@ class GPT(TorchGenerator):
         Rows that end (``[EOS]``) leave the batch, and their cache rows are dropped; ``use_cache=False``
         re-reads the whole prefix each step (the naive baseline of the benchmark).
         """
-        import torch
-
         cfg = self.config
         model = self.modules["gpt2"].eval()
         out = torch.full((n, self.context), PAD_ID, dtype=torch.long)
@@ -385,8 +339,6 @@ class GPT(TorchGenerator):
         return out.numpy()
 
     def _generate(self, n: int, seed: int) -> Cohort:
-        import torch
-
         cfg = self.config
         g = torch.Generator().manual_seed(int(seed))
         hit_context = 0
@@ -409,7 +361,7 @@ class GPT(TorchGenerator):
     # ---------------------------------------------------------------- save / load
     def _save_state(self, d: Path) -> None:
         super()._save_state(d)
-        atomic_write(d / TOKENIZER_FILE, lambda tmp: self.tokenizer.save(str(tmp)))
+        self.tokenizer.save(str(d / TOKENIZER_FILE))  # d: the new folder of an all-or-nothing save
 
     def _load_state(self, d: Path) -> None:
         from tokenizers import Tokenizer
@@ -417,8 +369,10 @@ class GPT(TorchGenerator):
         super()._load_state(d)
         path = Path(d) / TOKENIZER_FILE
         if not path.is_file():
-            raise GeneratorError(f"{path}: missing; a saved GPT needs its tokenizer next to the weights")
-        saved = Tokenizer.from_file(str(path))
+            raise ModelLoadError(f"{d}: file {TOKENIZER_FILE!r} is missing; a saved GPT needs its tokenizer next to "
+                                 "the weights")
+        with reading(d, TOKENIZER_FILE, "the tokenizer"):
+            saved = Tokenizer.from_file(str(path))
         if saved.get_vocab() != self.tokenizer.get_vocab():
-            raise GeneratorError(f"{path}: its vocabulary does not match state.json's codes")
+            raise ModelLoadError(f"{d}: the vocabulary of {TOKENIZER_FILE!r} does not match state.json's codes")
         self.tokenizer = saved

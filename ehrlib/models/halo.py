@@ -37,6 +37,9 @@ Deviations:
   * Sampled visit rows with no code are dropped from the output but stay in the model's
     history (the original's record conversion also skips empty visits); records with no code at all are redrawn
     (at most ``max_attempts`` rounds; the rejection rate is logged).
+  * No dropout in the ``paper`` preset, as the original (its GPT-2 blocks have no dropout
+    layer; the paper's table lists none); the ``demo`` preset uses 0.1 (a smaller model trained
+    for fewer epochs on CPU).
   * Vocabulary: every code of the training cohort, sorted (the original filters to its CCS
     benchmark codes and builds the index from an unseeded shuffle).
 """
@@ -47,11 +50,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import torch
+from torch import nn
 
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, visit_multihot
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, draw_nonempty, transformers_module
+from ehrlib.models.neural import (TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
+                                  transformers_module)
 
 log = logging.getLogger("ehrlib.models")
 
@@ -65,7 +71,7 @@ class HALOConfig(TorchConfig):
     n_head: int = 12              # attention heads
     n_ctx: int = 48               # rows per record: start (+ label) + visits
     n_positions: int = 56         # position embeddings (>= n_ctx)
-    dropout: float = 0.1          # GPT-2 residual/embedding/attention dropout
+    dropout: float = 0.0          # GPT-2 residual/embedding/attention dropout (the original has none)
     layer_norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
     fine_layers: int = 2          # masked linear layers of the fine head (original: 2)
@@ -103,158 +109,144 @@ class HALOConfig(TorchConfig):
         return self.n_ctx - 1 - int(self.labels)
 
 
-def _make_head_class():
-    import torch
-    from torch import nn
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask (out x in)."""
 
-    class MaskedLinear(nn.Linear):
-        """A linear layer whose weight is multiplied by a fixed 0/1 mask (out x in)."""
+    def __init__(self, mask):
+        super().__init__(mask.shape[1], mask.shape[0])
+        self.register_buffer("mask", mask.to(torch.float32), persistent=False)
 
-        def __init__(self, mask):
-            super().__init__(mask.shape[1], mask.shape[0])
-            self.register_buffer("mask", mask.to(torch.float32), persistent=False)
+    def forward(self, x):
+        return nn.functional.linear(x, self.weight * self.mask, self.bias)
 
-        def forward(self, x):
-            return nn.functional.linear(x, self.weight * self.mask, self.bias)
+class Head(nn.Module):
+    """Fine autoregressive head over a row of ``width`` columns given an ``n_embd`` history.
 
-    class Head(nn.Module):
-        """Fine autoregressive head over a row of ``width`` columns given an ``n_embd`` history.
+    Degrees (MADE): history units 0, column i has degree i + 1. A layer-1 unit of max degree
+    d reads columns of degree <= d; output column j reads hidden units of degree <= j, so it
+    depends on columns i < j only. ``fine_layers == 1``: output = history projection +
+    strictly masked W x W layer (linear in the row, which the sampler updates incrementally).
+    """
 
-        Degrees (MADE): history units 0, column i has degree i + 1. A layer-1 unit of max degree
-        d reads columns of degree <= d; output column j reads hidden units of degree <= j, so it
-        depends on columns i < j only. ``fine_layers == 1``: output = history projection +
-        strictly masked W x W layer (linear in the row, which the sampler updates incrementally).
-        """
-
-        def __init__(self, n_embd: int, width: int, layers: int, init_std: float):
-            super().__init__()
-            self.width, self.layers = width, layers
-            cols = torch.arange(width)
-            if layers == 1:
-                deg1 = cols.clone()                       # output j: columns < j
+    def __init__(self, n_embd: int, width: int, layers: int, init_std: float):
+        super().__init__()
+        self.width, self.layers = width, layers
+        cols = torch.arange(width)
+        if layers == 1:
+            deg1 = cols.clone()                       # output j: columns < j
+        else:
+            deg1 = torch.cat([torch.zeros(n_embd, dtype=torch.long), cols + 1])  # original's E + W units
+        h1 = len(deg1)
+        self.register_buffer("deg1", deg1, persistent=False)
+        self.hist = nn.Linear(n_embd, h1)
+        self.code_w = nn.Parameter(torch.empty(width, h1))   # row i: what column i adds to layer 1
+        hidden = []
+        for _ in range(layers - 2):
+            hidden.append(MaskedLinear(deg1[None, :] <= deg1[:, None]))
+        self.hidden = nn.ModuleList(hidden)
+        self.out = MaskedLinear(deg1[None, :] <= cols[:, None]) if layers > 1 else None
+        for p in self.parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, 0.0, init_std)
             else:
-                deg1 = torch.cat([torch.zeros(n_embd, dtype=torch.long), cols + 1])  # original's E + W units
-            h1 = len(deg1)
-            self.register_buffer("deg1", deg1, persistent=False)
-            self.hist = nn.Linear(n_embd, h1)
-            self.code_w = nn.Parameter(torch.empty(width, h1))   # row i: what column i adds to layer 1
-            hidden = []
-            for _ in range(layers - 2):
-                hidden.append(MaskedLinear(deg1[None, :] <= deg1[:, None]))
-            self.hidden = nn.ModuleList(hidden)
-            self.out = MaskedLinear(deg1[None, :] <= cols[:, None]) if layers > 1 else None
-            for p in self.parameters():
-                if p.dim() == 2:
-                    nn.init.normal_(p, 0.0, init_std)
-                else:
-                    nn.init.zeros_(p)
+                nn.init.zeros_(p)
 
-        @property
-        def out_bias(self):
-            return self.hist.bias if self.layers == 1 else self.out.bias
+    @property
+    def out_bias(self):
+        return self.hist.bias if self.layers == 1 else self.out.bias
 
-        def code_rows(self, cols):
-            """What columns ``cols`` add to layer 1 (len(cols) x h1), causally masked."""
-            return self.code_w[cols] * (self.deg1[None, :] >= cols[:, None] + 1)
+    def code_rows(self, cols):
+        """What columns ``cols`` add to layer 1 (len(cols) x h1), causally masked."""
+        return self.code_w[cols] * (self.deg1[None, :] >= cols[:, None] + 1)
 
-        def first(self, history, rows=None, cols=None, dense=None):
-            """Layer-1 pre-activation from the history and the row (COO ``rows``/``cols`` or ``dense``)."""
-            pre = self.hist(history)
-            if dense is not None:
-                mask = (self.deg1[None, :] >= torch.arange(1, self.width + 1, device=dense.device)[:, None])
-                return pre + dense @ (self.code_w * mask)
-            if cols is not None and len(cols):
-                pre = pre.index_add(0, rows, self.code_rows(cols))
+    def first(self, history, rows=None, cols=None, dense=None):
+        """Layer-1 pre-activation from the history and the row (COO ``rows``/``cols`` or ``dense``)."""
+        pre = self.hist(history)
+        if dense is not None:
+            mask = (self.deg1[None, :] >= torch.arange(1, self.width + 1, device=dense.device)[:, None])
+            return pre + dense @ (self.code_w * mask)
+        if cols is not None and len(cols):
+            pre = pre.index_add(0, rows, self.code_rows(cols))
+        return pre
+
+    def rest(self, pre):
+        """Logits (n x width) from the layer-1 pre-activation."""
+        if self.layers == 1:
             return pre
+        z = torch.relu(pre)
+        for layer in self.hidden:
+            z = torch.relu(layer(z))
+        return self.out(z)
 
-        def rest(self, pre):
-            """Logits (n x width) from the layer-1 pre-activation."""
-            if self.layers == 1:
-                return pre
-            z = torch.relu(pre)
-            for layer in self.hidden:
-                z = torch.relu(layer(z))
-            return self.out(z)
+    def forward(self, history, dense):
+        return self.rest(self.first(history, dense=dense))
 
-        def forward(self, history, dense):
-            return self.rest(self.first(history, dense=dense))
+    @torch.no_grad()
+    def sample(self, history, allowed, generator):
+        """Exact ancestral samples of one row per history (n x width, 0/1 floats).
 
-        @torch.no_grad()
-        def sample(self, history, allowed, generator):
-            """Exact ancestral samples of one row per history (n x width, 0/1 floats).
+        Every pass draws all columns after each row's pointer from the probabilities given
+        the committed prefix (later columns 0) and commits the first 1; columns skipped were
+        drawn 0 under exactly that prefix. Rows without a 1 after their pointer are done.
+        """
+        n, dev = history.shape[0], history.device
+        pre = self.first(history)
+        x = torch.zeros(n, self.width, device=dev)
+        ptr = torch.full((n,), -1, dtype=torch.long, device=dev)
+        cols = torch.arange(self.width, device=dev)
+        active = torch.arange(n, device=dev)
+        while active.numel():
+            p = torch.sigmoid(self.rest(pre[active])) * allowed
+            u = torch.rand(active.numel(), self.width, generator=generator).to(dev)
+            draw = (u < p) & (cols[None, :] > ptr[active][:, None])
+            has = draw.any(1)
+            first = draw.to(torch.uint8).argmax(1)     # first 1 (argmax returns the first maximum)
+            active, first = active[has], first[has]
+            x[active, first] = 1.0
+            pre[active] += self.code_rows(first)
+            ptr[active] = first
+        return x
 
-            Every pass draws all columns after each row's pointer from the probabilities given
-            the committed prefix (later columns 0) and commits the first 1; columns skipped were
-            drawn 0 under exactly that prefix. Rows without a 1 after their pointer are done.
-            """
-            n, dev = history.shape[0], history.device
-            pre = self.first(history)
-            x = torch.zeros(n, self.width, device=dev)
-            ptr = torch.full((n,), -1, dtype=torch.long, device=dev)
-            cols = torch.arange(self.width, device=dev)
-            active = torch.arange(n, device=dev)
-            while active.numel():
-                p = torch.sigmoid(self.rest(pre[active])) * allowed
-                u = torch.rand(active.numel(), self.width, generator=generator).to(dev)
-                draw = (u < p) & (cols[None, :] > ptr[active][:, None])
-                has = draw.any(1)
-                first = draw.to(torch.uint8).argmax(1)     # first 1 (argmax returns the first maximum)
-                active, first = active[has], first[has]
-                x[active, first] = 1.0
-                pre[active] += self.code_rows(first)
-                ptr[active] = first
-            return x
-
-        @torch.no_grad()
-        def sample_naive(self, history, allowed, generator, stop=None):
-            """The same distribution, one column at a time with a full head pass per column (the
-            reference the tests compare to); ``stop`` samples only the first columns (for timing)."""
-            n, dev = history.shape[0], history.device
-            x = torch.zeros(n, self.width, device=dev)
-            for j in range(self.width if stop is None else stop):
-                p = torch.sigmoid(self.rest(self.first(history, dense=x))[:, j]) * allowed[j]
-                u = torch.rand(n, generator=generator).to(dev)
-                x[:, j] = (u < p).float()
-            return x
-
-    return Head
-
-
-_HEAD = None
+    @torch.no_grad()
+    def sample_naive(self, history, allowed, generator, stop=None):
+        """The same distribution, one column at a time with a full head pass per column (the
+        reference the tests compare to); ``stop`` samples only the first columns (for timing)."""
+        n, dev = history.shape[0], history.device
+        x = torch.zeros(n, self.width, device=dev)
+        for j in range(self.width if stop is None else stop):
+            p = torch.sigmoid(self.rest(self.first(history, dense=x))[:, j]) * allowed[j]
+            u = torch.rand(n, generator=generator).to(dev)
+            x[:, j] = (u < p).float()
+        return x
 
 
 def fine_head(n_embd: int, width: int, layers: int, init_std: float = 0.02):
-    """A fine autoregressive head (see ``Head`` in :func:`_make_head_class`)."""
-    global _HEAD
-    if _HEAD is None:
-        _HEAD = _make_head_class()
-    return _HEAD(n_embd, width, layers, init_std)
+    """A fine autoregressive head (see :class:`Head`)."""
+    return Head(n_embd, width, layers, init_std)
+
+
+class Coarse(nn.Module):
+    """Row embeddings (sum of column embeddings; index ``width`` is the start token) + GPT-2."""
+
+    def __init__(self, cfg: HALOConfig, width: int):
+        super().__init__()
+        GPT2Config, GPT2Model = transformers_module("GPT2Config", "GPT2Model")
+        self.embed = nn.Parameter(torch.empty(width + 1, cfg.n_embd))
+        nn.init.normal_(self.embed, 0.0, cfg.initializer_range)
+        gcfg = GPT2Config(vocab_size=1, n_positions=cfg.n_positions, n_embd=cfg.n_embd,
+                          n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=cfg.dropout,
+                          embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+                          layer_norm_epsilon=cfg.layer_norm_epsilon,
+                          initializer_range=cfg.initializer_range, use_cache=False,
+                          bos_token_id=0, eos_token_id=0)
+        self.gpt = GPT2Model(gcfg)
+
+    def forward(self, rows_embedded):
+        return self.gpt(inputs_embeds=rows_embedded, use_cache=False).last_hidden_state
 
 
 def _coarse(cfg: HALOConfig, width: int):
-    import torch
-    from torch import nn
-    GPT2Config, GPT2Model = transformers_module("GPT2Config", "GPT2Model")
-
-    class Coarse(nn.Module):
-        """Row embeddings (sum of column embeddings; index ``width`` is the start token) + GPT-2."""
-
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Parameter(torch.empty(width + 1, cfg.n_embd))
-            nn.init.normal_(self.embed, 0.0, cfg.initializer_range)
-            gcfg = GPT2Config(vocab_size=1, n_positions=cfg.n_positions, n_embd=cfg.n_embd,
-                              n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=cfg.dropout,
-                              embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-                              layer_norm_epsilon=cfg.layer_norm_epsilon,
-                              initializer_range=cfg.initializer_range, use_cache=False,
-                              bos_token_id=0, eos_token_id=0)
-            self.gpt = GPT2Model(gcfg)
-
-        def forward(self, rows_embedded):
-            return self.gpt(inputs_embeds=rows_embedded, use_cache=False).last_hidden_state
-
-    return Coarse()
+    return Coarse(cfg, width)
 
 
 class HALO(TorchGenerator):
@@ -262,13 +254,7 @@ class HALO(TorchGenerator):
 
     name = "halo"
     config_class = HALOConfig
-    presets = {
-        "smoke": {"n_embd": 32, "n_layer": 1, "n_head": 2, "fine_layers": 1, "dropout": 0.0,
-                  "epochs": 4, "batch_size": 64, "lr": 3e-3, "sample_batch_size": 512},
-        "demo": {"n_embd": 128, "n_layer": 2, "n_head": 4, "fine_layers": 1, "dropout": 0.1,
-                 "epochs": 8, "batch_size": 64, "lr": 1e-3, "sample_batch_size": 1024},
-        "paper": {},
-    }
+    # presets: ehrlib/profiles/<profile>.yaml, key models.halo
 
     # ---------------------------------------------------------------- data
     def _columns(self):
@@ -347,8 +333,6 @@ class HALO(TorchGenerator):
 
     # ---------------------------------------------------------------- model
     def _build(self) -> dict:
-        import torch
-
         cfg = self.config
         _, _, width = self._columns()
         head = fine_head(cfg.n_embd, width, cfg.fine_layers, cfg.initializer_range)
@@ -359,15 +343,11 @@ class HALO(TorchGenerator):
         return {"coarse": _coarse(cfg, width), "head": head}
 
     def _optimizers(self) -> dict:
-        import torch
-
         params = [p for m in self.modules.values() for p in m.parameters()]
         return {"adam": torch.optim.Adam(params, lr=self.config.lr, fused=True)}
 
     def _allowed(self, label_row: bool, device):
         """0/1 float mask of the columns a row may hold."""
-        import torch
-
         k, _, width = self._columns()
         a = torch.zeros(width, device=device)
         if label_row:
@@ -383,8 +363,6 @@ class HALO(TorchGenerator):
         batch member ``patient``), predicted from the history up to row ``t - 1``. ``rows``
         replaces the encoded rows (tests use it to perturb a record).
         """
-        import torch
-
         dev = self.device
         rows = self.rows if rows is None else rows
         k, _, width = self._columns()
@@ -420,23 +398,15 @@ class HALO(TorchGenerator):
 
     def _batch_loss(self, patients):
         """Masked BCE: mean over the real rows' allowed columns (no start row, no padding)."""
-        import torch
-
         logits, y, allowed, _, _ = self._forward(patients)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
         return (bce * allowed).sum() / allowed.sum()
 
     def _train_epoch(self, epoch: int, rng) -> dict:
-        import torch
-
         opt = self.optimizers["adam"]
         total, n = 0.0, 0
         for idx in batches(len(self.train_idx), self.config.batch_size, rng):
-            loss = self._batch_loss(self.train_idx[idx.numpy()])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+            total += optimizer_step(opt, self._batch_loss(self.train_idx[idx.numpy()])) * len(idx)
             n += len(idx)
         stats = {"loss": total / n}
         if len(self.val_idx):
@@ -456,8 +426,6 @@ class HALO(TorchGenerator):
     # ---------------------------------------------------------------- sampling
     def _sample_batch(self, n: int, g, sampler: str = "exact") -> list[list[list[int]]]:
         """``n`` records as lists of visits of code indices (empty visits dropped)."""
-        import torch
-
         cfg, dev = self.config, self.device
         coarse, head = self.modules["coarse"], self.modules["head"]
         k, v, width = self._columns()
@@ -487,8 +455,6 @@ class HALO(TorchGenerator):
         return records
 
     def _generate(self, n: int, seed: int) -> Cohort:
-        import torch
-
         g = torch.Generator().manual_seed(int(seed))
         for m in self.modules.values():
             m.eval()

@@ -2,8 +2,9 @@
 
 Paper: appendix F.1 (Choi et al., 2017). A linear autoencoder (embedding 128; codes through
 tanh in binary mode, ReLU in count mode, as in the original) is pretrained on the patients x
-codes matrix; then a residual generator (two 128-wide Linear-BatchNorm layers with skip
-connections) maps N(0, I) noise to latent codes, the decoder maps them to records, and a
+codes matrix; then a residual generator (``generator_layers`` 128-wide Linear-BatchNorm layers
+with skip connections: 3 in the ``paper`` preset, as the original's ``generator_size (128, 128)``
+plus its always-added embedding-size layer) maps N(0, I) noise to latent codes, the decoder maps them to records, and a
 discriminator (256, 128, 1) with minibatch averaging (each row is concatenated with the batch
 mean) tells real from generated records. The decoder is fine-tuned with the generator, as in
 the original.
@@ -28,15 +29,16 @@ Deviations:
       Losses are summed over codes and averaged over patients (as the original's BCE; its
       count-mode MSE averages over codes too).
     * ``smoke``/``demo`` presets (CPU budgets of seconds/minutes, not the paper's) use AE lr
-      1e-2 and adversarial batch 32 (more, smaller steps); ``paper`` is appendix F.1.
+      1e-2, adversarial batch 32 (more, smaller steps) and 2 residual generator layers;
+      ``paper`` is appendix F.1 with the original's 3 layers (the paper does not give the count).
     * From the original (``mp2893/medgan``): L2 regularisation is Adam weight decay 1e-4 (paper)
       instead of an explicit 0.001 L2 term; adversarial batch 128 (paper) instead of 1,000;
       no 3-digit code truncation; BatchNorm in PyTorch's parameterisation (momentum 0.01,
       eps 0.001 as in the original's TF defaults); records with no code are redrawn. The
       generator's BatchNorm uses batch statistics in D steps too (the original uses its moving
       averages there) and generation uses the moving averages without the original's burn-in.
-      Minibatch averaging is on (paper); the released TF code overwrites the concatenation, so it
-      trains without it.
+      Minibatch averaging is on, as in the paper and in the released TF code (both versions we
+      read concatenate ``[x_input, inputMean]`` before the first discriminator layer).
     * From the CorGAN codebase's PyTorch port (used by PyHealth/SynthEHRella): count mode is
       restored and D is updated twice per G step.
 """
@@ -46,11 +48,15 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, binary_matrix, count_matrix, from_binary_matrix, from_count_matrix
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchConfig, TorchGenerator, batches, draw_nonempty, sparse_rows_to_dense
+from ehrlib.models.neural import (TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
+                                  sparse_rows_to_dense)
 
 log = logging.getLogger("ehrlib.models")
 
@@ -85,7 +91,7 @@ class MedGANConfig(PretrainedGANConfig):
 
     data_mode: str = "binary"        # binary | count
     embedding_dim: int = 128         # autoencoder code size = noise size = generator width (paper)
-    generator_layers: int = 2        # residual Linear-BatchNorm layers, each embedding_dim wide
+    generator_layers: int = 3        # residual Linear-BatchNorm layers, each embedding_dim wide (original: 3)
     discriminator_dim1: int = 256    # discriminator hidden sizes (original: 256, 128, 1)
     discriminator_dim2: int = 128
     ae_epochs: int = 100             # autoencoder pretraining (paper)
@@ -110,57 +116,50 @@ class MedGANConfig(PretrainedGANConfig):
         self._non_negative("ae_weight_decay", "weight_decay")
 
 
-def _torch_modules():
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
+class Decoder(nn.Module):
+    """Linear decoder; ``forward`` gives probabilities (binary) or counts (count)."""
 
-    class Decoder(nn.Module):
-        """Linear decoder; ``forward`` gives probabilities (binary) or counts (count)."""
+    def __init__(self, embedding_dim: int, vocab_size: int, data_mode: str):
+        super().__init__()
+        self.linear = nn.Linear(embedding_dim, vocab_size)
+        self.data_mode = data_mode
 
-        def __init__(self, embedding_dim: int, vocab_size: int, data_mode: str):
-            super().__init__()
-            self.linear = nn.Linear(embedding_dim, vocab_size)
-            self.data_mode = data_mode
+    def raw(self, h):
+        return self.linear(h)
 
-        def raw(self, h):
-            return self.linear(h)
+    def forward(self, h):
+        out = self.linear(h)
+        return torch.sigmoid(out) if self.data_mode == "binary" else torch.relu(out)
 
-        def forward(self, h):
-            out = self.linear(h)
-            return torch.sigmoid(out) if self.data_mode == "binary" else torch.relu(out)
+class ResidualGenerator(nn.Module):
+    """Noise -> latent code: Linear-BatchNorm-activation layers with skip connections."""
 
-    class ResidualGenerator(nn.Module):
-        """Noise -> latent code: Linear-BatchNorm-activation layers with skip connections."""
+    def __init__(self, dim: int, n_layers: int, data_mode: str):
+        super().__init__()
+        self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_layers))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(dim, eps=1e-3, momentum=0.01) for _ in range(n_layers))
+        self.last = torch.tanh if data_mode == "binary" else torch.relu
 
-        def __init__(self, dim: int, n_layers: int, data_mode: str):
-            super().__init__()
-            self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_layers))
-            self.norms = nn.ModuleList(nn.BatchNorm1d(dim, eps=1e-3, momentum=0.01) for _ in range(n_layers))
-            self.last = torch.tanh if data_mode == "binary" else torch.relu
+    def forward(self, z):
+        h = z
+        for i, (lin, bn) in enumerate(zip(self.linears, self.norms)):
+            act = self.last if i == len(self.linears) - 1 else torch.relu
+            h = act(bn(lin(h))) + h
+        return h
 
-        def forward(self, z):
-            h = z
-            for i, (lin, bn) in enumerate(zip(self.linears, self.norms)):
-                act = self.last if i == len(self.linears) - 1 else torch.relu
-                h = act(bn(lin(h))) + h
-            return h
+class Discriminator(nn.Module):
+    """Records -> real/fake logit, each row concatenated with the batch mean (minibatch averaging)."""
 
-    class Discriminator(nn.Module):
-        """Records -> real/fake logit, each row concatenated with the batch mean (minibatch averaging)."""
+    def __init__(self, vocab_size: int, dim1: int, dim2: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * vocab_size, dim1), nn.ReLU(), nn.Linear(dim1, dim2), nn.ReLU(),
+                                 nn.Linear(dim2, 1))
 
-        def __init__(self, vocab_size: int, dim1: int, dim2: int):
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(2 * vocab_size, dim1), nn.ReLU(), nn.Linear(dim1, dim2), nn.ReLU(),
-                                     nn.Linear(dim2, 1))
-
-        def forward(self, x):
-            # net(cat([x, mean])) computed as W_x x + W_m mean: the mean half once per batch
-            first, v = self.net[0], x.shape[1]
-            h = F.linear(x, first.weight[:, :v]) + F.linear(x.mean(0, keepdim=True), first.weight[:, v:], first.bias)
-            return self.net[1:](h).squeeze(1)
-
-    return Decoder, ResidualGenerator, Discriminator
+    def forward(self, x):
+        # net(cat([x, mean])) computed as W_x x + W_m mean: the mean half once per batch
+        first, v = self.net[0], x.shape[1]
+        h = F.linear(x, first.weight[:, :v]) + F.linear(x.mean(0, keepdim=True), first.weight[:, v:], first.bias)
+        return self.net[1:](h).squeeze(1)
 
 
 class MedGAN(TorchGenerator):
@@ -168,12 +167,7 @@ class MedGAN(TorchGenerator):
 
     name = "medgan"
     config_class = MedGANConfig
-    presets = {
-        # smoke/demo: short CPU budgets, so a faster AE (lr 1e-2) and more, smaller GAN steps (batch 32)
-        "smoke": {"ae_epochs": 30, "ae_lr": 1e-2, "gan_epochs": 8, "batch_size": 32},
-        "demo": {"ae_epochs": 20, "ae_lr": 1e-2, "gan_epochs": 6, "batch_size": 32},
-        "paper": {},
-    }
+    # presets: ehrlib/profiles/<profile>.yaml, key models.medgan
 
     # ---------------------------------------------------------------- data
     def _prepare(self, train: Cohort) -> None:
@@ -192,12 +186,8 @@ class MedGAN(TorchGenerator):
     # ---------------------------------------------------------------- networks
     def build(self, vocab_size: int) -> dict:
         """The untrained networks for ``vocab_size`` codes: encoder, decoder, generator, discriminator."""
-        import torch
-        from torch import nn
-
         if not isinstance(vocab_size, (int, np.integer)) or vocab_size <= 0:
             raise GeneratorError(f"{self.name}: vocab_size={vocab_size!r}; expected a positive integer")
-        Decoder, ResidualGenerator, Discriminator = _torch_modules()
         c = self.config
         torch.manual_seed(c.seed)
         return {
@@ -212,8 +202,6 @@ class MedGAN(TorchGenerator):
         return self.build(len(self.vocab))
 
     def _optimizers(self) -> dict:
-        import torch
-
         c, m = self.config, self.modules
         return {
             "ae": torch.optim.Adam([*m["encoder"].parameters(), *m["decoder"].parameters()], lr=c.ae_lr,
@@ -227,29 +215,19 @@ class MedGAN(TorchGenerator):
     # ---------------------------------------------------------------- losses and steps
     def ae_loss(self, x):
         """Reconstruction loss of a batch: BCE (binary) or squared error (count), summed over codes."""
-        import torch.nn.functional as F
-
         raw = self.modules["decoder"].raw(self.modules["encoder"](x))
         if self.config.data_mode == "binary":
             return F.binary_cross_entropy_with_logits(raw, x, reduction="none").sum(1).mean()
         return ((F.relu(raw) - x) ** 2).sum(1).mean()
 
     def ae_step(self, x) -> float:
-        loss = self.ae_loss(x)
-        opt = self.optimizers["ae"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return optimizer_step(self.optimizers["ae"], self.ae_loss(x))
 
     def fake(self, z):
         """Decoded records from noise ``z``."""
         return self.modules["decoder"](self.modules["generator"](z))
 
     def d_loss(self, x, z):
-        import torch
-        import torch.nn.functional as F
-
         disc = self.modules["discriminator"]
         with torch.no_grad():
             fake = self.fake(z)
@@ -258,31 +236,16 @@ class MedGAN(TorchGenerator):
                 + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
 
     def g_loss(self, z):
-        import torch
-        import torch.nn.functional as F
-
         logit = self.modules["discriminator"](self.fake(z))
         return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))  # -log D(G(z))
 
     def d_step(self, x, z) -> float:
-        loss = self.d_loss(x, z)
-        opt = self.optimizers["d"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return optimizer_step(self.optimizers["d"], self.d_loss(x, z))
 
     def g_step(self, z) -> float:
-        loss = self.g_loss(z)
-        opt = self.optimizers["g"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return optimizer_step(self.optimizers["g"], self.g_loss(z))
 
     def _noise(self, k: int, rng):
-        import torch
-
         return torch.randn(k, self.config.embedding_dim, generator=rng).to(self.device)
 
     def _train_epoch(self, epoch: int, rng) -> dict:
@@ -306,8 +269,6 @@ class MedGAN(TorchGenerator):
 
     # ---------------------------------------------------------------- generation
     def _generate(self, n: int, seed: int) -> Cohort:
-        import torch
-
         for m in self.modules.values():
             m.eval()
         binary = self.config.data_mode == "binary"

@@ -24,31 +24,37 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
+import torch
+
+from ehrlib import profiles
 from ehrlib.cohort import Cohort
-from ehrlib.io import atomic_write
-from ehrlib.models.base import Config, Generator, GeneratorError
+from ehrlib.errors import ConfigError
+from ehrlib.io import atomic_write, clean_stale_temporaries
+from ehrlib.models.base import Config, FitOptions, Generator, GeneratorError, reading
 
 log = logging.getLogger("ehrlib.models")
 
-PROFILES = ("smoke", "demo", "paper")
+#: The profile names (defined once, in ``ehrlib.profiles``).
+PROFILES = profiles.NAMES
 #: Config fields that do not change what training computes: a checkpoint or a saved model
 #: written with other values of them is still reused.
 RUNTIME_FIELDS = ("device", "progress", "checkpoint_every")
 
 
 def training_config(config) -> dict:
-    """The config as JSON-normal data without :data:`RUNTIME_FIELDS`: what must match to resume."""
-    d = json.loads(json.dumps(asdict(config)))
+    """A config (dataclass or its saved dict) as JSON-normal data without :data:`RUNTIME_FIELDS`:
+    what must match to resume or reuse a training."""
+    if dataclasses.is_dataclass(config):
+        config = asdict(config)
+    d = json.loads(json.dumps(config or {}))
     return {k: v for k, v in d.items() if k not in RUNTIME_FIELDS}
 CHECKPOINT = "checkpoint.pt"
 
 
 def pick_device(device: str = "auto"):
     """``"auto"`` picks CUDA when available, else CPU; ``"cpu"``/``"cuda"``/``"cuda:1"`` are taken as given."""
-    import torch
-
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -58,10 +64,6 @@ def pick_device(device: str = "auto"):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GeneratorError(f"device={device!r} but CUDA is not available here; use device='auto' or 'cpu'")
     return dev
-
-
-def training_config_dict(d) -> dict:
-    return {k: v for k, v in (d or {}).items() if k not in RUNTIME_FIELDS}
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -138,8 +140,9 @@ class TorchGenerator(Generator):
     """Base of the neural generators: training loop, checkpoints, resume, save/load."""
 
     config_class: ClassVar[type[TorchConfig]] = TorchConfig
-    #: profile -> field overrides of ``config_class``'s defaults.
-    presets: ClassVar[dict[str, dict]] = {}
+    #: ``None``: the presets are the profiles' YAML files (``ehrlib.profiles``). A generator
+    #: outside the registry (a test's toy model) may give ``{profile: field overrides}`` here.
+    presets: ClassVar[dict[str, dict] | None] = None
 
     def __init__(self, config: TorchConfig | None = None):
         super().__init__(config)
@@ -150,43 +153,49 @@ class TorchGenerator(Generator):
     # ---------------------------------------------------------------- configuration
     @classmethod
     def default_config(cls) -> TorchConfig:
-        return cls.config_class(**cls.presets.get("demo", {}))
+        """The ``demo`` preset."""
+        return cls.preset("demo")
 
     @classmethod
     def preset(cls, profile: str = "demo", **overrides) -> TorchConfig:
-        """The typed config of ``profile`` (``smoke``, ``demo``, ``paper``) with ``overrides`` applied."""
-        if profile not in PROFILES:
-            raise GeneratorError(f"unknown profile {profile!r}; expected one of {list(PROFILES)}")
+        """The typed config of ``profile`` (``smoke``, ``demo``, ``paper``) with ``overrides`` applied.
+
+        The profile's preset for this model comes from ``ehrlib/profiles/<profile>.yaml`` (or from
+        the class's own ``presets`` dict, for a generator outside the registry).
+        """
+        profiles.check_name(profile)
         fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        if cls.presets is not None:
+            preset, source = dict(cls.presets.get(profile, {})), f"{cls.__name__}.presets"
+        else:
+            p = profiles.get(profile)
+            preset, source = p.preset(cls.name), p.source
+        unknown = sorted(set(preset) - fields)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key 'models.{cls.name}.{unknown[0]}'; expected a field of "
+                              f"{cls.config_class.__name__}: {sorted(fields)}")
         unknown = sorted(set(overrides) - fields)
         if unknown:
             raise GeneratorError(f"{cls.name}: unknown config field(s) {unknown}; expected some of {sorted(fields)}")
-        return cls.config_class(**{**cls.presets.get(profile, {}), **overrides})
+        try:
+            cls.config_class(**preset)
+        except GeneratorError as e:
+            raise ConfigError(f"{source}: models.{cls.name}: {e}") from None
+        return cls.config_class(**{**preset, **overrides})
 
     @classmethod
     def from_profile(cls, profile: str = "demo", **overrides) -> "TorchGenerator":
         return cls(cls.preset(profile, **overrides))
 
     # ---------------------------------------------------------------- training
-    def fit(self, train: Cohort, checkpoint_dir=None, resume: bool = True,
-            callback: Callable[[int, dict], None] | None = None) -> "TorchGenerator":
-        """Train on ``train``.
+    def training_config(self) -> dict:
+        """The config without :data:`RUNTIME_FIELDS`: what must match to resume or reuse."""
+        return training_config(self.config)
 
-        Args:
-            checkpoint_dir: where ``checkpoint.pt`` is written every ``config.checkpoint_every``
-                epochs (atomically); ``None`` keeps training in memory only.
-            resume: continue from ``checkpoint_dir/checkpoint.pt`` when it exists (its config
-                must equal this one).
-            callback: called as ``callback(epoch, stats)`` after each epoch (and its checkpoint).
-        """
-        self._fit_args = (checkpoint_dir, resume, callback)
-        return super().fit(train)
-
-    def _fit(self, train: Cohort) -> None:
-        import torch
+    def _fit(self, train: Cohort, options: FitOptions) -> None:
+        """The epoch loop (``options``: checkpoint folder, resume, progress bar, callback; see ``fit``)."""
         from tqdm import tqdm
 
-        checkpoint_dir, resume, callback = getattr(self, "_fit_args", (None, True, None))
         cfg = self.config
         self.device = pick_device(cfg.device)
         self._data_checksum = train.checksum()
@@ -196,15 +205,18 @@ class TorchGenerator(Generator):
         self.optimizers = self._optimizers()
         self.schedulers = self._schedulers()
         self.history, self._best, start = [], None, 0
-        ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-        if ckpt is not None and resume and ckpt.is_file():
+        ckpt = options.checkpoint_dir / CHECKPOINT if options.checkpoint_dir is not None else None
+        if ckpt is not None:
+            clean_stale_temporaries(ckpt.parent, CHECKPOINT)  # left by a killed fit
+        if ckpt is not None and options.resume and ckpt.is_file():
             start = self._restore(ckpt)
         total = cfg.epochs_total
         n_params = sum(p.numel() for m in self.modules.values() for p in m.parameters())
         log.info("%s: training on %s, %d patients, %s parameters, epochs %d..%d",
                  self.name, self.device, train.n_patients, f"{n_params:,}", start + 1, total)
+        show = cfg.progress if options.progress is None else bool(options.progress)
         bar = tqdm(range(start, total), desc=f"{self.name} ({self.device.type})", unit="epoch",
-                   disable=not cfg.progress, leave=False)
+                   disable=not show, leave=False)
         for epoch in bar:
             torch.manual_seed(epoch_seed(cfg.seed, epoch))
             rng = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch) + 1)
@@ -218,8 +230,8 @@ class TorchGenerator(Generator):
             last = stop or epoch + 1 == total
             if ckpt is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
                 self._checkpoint(ckpt, epoch + 1, stopped=stop)
-            if callback is not None:
-                callback(epoch, stats)
+            if options.callback is not None:
+                options.callback(epoch, stats)
             if stop:
                 log.info("%s: early stop after epoch %d (best val_loss %.4f)", self.name, epoch + 1, self._best["val_loss"])
                 break
@@ -242,8 +254,6 @@ class TorchGenerator(Generator):
         return self.config.patience > 0 and stats["epoch"] - self._best["epoch"] >= self.config.patience
 
     def _checkpoint(self, path: Path, epochs_done: int, stopped: bool = False) -> None:
-        import torch
-
         state = {
             "name": self.name,
             "config": asdict(self.config),
@@ -261,13 +271,13 @@ class TorchGenerator(Generator):
 
     def _restore(self, path: Path) -> int:
         """Load a checkpoint written by ``_checkpoint``; returns the number of epochs done."""
-        import torch
-
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # a truncated or foreign file
-            raise GeneratorError(f"{path}: not a readable checkpoint ({e})") from None
-        if state.get("name") != self.name or training_config_dict(state.get("config")) != training_config(self.config):
+        except Exception as e:  # a truncated or foreign file (torch's own hint is not passed on)
+            raise GeneratorError(f"{path}: not a readable checkpoint ({type(e).__name__}); remove it or fit with "
+                                 "resume=False") from None
+        if not isinstance(state, dict) or state.get("name") != self.name \
+                or training_config(state.get("config")) != training_config(self.config):
             raise GeneratorError(f"{path}: written by {state.get('name')!r} with another config; "
                                  "remove it or fit with resume=False")
         if state.get("data") != self._data_checksum:
@@ -287,31 +297,29 @@ class TorchGenerator(Generator):
 
     # ---------------------------------------------------------------- save / load
     def _save_state(self, d: Path) -> None:
+        """Weights (one safetensors file per module) and ``state.json`` into ``d``, the new
+        folder of an all-or-nothing save (``Generator.save``)."""
         from safetensors.torch import save_model
 
         for k, m in self.modules.items():
-            atomic_write(d / f"{k}.safetensors", lambda tmp, m=m: save_model(m, str(tmp)))
+            save_model(m, str(d / f"{k}.safetensors"))
         state = {"extra": self._extra_state(), "history": self.history}
-        atomic_write(d / "state.json", lambda tmp: Path(tmp).write_text(json.dumps(state)))
+        (d / "state.json").write_text(json.dumps(state))
 
     def _load_state(self, d: Path) -> None:
         from safetensors.torch import load_model
 
-        state = json.loads((d / "state.json").read_text())
-        self._set_extra_state(state["extra"])
-        self.history = state.get("history", [])
+        with reading(d, "state.json") as path:
+            state = json.loads(path.read_text())
+            self._set_extra_state(state["extra"])
+            self.history = state.get("history", [])
         self.device = pick_device(self.config.device)
-        self.modules = self._build()
+        with reading(d, "state.json", "the networks' sizes"):
+            self.modules = self._build()
         for k, m in self.modules.items():
-            load_model(m, str(d / f"{k}.safetensors"), device="cpu")
+            with reading(d, f"{k}.safetensors", f"the {k} weights"):
+                load_model(m, str(d / f"{k}.safetensors"), device="cpu")
             m.to(self.device).eval()
-
-    @classmethod
-    def from_saved(cls, directory: Path, meta: dict) -> "TorchGenerator":
-        gen = cls(cls.config_class(**meta["config"]))
-        gen._load_state(Path(directory))
-        gen.fitted = meta.get("fitted", True)
-        return gen
 
     # ---------------------------------------------------------------- for subclasses
     def _prepare(self, train: Cohort) -> None:
@@ -389,17 +397,46 @@ def transformers_module(*names: str):
         return tuple(getattr(transformers, name) for name in names)
 
 
+def filter_logits(logits, top_k: int = 0, top_p: float = 1.0):
+    """Logits with everything outside the top-k and the top-p nucleus set to ``-inf``.
+
+    Top-k keeps the ``k`` largest logits (ties with the k-th kept; 0: off); top-p then keeps the
+    smallest set of most likely tokens whose probability reaches ``top_p`` (always at least one).
+    The one top-k/top-p filter of every sampling model (GPT, PromptEHR).
+    """
+    out = logits.clone()
+    if top_k and top_k < out.shape[-1]:
+        kth = torch.topk(out, top_k, dim=-1).values[..., -1:]
+        out = out.masked_fill(out < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(out, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly more likely tokens
+        drop_sorted = before >= top_p
+        drop_sorted[..., 0] = False
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        out = out.masked_fill(drop, float("-inf"))
+    return out
+
+
+def optimizer_step(optimizer, loss, *, clip_norm: float = 0.0, parameters=None, set_to_none: bool = True) -> float:
+    """One optimiser step on ``loss``: zero the gradients, backpropagate, optionally clip the
+    gradient norm of ``parameters`` at ``clip_norm`` (0: off), step; returns ``loss.item()``."""
+    optimizer.zero_grad(set_to_none=set_to_none)
+    loss.backward()
+    if clip_norm:
+        torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+    optimizer.step()
+    return loss.item()
+
+
 def batches(n: int, batch_size: int, rng, shuffle: bool = True):
     """Index tensors of consecutive minibatches over ``range(n)`` (a permutation drawn from ``rng``)."""
-    import torch
-
     order = torch.randperm(n, generator=rng) if shuffle else torch.arange(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
 def sparse_rows_to_dense(matrix, rows, device):
     """Rows of a scipy CSR matrix as a dense float tensor on ``device``."""
-    import torch
-
     sub = matrix[rows.numpy() if hasattr(rows, "numpy") else rows]
     return torch.as_tensor(sub.toarray(), dtype=torch.float32, device=device)

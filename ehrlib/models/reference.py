@@ -7,6 +7,15 @@
   separate it.
 * ``memorizer``: copies of training records: every privacy metric must flag it.
 
+``holdout`` and ``memorizer`` hold real patient records with their real subject ids, by design:
+a saved folder of either contains those records (its ``generator.json`` says
+``"holds_real_records": true``); treat it as the real data it copies. Their generated cohorts get
+synthetic ids like every generator's.
+
+Every ``fit`` option other than ``train`` (checkpoints, progress, callback) is ignored: these
+generators have no epochs. A ``profile`` passed to ``models.get`` for them is an error (they have
+no presets).
+
 Paper: none of these are in the paper; they are this project's calibration rows.
 """
 from __future__ import annotations
@@ -15,7 +24,11 @@ import numpy as np
 import pandas as pd
 
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
-from ehrlib.models.base import Generator, GeneratorError
+from ehrlib.models.base import FitOptions, Generator, GeneratorError, reading
+
+#: ``memorizer.generate(n)`` refuses ``n`` above this many times the training set (copies with
+#: replacement carry no information beyond that, and a huge ``n`` would run for minutes).
+MAX_COPIES = 100
 
 
 def _sample_records(cohort: Cohort, n: int, seed: int, replace: bool) -> Cohort:
@@ -34,16 +47,26 @@ def _sample_records(cohort: Cohort, n: int, seed: int, replace: bool) -> Cohort:
 
 
 class Holdout(Generator):
-    """Returns real records it was given at construction (``get("holdout", records=reference)``)."""
+    """Returns real records it was given at construction (``get("holdout", records=reference)``).
+
+    Holds real records with real ids (saved in ``records.parquet``); see the module docstring.
+    """
 
     name = "holdout"
+    holds_real_records = True
 
     def __init__(self, config=None, records: Cohort | None = None):
         super().__init__(config)
         self.records = records
 
-    def _fit(self, train: Cohort) -> None:
-        if self.records is None:
+    def training_key(self, train: Cohort) -> dict:
+        """Model, config, training data and the records it returns."""
+        key = super().training_key(train)
+        key["records"] = self.records.checksum() if self.records is not None else None
+        return key
+
+    def _fit(self, train: Cohort, options: FitOptions) -> None:
+        if not isinstance(self.records, Cohort):
             raise GeneratorError("holdout: pass the unseen real records, get('holdout', records=reference)")
         shared = set(self.records.subject_ids) & set(train.subject_ids)
         if shared:
@@ -56,16 +79,28 @@ class Holdout(Generator):
         self.records.save(d / "records.parquet")
 
     def _load_state(self, d):
-        self.records = Cohort.load(d / "records.parquet")
+        with reading(d, "records.parquet", "the real records") as path:
+            self.records = Cohort.load(path)
 
 
 class Memorizer(Generator):
-    """Copies training records (without replacement while it can, then with)."""
+    """Copies training records (without replacement while it can, then with).
+
+    Holds the training records with their real ids (saved in ``train.parquet``); see the module
+    docstring. ``generate(n)`` refuses ``n`` above ``MAX_COPIES`` times the training set.
+    """
 
     name = "memorizer"
+    holds_real_records = True
 
-    def _fit(self, train: Cohort) -> None:
+    def _fit(self, train: Cohort, options: FitOptions) -> None:
         self.train = Cohort(train.events, None, train.source)
+
+    def _check_generate(self, n: int) -> None:
+        limit = MAX_COPIES * self.train.n_patients
+        if n > limit:
+            raise GeneratorError(f"memorizer: n={n:,} is more than {MAX_COPIES} copies of each of the "
+                                 f"{self.train.n_patients:,} training records (limit {limit:,}); ask for fewer")
 
     def _generate(self, n: int, seed: int) -> Cohort:
         return _sample_records(self.train, n, seed, replace=n > self.train.n_patients)
@@ -74,7 +109,8 @@ class Memorizer(Generator):
         self.train.save(d / "train.parquet")
 
     def _load_state(self, d):
-        self.train = Cohort.load(d / "train.parquet")
+        with reading(d, "train.parquet", "the training records") as path:
+            self.train = Cohort.load(path)
 
 
 class Marginals(Generator):
@@ -83,7 +119,7 @@ class Marginals(Generator):
 
     name = "marginals"
 
-    def _fit(self, train: Cohort) -> None:
+    def _fit(self, train: Cohort, options: FitOptions) -> None:
         self.visit_counts = train.visits_per_patient().to_numpy()
         self.visit_sizes = train.codes_per_visit().to_numpy()
         freq = train.events[CODE].value_counts().sort_index()
@@ -110,11 +146,12 @@ class Marginals(Generator):
         ev = pd.DataFrame({SUBJECT: patient[r], VISIT: visit[r], CODE: self.codes[chosen["code"].to_numpy()]})
         return Cohort.from_events(ev)
 
-    def _save_state(self, d):
+    def _save_state(self, d):  # d is the new folder of an all-or-nothing save
         np.savez(d / "marginals.npz", visit_counts=self.visit_counts, visit_sizes=self.visit_sizes,
                  codes=self.codes.astype(str), weights=self.weights)
 
     def _load_state(self, d):
-        z = np.load(d / "marginals.npz", allow_pickle=False)
-        self.visit_counts, self.visit_sizes, self.weights = z["visit_counts"], z["visit_sizes"], z["weights"]
-        self.codes = z["codes"].astype(object)
+        with reading(d, "marginals.npz", "the marginal distributions") as path:
+            with np.load(path, allow_pickle=False) as z:
+                self.visit_counts, self.visit_sizes, self.weights = z["visit_counts"], z["visit_sizes"], z["weights"]
+                self.codes = z["codes"].astype(object)
