@@ -134,8 +134,13 @@ _configured: ThreadPlan | None = None
 
 
 def configure_torch() -> ThreadPlan:
-    """Called by the library before training: choose once per process and apply the plan
-    (an ``OMP_NUM_THREADS`` set by the user is kept)."""
+    """Called by the library before CPU training: choose once per process and apply the plan
+    (an ``OMP_NUM_THREADS`` set by the user is kept).
+
+    In a process where torch is already loaded only the thread count can still change: OpenMP
+    reads ``OMP_WAIT_POLICY`` when it starts, which is why ``ehrbench reproduce`` sets it in the
+    environment of every stage's kernel before torch loads.
+    """
     global _configured
     if _configured is None:
         _configured = apply(choose())

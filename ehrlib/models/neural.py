@@ -31,6 +31,7 @@ import torch
 from ehrlib import profiles
 from ehrlib.cohort import Cohort
 from ehrlib.errors import ConfigError
+from ehrlib import threads
 from ehrlib.io import atomic_write, clean_stale_temporaries
 from ehrlib.models.base import Config, FitOptions, Generator, GeneratorError, reading
 
@@ -198,6 +199,8 @@ class TorchGenerator(Generator):
 
         cfg = self.config
         self.device = pick_device(cfg.device)
+        if self.device.type == "cpu":
+            threads.configure_torch()  # a thread count that cannot stall beside other busy processes
         self._data_checksum = train.checksum()
         torch.manual_seed(cfg.seed)
         self._prepare(train)
