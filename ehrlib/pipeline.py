@@ -99,6 +99,15 @@ def reference_generators(stage: Stage) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _protocols(ev) -> tuple[str, ...]:
+    from ehrlib.metrics import names
+
+    protocols = tuple(p.strip() for p in ev.protocols.split(",") if p.strip())
+    for p in protocols:
+        names.check_protocol(p)
+    return protocols
+
+
 def evaluate(stage: Stage, family: str, *, lstm: str = "profile") -> pd.DataFrame:
     """Compute one metric family for every synthetic cohort of the run in each protocol of the
     profile (``corrected`` and ``paper``), save it (a ``protocol`` column), and return a summary.
@@ -110,7 +119,7 @@ def evaluate(stage: Stage, family: str, *, lstm: str = "profile") -> pd.DataFram
     from ehrlib.metrics import evaluate_all, names
 
     ev = stage.settings.evaluation
-    protocols = tuple(getattr(ev, "protocols", names.PROTOCOLS))
+    protocols = _protocols(ev)
     train, holdout, synthetic = stage.train, stage.holdout, stage.synthetic
     common = dict(seed=stage.seed, n_bootstrap=ev.n_bootstrap, families=[family], progress=False)
     if family == names.PREVALENCE:
@@ -123,7 +132,7 @@ def evaluate(stage: Stage, family: str, *, lstm: str = "profile") -> pd.DataFram
                 raise ConfigError(f"lstm={lstm!r}: expected 'yes', 'no' or 'profile'")
             with_lstm = ev.lstm if lstm == "profile" else lstm == "yes"
             extra = {"discriminators": ("rf", "lstm") if with_lstm else ("rf",),
-                     "real": getattr(ev, "real_class", "train")}
+                     "real": ev.real_class}
         out = pd.concat([evaluate_all(train, holdout, synthetic, protocol=p, **common, **extra).assign(protocol=p)
                          for p in protocols], ignore_index=True)
     else:
@@ -132,8 +141,33 @@ def evaluate(stage: Stage, family: str, *, lstm: str = "profile") -> pd.DataFram
     return out.pivot_table(index=["model", "protocol"], columns="metric", values="estimate")
 
 
+def odd_intervals(results: pd.DataFrame) -> list[str]:
+    """Cells whose basic bootstrap interval does not contain the point estimate (``model/metric``)."""
+    ok = results[["estimate", "ci_low", "ci_high"]].notna().all(axis=1)
+    r = results[ok]
+    odd = r[(r["estimate"] < r["ci_low"]) | (r["estimate"] > r["ci_high"])]
+    keys = odd["model"] + "/" + odd["metric"] + (("/" + odd["protocol"]) if "protocol" in odd else "")
+    return sorted(set(keys))
+
+
+def protocols_where_they_differ(wide: pd.DataFrame, columns) -> pd.DataFrame:
+    """The Table 1 ``columns`` with one row per model, or one per model and protocol where the
+    protocols give different values (rows of one model side by side)."""
+    keys = [c for c in ("model", "status") if c in wide.columns]
+    cols = [c for c in columns if c in wide.columns]
+    if "protocol" not in wide.columns:
+        return wide[keys + cols]
+    per_protocol = [g[cols].reset_index(drop=True) for _, g in wide.sort_values("model").groupby("protocol", sort=False)]
+    if all(g.equals(per_protocol[0]) for g in per_protocol[1:]):
+        first = wide["protocol"].dropna().iloc[0] if wide["protocol"].notna().any() else None
+        return wide[(wide["protocol"] == first) | wide["protocol"].isna()][keys + cols].reset_index(drop=True)
+    return wide.sort_values(["model", "protocol"])[keys + ["protocol"] + cols].reset_index(drop=True)
+
+
 def table1(stage: Stage) -> pd.DataFrame:
-    """Assemble Table 1 (wide, with intervals) and its tidy form from the saved metric families."""
+    """Assemble Table 1 (wide, with intervals, one row per model and protocol) and its tidy form
+    from the saved metric families; show it in the paper's groups (fidelity, utility, privacy)."""
+    from ehrlib.metrics import names
     from ehrlib.metrics.evaluate import table1 as wide_table1
 
     results = stage.metrics()
@@ -143,7 +177,15 @@ def table1(stage: Stage) -> pd.DataFrame:
     if failed:
         wide = pd.concat([wide, pd.DataFrame([{"model": k, "status": f"failed: {v}"} for k, v in failed.items()])],
                          ignore_index=True)
-    stage.save_table("table1", wide)
+    stage.save_table("table1", wide, show=False)
+    for group, columns in names.TABLE1_GROUPS.items():
+        stage.save_table(f"table1_{group}", protocols_where_they_differ(wide, columns))
+    odd = odd_intervals(results)
+    if odd:
+        print(f"Note: {len(odd)} basic interval(s) do not contain their point estimate ({', '.join(odd[:6])}"
+              f"{', ...' if len(odd) > 6 else ''}). A basic interval targets the population value; for a generator "
+              "as good as real data (e.g. holdout, population R² = 1) sampling noise biases the estimate down, so "
+              "the interval can lie above it.")
     return wide
 
 
@@ -155,9 +197,9 @@ def longtail(stage: Stage) -> pd.DataFrame:
     from ehrlib.metrics.longtail import longtail_ablation
 
     ev = stage.settings.evaluation
-    protocols = tuple(getattr(ev, "protocols", names.PROTOCOLS))
+    protocols = _protocols(ev)
     frames = [longtail_ablation(stage.train, stage.holdout, stage.synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
-                                repeats=ev.nnaar_repeats, seed=stage.seed, real=getattr(ev, "real_class", "train"))
+                                repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class)
               .assign(protocol=p) for p in protocols]
     data = pd.concat(frames, ignore_index=True)
     stage.save_table("fig3_data", data, show=False)

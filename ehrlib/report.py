@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ehrlib import book
+from ehrlib.metrics.names import TABLE1_GROUPS
 from ehrlib.runs import Run
 
 #: The figures shown on the results page, and the notebook (stage) that makes each.
@@ -45,9 +46,13 @@ def results_page(run: Run, dest: Path) -> Path:
              f"| patients | {data_stage.get('results', {}).get('n_patients', 'unknown')} |",
              f"| commit | `{m.get('git_commit') or 'unknown'}` |",
              f"| run folder | `{run.name}` |", ""]
-    table1 = run.path / book.TABLES_DIR / "table1.md"
-    lines += ["## Table 1", "", f"{book.caption('table1')} From {{doc}}`33_table1 <../notebooks/33_table1>`.", ""]
-    lines += [table1.read_text(), ""] if table1.is_file() else ["*Table 1 was not computed in this run.*", ""]
+    lines += ["## Table 1", "", f"{book.caption('table1')} From {{doc}}`33_table1 <../notebooks/33_table1>`; "
+              "`[a, b]` is a 95% basic bootstrap interval, `± s` the spread over repeated subsamples.", ""]
+    groups = [p for p in (run.path / book.TABLES_DIR / f"table1_{g}.md" for g in TABLE1_GROUPS) if p.is_file()]
+    if not groups:
+        lines += ["*Table 1 was not computed in this run.*", ""]
+    for path in groups:
+        lines += [f"**{book.caption(path.stem)}**", "", path.read_text(), ""]
     seeds = run.path / book.TABLES_DIR / "table1_seeds.md"
     if seeds.is_file():
         lines += ["### Across seeds", "", book.caption("table1_seeds") + " `sd_across_seeds` is the spread "

@@ -46,6 +46,8 @@ class EvaluationSettings:
     n_bootstrap: int   # bootstrap replicates of every interval
     nnaar_repeats: int  # subsample repeats of NNAAR
     lstm: bool         # also the LSTM discriminator
+    protocols: str     # evaluation protocols, comma separated: corrected, paper
+    real_class: str    # the discriminator's real class: train or holdout
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ def _settings(cls, value, source: str, where: str):
             raise ConfigError(f"{source}: key '{where}.{key}' = {v!r}; expected true or false")
         if kind == "int" and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
             raise ConfigError(f"{source}: key '{where}.{key}' = {v!r}; expected a positive integer")
+        if kind == "str" and not isinstance(v, str):
+            raise ConfigError(f"{source}: key '{where}.{key}' = {v!r}; expected a string")
     return cls(**value)
 
 
