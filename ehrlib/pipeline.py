@@ -206,3 +206,116 @@ def longtail(stage: Stage) -> pd.DataFrame:
     for p, frame in zip(protocols, frames):
         stage.save_figure("fig3" if p == "corrected" else f"fig3_{p}", plots.fig3_percentile_ablation(frame))
     return data
+
+
+# ---------------------------------------------------------------------------- the paper's artifacts
+def paper_samples(stage: Stage) -> dict | None:
+    """The paper's five released samples (``{generator: Cohort}``), or ``None`` with a notice on
+    the page when they are not in the data folder (``ehrbench fetch paper-samples`` gets them)."""
+    from ehrlib.data import registry
+    from ehrlib.errors import CohortError
+
+    try:
+        samples = registry.load_paper_samples()
+    except CohortError as exc:
+        print(f"The paper's released samples are not available here: {exc}\n"
+              "Download them once (sha256-checked, MIT licence) with `ehrbench fetch paper-samples`, or set "
+              f"{registry.ENV_DATA_DIR} to a folder holding paper-samples/. This page shows nothing else until then.")
+        stage.record(skipped="paper samples not available")
+        return None
+    print(registry.DATASETS["paper-samples"].notice)
+    return samples
+
+
+def released_samples(stage: Stage, samples: dict | None) -> pd.DataFrame | None:
+    """Table 12 recomputed from the released samples beside the paper's printed values, and the
+    structure and top-code figures of the five samples side by side."""
+    if samples is None:
+        return None
+    from ehrlib import plots
+    from ehrlib.metrics import longtail, paper, structure
+
+    table12 = structure.summary_table(samples)
+    stage.save_table("table12_released", table12)
+    compared = paper.compare(paper.tidy(table12, "dataset"), data="the paper's released samples", same_artifacts=True,
+                             tables=["12"])
+    stage.save_table("table12_released_vs_paper", compared[compared["model"] != "train"][
+        ["row", "column", "paper", "ours", "difference", "within_rounding"]])
+    d = structure.distributions(samples)
+    stage.save_figure("fig9_released", plots.fig9_visits_per_patient(d))
+    stage.save_figure("fig10_released", plots.fig10_codes_per_visit(d))
+    stage.save_figure("fig11_released", plots.fig11_codes_per_patient(d))
+    stage.save_figure("fig4_released", plots.fig4_rank_frequency(longtail.rank_frequency(samples)))
+    return compared
+
+
+def samples_against_each_other(stage: Stage, samples: dict | None) -> pd.DataFrame | None:
+    """The released samples scored against each other (prevalence, Table 13 and 14 metrics)."""
+    if samples is None:
+        return None
+    from ehrlib.metrics import paper
+
+    table = paper.between_samples(samples).pivot_table(index=["reference", "model"], columns="metric",
+                                                       values="estimate").reset_index()
+    stage.save_table("table_between_samples", table.round(3))
+    return table
+
+
+def audit_samples(stage: Stage, samples: dict | None, real: str) -> None:
+    """The memorisation audit of the released samples against a real source with the paper's split."""
+    if samples is None:
+        return None
+    from ehrlib import plots
+    from ehrlib.data import load, notice, paper_split
+    from ehrlib.errors import CohortError
+    from ehrlib.metrics.audit import audit
+
+    try:
+        cohort = load(real)
+    except CohortError as exc:
+        print(f"The real source {real!r} is not available here: {exc}")
+        stage.record(skipped=f"{real} not available")
+        return None
+    print(notice(real))
+    roles = paper_split(cohort)
+    print(roles.summary())
+    result = audit(cohort, samples, roles, seed=stage.seed)
+    stage.save_table("table_audit_copies", result.copies, show=False)
+    c = result.copies.assign(cell=lambda d: d["copied"].astype(str) + " / " + d["eligible"].astype(str))
+    summary = c.pivot_table(index=["synthetic", "role"], columns=["comparison", "min_codes"], values="cell",
+                            aggfunc="first")
+    summary.columns = [f"{comparison}, ≥{m} codes" for comparison, m in summary.columns]
+    stage.save_table("table_audit_summary", summary.reset_index())
+    stage.save_table("table_audit_distances", result.distances, show=False)
+    stage.save_table("table_audit_pairs", result.pairs)
+    stage.save_figure("fig_audit", plots.fig_audit(result.nearest, result.copies))
+    print("What these counts can and cannot tell:")
+    for line in result.limits():
+        print(" *", line)
+    return result
+
+
+def paper_vs_ours(stage: Stage) -> pd.DataFrame:
+    """Every printed number of the paper's Tables 1 and 12-14 beside ours for this run."""
+    from ehrlib import book
+    from ehrlib.metrics import paper
+
+    data = stage.run.manifest().get("stages", {}).get("00_data", {}).get("params", {}).get("data", "unknown")
+    tables = stage.run.path / book.TABLES_DIR
+    frames = []
+    tidy_path = tables / "table1_tidy.csv"
+    if tidy_path.is_file():
+        t1 = pd.read_csv(tidy_path)
+        if "protocol" in t1.columns:
+            t1 = t1[t1["protocol"] == "paper"]
+        frames.append(t1[["model", "metric", "estimate", "ci_low", "ci_high"]])
+    for table_id, key in (("table12", "dataset"), ("table13", "model"), ("table14", "model")):
+        path = tables / f"{table_id}.csv"
+        if path.is_file():
+            frames.append(paper.tidy(pd.read_csv(path), key))
+    ours = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "metric"]) if frames else \
+        pd.DataFrame(columns=["model", "metric", "estimate"])
+    out = paper.compare(ours, data=f"this run ({stage.run.name}: data {data}, profile {stage.profile})")
+    stage.save_table("table_paper_vs_ours", out[["table", "row", "column", "paper", "ours", "ours_ci_low",
+                                                 "ours_ci_high", "ours_data"]])
+    return out

@@ -47,13 +47,17 @@ def smoke_build(tmp_path_factory):
     from ehrlib.runner import reproduce
 
     base = tmp_path_factory.mktemp("smoke")
-    old = os.environ.get("EHRLIB_RUNS_DIR")
-    os.environ["EHRLIB_RUNS_DIR"] = str(base / "runs")
+    env = {"EHRLIB_RUNS_DIR": str(base / "runs")}
+    if SHARED_DATA.is_dir():  # the paper's artifacts chapter reads the shared copies (no download)
+        env["EHRLIB_DATA_DIR"] = str(SHARED_DATA)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         html = reproduce(ROOT, profile="smoke", out=base / "build")
     finally:
-        if old is None:
-            os.environ.pop("EHRLIB_RUNS_DIR", None)
-        else:
-            os.environ["EHRLIB_RUNS_DIR"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return html, base / "runs" / "smoke"
