@@ -27,9 +27,12 @@ import numpy as np
 import pandas as pd
 
 from ehrlib.cohort import CODE, SEX, Cohort, CohortError
+from ehrlib.errors import ConfigError
 from ehrlib.data import icd9
 from ehrlib.data.mimic3 import assemble
 
+#: ``SimulationConfig.code_profile`` values: the public MIMIC-like profile or random popularity.
+CODE_PROFILES = ("public", "random")
 CHRONIC_CHAPTERS = ("3", "5", "7", "8", "10", "13", "18")
 NEWBORN_CHAPTERS = ("15",)
 PREGNANCY_CHAPTERS = ("11",)
@@ -37,7 +40,19 @@ PREGNANCY_CHAPTERS = ("11",)
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """Knobs of the simulator; the defaults are calibrated to the paper's MIMIC-III statistics."""
+    """Knobs of the simulator; the defaults are calibrated to the paper's MIMIC-III statistics.
+
+    ``code_profile="public"`` (default) draws codes from the public code profile
+    (:mod:`ehrlib.data.codeprofile`); ``"random"`` is the original mode where code popularity is a
+    seeded random permutation of the ICD-9 list (no clinical signal), which uses the
+    ``zipf_*``, ``n_phenotypes``, ``core_*``, ``chapter_share``, ``concentration``,
+    ``recurrence``, ``newborn_share`` and ``male_share`` knobs. Visit counts and sizes
+    (``visit_exponent``, ``max_visits``, ``codes_*``, ``max_codes``) apply to both.
+    """
+
+    code_profile: str = "public"         # "public" (MIMIC-like, package data) or "random"
+    mixture_concentration: float = 3.0   # public: Dirichlet total around a patient's main-phenotype mixture
+    oversample: float = 3.0              # public: candidate draws per code slot before de-duplication
 
     zipf_exponent: float = 1.89         # global code popularity ~ (rank + q)^-s (Zipf-Mandelbrot)
     zipf_offset: float = 35.0            # q: flattens the head (top code in ~1/4 of patients)
@@ -145,61 +160,160 @@ def _draw_codes(rng, visit_rows, visit_patient, need, theta_cum, code_cum, overs
     shifted = (theta_cum + np.arange(theta_cum.shape[0])[:, None]).ravel()
     topic = np.searchsorted(shifted, slot_patient + u, side="right") - slot_patient * K
     topic = np.clip(topic, 0, K - 1)
-    code = np.empty(len(slot_visit), dtype=np.int64)
     u2 = rng.random(len(slot_visit))
-    for k in np.unique(topic):
-        sel = topic == k
-        code[sel] = np.searchsorted(code_cum[k], u2[sel], side="right")
-    code = np.minimum(code, code_cum.shape[1] - 1)
+    # the same trick for the codes: row k of the cumulative code weights is shifted by k
+    V = code_cum.shape[1]
+    shifted_codes = (code_cum + np.arange(code_cum.shape[0])[:, None]).ravel()
+    code = np.searchsorted(shifted_codes, topic + u2, side="right") - topic * V
+    code = np.clip(code, 0, V - 1)
     return slot_visit, code
 
 
-def simulate_tables(n_patients: int, seed: int = 0, config: SimulationConfig | None = None):
-    """Simulate the MIMIC-III tables ``(PATIENTS, ADMISSIONS, DIAGNOSES_ICD)`` as DataFrames."""
-    if not isinstance(n_patients, (int, np.integer)) or n_patients < 1:
-        raise CohortError(f"n_patients={n_patients!r}: expected a positive integer")
-    cfg = config or SimulationConfig()
-    rng = np.random.default_rng(seed)
+def _random_setup(rng, n_patients: int, cfg: SimulationConfig):
+    """The original random-popularity cohort: no clinical signal in which codes are common."""
     table = icd9.code_table()
-    codes = table["code"].to_numpy(dtype=object)
     chapters = table["chapter"].to_numpy()
-    V = len(codes)
+    V = len(table)
     ranks = rng.permutation(V) + 1
     weights = (ranks + cfg.zipf_offset) ** -cfg.zipf_exponent
     code_cum, centre, sex_factor, kinds = _phenotypes(rng, cfg, table, weights)
-
     age, male = _patients(rng, n_patients, cfg)
     theta_cum = _mixtures(rng, age, male, centre, sex_factor, kinds, cfg)
+    recurrence = np.where(np.isin(chapters, CHRONIC_CHAPTERS), cfg.recurrence, 0.0)
+    return age, male, theta_cum, code_cum, recurrence, None
+
+
+def _gate_classes(codes) -> np.ndarray:
+    """0: any patient; 1: newborns only; 2: women aged 15-49 only; 3: men only; 4: women only."""
+    from ehrlib.data.codeprofile import female_only_mask, male_only_mask, newborn_code_mask, pregnancy_code_mask
+
+    cls = np.zeros(len(codes), dtype=np.int8)
+    cls[female_only_mask(codes)] = 4
+    cls[male_only_mask(codes)] = 3
+    cls[pregnancy_code_mask(codes)] = 2
+    cls[newborn_code_mask(codes)] = 1
+    return cls
+
+
+def _profile_setup(rng, n_patients: int, cfg: SimulationConfig, profile):
+    """Patients, phenotype mixtures and code distributions from the public code profile."""
+    K = len(profile.kinds)
+    primary = rng.choice(K, size=n_patients, p=profile.share)
+    newborn_k = profile.kinds == "newborn"
+    newborn = newborn_k[primary]
+    adult_age = np.clip(rng.normal(profile.age_mean[primary], np.maximum(profile.age_sd[primary], 1.0)), 15, 100)
+    age = np.where(newborn, 0.0, np.floor(adult_age))
+    male = rng.random(n_patients) < profile.male_share[primary]
+    # each patient mixes phenotypes around the mean mixture of its main phenotype; newborns
+    # mix newborn phenotypes only, adults adult phenotypes and the background
+    alpha = cfg.mixture_concentration * profile.mixtures[primary] + 1e-3
+    allowed = np.where(newborn[:, None], newborn_k[None, :], ~newborn_k[None, :])
+    theta = rng.gamma(alpha) * allowed
+    empty = theta.sum(axis=1) == 0
+    theta[empty, primary[empty]] = 1.0
+    theta /= theta.sum(axis=1, keepdims=True)
+    b = np.where(newborn, 0.0, profile.background_share + profile.tail_share)
+    theta = np.hstack([theta * (1 - b)[:, None], b[:, None]])
+    share = profile.background_share + profile.tail_share
+    rest = (profile.background_share * profile.background + profile.tail_share * profile.tail) / share
+    dists = np.vstack([profile.phenotypes, rest[None, :]])
+    code_cum = np.cumsum(dists, axis=1)
+    code_cum /= code_cum[:, -1:]
+    theta_cum = np.cumsum(theta, axis=1)
+    fertile = (~male) & (age >= 15) & (age < 50)
+    gate_ok = np.column_stack([np.ones(n_patients, bool), newborn, fertile, male, ~male])
+    return age, male, theta_cum, code_cum, profile.recurrence, (_gate_classes(profile.codes), gate_ok)
+
+
+def simulate_events(n_patients: int, seed: int = 0, config: SimulationConfig | None = None, profile=None) -> dict:
+    """The simulated codes before identifiers and dates are attached (used by the calibration).
+
+    Returns:
+        dict of arrays: per patient ``age``, ``male``, ``n_visits``; per visit ``visit_patient``,
+        ``visit_index``; per code occurrence ``row`` (visit), ``patient`` and ``code`` (index into
+        :func:`ehrlib.data.icd9.codes`), sorted by visit.
+    """
+    if not isinstance(n_patients, (int, np.integer)) or isinstance(n_patients, bool) or n_patients < 1:
+        raise CohortError(f"n_patients={n_patients!r}: expected a positive integer")
+    cfg = config or SimulationConfig()
+    rng = np.random.default_rng(seed)
+    return _events(rng, int(n_patients), cfg, profile)
+
+
+def _events(rng, n_patients: int, cfg: SimulationConfig, profile=None) -> dict:
+    if cfg.code_profile == "random":
+        age, male, theta_cum, code_cum, recurrence, gate = _random_setup(rng, n_patients, cfg)
+    elif cfg.code_profile == "public":
+        if profile is None:
+            from ehrlib.data.codeprofile import load_code_profile
+
+            profile = load_code_profile()
+        age, male, theta_cum, code_cum, recurrence, gate = _profile_setup(rng, n_patients, cfg, profile)
+    else:
+        raise ConfigError(f"SimulationConfig.code_profile={cfg.code_profile!r}: expected one of {CODE_PROFILES}")
     n_visits = _zipf_visits(rng, n_patients, cfg.visit_exponent, cfg.max_visits)
     visit_patient = np.repeat(np.arange(n_patients), n_visits)
     visit_index = np.arange(len(visit_patient)) - np.repeat(np.cumsum(n_visits) - n_visits, n_visits)
     extra = rng.negative_binomial(cfg.codes_dispersion, cfg.codes_dispersion / (cfg.codes_dispersion + cfg.codes_mean - 1),
                                   size=len(visit_patient))
     size = np.minimum(1 + extra, cfg.max_codes)
-    chronic = np.isin(chapters, CHRONIC_CHAPTERS)
+    recurs = recurrence > 0
 
-    # visit by visit position: recurring chronic codes of the previous visit, then fresh draws
-    frames = []
-    prev = None  # DataFrame(visit_row, patient, code) of the previous position
+    # visit by visit position: recurring codes of the previous visit, then fresh draws
+    V = code_cum.shape[1]
+    out_row, out_code = [], []
+    prev_row = prev_code = np.zeros(0, np.int64)  # codes of the previous position, in draw order
+    row_of_patient = np.full(n_patients, -1, dtype=np.int64)
+    oversample = cfg.oversample if cfg.code_profile == "public" else 2.0
     for v in range(int(n_visits.max())):
         rows = np.flatnonzero(visit_index == v)
-        need = size[rows].copy()
-        carried = pd.DataFrame({"row": np.zeros(0, np.int64), "code": np.zeros(0, np.int64)})
-        if prev is not None:
-            pat_row = pd.Series(rows, index=visit_patient[rows])
-            c = prev[chronic[prev["code"].to_numpy()]]
-            c = c[c["patient"].isin(pat_row.index)]
-            c = c[rng.random(len(c)) < cfg.recurrence]
-            carried = pd.DataFrame({"row": pat_row.loc[c["patient"].to_numpy()].to_numpy(), "code": c["code"].to_numpy()})
-        slot_row, slot_code = _draw_codes(rng, rows, visit_patient[rows], need, theta_cum, code_cum)
-        cand = pd.concat([carried, pd.DataFrame({"row": slot_row, "code": slot_code})], ignore_index=True)
-        cand = cand.drop_duplicates(["row", "code"])
-        rank = cand.groupby("row", sort=False).cumcount().to_numpy()
-        cand = cand[rank < size[cand["row"].to_numpy()]]
-        cand = cand.assign(patient=visit_patient[cand["row"].to_numpy()])
-        frames.append(cand)
-        prev = cand
-    dx = pd.concat(frames, ignore_index=True).sort_values(["row"], kind="stable")
+        row_of_patient[:] = -1
+        row_of_patient[visit_patient[rows]] = rows
+        c_pat, c_code = visit_patient[prev_row], prev_code
+        sel = recurs[c_code]
+        c_pat, c_code = c_pat[sel], c_code[sel]
+        sel = row_of_patient[c_pat] >= 0
+        c_pat, c_code = c_pat[sel], c_code[sel]
+        sel = rng.random(len(c_code)) < recurrence[c_code]
+        carried_row, carried_code = row_of_patient[c_pat[sel]], c_code[sel]
+        slot_row, slot_code = _draw_codes(rng, rows, visit_patient[rows], size[rows], theta_cum, code_cum,
+                                          oversample=oversample)
+        if gate is not None:
+            classes, ok = gate
+            keep = ok[visit_patient[slot_row], classes[slot_code]]
+            slot_row, slot_code = slot_row[keep], slot_code[keep]
+        row_all = np.concatenate([carried_row, slot_row])
+        code_all = np.concatenate([carried_code, slot_code])
+        # keep the first occurrence of each (visit, code), then the first ``size`` codes of a visit
+        _, first = np.unique(row_all * V + code_all, return_index=True)
+        first.sort()
+        r, cd = row_all[first], code_all[first]
+        order = np.argsort(r, kind="stable")
+        r_sorted = r[order]
+        rank = np.empty(len(r), dtype=np.int64)
+        rank[order] = np.arange(len(r)) - np.searchsorted(r_sorted, r_sorted, side="left")
+        keep = rank < size[r]
+        prev_row, prev_code = r[keep], cd[keep]
+        out_row.append(prev_row)
+        out_code.append(prev_code)
+    row = np.concatenate(out_row)
+    code = np.concatenate(out_code)
+    order = np.argsort(row, kind="stable")
+    row, code = row[order], code[order]
+    return {"age": age, "male": male, "n_visits": n_visits, "visit_patient": visit_patient,
+            "visit_index": visit_index, "row": row, "patient": visit_patient[row], "code": code}
+
+
+def simulate_tables(n_patients: int, seed: int = 0, config: SimulationConfig | None = None):
+    """Simulate the MIMIC-III tables ``(PATIENTS, ADMISSIONS, DIAGNOSES_ICD)`` as DataFrames."""
+    if not isinstance(n_patients, (int, np.integer)) or isinstance(n_patients, bool) or n_patients < 1:
+        raise CohortError(f"n_patients={n_patients!r}: expected a positive integer")
+    cfg = config or SimulationConfig()
+    rng = np.random.default_rng(seed)
+    codes = icd9.code_table()["code"].to_numpy(dtype=object)
+    ev = _events(rng, int(n_patients), cfg)
+    age, male, visit_patient, visit_index = ev["age"], ev["male"], ev["visit_patient"], ev["visit_index"]
+    dx = pd.DataFrame({"row": ev["row"], "code": ev["code"]})
 
     # identifiers, dates and the MIMIC age shift
     subject_ids = np.sort(rng.choice(np.arange(1, 10 * n_patients + 100), size=n_patients, replace=False))
