@@ -12,6 +12,8 @@ never a record of any source:
   patient-by-code matrix), one weight per phenotype and head code;
 * **phenotype_profile.csv**: per phenotype its kind (adult, newborn), share of patients for
   whom it is the main phenotype, age and sex profile and its mean mixture over phenotypes;
+* **chapters.csv**: per ICD-9 chapter the share of patients with a code in it, per source and
+  pooled (the calibration target of Fig. 12);
 * **profile.json**: sources, their pooling weights and licences, fitted scalars;
 * **NOTICE.md**: which numbers come from which source and under which licence.
 
@@ -33,7 +35,8 @@ from ehrlib.data import icd9
 from ehrlib.errors import CohortError, ConfigError
 
 #: Folder of the package data, inside the installed package.
-PROFILE_FILES = ("codes.csv.gz", "phenotypes.csv.gz", "phenotype_profile.csv", "profile.json", "NOTICE.md")
+PROFILE_FILES = ("codes.csv.gz", "phenotypes.csv.gz", "phenotype_profile.csv", "chapters.csv", "profile.json",
+                 "NOTICE.md")
 KINDS = ("adult", "newborn")
 
 
@@ -98,6 +101,8 @@ class CodeProfile:
         tail_share: the share of an adult's code draws that come from the tail.
         recurrence: V chances that a code of one visit recurs in the patient's next visit.
         pooled: V pooled patient-level prevalences (the calibration target).
+        chapters: per chapter (``"1"``..``"19"``) ``share_<source>`` and ``pooled`` share of
+            patients with a code in the chapter.
         meta: the contents of ``profile.json``.
     """
 
@@ -115,6 +120,7 @@ class CodeProfile:
     tail_share: float
     recurrence: np.ndarray
     pooled: np.ndarray
+    chapters: pd.DataFrame
     meta: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -167,9 +173,38 @@ def load_code_profile(path: str | None = None) -> CodeProfile:
         tail_share=float(meta["tail_share"]),
         recurrence=codes_df["recurrence"].to_numpy(),
         pooled=codes_df["pooled_prevalence"].to_numpy(),
+        chapters=pd.read_csv(root / "chapters.csv", dtype={"chapter": str}),
         meta=meta,
         tables={"codes": codes_df},
     )
+
+
+def code_distributions(profile: CodeProfile) -> np.ndarray:
+    """K x V code distribution of each phenotype, background and tail included (rows sum to 1).
+
+    Row k mixes the phenotype's head codes (weight ``1 - background_share - tail_share``),
+    the background and the tail. Background and tail codes are tilted towards the chapters
+    the phenotype itself covers, ``w_k(ch) = (m_k(ch) + s * m(ch)) / ((1 + s) * m(ch))`` with
+    ``m_k`` the phenotype's and ``m`` the mean head mass per chapter and ``s`` the profile's
+    ``background_smoothing``, so that a patient's rare codes fall in the organ systems of
+    its phenotypes (rare cardiac codes in cardiac patients) and chapters cluster within
+    patients as in the sources. Newborn phenotypes take no background or tail.
+    """
+    chapters = icd9.chapters(profile.codes)
+    names = np.array(list(icd9.CHAPTER_NAMES), dtype=object)
+    onehot = (chapters[:, None] == names[None, :]).astype(np.float64)        # V x C
+    m_k = profile.phenotypes @ onehot                                        # K x C
+    m = m_k.mean(axis=0)
+    s = float(profile.meta.get("background_smoothing", 1.0))
+    w = (m_k + s * m) / ((1 + s) * np.maximum(m, 1e-12))                     # K x C
+    tilt = w @ onehot.T                                                      # K x V
+    bg = profile.background[None, :] * tilt
+    bg /= np.maximum(bg.sum(axis=1, keepdims=True), 1e-300)
+    tail = profile.tail[None, :] * tilt
+    tail /= np.maximum(tail.sum(axis=1, keepdims=True), 1e-300)
+    b = np.where(profile.kinds == "newborn", 0.0, profile.background_share)[:, None]
+    t = np.where(profile.kinds == "newborn", 0.0, profile.tail_share)[:, None]
+    return (1 - b - t) * profile.phenotypes + b * bg + t * tail
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,6 +214,15 @@ def patient_prevalence(cohort: Cohort, codes) -> np.ndarray:
     """Share of the cohort's patients holding each of ``codes`` (0 for codes it lacks)."""
     counts = cohort.events.drop_duplicates([SUBJECT, CODE])[CODE].value_counts()
     return counts.reindex(pd.Index(codes), fill_value=0).to_numpy(dtype=np.float64) / cohort.n_patients
+
+
+def chapter_shares(cohort: Cohort) -> np.ndarray:
+    """Share of the cohort's patients with a code in each chapter ``"1"``..``"19"`` (in that order)."""
+    ev = cohort.events.drop_duplicates([SUBJECT, CODE])
+    ch = pd.Series(icd9.chapters(ev[CODE].to_numpy()), index=ev.index)
+    pairs = pd.DataFrame({SUBJECT: ev[SUBJECT], "chapter": ch}).dropna().drop_duplicates()
+    counts = pairs.groupby("chapter").size().reindex(list(icd9.CHAPTER_NAMES), fill_value=0)
+    return counts.to_numpy(dtype=np.float64) / cohort.n_patients
 
 
 def recurrence_counts(cohort: Cohort, codes) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +260,7 @@ class BuildSettings:
     newborn_mass: float = 0.4                      # newborn-code mass that makes a phenotype a newborn one
     tail_exponent: float = 1.1                     # Zipf exponent of unobserved codes within a chapter
     tail_share: float = 0.005                      # initial share of draws from the tail (calibrated)
+    background_smoothing: float = 0.05             # tilt of rare codes towards a phenotype's chapters
     seed: int = 0
 
 
@@ -246,6 +291,10 @@ def build_profile(sources: dict[str, Cohort], settings: BuildSettings,
     src = dict(sources)  # codes outside CMS v32 fall out of every reindex below
     prev = {name: patient_prevalence(c, codes) for name, c in src.items()}
     pooled = sum(w[n] * prev[n] for n in src)
+    ch_share = pd.DataFrame({"chapter": list(icd9.CHAPTER_NAMES)})
+    for name, c in src.items():
+        ch_share[f"share_{name}"] = chapter_shares(c)
+    ch_share["pooled"] = sum(w[n] * ch_share[f"share_{n}"] for n in src)
 
     # recurrence: pooled per-code rate over multi-visit sources, shrunk to the chapter's rate
     num = np.zeros(V)
@@ -340,6 +389,7 @@ def build_profile(sources: dict[str, Cohort], settings: BuildSettings,
         "demographic_prior": settings.demographic_prior,
         "tail_exponent": settings.tail_exponent,
         "tail_share": settings.tail_share,
+        "background_smoothing": settings.background_smoothing,
         "background_share": bg_share,
         "nmf_reconstruction_err": float(nmf.reconstruction_err_),
         "seed": settings.seed,
@@ -352,12 +402,13 @@ def build_profile(sources: dict[str, Cohort], settings: BuildSettings,
         age_mean=age_mean, age_sd=age_sd, male_share=male_share,
         background=background / background.sum(), background_share=bg_share,
         tail=tail / tail.sum(), tail_share=settings.tail_share,
-        recurrence=recurrence, pooled=pooled, meta=meta, tables={"codes": codes_df},
+        recurrence=recurrence, pooled=pooled, chapters=ch_share, meta=meta, tables={"codes": codes_df},
     )
 
 
 def calibrate(profile: CodeProfile, n_patients: int, target_unique: int, iterations: int = 6,
-              step: float = 0.8, seed: int = 0, config=None, progress=print) -> CodeProfile:
+              step: float = 0.8, chapter_step: float = 2.0, seed: int = 0, config=None,
+              progress=print) -> CodeProfile:
     """Adjust code weights so that simulated prevalence matches the pooled prevalence.
 
     Each iteration simulates ``n_patients`` and multiplies every observed code's weight (in
@@ -365,7 +416,10 @@ def calibrate(profile: CodeProfile, n_patients: int, target_unique: int, iterati
     smoothed by one pseudo-patient, the ratio clipped to [1/3, 3], after scaling both to the same
     total); the background's share of draws stays at the non-head codes' share of pooled
     prevalence, and the tail's share is scaled until the cohort holds ``target_unique`` distinct
-    codes.
+    codes. Chapters that more patients hold than in the pooled profile (rare codes are spread
+    over patients more evenly than in the sources) have their background and tail codes scaled
+    by ``(pooled share / simulated share) ** chapter_step`` (never up, at most down to 0.2):
+    this trades some fidelity of rare codes' prevalence for chapter shares.
     """
     from ehrlib.data.simulate import SimulationConfig, simulate_events
 
@@ -376,6 +430,12 @@ def calibrate(profile: CodeProfile, n_patients: int, target_unique: int, iterati
     seen = target > 0
     V = len(profile.codes)
     factor = np.ones(V)
+    chapters = icd9.chapters(profile.codes)
+    names = list(icd9.CHAPTER_NAMES)
+    ch_idx = pd.Index(names).get_indexer(chapters)
+    ch_target = profile.chapters.set_index("chapter")["pooled"].reindex(names).to_numpy()
+    rare = observed > 0
+    ch_factor = np.ones(len(names))
     tail_share = profile.tail_share
     prof = profile
     for it in range(iterations + 1):
@@ -384,7 +444,10 @@ def calibrate(profile: CodeProfile, n_patients: int, target_unique: int, iterati
         sim = np.bincount(pairs % V, minlength=V) / n_patients
         unique = int((sim > 0).sum())
         r = float(np.corrcoef(sim[seen], target[seen])[0, 1])
+        pc = np.unique(ev["patient"] * len(names) + ch_idx[ev["code"]])
+        ch_sim = np.bincount(pc % len(names), minlength=len(names)) / n_patients
         progress(f"calibration {it}: unique codes {unique}, prevalence r {r:.4f}, "
+                 f"chapter share max diff {np.abs(ch_sim - ch_target).max():.3f}, "
                  f"background share {prof.background_share:.4f}, tail share {tail_share:.4g}")
         if it == iterations:
             break
@@ -393,19 +456,24 @@ def calibrate(profile: CodeProfile, n_patients: int, target_unique: int, iterati
         # patients) does not drive its weight
         ratio = (target * scale * n_patients + 1.0) / (sim * n_patients + 1.0)
         factor = np.where(seen, factor * np.clip(ratio, 1 / 3, 3) ** step, 1.0)
+        # chapters shared by more patients than in the pooled profile lose some rare-code mass
+        ch_factor = np.clip(ch_factor * (np.maximum(ch_target, 1e-3) / np.maximum(ch_sim, 1e-3)) ** chapter_step,
+                            0.2, 1.0)
         seen_sim = int(((sim > 0) & seen).sum())
         unseen_sim = int(((sim > 0) & ~seen).sum())
         want_unseen = max(target_unique - seen_sim, 1)
         tail_share = float(np.clip(tail_share * np.clip(want_unseen / max(unseen_sim, 1), 0.25, 4) ** 1.2, 0, 0.05))
         phen = profile.phenotypes * factor[None, :]
         phen /= phen.sum(axis=1, keepdims=True)
-        bg = observed * factor
-        prof = replace(prof, phenotypes=phen, background=bg / bg.sum(), tail_share=tail_share)
+        bg = observed * factor * ch_factor[ch_idx]
+        tail = profile.tail * ch_factor[ch_idx]
+        prof = replace(prof, phenotypes=phen, background=bg / bg.sum(), tail=tail / tail.sum(), tail_share=tail_share)
     meta = {**prof.meta, "tail_share": tail_share, "background_share": prof.background_share,
             "calibration": {"n_patients": n_patients, "target_unique": target_unique, "iterations": iterations,
                             "step": step, "seed": seed, "final_unique": unique, "final_pearson_r": r}}
     codes_df["background"] = prof.background
-    codes_df["calibration_factor"] = factor
+    codes_df["tail"] = prof.tail
+    codes_df["calibration_factor"] = factor * np.where(rare | ~seen, ch_factor[ch_idx], 1.0)
     return replace(prof, meta=meta, tables={"codes": codes_df})
 
 
@@ -432,6 +500,7 @@ def save_profile(profile: CodeProfile, root, notice: str) -> Path:
         ph.to_csv(tmp / "phenotypes.csv.gz", index=False, float_format=float_fmt,
                   compression={"method": "gzip", "mtime": 0})
         prof.to_csv(tmp / "phenotype_profile.csv", index=False, float_format=float_fmt)
+        profile.chapters.to_csv(tmp / "chapters.csv", index=False, float_format=float_fmt)
         (tmp / "profile.json").write_text(json.dumps(profile.meta, indent=1, sort_keys=True) + "\n")
         (tmp / "NOTICE.md").write_text(notice)
         root.mkdir(parents=True, exist_ok=True)

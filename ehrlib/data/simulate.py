@@ -33,6 +33,9 @@ from ehrlib.data.mimic3 import assemble
 
 #: ``SimulationConfig.code_profile`` values: the public MIMIC-like profile or random popularity.
 CODE_PROFILES = ("public", "random")
+#: Default ``codes_mean`` per mode: both give ~11 distinct codes per visit at 46,520 patients
+#: (public draws lose more to duplicates, its phenotypes being concentrated on fewer codes).
+CODES_MEAN = {"public": 11.6, "random": 11.1}
 CHRONIC_CHAPTERS = ("3", "5", "7", "8", "10", "13", "18")
 NEWBORN_CHAPTERS = ("15",)
 PREGNANCY_CHAPTERS = ("11",)
@@ -51,7 +54,7 @@ class SimulationConfig:
     """
 
     code_profile: str = "public"         # "public" (MIMIC-like, package data) or "random"
-    mixture_concentration: float = 3.0   # public: Dirichlet total around a patient's main-phenotype mixture
+    mixture_concentration: float = 5.0   # public: Dirichlet total around a patient's main-phenotype mixture
     oversample: float = 3.0              # public: candidate draws per code slot before de-duplication
 
     zipf_exponent: float = 1.89         # global code popularity ~ (rank + q)^-s (Zipf-Mandelbrot)
@@ -63,7 +66,7 @@ class SimulationConfig:
     concentration: float = 1.2           # Dirichlet total over phenotypes (small: few per patient)
     visit_exponent: float = 3.2         # P(L = k) ~ k^-a, truncated at max_visits
     max_visits: int = 42
-    codes_mean: float = 11.1             # target mean distinct codes per visit
+    codes_mean: float | None = None      # mean codes drawn per visit; None: CODES_MEAN of the mode
     codes_dispersion: float = 2.6        # negative-binomial shape of (codes per visit - 1)
     max_codes: int = 39                  # MIMIC-III stores at most 39 diagnoses per admission
     recurrence: float = 0.55             # chance a chronic code recurs in the next visit
@@ -197,6 +200,8 @@ def _gate_classes(codes) -> np.ndarray:
 
 def _profile_setup(rng, n_patients: int, cfg: SimulationConfig, profile):
     """Patients, phenotype mixtures and code distributions from the public code profile."""
+    from ehrlib.data.codeprofile import code_distributions
+
     K = len(profile.kinds)
     primary = rng.choice(K, size=n_patients, p=profile.share)
     newborn_k = profile.kinds == "newborn"
@@ -212,11 +217,7 @@ def _profile_setup(rng, n_patients: int, cfg: SimulationConfig, profile):
     empty = theta.sum(axis=1) == 0
     theta[empty, primary[empty]] = 1.0
     theta /= theta.sum(axis=1, keepdims=True)
-    b = np.where(newborn, 0.0, profile.background_share + profile.tail_share)
-    theta = np.hstack([theta * (1 - b)[:, None], b[:, None]])
-    share = profile.background_share + profile.tail_share
-    rest = (profile.background_share * profile.background + profile.tail_share * profile.tail) / share
-    dists = np.vstack([profile.phenotypes, rest[None, :]])
+    dists = code_distributions(profile)
     code_cum = np.cumsum(dists, axis=1)
     code_cum /= code_cum[:, -1:]
     theta_cum = np.cumsum(theta, axis=1)
@@ -254,7 +255,8 @@ def _events(rng, n_patients: int, cfg: SimulationConfig, profile=None) -> dict:
     n_visits = _zipf_visits(rng, n_patients, cfg.visit_exponent, cfg.max_visits)
     visit_patient = np.repeat(np.arange(n_patients), n_visits)
     visit_index = np.arange(len(visit_patient)) - np.repeat(np.cumsum(n_visits) - n_visits, n_visits)
-    extra = rng.negative_binomial(cfg.codes_dispersion, cfg.codes_dispersion / (cfg.codes_dispersion + cfg.codes_mean - 1),
+    codes_mean = CODES_MEAN[cfg.code_profile] if cfg.codes_mean is None else cfg.codes_mean
+    extra = rng.negative_binomial(cfg.codes_dispersion, cfg.codes_dispersion / (cfg.codes_dispersion + codes_mean - 1),
                                   size=len(visit_patient))
     size = np.minimum(1 + extra, cfg.max_codes)
     recurs = recurrence > 0
