@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ehrlib.cohort import Cohort
-from ehrlib.data.encode import Vocabulary
 from ehrlib.metrics.chapters import chapter_prevalence
 from ehrlib.metrics.cooccurrence import cooccurrence_similarity
 from ehrlib.metrics.longtail import code_counts, top_codes
-from ehrlib.metrics.prevalence import pearson, prevalence_vector
+from ehrlib.metrics.prevalence import pearson
 from ehrlib.metrics.structure import SUMMARY_KEYS, summary_table
 
 SIMULATED = "simulated"
@@ -90,25 +89,31 @@ def top_codes_table(simulated: Cohort, reference: Cohort, k: int = 20, reference
         among the simulated cohort's ``k`` most prevalent codes).
     """
     out = top_codes(reference, {SIMULATED: simulated}, k=k, real_name=reference_name)
-    sim_counts = code_counts(simulated)
-    order = np.lexsort((sim_counts.index.to_numpy(dtype=str), -sim_counts.to_numpy()))
-    sim_top = set(sim_counts.index[order[:k]])
+    sim_top = set(_top(code_counts(simulated), k))
     return out.assign(in_simulated_top=out["code"].isin(sim_top).to_numpy())
+
+
+def _top(counts: pd.Series, k: int) -> list[str]:
+    order = np.lexsort((counts.index.to_numpy(dtype=str), -counts.to_numpy()))
+    return counts.index[order[:k]].tolist()
 
 
 def top_code_overlap(simulated: Cohort, references: dict[str, Cohort], k: int = 20) -> pd.DataFrame:
     """How many of each reference's ``k`` most prevalent codes are among the simulated top ``k``.
 
+    Ranks as in :func:`ehrlib.metrics.longtail.top_codes` (patients with the code, ties broken
+    by code).
+
     Returns:
         ``reference``, ``k``, ``overlap`` (0..k), ``missing`` (the reference's top codes that the
         simulated top lacks, comma-separated, in reference rank order).
     """
+    sim_top = set(_top(code_counts(simulated), k))
     rows = []
     for name, ref in references.items():
-        t = top_codes_table(simulated, ref, k=k, reference_name=name)
-        t = t[t["model"] == name]
-        rows.append({"reference": name, "k": k, "overlap": int(t["in_simulated_top"].sum()),
-                     "missing": ",".join(t.loc[~t["in_simulated_top"], "code"])})
+        top = _top(code_counts(ref), k)
+        rows.append({"reference": name, "k": k, "overlap": sum(c in sim_top for c in top),
+                     "missing": ",".join(c for c in top if c not in sim_top)})
     return pd.DataFrame(rows, columns=["reference", "k", "overlap", "missing"])
 
 
@@ -117,17 +122,21 @@ def prevalence_correlation(simulated: Cohort, references: dict[str, Cohort]) -> 
 
     Two code axes: the codes both cohorts hold (``pearson_shared``: does the simulated cohort
     rank the reference's codes right?) and their union (``pearson_union``: absent codes count
-    as prevalence 0 on that side, as in the paper's prevalence metric).
+    as prevalence 0 on that side, as in the paper's prevalence metric,
+    :func:`ehrlib.metrics.prevalence.pearson`).
 
     Returns:
         ``reference``, ``n_shared``, ``n_union``, ``pearson_shared``, ``pearson_union``.
     """
+    sim = code_counts(simulated) / simulated.n_patients
     rows = []
     for name, ref in references.items():
-        vocab = Vocabulary.from_cohorts(ref, simulated)
-        p_ref, p_sim = prevalence_vector(ref, vocab), prevalence_vector(simulated, vocab)
+        p = code_counts(ref) / ref.n_patients
+        union = p.index.union(sim.index)
+        p_ref = p.reindex(union, fill_value=0).to_numpy(np.float64)
+        p_sim = sim.reindex(union, fill_value=0).to_numpy(np.float64)
         shared = (p_ref > 0) & (p_sim > 0)
-        rows.append({"reference": name, "n_shared": int(shared.sum()), "n_union": len(vocab),
+        rows.append({"reference": name, "n_shared": int(shared.sum()), "n_union": len(union),
                      "pearson_shared": pearson(p_ref[shared], p_sim[shared]) if shared.sum() > 1 else float("nan"),
                      "pearson_union": pearson(p_ref, p_sim)})
     return pd.DataFrame(rows)
