@@ -278,7 +278,18 @@ def build_profile(sources: dict[str, Cohort], settings: BuildSettings,
     Returns:
         An uncalibrated :class:`CodeProfile` (background and phenotype weights proportional to
         pooled prevalence).
+
+    The phenotypes are an NMF of the stacked patient x head-code 0/1 matrix of all sources,
+    each patient counted once (so the 10k-patient samples shape them most); the pooling
+    weights set the phenotypes' shares and mean mixtures. A phenotype's age mean and male
+    share are the demos' patients' values weighted by their projection on it, shrunk to the
+    overall mean by ``demographic_prior`` pseudo-patients; the age spread is the demos' overall
+    standard deviation.
+
+    Raises:
+        ConfigError: weights do not match the sources, or no source has demographics.
     """
+    import scipy.sparse as sp
     from sklearn.decomposition import NMF
 
     w = settings.weights
@@ -316,8 +327,6 @@ def build_profile(sources: dict[str, Cohort], settings: BuildSettings,
     head = order[: settings.n_head]
     head = head[pooled[head] > 0]
     col_of = pd.Index(codes[head])
-    import scipy.sparse as sp
-
     mats = {name: _binary(c, col_of) for name, c in src.items()}
     X = sp.vstack(list(mats.values())).tocsr()
     row_w = np.concatenate([np.full(m.shape[0], w[n] / m.shape[0]) for n, m in mats.items()])
@@ -354,6 +363,9 @@ def build_profile(sources: dict[str, Cohort], settings: BuildSettings,
         thetas.append(t[ok] / t[ok].sum(axis=1, keepdims=True))
         ages.append(d["age"].to_numpy(dtype=float)[ok])
         males.append((d["sex"] == "M").to_numpy(dtype=float)[ok])
+    if not ages or sum(len(a) for a in ages) == 0:
+        raise ConfigError(f"sources {sorted(src)}: none has demographics (age, sex) with codes; the phenotypes' "
+                          "age and sex profile needs at least one (the MIMIC demos have them)")
     T, A, M = np.vstack(thetas), np.concatenate(ages), np.concatenate(males)
     adult = A > 0
     T, A, M = T[adult], A[adult], M[adult]

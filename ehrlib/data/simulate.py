@@ -387,7 +387,8 @@ def _cohort_from_tables(patients, admissions, diagnoses, source: str) -> Cohort:
 def simulate(n_patients: int, seed: int = 0, config: SimulationConfig | None = None) -> Cohort:
     """Simulate a MIMIC-III-shaped cohort of ``n_patients`` (deterministic by ``seed``).
 
-    The cohort is assembled by the same code that :func:`ehrlib.data.load_mimic3` uses, so
+    ``config`` selects the mode and knobs (:class:`SimulationConfig`); by default codes follow
+    the public code profile (MIMIC-like prevalence, comorbidity and recurrence). The cohort is assembled by the same code that :func:`ehrlib.data.load_mimic3` uses, so
     ``simulate(n, seed)`` equals ``load_mimic3(write_simulated(dir, n, seed))``.
     """
     tables = simulate_tables(n_patients, seed, config)
