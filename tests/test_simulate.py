@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ehrlib.cohort import CohortError
+from ehrlib.cohort import Cohort, CohortError
 from ehrlib.data import icd9, load_mimic3, simulate, write_simulated
 from ehrlib.metrics.structure import summary
 
@@ -194,3 +194,11 @@ def test_build_rejects_weights_that_do_not_match_the_sources():
     a = simulate(50, seed=1, config=SimulationConfig(code_profile="random"))
     with pytest.raises(ConfigError, match="weights"):
         codeprofile.build_profile({"a": a}, codeprofile.BuildSettings(weights={"a": 0.5, "b": 0.5}))
+
+
+def test_build_without_any_demographics_is_a_config_error():
+    a = simulate(200, seed=1, config=SimulationConfig(code_profile="random"))
+    bare = Cohort.from_events(a.events)
+    settings = codeprofile.BuildSettings(weights={"a": 1.0}, n_head=100, n_phenotypes=4)
+    with pytest.raises(ConfigError, match="demographics"):
+        codeprofile.build_profile({"a": bare}, settings)
