@@ -174,11 +174,13 @@ def test_missing_profile_file_is_a_config_error_naming_it(tmp_path):
         codeprofile.load_code_profile(str(tmp_path))
 
 
+@pytest.mark.filterwarnings("ignore:Maximum number of iterations")  # a short NMF fit is enough here
 def test_build_calibrate_save_load_round_trip(tmp_path):
     """The build pipeline on small stand-in sources: fit, calibrate, write, read, simulate."""
     rnd = SimulationConfig(code_profile="random")
     a, b = simulate(400, seed=1, config=rnd), simulate(300, seed=2, config=rnd)
-    settings = codeprofile.BuildSettings(weights={"a": 0.6, "b": 0.4}, n_head=150, n_phenotypes=6)
+    settings = codeprofile.BuildSettings(weights={"a": 0.6, "b": 0.4}, n_head=150, n_phenotypes=6,
+                                           nmf_max_iter=50)
     prof = codeprofile.build_profile({"a": a, "b": b}, settings, licences={"a": "x", "b": "y"})
     assert prof.phenotypes.shape == (6, len(icd9.codes()))
     np.testing.assert_allclose(prof.phenotypes.sum(axis=1), 1.0)
@@ -202,3 +204,21 @@ def test_build_without_any_demographics_is_a_config_error():
     settings = codeprofile.BuildSettings(weights={"a": 1.0}, n_head=100, n_phenotypes=4)
     with pytest.raises(ConfigError, match="demographics"):
         codeprofile.build_profile({"a": bare}, settings)
+
+
+def test_liveborn_codes_only_in_the_first_visit_and_later_visits_follow_the_profile(cohort):
+    ev = cohort.events
+    liveborn = codeprofile.first_visit_only_mask(ev.code.to_numpy())
+    assert liveborn.sum() > 100 and (ev.visit_id.to_numpy()[liveborn] == 0).all()
+    # codes the sources hold more in later visits (history, long-term drugs) than in first ones
+    prof = codeprofile.load_code_profile()
+    ratio = pd.Series(prof.later_ratio, index=prof.codes)
+    multi = ev[ev.groupby("subject_id").visit_id.transform("max") > 0]
+    first = multi[multi.visit_id == 0].code.value_counts() / multi.subject_id.nunique()
+    later_visits = multi[multi.visit_id > 0].drop_duplicates(["subject_id", "visit_id"]).shape[0]
+    later = multi[multi.visit_id > 0].code.value_counts() / later_visits
+    common = first.index.intersection(later.index)
+    common = common[(first[common] > 0.01)]
+    measured = np.log(later[common] / first[common])
+    assert len(common) > 100
+    assert np.corrcoef(measured, np.log(ratio[common]))[0, 1] > 0.6

@@ -7,7 +7,8 @@ never a record of any source:
 
 * **codes.csv.gz**: every CMS v32 diagnosis code with its patient-level prevalence in each
   source, the pooled prevalence, its recurrence rate (chance that a code of one visit appears
-  again in the next visit of the same patient) and its calibrated background weight;
+  again in the next visit of the same patient), its later- vs first-visit rate ratio and its
+  calibrated background weight;
 * **phenotypes.csv.gz**: the latent phenotypes (non-negative factors of the sources'
   patient-by-code matrix), one weight per phenotype and head code;
 * **phenotype_profile.csv**: per phenotype its kind (adult, newborn), share of patients for
@@ -48,6 +49,11 @@ def newborn_code_mask(codes) -> np.ndarray:
     codes = np.asarray(codes, dtype=object).astype(str)
     ch = icd9.chapters(codes)
     return (ch == "15") | np.char.startswith(codes, "V3") | np.char.startswith(codes, "V29")
+
+
+def first_visit_only_mask(codes) -> np.ndarray:
+    """Liveborn codes (``V30``-``V39``: born in or out of hospital): only a birth admission holds them."""
+    return np.char.startswith(np.asarray(codes, dtype=object).astype(str), "V3")
 
 
 def _newborn_marker_mask(codes) -> np.ndarray:
@@ -100,6 +106,8 @@ class CodeProfile:
             (sums to 1).
         tail_share: the share of an adult's code draws that come from the tail.
         recurrence: V chances that a code of one visit recurs in the patient's next visit.
+        later_ratio: V ratios of a code's rate in later visits to its rate in first visits
+            (multi-visit patients of the sources), applied to fresh draws after the first visit.
         pooled: V pooled patient-level prevalences (the calibration target).
         chapters: per chapter (``"1"``..``"19"``) ``share_<source>`` and ``pooled`` share of
             patients with a code in the chapter.
@@ -119,6 +127,7 @@ class CodeProfile:
     tail: np.ndarray
     tail_share: float
     recurrence: np.ndarray
+    later_ratio: np.ndarray
     pooled: np.ndarray
     chapters: pd.DataFrame
     meta: dict = field(default_factory=dict)
@@ -172,6 +181,7 @@ def load_code_profile(path: str | None = None) -> CodeProfile:
         tail=codes_df["tail"].to_numpy() / codes_df["tail"].sum(),
         tail_share=float(meta["tail_share"]),
         recurrence=codes_df["recurrence"].to_numpy(),
+        later_ratio=codes_df["later_visit_ratio"].to_numpy(),
         pooled=codes_df["pooled_prevalence"].to_numpy(),
         chapters=pd.read_csv(root / "chapters.csv", dtype={"chapter": str}),
         meta=meta,
@@ -179,7 +189,7 @@ def load_code_profile(path: str | None = None) -> CodeProfile:
     )
 
 
-def code_distributions(profile: CodeProfile) -> np.ndarray:
+def code_distributions(profile: CodeProfile, later: bool = False) -> np.ndarray:
     """K x V code distribution of each phenotype, background and tail included (rows sum to 1).
 
     Row k mixes the phenotype's head codes (weight ``1 - background_share - tail_share``),
@@ -188,7 +198,9 @@ def code_distributions(profile: CodeProfile) -> np.ndarray:
     ``m_k`` the phenotype's and ``m`` the mean head mass per chapter and ``s`` the profile's
     ``background_smoothing``, so that a patient's rare codes fall in the organ systems of
     its phenotypes (rare cardiac codes in cardiac patients) and chapters cluster within
-    patients as in the sources. Newborn phenotypes take no background or tail.
+    patients as in the sources. Newborn phenotypes take no background or tail. With
+    ``later=True`` every part is reweighted by ``later_ratio`` first (the draws of visits after
+    the first).
     """
     chapters = icd9.chapters(profile.codes)
     names = np.array(list(icd9.CHAPTER_NAMES), dtype=object)
@@ -202,9 +214,17 @@ def code_distributions(profile: CodeProfile) -> np.ndarray:
     bg /= np.maximum(bg.sum(axis=1, keepdims=True), 1e-300)
     tail = profile.tail[None, :] * tilt
     tail /= np.maximum(tail.sum(axis=1, keepdims=True), 1e-300)
+    phen = profile.phenotypes
+    if later:
+        phen, bg, tail = (_renormalised(x * profile.later_ratio[None, :]) for x in (phen, bg, tail))
     b = np.where(profile.kinds == "newborn", 0.0, profile.background_share)[:, None]
     t = np.where(profile.kinds == "newborn", 0.0, profile.tail_share)[:, None]
-    return (1 - b - t) * profile.phenotypes + b * bg + t * tail
+    return (1 - b - t) * phen + b * bg + t * tail
+
+
+def _renormalised(x: np.ndarray) -> np.ndarray:
+    total = x.sum(axis=1, keepdims=True)
+    return np.where(total > 0, x / np.where(total > 0, total, 1.0), 0.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,6 +258,20 @@ def recurrence_counts(cohort: Cohort, codes) -> tuple[np.ndarray, np.ndarray]:
     return n_prev, n_rec
 
 
+def visit_position_counts(cohort: Cohort, codes) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Among patients with 2+ visits: first visits holding each code, later visits holding it, and the two totals."""
+    ev = cohort.events[[SUBJECT, VISIT, CODE]]
+    multi = ev[ev.groupby(SUBJECT)[VISIT].transform("max") > 0]
+    first = multi[multi[VISIT] == 0]
+    later = multi[multi[VISIT] > 0]
+    idx = pd.Index(codes)
+    n_first = first[CODE].value_counts().reindex(idx, fill_value=0).to_numpy(np.float64)
+    n_later = later[CODE].value_counts().reindex(idx, fill_value=0).to_numpy(np.float64)
+    n_visits_first = multi[SUBJECT].nunique()
+    n_visits_later = len(later.drop_duplicates([SUBJECT, VISIT]))
+    return n_first, n_later, int(n_visits_first), int(n_visits_later)
+
+
 def _binary(cohort: Cohort, col_of: pd.Index):
     import scipy.sparse as sp
 
@@ -255,7 +289,9 @@ class BuildSettings:
     weights: dict = field(default_factory=dict)   # source name -> pooling weight (sum to 1)
     n_head: int = 800                              # codes modelled by the phenotypes
     n_phenotypes: int = 32
+    nmf_max_iter: int = 400
     recurrence_prior: float = 20.0                 # pseudo-visits shrinking a code's rate to its chapter's
+    position_prior: float = 50.0                   # pseudo-visits shrinking a code's later/first-visit ratio to 1
     demographic_prior: float = 3.0                 # pseudo-patients shrinking a phenotype's age/sex to the mean
     newborn_mass: float = 0.4                      # newborn-code mass that makes a phenotype a newborn one
     tail_exponent: float = 1.1                     # Zipf exponent of unobserved codes within a chapter
@@ -322,6 +358,28 @@ def build_profile(sources: dict[str, Cohort], settings: BuildSettings,
     scale = 1e4
     recurrence = (num * scale + settings.recurrence_prior * prior) / (den * scale + settings.recurrence_prior)
 
+    # first vs later visits: pooled per-code rates over multi-visit sources, each shrunk by
+    # ``position_prior`` pseudo-visits at the code's overall rate; liveborn codes stay first-only
+    f = np.zeros(V)
+    lt = np.zeros(V)
+    nf = nl = 0.0
+    for name, c in src.items():
+        if c.n_visits > c.n_patients:
+            a, b, n_a, n_b = visit_position_counts(c, codes)
+            f += w[name] * a / max(n_a, 1)
+            lt += w[name] * b / max(n_b, 1)
+            nf += w[name] * n_a
+            nl += w[name] * n_b
+    total_w = sum(w[n] for n, c in src.items() if c.n_visits > c.n_patients)
+    if total_w > 0:
+        f, lt, nf, nl = f / total_w, lt / total_w, nf / total_w, nl / total_w
+        rate = (f * nf + lt * nl) / max(nf + nl, 1e-12)
+        m = settings.position_prior
+        later_ratio = ((lt * nl + m * rate) / (nl + m) + 1e-12) / ((f * nf + m * rate) / (nf + m) + 1e-12)
+        later_ratio = np.where(rate > 0, np.clip(later_ratio, 0.25, 4.0), 1.0)
+    else:
+        later_ratio = np.ones(V)
+
     # phenotypes: NMF of the stacked patient x head-code matrix of all sources
     order = np.argsort(-pooled, kind="stable")
     head = order[: settings.n_head]
@@ -331,7 +389,7 @@ def build_profile(sources: dict[str, Cohort], settings: BuildSettings,
     X = sp.vstack(list(mats.values())).tocsr()
     row_w = np.concatenate([np.full(m.shape[0], w[n] / m.shape[0]) for n, m in mats.items()])
     nmf = NMF(n_components=settings.n_phenotypes, init="nndsvda", beta_loss="frobenius", solver="cd",
-              max_iter=400, random_state=settings.seed)
+              max_iter=settings.nmf_max_iter, random_state=settings.seed)
     W = nmf.fit_transform(X)
     H = nmf.components_
     mass = H.sum(axis=1)
@@ -398,6 +456,7 @@ def build_profile(sources: dict[str, Cohort], settings: BuildSettings,
         "n_head": int(len(head)),
         "n_phenotypes": int(K),
         "recurrence_prior": settings.recurrence_prior,
+        "position_prior": settings.position_prior,
         "demographic_prior": settings.demographic_prior,
         "tail_exponent": settings.tail_exponent,
         "tail_share": settings.tail_share,
@@ -408,13 +467,13 @@ def build_profile(sources: dict[str, Cohort], settings: BuildSettings,
     }
     codes_df = pd.DataFrame({"code": codes, "chapter": chapters, "pooled_prevalence": pooled,
                              **{f"prevalence_{n}": prev[n] for n in src}, "recurrence": recurrence,
-                             "observed_background": background, "tail": tail})
+                             "later_visit_ratio": later_ratio, "observed_background": background, "tail": tail})
     return CodeProfile(
         codes=codes, phenotypes=phen, kinds=kinds, share=share / share.sum(), mixtures=mixtures,
         age_mean=age_mean, age_sd=age_sd, male_share=male_share,
         background=background / background.sum(), background_share=bg_share,
         tail=tail / tail.sum(), tail_share=settings.tail_share,
-        recurrence=recurrence, pooled=pooled, chapters=ch_share, meta=meta, tables={"codes": codes_df},
+        recurrence=recurrence, later_ratio=later_ratio, pooled=pooled, chapters=ch_share, meta=meta, tables={"codes": codes_df},
     )
 
 

@@ -14,7 +14,9 @@ and MIMIC-IV demos and the paper's released samples; aggregates only):
 * **comorbidity**: each patient mixes latent phenotypes (non-negative factors of the sources'
   patient-by-code matrix) around the mean mixture of its main phenotype, so codes co-occur as
   in the sources; rare codes are tilted towards the chapters of the patient's phenotypes;
-* **recurrence**: a code of one visit recurs in the next with its rate in the sources;
+* **course**: a code of one visit recurs in the next with its rate in the sources, and fresh
+  codes of later visits are reweighted by each code's later- vs first-visit rate in the
+  sources; liveborn codes (``V30``-``V39``) only occur in a patient's first visit;
 * **age and sex**: the main phenotype sets the age and sex profile (from the demos); newborns
   (age 0) carry the newborn phenotypes; perinatal/liveborn codes only occur in newborns,
   pregnancy codes only in women aged 15-49, male- and female-organ codes only in that sex.
@@ -193,7 +195,7 @@ def _random_setup(rng, n_patients: int, cfg: SimulationConfig):
     age, male = _patients(rng, n_patients, cfg)
     theta_cum = _mixtures(rng, age, male, centre, sex_factor, kinds, cfg)
     recurrence = np.where(np.isin(chapters, CHRONIC_CHAPTERS), cfg.recurrence, 0.0)
-    return age, male, theta_cum, code_cum, recurrence, None
+    return age, male, theta_cum, (code_cum, code_cum), recurrence, None
 
 
 def _gate_classes(codes) -> np.ndarray:
@@ -210,7 +212,7 @@ def _gate_classes(codes) -> np.ndarray:
 
 def _profile_setup(rng, n_patients: int, cfg: SimulationConfig, profile):
     """Patients, phenotype mixtures and code distributions from the public code profile."""
-    from ehrlib.data.codeprofile import code_distributions
+    from ehrlib.data.codeprofile import code_distributions, first_visit_only_mask
 
     K = len(profile.kinds)
     primary = rng.choice(K, size=n_patients, p=profile.share)
@@ -227,13 +229,15 @@ def _profile_setup(rng, n_patients: int, cfg: SimulationConfig, profile):
     empty = theta.sum(axis=1) == 0
     theta[empty, primary[empty]] = 1.0
     theta /= theta.sum(axis=1, keepdims=True)
-    dists = code_distributions(profile)
-    code_cum = np.cumsum(dists, axis=1)
-    code_cum /= code_cum[:, -1:]
+    code_cums = []
+    for later in (False, True):
+        cum = np.cumsum(code_distributions(profile, later=later), axis=1)
+        code_cums.append(cum / cum[:, -1:])
     theta_cum = np.cumsum(theta, axis=1)
     fertile = (~male) & (age >= 15) & (age < 50)
     gate_ok = np.column_stack([np.ones(n_patients, bool), newborn, fertile, male, ~male])
-    return age, male, theta_cum, code_cum, profile.recurrence, (_gate_classes(profile.codes), gate_ok)
+    gate = (_gate_classes(profile.codes), gate_ok, first_visit_only_mask(profile.codes))
+    return age, male, theta_cum, tuple(code_cums), profile.recurrence, gate
 
 
 def simulate_events(n_patients: int, seed: int = 0, config: SimulationConfig | None = None, profile=None) -> dict:
@@ -253,13 +257,13 @@ def simulate_events(n_patients: int, seed: int = 0, config: SimulationConfig | N
 
 def _events(rng, n_patients: int, cfg: SimulationConfig, profile=None) -> dict:
     if cfg.code_profile == "random":
-        age, male, theta_cum, code_cum, recurrence, gate = _random_setup(rng, n_patients, cfg)
+        age, male, theta_cum, code_cums, recurrence, gate = _random_setup(rng, n_patients, cfg)
     elif cfg.code_profile == "public":
         if profile is None:
             from ehrlib.data.codeprofile import load_code_profile
 
             profile = load_code_profile()
-        age, male, theta_cum, code_cum, recurrence, gate = _profile_setup(rng, n_patients, cfg, profile)
+        age, male, theta_cum, code_cums, recurrence, gate = _profile_setup(rng, n_patients, cfg, profile)
     else:
         raise ConfigError(f"SimulationConfig.code_profile={cfg.code_profile!r}: expected one of {CODE_PROFILES}")
     n_visits = _zipf_visits(rng, n_patients, cfg.visit_exponent, cfg.max_visits)
@@ -272,7 +276,7 @@ def _events(rng, n_patients: int, cfg: SimulationConfig, profile=None) -> dict:
     recurs = recurrence > 0
 
     # visit by visit position: recurring codes of the previous visit, then fresh draws
-    V = code_cum.shape[1]
+    V = code_cums[0].shape[1]
     out_row, out_code = [], []
     prev_row = prev_code = np.zeros(0, np.int64)  # codes of the previous position, in draw order
     row_of_patient = np.full(n_patients, -1, dtype=np.int64)
@@ -288,12 +292,17 @@ def _events(rng, n_patients: int, cfg: SimulationConfig, profile=None) -> dict:
         c_pat, c_code = c_pat[sel], c_code[sel]
         sel = rng.random(len(c_code)) < recurrence[c_code]
         carried_row, carried_code = row_of_patient[c_pat[sel]], c_code[sel]
-        slot_row, slot_code = _draw_codes(rng, rows, visit_patient[rows], size[rows], theta_cum, code_cum,
-                                          oversample=oversample)
+        slot_row, slot_code = _draw_codes(rng, rows, visit_patient[rows], size[rows], theta_cum,
+                                          code_cums[min(v, 1)], oversample=oversample)
         if gate is not None:
-            classes, ok = gate
+            classes, ok, first_only = gate
             keep = ok[visit_patient[slot_row], classes[slot_code]]
             slot_row, slot_code = slot_row[keep], slot_code[keep]
+            if v > 0:
+                keep = ~first_only[slot_code]
+                slot_row, slot_code = slot_row[keep], slot_code[keep]
+                keep = ~first_only[carried_code]
+                carried_row, carried_code = carried_row[keep], carried_code[keep]
         row_all = np.concatenate([carried_row, slot_row])
         code_all = np.concatenate([carried_code, slot_code])
         # keep the first occurrence of each (visit, code), then the first ``size`` codes of a visit
