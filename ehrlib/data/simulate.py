@@ -210,10 +210,31 @@ def _gate_classes(codes) -> np.ndarray:
     return cls
 
 
-def _profile_setup(rng, n_patients: int, cfg: SimulationConfig, profile):
-    """Patients, phenotype mixtures and code distributions from the public code profile."""
+def _prepared(profile):
+    """Per-profile arrays that do not depend on the patients, computed once per profile object."""
     from ehrlib.data.codeprofile import code_distributions, first_visit_only_mask
 
+    import hashlib
+
+    # ``dataclasses.replace`` shares ``tables`` between profiles: key the cache by the contents it uses
+    h = hashlib.blake2b(digest_size=16)
+    for arr in (profile.phenotypes, profile.background, profile.tail, profile.later_ratio, profile.kinds.astype(str),
+                np.array([profile.background_share, profile.tail_share])):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    key = h.hexdigest()
+    cache = profile.tables.get("_simulate")
+    if cache is None or cache[0] != key:
+        code_cums = []
+        for later in (False, True):
+            cum = np.cumsum(code_distributions(profile, later=later), axis=1)
+            code_cums.append(cum / cum[:, -1:])
+        cache = (key, (tuple(code_cums), _gate_classes(profile.codes), first_visit_only_mask(profile.codes)))
+        profile.tables["_simulate"] = cache
+    return cache[1]
+
+
+def _profile_setup(rng, n_patients: int, cfg: SimulationConfig, profile):
+    """Patients, phenotype mixtures and code distributions from the public code profile."""
     K = len(profile.kinds)
     primary = rng.choice(K, size=n_patients, p=profile.share)
     newborn_k = profile.kinds == "newborn"
@@ -229,15 +250,11 @@ def _profile_setup(rng, n_patients: int, cfg: SimulationConfig, profile):
     empty = theta.sum(axis=1) == 0
     theta[empty, primary[empty]] = 1.0
     theta /= theta.sum(axis=1, keepdims=True)
-    code_cums = []
-    for later in (False, True):
-        cum = np.cumsum(code_distributions(profile, later=later), axis=1)
-        code_cums.append(cum / cum[:, -1:])
+    code_cums, classes, first_only = _prepared(profile)
     theta_cum = np.cumsum(theta, axis=1)
     fertile = (~male) & (age >= 15) & (age < 50)
     gate_ok = np.column_stack([np.ones(n_patients, bool), newborn, fertile, male, ~male])
-    gate = (_gate_classes(profile.codes), gate_ok, first_visit_only_mask(profile.codes))
-    return age, male, theta_cum, tuple(code_cums), profile.recurrence, gate
+    return age, male, theta_cum, code_cums, profile.recurrence, (classes, gate_ok, first_only)
 
 
 def simulate_events(n_patients: int, seed: int = 0, config: SimulationConfig | None = None, profile=None) -> dict:
