@@ -222,3 +222,9 @@ def test_liveborn_codes_only_in_the_first_visit_and_later_visits_follow_the_prof
     measured = np.log(later[common] / first[common])
     assert len(common) > 100
     assert np.corrcoef(measured, np.log(ratio[common]))[0, 1] > 0.6
+
+
+def test_a_source_without_v32_codes_is_a_cohort_error_naming_it():
+    bad = Cohort.from_events(pd.DataFrame({"subject_id": ["a"], "visit_id": [0], "code": ["99999"]}))
+    with pytest.raises(CohortError, match="source 'old'"):
+        codeprofile.check_sources({"old": bad})
