@@ -319,3 +319,36 @@ def paper_vs_ours(stage: Stage) -> pd.DataFrame:
     stage.save_table("table_paper_vs_ours", out[["table", "row", "column", "paper", "ours", "ours_ci_low",
                                                  "ours_ci_high", "ours_data"]])
     return out
+
+
+# ---------------------------------------------------------------------------- the simulated cohort
+def calibration(stage: Stage, n_patients: int) -> pd.DataFrame | None:
+    """The simulated cohort (``n_patients``, the stage's seed) beside the public references (the
+    MIMIC-III demo, the MIMIC-IV demo's ICD-9 part, the released HALO sample) on every
+    calibration statistic, with its target range; ``None`` with a notice when the references are
+    not in the data folder."""
+    from ehrlib.data import registry, simulate
+    from ehrlib.data.codeprofile import load_code_profile
+    from ehrlib.errors import CohortError
+    from ehrlib.metrics import calibration as cal
+
+    try:
+        refs = cal.load_references(registry.data_dir())
+    except CohortError as exc:
+        print(f"The public references are not available here: {exc}\nGet them once with `ehrbench fetch mimic3-demo`, "
+              f"`ehrbench fetch mimic4-demo` and `ehrbench fetch paper-samples` (or set {registry.ENV_DATA_DIR}).")
+        stage.record(skipped="references not available")
+        return None
+    print(registry.notice("mimic3-demo"), registry.notice("mimic4-demo"), sep="\n")
+    profile = load_code_profile()
+    sim = simulate(n_patients, seed=stage.seed)
+    checks = cal.calibration_checks(sim, refs, pooled=profile.chapters)
+    stage.save_table("table_calibration_checks", checks)
+    stage.save_table("table_calibration_structure", cal.structure_table(sim, refs))
+    stage.save_table("table_calibration_top20", cal.top_code_overlap(sim, refs))
+    stage.save_table("table_calibration_top_codes", cal.top_codes_table(sim, refs["mimic3_demo"],
+                                                                         reference_name="mimic3_demo"))
+    stage.save_table("table_calibration_chapters", cal.chapter_table(sim, refs, pooled=profile.chapters))
+    stage.save_table("table_calibration_cooccurrence", cal.cooccurrence_table(sim, refs))
+    stage.record(checks_passed=int(checks["passed"].sum()), checks=len(checks))
+    return checks
