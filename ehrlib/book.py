@@ -70,6 +70,7 @@ ARTIFACTS: dict[str, str] = {
     "table_calibration_top_codes": "Calibration. The MIMIC-III demo's top-20 codes and their prevalence in the simulated cohort.",
     "table_calibration_chapters": "Calibration. Share of patients with a code of each ICD-9 chapter.",
     "table_calibration_cooccurrence": "Calibration. Top-50 co-occurrence similarity of the simulated cohort to each reference.",
+    "table_appendix_f": "Tables 3–11. Every hyperparameter of appendix F beside our paper preset; differs marks a difference, deviation names its reason.",
     "training_medgan": "Training curves of MedGAN (binary mode).",
     "training_medgan_count": "Training curves of MedGAN (count mode).",
     "training_corgan": "Training curves of CorGAN.",
