@@ -173,17 +173,22 @@ class Stage:
         self._cache: dict = {}
         self._inputs: set[str] = set()
         self._outputs: set[str] = set()
+        self._shown: set[str] = set()
         self.run.update_manifest(self._start)
 
     def _start(self, m: dict) -> None:
         m.setdefault("stages", {})[self.name] = {
             "params": {"profile": self.profile, "seed": self.seed, **self.params},
-            "started": _now(), "inputs": [], "outputs": [],
+            "started": _now(), "inputs": [], "outputs": [], "shown": [],
         }
 
-    def _note(self, kind: str, path: Path) -> None:
-        rel = str(Path(path).resolve().relative_to(self.run.path.resolve()))
-        target = self._inputs if kind == "inputs" else self._outputs
+    def _note(self, kind: str, path) -> None:
+        """Record an input or output file (a path in the run folder), or a shown artifact ID."""
+        if kind == "shown":
+            rel, target = str(path), self._shown
+        else:
+            rel = str(Path(path).resolve().relative_to(self.run.path.resolve()))
+            target = self._inputs if kind == "inputs" else self._outputs
         if rel in target:
             return
         target.add(rel)
@@ -267,6 +272,8 @@ class Stage:
 
         path = book.save_table(table, table_id, self.run, show_it=show)
         self._note("outputs", path)
+        if show:
+            self._note("shown", table_id)
         return path
 
     def save_figure(self, figure_id: str, fig) -> Path:
@@ -275,6 +282,7 @@ class Stage:
 
         path = book.save_figure(fig, figure_id, self.run, show_it=True)
         self._note("outputs", path)
+        self._note("shown", figure_id)
         return path
 
     def save_metrics(self, family: str, df) -> Path:

@@ -53,13 +53,13 @@ def test_smoke_profile_runs_every_notebook_and_shows_every_artifact(smoke_build)
         assert stage["runner"]["status"] == "ok", stage["runner"]
         outputs = stage["outputs"]
         figures = [o.split("/")[-1][:-4] for o in outputs if o.startswith("figures/") and o.endswith(".png")]
+        assert set(figures) <= set(stage["shown"]), f"{page.name}: figures saved but not shown"
         images = len(re.findall(r"<img [^>]*src=\"[^\"]*_images/", text))
         assert images >= len(figures), f"{page.name}: {len(figures)} figures saved, {images} images on the page"
         for fig_id in figures:
             assert book.caption(fig_id).split(".")[0] in text, f"{page.name}: no caption for {fig_id}"
             shown += 1
-        tables = [o.split("/")[-1][:-4] for o in outputs if o.startswith("tables/") and o.endswith(".csv")]
-        shown_tables = [t for t in tables if not book.is_figure(t) and not t.endswith(("_data", "_tidy"))]
+        shown_tables = [t for t in stage["shown"] if not book.is_figure(t)]
         for table_id in shown_tables:
             assert f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{table_id}</span>" in text, \
                 f"{page.name}: table {table_id} not shown under its id"

@@ -46,8 +46,8 @@ class EvaluationSettings:
     n_bootstrap: int   # bootstrap replicates of every interval
     nnaar_repeats: int  # subsample repeats of NNAAR
     lstm: bool         # also the LSTM discriminator
-    protocols: str     # evaluation protocols, comma separated: corrected, paper
-    real_class: str    # the discriminator's real class: train or holdout
+    protocols: str = "corrected, paper"  # evaluation protocols, comma separated: corrected, paper
+    real_class: str = "train"  # the discriminator's real class: train or holdout
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,12 @@ def _mapping(value, source: str, where: str, allowed: set | None, required: set)
 
 def _settings(cls, value, source: str, where: str):
     fields = {f.name: f.type for f in dataclasses.fields(cls)}
-    value = _mapping(value, source, where, set(fields), required=set(fields))
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    value = _mapping(value, source, where, set(fields), required=required)
     for key, kind in fields.items():
+        if key not in value:
+            continue
         v = value[key]
         if kind == "bool" and not isinstance(v, bool):
             raise ConfigError(f"{source}: key '{where}.{key}' = {v!r}; expected true or false")
