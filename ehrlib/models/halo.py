@@ -56,7 +56,7 @@ from torch import nn
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, visit_multihot
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import (TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
+from ehrlib.models.neural import (Running, TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
                                   transformers_module)
 
 log = logging.getLogger("ehrlib.models")
@@ -404,11 +404,15 @@ class HALO(TorchGenerator):
 
     def _train_epoch(self, epoch: int, rng) -> dict:
         opt = self.optimizers["adam"]
-        total, n = 0.0, 0
+        total, n = Running(), 0
         for idx in batches(len(self.train_idx), self.config.batch_size, rng):
-            total += optimizer_step(opt, self._batch_loss(self.train_idx[idx.numpy()])) * len(idx)
+            if not self._keeps(idx):
+                continue
+            idx = self._part(idx)
+            loss = self._synced(self._batch_loss, self.train_idx[idx.numpy()])
+            total.add(optimizer_step(opt, loss, sync=False), len(idx))
             n += len(idx)
-        stats = {"loss": total / n}
+        stats = {"loss": total.value() / max(n, 1)}
         if len(self.val_idx):
             for m in self.modules.values():
                 m.eval()
