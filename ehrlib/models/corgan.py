@@ -239,7 +239,18 @@ class CorGAN(TorchGenerator):
         return optimizer_step(self.optimizers["ae"], self._synced(self.ae_loss, x), sync=sync)
 
     def critic_loss(self, x, z, eps):
-        """WGAN-GP critic loss: E[D(fake)] - E[D(real)] + lambda * E[(||grad D(x_hat)|| - 1)^2]."""
+        """WGAN-GP critic loss: E[D(fake)] - E[D(real)] + lambda * E[(||grad D(x_hat)|| - 1)^2].
+
+        Always float32 (no bf16 autocast): the penalty differentiates the critic's input gradient,
+        a second-order term whose bf16 rounding (8-bit mantissa) would enter the Lipschitz
+        constraint directly; its effect has not been measured, so the critic is not cast.
+        """
+        if self._bf16:
+            with torch.autocast(self.device.type, enabled=False):
+                return self.critic_loss_fp32(x, z, eps)
+        return self.critic_loss_fp32(x, z, eps)
+
+    def critic_loss_fp32(self, x, z, eps):
         nets = self.modules["nets"]
         with torch.no_grad():
             fake = nets.generate(z)

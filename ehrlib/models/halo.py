@@ -166,7 +166,7 @@ class Head(nn.Module):
             mask = (self.deg1[None, :] >= torch.arange(1, self.width + 1, device=dense.device)[:, None])
             return pre + dense @ (self.code_w * mask)
         if cols is not None and len(cols):
-            pre = pre.index_add(0, rows, self.code_rows(cols))
+            pre = pre.index_add(0, rows, self.code_rows(cols).to(pre.dtype))  # bf16 under autocast
         return pre
 
     def rest(self, pre):

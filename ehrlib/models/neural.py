@@ -42,7 +42,11 @@ log = logging.getLogger("ehrlib.models")
 PROFILES = profiles.NAMES
 #: Config fields that do not change what training computes: a checkpoint or a saved model
 #: written with other values of them is still reused.
-RUNTIME_FIELDS = ("device", "progress", "checkpoint_every")
+RUNTIME_FIELDS = ("device", "progress", "checkpoint_every", "precision")
+#: ``precision`` values: ``auto`` (bf16 autocast on a CUDA device with bf16 support, for the
+#: models that allow it; float32 elsewhere), ``fp32`` (never autocast), ``bf16`` (autocast on any
+#: device, the CPU too: slow there, for tests of the code path).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def training_config(config) -> dict:
@@ -100,6 +104,7 @@ class TorchConfig(Config):
     checkpoint_every: int = 1    # epochs between checkpoints (when fit is given a checkpoint_dir)
     patience: int = 0            # early stopping on val_loss after this many worse epochs (0: off)
     progress: bool = True        # tqdm progress bar over epochs
+    precision: str = "auto"      # auto | fp32 | bf16: autocast of training losses (auto: bf16 on CUDA only)
 
     def __post_init__(self):
         self.check()
@@ -113,6 +118,7 @@ class TorchConfig(Config):
         self._positive("checkpoint_every")
         if self.patience < 0:
             raise GeneratorError(f"{type(self).__name__}.patience={self.patience}; expected >= 0")
+        self._choice("precision", PRECISIONS)
 
     def _typed(self, name: str, kind: str) -> None:
         value = getattr(self, name)
@@ -168,6 +174,8 @@ class TorchGenerator(Generator):
     min_shard_rows: ClassVar[int] = 1
     #: Config fields holding batch sizes that are split over ranks in distributed training.
     batch_fields: ClassVar[tuple[str, ...]] = ("batch_size",)
+    #: Whether the training losses may run under bf16 autocast (``precision``).
+    allows_bf16: ClassVar[bool] = True
 
     def __init__(self, config: TorchConfig | None = None):
         super().__init__(config)
@@ -176,6 +184,7 @@ class TorchGenerator(Generator):
         self.device = None
         self._dist = None   # a distributed.DistContext under torchrun, else None
         self._ddp = None    # the DistributedDataParallel wrapper of all modules while training
+        self._bf16 = False  # training losses under bf16 autocast (see ``precision``)
 
     # ---------------------------------------------------------------- configuration
     @classmethod
@@ -226,6 +235,7 @@ class TorchGenerator(Generator):
         cfg = self.config
         self._dist, self.device = distributed.setup(pick_device(cfg.device))
         self._check_world()
+        self._bf16 = self.uses_bf16()
         if self.device.type == "cpu":
             threads.configure_torch()  # a thread count that cannot stall beside other busy processes
         else:
@@ -312,12 +322,32 @@ class TorchGenerator(Generator):
         return DistributedDataParallel(_Call(torch.nn.ModuleDict(self.modules)), device_ids=ids,
                                        find_unused_parameters=True, **{sync: False})
 
+    def uses_bf16(self, device=None) -> bool:
+        """Whether training on ``device`` (default: the config's) runs its losses under bf16 autocast."""
+        p = self.config.precision
+        if p == "fp32" or not self.allows_bf16:
+            return False
+        if p == "bf16":
+            return True
+        device = device if device is not None else (self.device or pick_device(self.config.device))
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def _autocast(self):
+        """bf16 autocast on the training device when :meth:`uses_bf16`, else a no-op context."""
+        import contextlib
+
+        if not self._bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
     def _synced(self, fn, *args, **kwargs):
-        """``fn(*args, **kwargs)`` (a training loss) run through the DDP wrapper, so that its
-        backward pass averages the gradients over ranks; a plain call for a single process."""
-        if self._ddp is None:
-            return fn(*args, **kwargs)
-        return self._ddp(fn, *args, **kwargs)
+        """``fn(*args, **kwargs)`` (a training loss) under the training precision, run through the
+        DDP wrapper so that its backward pass averages the gradients over ranks (a plain call for
+        a single process)."""
+        with self._autocast():
+            if self._ddp is None:
+                return fn(*args, **kwargs)
+            return self._ddp(fn, *args, **kwargs)
 
     def _no_sync(self, skip: bool):
         """A context in which backward passes accumulate gradients without averaging them over
