@@ -279,7 +279,7 @@ class CorGAN(TorchGenerator):
         c, n, nets = self.config, self.x.shape[0], self.modules["nets"]
         if epoch < c.ae_epochs:
             total, count = Running(), 0
-            for rows in batches(n, c.batch_size, rng):
+            for rows in self._steps(batches(n, c.batch_size, rng)):
                 if not self._keeps(rows, 2):
                     continue
                 mine = self._part(rows)
@@ -288,7 +288,7 @@ class CorGAN(TorchGenerator):
             return {"loss": total.value() / max(count, 1), "phase": 0}
         nets.encoder.eval()
         d_total, g_total, d_steps, g_steps = Running(), Running(), 0, 0
-        for rows in batches(n, c.batch_size, rng):
+        for rows in self._steps(batches(n, c.batch_size, rng)):
             if not self._keeps(rows, 2):
                 continue
             x = sparse_rows_to_dense(self.x, self._part(rows), self.device)

@@ -262,10 +262,11 @@ class GPT(TorchGenerator):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
                                ignore_index=-100, reduction="sum")
 
-    def _loss_sum(self, rows, scale: float | None = None) -> tuple[float, int]:
+    def _loss_sum(self, rows, scale: float | None = None, as_tensor: bool = False) -> tuple[float, int]:
         """Summed next-token cross-entropy and predicted-token count of ``rows`` (padding masked out);
         with ``scale``, backpropagates ``sum / scale`` chunk by chunk (gradient accumulation; in
-        distributed training the gradients are averaged over ranks after the last chunk only)."""
+        distributed training the gradients are averaged over ranks after the last chunk only;
+        ``as_tensor``: the sum as a float64 tensor on the device, not copied to the host)."""
         total, tokens = Running(), 0
         chunks = self._chunks(rows)
         for i, chunk in enumerate(chunks):
@@ -278,25 +279,25 @@ class GPT(TorchGenerator):
                     loss = self._synced(self._chunk_loss, ids, mask, labels)
                     (loss / scale).backward()
             total.add(loss)
-        return total.value(), tokens
+        return (total.total if as_tensor else total.value()), tokens
 
     def _train_epoch(self, epoch: int, rng) -> dict:
         model, opt, sched = self.modules["gpt2"], self.optimizers["adamw"], self.schedulers["cosine"]
-        total, tokens = 0.0, 0
-        for rows in self._batches(rng):
+        total, tokens = Running(), 0
+        for rows in self._steps(self._batches(rng)):
             if not self._keeps(rows):
                 sched.step()  # every rank skips the same batch; the schedule stays on the global step count
                 continue
             n_tok = int((self._len[rows] - 1).sum())  # predicted tokens of the global batch
             opt.zero_grad(set_to_none=True)
             # DDP averages over ranks: dividing each rank's sum by n_tok / world gives the global mean's gradient
-            loss_sum, local = self._loss_sum(self._part(rows), scale=max(n_tok, 1) / self.world_size)
+            loss_sum, local = self._loss_sum(self._part(rows), scale=max(n_tok, 1) / self.world_size, as_tensor=True)
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
             opt.step()
             sched.step()
-            total += loss_sum
+            total.add(loss_sum)
             tokens += local
-        stats = {"loss": total / max(tokens, 1), "tokens": float(tokens), "lr": sched.get_last_lr()[0]}
+        stats = {"loss": total.value() / max(tokens, 1), "tokens": float(tokens), "lr": sched.get_last_lr()[0]}
         if len(self._val_idx):
             stats["val_loss"] = self.loss(self._val_idx)
             model.train()

@@ -405,7 +405,7 @@ class HALO(TorchGenerator):
     def _train_epoch(self, epoch: int, rng) -> dict:
         opt = self.optimizers["adam"]
         total, n = Running(), 0
-        for idx in batches(len(self.train_idx), self.config.batch_size, rng):
+        for idx in self._steps(batches(len(self.train_idx), self.config.batch_size, rng)):
             if not self._keeps(idx):
                 continue
             idx = self._part(idx)

@@ -255,7 +255,7 @@ class MedGAN(TorchGenerator):
         c, n = self.config, self.x.shape[0]
         if epoch < c.ae_epochs:
             total, count = Running(), 0
-            for rows in batches(n, c.ae_batch_size, rng):
+            for rows in self._steps(batches(n, c.ae_batch_size, rng)):
                 if not self._keeps(rows):
                     continue
                 mine = self._part(rows)
@@ -265,7 +265,7 @@ class MedGAN(TorchGenerator):
         self.modules["encoder"].eval()
         perms = [[b for b in batches(n, c.batch_size, rng) if self._keeps(b, 2)] for _ in range(c.d_steps)]
         d_total, g_total, steps = Running(), Running(), len(perms[0])
-        for i in range(steps):
+        for i in self._steps(range(steps)):
             for perm in perms:
                 x = sparse_rows_to_dense(self.x, self._part(perm[i]), self.device)
                 d_total.add(self.d_step(x, self._noise(len(perm[i]), rng), sync=False))

@@ -71,6 +71,44 @@ class _Call(torch.nn.Module):
         return fn(*args, **kwargs)
 
 
+class StepProbe:
+    """Limits every epoch of a fit to ``warmup + steps`` steps and times the last ``steps``
+    (CUDA synchronised at both ends), for benchmarks: set ``generator.step_probe`` before ``fit``.
+
+    ``epochs`` gets one dict per epoch: ``steps_per_epoch`` (of the whole epoch), ``timed`` (steps
+    timed) and ``seconds``.
+    """
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps = int(warmup), int(steps)
+        self.epochs: list[dict] = []
+
+    def run(self, items, device):
+        items = list(items)
+        record = {"steps_per_epoch": len(items), "timed": 0, "seconds": 0.0}
+        self.epochs.append(record)
+        return self._timed(items[:self.warmup + self.steps], record, device)
+
+    def _timed(self, items, record, device):
+        import time
+
+        start = None
+        for i, item in enumerate(items):
+            if i == self.warmup:
+                _synchronize(device)
+                start = time.perf_counter()
+            yield item
+        if start is not None:
+            _synchronize(device)
+            record["seconds"] = time.perf_counter() - start
+            record["timed"] = len(items) - self.warmup
+
+
+def _synchronize(device) -> None:
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def fast_cuda() -> None:
     """Let CUDA matmuls and convolutions use TF32 (a GPU-only switch: CPU results are unchanged)."""
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -185,6 +223,7 @@ class TorchGenerator(Generator):
         self._dist = None   # a distributed.DistContext under torchrun, else None
         self._ddp = None    # the DistributedDataParallel wrapper of all modules while training
         self._bf16 = False  # training losses under bf16 autocast (see ``precision``)
+        self.step_probe = None  # a StepProbe (benchmarks/gpu_check.py): limit and time each epoch's steps
 
     # ---------------------------------------------------------------- configuration
     @classmethod
@@ -355,6 +394,10 @@ class TorchGenerator(Generator):
         import contextlib
 
         return self._ddp.no_sync() if (skip and self._ddp is not None) else contextlib.nullcontext()
+
+    def _steps(self, items):
+        """An epoch's steps (batches) as given, or as the :attr:`step_probe` limits and times them."""
+        return items if self.step_probe is None else self.step_probe.run(items, self.device)
 
     def _part(self, rows):
         """This rank's rows of a global batch (or of a tensor of per-row draws): ``rows[rank::world]``."""

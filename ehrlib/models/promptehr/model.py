@@ -180,7 +180,7 @@ class PromptEHR(TorchGenerator):
         # corruption and code shuffling: one stream per rank in distributed training
         np_rng = np.random.default_rng(np_seed if self._dist is None else [np_seed, self._dist.rank])
         total, n_tok, t0 = Running(), 0, time.perf_counter()
-        for rows in self._epoch_batches(rng):
+        for rows in self._steps(self._epoch_batches(rng)):
             if not self._keeps(rows):
                 sched.step()  # every rank skips the same batch; the schedule stays on the global step count
                 continue
