@@ -124,3 +124,15 @@ def test_the_launch_command_is_torchrun_on_the_training_module(tmp_path):
         distributed.train_command("gpt", "t", "m", "paper", nnodes=2)
     with pytest.raises(ConfigError, match="nproc=0"):
         distributed.train_command("gpt", "t", "m", "paper", nproc=0)
+
+
+def test_a_torchrun_trained_model_is_reused_by_fit_or_load(trained, train_path, monkeypatch):
+    from ehrlib.cohort import Cohort
+    from ehrlib.models.neural import TorchGenerator
+
+    def no_training(self, train, options):
+        raise AssertionError("fit_or_load trained again")
+
+    monkeypatch.setattr(TorchGenerator, "_fit", no_training)
+    gen = models.fit_or_load("halo", Cohort.load(train_path), trained / "halo", "smoke", epochs=3)
+    assert len(gen.history) == 3

@@ -6,9 +6,13 @@ Example (two processes on one machine; see :mod:`ehrlib.models.distributed`)::
     python -m torch.distributed.run --standalone --nproc_per_node 2 -m ehrlib.models.train \\
         --model halo --train runs/x/data/train.parquet --out runs/x/models/halo --profile paper
 
-The model is checkpointed into ``--checkpoint-dir`` (default ``OUT/checkpoints``) after every
-epoch (``checkpoint_every``) and saved into ``--out`` at the end (rank 0 writes; the others
-wait). Running the same command again after an interruption resumes from the last checkpoint.
+The model is trained and saved as ``ehrlib.models.fit_or_load`` does it: checkpointed after every
+epoch (``checkpoint_every``) into ``--checkpoint-dir`` (default ``OUT/checkpoints/<training key
+hash>``), then saved into ``--out`` with its training key (rank 0 writes; the others wait), so a
+pipeline stage calling ``fit_or_load`` with the same model, profile, overrides and data loads it
+instead of training again. A model already up to date in ``--out`` is not retrained (unless
+``--no-resume``). Running the same command again after an interruption resumes from the last
+checkpoint.
 ``--epochs-per-launch K`` trains at most K epochs and exits with the checkpoint in place (for
 jobs with a wall-time limit: launch again to continue). Several models (``--model a,b``) train
 one after the other in the same launch, each saved into ``OUT/<name>``.
@@ -49,7 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True, help="the training cohort (as written by Cohort.save)")
     p.add_argument("--out", required=True, help="the folder the trained model is saved into")
     p.add_argument("--profile", default="demo", help="smoke, demo or paper (default: demo)")
-    p.add_argument("--checkpoint-dir", default=None, help="default: OUT/checkpoints")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="default: OUT/checkpoints/<training key hash>, as ehrlib.models.fit_or_load")
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     p.add_argument("--epochs-per-launch", type=int, default=None,
                    help="train at most this many epochs, then exit leaving the checkpoint (launch again to go on)")
@@ -58,14 +63,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def train_one(name: str, train, out: Path, profile: str, checkpoint_dir: Path, resume: bool,
+def train_one(name: str, train, out: Path, profile: str, checkpoint_dir: Path | None, resume: bool,
               overrides: dict, epochs_per_launch: int | None) -> bool:
-    """Fit and save one model; False if ``epochs_per_launch`` stopped it before the end."""
+    """Fit and save one model as ``ehrlib.models.fit_or_load`` does (same training key, same
+    checkpoint folder: a later ``fit_or_load`` with the same arguments loads this model); False
+    if ``epochs_per_launch`` stopped it before the end."""
     from ehrlib import models
 
     mine = {k: v for k, v in overrides.items() if "." not in k}
     mine.update({k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith(name + ".")})
     gen = models.get(name, profile, **{"progress": False, **mine})
+    key = gen.training_key(train)
+    if resume and models.up_to_date(out, key):
+        print(f"{name}: up to date in {out} (same training key); nothing to do", flush=True)
+        return True
+    models.check_replaceable(out)
+    checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else models.checkpoint_folder(out, key)
     done = {"n": 0}
 
     def callback(epoch, stats):
@@ -84,7 +97,7 @@ def train_one(name: str, train, out: Path, profile: str, checkpoint_dir: Path, r
         print(f"{name}: stopped after epoch {stop.args[0]} of {gen.config.epochs_total} (--epochs-per-launch); "
               f"the checkpoint is in {checkpoint_dir}: launch again to resume", flush=True)
         return False
-    gen.save(out)
+    models.save_trained(out, gen, key)
     return True
 
 
@@ -107,8 +120,8 @@ def main(argv=None) -> int:
         finished = True
         for name in names:
             target = out if len(names) == 1 else out / name
-            ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else target / "checkpoints"
-            if len(names) > 1 and args.checkpoint_dir:
+            ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+            if len(names) > 1 and ckpt is not None:
                 ckpt = ckpt / name
             finished &= train_one(name, train, target, args.profile, ckpt, not args.no_resume, overrides,
                                   args.epochs_per_launch)
