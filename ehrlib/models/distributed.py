@@ -198,7 +198,8 @@ def train_command(model: str, train_path, out_dir, profile: str, *, nproc: int =
 def launch_fit(model: str, train_path, out_dir, profile: str = "demo", nproc: int = 1, *, nnodes: int | str = 1,
                rdzv_endpoint: str | None = None, rdzv_id: str | None = None, node_rank: int | None = None,
                checkpoint_dir=None, overrides: dict | None = None, resume: bool = True,
-               epochs_per_launch: int | None = None, env: dict | None = None, timeout: float | None = None) -> Path:
+               epochs_per_launch: int | None = None, env: dict | None = None, timeout: float | None = None,
+               stream: bool = False) -> Path:
     """Train ``model`` on the cohort at ``train_path`` with ``nproc`` processes (torchrun) and save it to ``out_dir``.
 
     Runs ``python -m torch.distributed.run ... -m ehrlib.models.train`` as a subprocess and waits;
@@ -221,6 +222,8 @@ def launch_fit(model: str, train_path, out_dir, profile: str = "demo", nproc: in
             place and no model saved (for wall-time-limited jobs: launch again to continue).
         env: extra environment variables for the workers.
         timeout: seconds before the launch is killed (``None``: no limit).
+        stream: pass the workers' output (one JSON line of statistics per epoch, logs) through to
+            this process's stdout/stderr as it comes, instead of capturing it for the error message.
 
     Returns:
         ``out_dir``. A failed launch is a :class:`RunError` with the tail of its output.
@@ -234,10 +237,10 @@ def launch_fit(model: str, train_path, out_dir, profile: str = "demo", nproc: in
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, full_env.get("PYTHONPATH")) if p)
     log.info("launching: %s", " ".join(cmd))
     try:
-        done = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(cmd, env=full_env, capture_output=not stream, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise RunError(f"launch_fit({model!r}): torchrun did not finish within {timeout} s") from None
     if done.returncode != 0:
-        tail = (done.stdout + done.stderr)[-3000:]
+        tail = "(see the output above)" if stream else (done.stdout + done.stderr)[-3000:]
         raise RunError(f"launch_fit({model!r}): torchrun exited with status {done.returncode}:\n{tail}")
     return Path(out_dir)

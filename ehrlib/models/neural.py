@@ -14,6 +14,21 @@ A neural generator subclasses :class:`TorchGenerator` and implements
 Determinism: before each epoch the global torch RNG is seeded from ``(config.seed, epoch)`` and
 the epoch gets its own ``torch.Generator``; so a fit resumed from the checkpoint after epoch k
 replays epochs k+1... exactly as an uninterrupted fit would (on CPU).
+
+Training steps go through three helpers, so that one loop serves one process, several
+processes and the GPU:
+
+* ``self._steps(batches)``: the epoch's batches (a :class:`StepProbe` may limit and time them);
+* ``self._keeps(rows, minimum)`` / ``self._part(rows)``: under ``torchrun`` every rank draws the
+  same global batch and keeps every ``world_size``-th row (``ehrlib.models.distributed`` states
+  the batch rule); for one process they keep everything;
+* ``self._synced(loss_fn, *args)``: the loss computed under the training precision and through
+  the ``DistributedDataParallel`` wrapper (gradients averaged over ranks in ``backward``).
+
+On CUDA only (the CPU computes exactly as before): TF32 matmuls and convolutions, bf16
+autocast of the training losses (``precision="auto"``; models may refuse it per loss),
+batches copied from pinned memory without blocking, and step losses summed on the device
+(:class:`Running`), read once per epoch, so no step waits for a host copy of its loss.
 """
 from __future__ import annotations
 
