@@ -20,8 +20,9 @@ The batch rule (what stays the same as one process):
   is skipped on every rank (the single-process run keeps the same condition with world size 1).
 * Known differences from one process (so a multi-process run is deterministic for a given world
   size, not equal to the single-process run): BatchNorm statistics and MedGAN's minibatch
-  averaging are per rank (per-rank batch); PromptEHR's corruption and code shuffling draw from a
-  per-rank generator; floating-point sums are reduced in another order.
+  averaging are per rank (per-rank batch); dropout masks, PromptEHR's corruption and its code
+  shuffling draw from per-rank generators (seeded from the epoch seed and the rank);
+  floating-point sums are reduced in another order.
 * Epoch statistics are averaged over ranks at epoch end (one ``all_reduce`` per epoch), so
   every rank keeps the same history and takes the same early-stopping decision.
 * Rank 0 alone writes checkpoints and the saved model; the other ranks wait at a barrier.

@@ -318,7 +318,8 @@ class TorchGenerator(Generator):
         bar = tqdm(range(start, total), desc=f"{self.name} ({self.device.type})", unit="epoch",
                    disable=not show, leave=False)
         for epoch in bar:
-            torch.manual_seed(epoch_seed(cfg.seed, epoch))
+            # the global RNG (dropout) gets its own stream per rank; the batch generator is shared
+            torch.manual_seed(epoch_seed(cfg.seed, epoch) + (0 if self._dist is None else self._dist.rank))
             rng = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch) + 1)
             for m in self.modules.values():
                 m.train()
