@@ -117,18 +117,29 @@ def setup(device):
             raise GeneratorError("distributed training: this torch build has no torch.distributed")
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            torch.cuda.set_device(found[2])
-        dist.init_process_group(backend=backend)  # env:// rendezvous set up by torchrun
+            _check_local_rank(found[2])
+            local = torch.device("cuda", found[2])
+            torch.cuda.set_device(local)
+            dist.init_process_group(backend=backend, device_id=local)  # env:// rendezvous set up by torchrun
+        else:
+            dist.init_process_group(backend=backend)
         ctx = current()
         log.info("distributed: rank %d of %d (local rank %d), backend %s", ctx.rank, ctx.world_size,
                  ctx.local_rank, backend)
     if device.type == "cuda":
-        if ctx.local_rank >= torch.cuda.device_count():
-            raise GeneratorError(f"distributed training: LOCAL_RANK={ctx.local_rank} but this node has "
-                                 f"{torch.cuda.device_count()} CUDA device(s); use --nproc_per_node <= that count")
+        _check_local_rank(ctx.local_rank)
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
     return ctx, device
+
+
+def _check_local_rank(local_rank: int) -> None:
+    import torch
+
+    if local_rank >= torch.cuda.device_count():
+        raise GeneratorError(f"distributed training: LOCAL_RANK={local_rank} but this node has "
+                             f"{torch.cuda.device_count()} CUDA device(s); use --nproc_per_node <= that count "
+                             "(one process per GPU)")
 
 
 def barrier(ctx: DistContext | None) -> None:
