@@ -651,7 +651,9 @@ def batches(n: int, batch_size: int, rng, shuffle: bool = True):
 
 def to_device(tensor, device):
     """``tensor`` (on the CPU) on ``device``: through pinned memory without blocking on CUDA."""
-    if device is not None and torch.device(device).type == "cuda":
+    if device is None:
+        return tensor
+    if torch.device(device).type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
 

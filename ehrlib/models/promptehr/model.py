@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, VISIT, Cohort
 from ehrlib.data.encode import Vocabulary
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import Running, TorchGenerator, batches, optimizer_step
+from ehrlib.models.neural import Running, TorchGenerator, batches, optimizer_step, to_device
 from ehrlib.models.promptehr.config import (BOS, CODE_OFFSET, DECODER_START, EOS, MASK, PAD, SEX_CODES, UNKNOWN_SEX,
                                             VCLOSE, VOPEN, PromptEHRConfig)
 from ehrlib.models.promptehr.networks import PromptBart
@@ -159,13 +159,15 @@ class PromptEHR(TorchGenerator):
             labels[j, :len(s)] = s
         dev = self.device
         rows = np.asarray(rows)
+
+        def put(a, dtype=None):
+            return to_device(torch.as_tensor(a, dtype=dtype), dev)
+
         return dict(
-            enc_ids=torch.as_tensor(enc_ids, device=dev), enc_mask=torch.as_tensor(enc_ids != PAD, device=dev).long(),
-            dec_ids=torch.as_tensor(dec_ids, device=dev),
-            age=torch.as_tensor((self._age[rows] - self.age_mean) / self.age_std, dtype=torch.float32, device=dev),
-            age_missing=torch.as_tensor(self._missing[rows], device=dev),
-            sex=torch.as_tensor(self._sex[rows], device=dev),
-        ), torch.as_tensor(labels, device=dev)
+            enc_ids=put(enc_ids), enc_mask=put(enc_ids != PAD).long(), dec_ids=put(dec_ids),
+            age=put((self._age[rows] - self.age_mean) / self.age_std, torch.float32),
+            age_missing=put(self._missing[rows]), sex=put(self._sex[rows]),
+        ), put(labels)
 
     def _loss(self, inputs, labels, reduction: str = "mean"):
         model = self.modules["model"]
