@@ -121,11 +121,41 @@ def fit_or_load(name: str, train: Cohort, directory, profile: str | None = None,
         except ModelLoadError as e:
             raise ModelLoadError(f"{e} (fit_or_load: rerun with force=True to train it again)") from None
     check_replaceable(d)  # before training, not after: never train for a folder the save will refuse
-    # one checkpoint folder per training key: a changed config or data never resumes a stale run
-    tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    generator.fit(train, checkpoint_dir=d / "checkpoints" / tag, resume=not force)
-    write_model_folder(d, generator, extra={"training_key": key})
+    generator.fit(train, checkpoint_dir=checkpoint_folder(d, key), resume=not force)
+    save_trained(d, generator, key)
     return generator
+
+
+def checkpoint_folder(directory, key: dict) -> Path:
+    """Where ``fit_or_load`` checkpoints a training of ``key`` for the model folder ``directory``:
+    one folder per training key, so a changed config or data never resumes a stale run."""
+    tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(directory) / "checkpoints" / tag
+
+
+def save_trained(directory, generator: Generator, key: dict) -> Path:
+    """Save a trained generator with its training key (what ``fit_or_load`` reuses). In a
+    distributed (torchrun) training rank 0 alone writes and the other ranks wait for it."""
+    ctx = None
+    if name_is_neural(generator):
+        from ehrlib.models import distributed
+
+        ctx = distributed.current()
+    if ctx is None or ctx.is_main:
+        write_model_folder(directory, generator, extra={"training_key": key})
+    if ctx is not None:
+        distributed.barrier(ctx)
+    return Path(directory)
+
+
+def name_is_neural(generator: Generator) -> bool:
+    """True for the neural generators (the ones that can train distributed)."""
+    return generator.name in NEURAL
+
+
+def up_to_date(directory, key: dict) -> bool:
+    """True if ``directory`` holds a saved model whose recorded training key is ``key``."""
+    return _saved_key(Path(directory)) == key
 
 
 def _saved_key(d: Path):
@@ -136,5 +166,5 @@ def _saved_key(d: Path):
         return None
 
 
-__all__ = ["fit_or_load", "saved", "Generator", "GeneratorError", "ModelLoadError", "get", "load", "model_class",
+__all__ = ["fit_or_load", "checkpoint_folder", "save_trained", "up_to_date", "check_replaceable", "saved", "Generator", "GeneratorError", "ModelLoadError", "get", "load", "model_class",
            "NAMES", "NEURAL", "REFERENCE"]

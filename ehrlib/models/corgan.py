@@ -57,7 +57,8 @@ from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, binary_matrix, from_binary_matrix
 from ehrlib.models.base import GeneratorError
 from ehrlib.models.medgan import GEN_CHUNK, REDRAW_ROUNDS, PretrainedGANConfig
-from ehrlib.models.neural import TorchGenerator, batches, draw_nonempty, optimizer_step, sparse_rows_to_dense
+from ehrlib.models.neural import (Running, TorchGenerator, batches, draw_nonempty, optimizer_step,
+                                  sparse_rows_to_dense)
 
 STRIDES = (2, 2, 3, 3, 3, 3, 5)  # encoder layers 1..7; layer 8 spans its whole input
 MIN_KERNEL = 5
@@ -190,6 +191,7 @@ class CorGAN(TorchGenerator):
 
     name = "corgan"
     config_class = CorGANConfig
+    min_shard_rows = 2  # BatchNorm in the autoencoder
     # presets: ehrlib/profiles/<profile>.yaml, key models.corgan
 
     def _prepare(self, train: Cohort) -> None:
@@ -233,11 +235,22 @@ class CorGAN(TorchGenerator):
         logits = nets.decode_logits(nets.encode(x))
         return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1).mean()
 
-    def ae_step(self, x) -> float:
-        return optimizer_step(self.optimizers["ae"], self.ae_loss(x))
+    def ae_step(self, x, sync: bool = True):
+        return optimizer_step(self.optimizers["ae"], self._synced(self.ae_loss, x), sync=sync)
 
     def critic_loss(self, x, z, eps):
-        """WGAN-GP critic loss: E[D(fake)] - E[D(real)] + lambda * E[(||grad D(x_hat)|| - 1)^2]."""
+        """WGAN-GP critic loss: E[D(fake)] - E[D(real)] + lambda * E[(||grad D(x_hat)|| - 1)^2].
+
+        Always float32 (no bf16 autocast): the penalty differentiates the critic's input gradient,
+        a second-order term whose bf16 rounding (8-bit mantissa) would enter the Lipschitz
+        constraint directly; its effect has not been measured, so the critic is not cast.
+        """
+        if self._bf16:
+            with torch.autocast(self.device.type, enabled=False):
+                return self.critic_loss_fp32(x, z, eps)
+        return self.critic_loss_fp32(x, z, eps)
+
+    def critic_loss_fp32(self, x, z, eps):
         nets = self.modules["nets"]
         with torch.no_grad():
             fake = nets.generate(z)
@@ -252,38 +265,40 @@ class CorGAN(TorchGenerator):
         nets = self.modules["nets"]
         return -nets.score(nets.generate(z)).mean()
 
-    def critic_step(self, x, z, eps) -> float:
-        return optimizer_step(self.optimizers["critic"], self.critic_loss(x, z, eps))
+    def critic_step(self, x, z, eps, sync: bool = True):
+        return optimizer_step(self.optimizers["critic"], self._synced(self.critic_loss, x, z, eps), sync=sync)
 
-    def g_step(self, z) -> float:
-        return optimizer_step(self.optimizers["g"], self.g_loss(z))
+    def g_step(self, z, sync: bool = True):
+        return optimizer_step(self.optimizers["g"], self._synced(self.g_loss, z), sync=sync)
 
     def _noise(self, k: int, rng):
-        return torch.randn(k, self.config.latent_dim, generator=rng).to(self.device)
+        """Noise for a global batch of ``k`` rows, drawn whole from ``rng``; this rank's rows of it."""
+        return self._part(torch.randn(k, self.config.latent_dim, generator=rng)).to(self.device)
 
     def _train_epoch(self, epoch: int, rng) -> dict:
         c, n, nets = self.config, self.x.shape[0], self.modules["nets"]
         if epoch < c.ae_epochs:
-            total, count = 0.0, 0
-            for rows in batches(n, c.batch_size, rng):
-                if len(rows) < 2:
+            total, count = Running(), 0
+            for rows in self._steps(batches(n, c.batch_size, rng)):
+                if not self._keeps(rows, 2):
                     continue
-                total += self.ae_step(sparse_rows_to_dense(self.x, rows, self.device)) * len(rows)
-                count += len(rows)
-            return {"loss": total / max(count, 1), "phase": 0}
+                mine = self._part(rows)
+                total.add(self.ae_step(sparse_rows_to_dense(self.x, mine, self.device), sync=False), len(mine))
+                count += len(mine)
+            return {"loss": total.value() / max(count, 1), "phase": 0}
         nets.encoder.eval()
-        d_total, g_total, d_steps, g_steps = 0.0, 0.0, 0, 0
-        for rows in batches(n, c.batch_size, rng):
-            if len(rows) < 2:
+        d_total, g_total, d_steps, g_steps = Running(), Running(), 0, 0
+        for rows in self._steps(batches(n, c.batch_size, rng)):
+            if not self._keeps(rows, 2):
                 continue
-            x = sparse_rows_to_dense(self.x, rows, self.device)
-            eps = torch.rand(len(rows), 1, generator=rng).to(self.device)
-            d_total += self.critic_step(x, self._noise(len(rows), rng), eps)
+            x = sparse_rows_to_dense(self.x, self._part(rows), self.device)
+            eps = self._part(torch.rand(len(rows), 1, generator=rng)).to(self.device)
+            d_total.add(self.critic_step(x, self._noise(len(rows), rng), eps, sync=False))
             d_steps += 1
             if d_steps % c.critic_steps == 0:
-                g_total += self.g_step(self._noise(c.batch_size, rng))
+                g_total.add(self.g_step(self._noise(c.batch_size, rng), sync=False))
                 g_steps += 1
-        return {"loss": g_total / max(g_steps, 1), "d_loss": d_total / max(d_steps, 1), "phase": 1}
+        return {"loss": g_total.value() / max(g_steps, 1), "d_loss": d_total.value() / max(d_steps, 1), "phase": 1}
 
     def _generate(self, n: int, seed: int) -> Cohort:
         nets = self.modules["nets"].eval()

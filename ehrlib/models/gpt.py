@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
 from ehrlib.data.encode import Vocabulary, from_token_sequences
 from ehrlib.models.base import GeneratorError, ModelLoadError, reading
-from ehrlib.models.neural import TorchConfig, TorchGenerator, draw_nonempty, filter_logits, transformers_module
+from ehrlib.models.neural import (Running, TorchConfig, TorchGenerator, draw_nonempty, filter_logits, to_device,
+                                  transformers_module)
 
 log = logging.getLogger("ehrlib.models")
 
@@ -220,7 +221,7 @@ class GPT(TorchGenerator):
         ids = self._ids[rows, :width]
         mask = (torch.arange(width).unsqueeze(0) < self._len[rows].unsqueeze(1)).long()
         labels = ids.masked_fill(mask == 0, -100)
-        return ids.to(self.device), mask.to(self.device), labels.to(self.device)
+        return to_device(ids, self.device), to_device(mask, self.device), to_device(labels, self.device)
 
     def _extra_state(self) -> dict:
         return {"codes": list(self.vocab.codes), "context": int(self.context)}
@@ -255,34 +256,48 @@ class GPT(TorchGenerator):
         per = max(1, self.config.max_batch_tokens // width)
         return [rows[i:i + per] for i in range(0, len(rows), per)]
 
-    def _loss_sum(self, rows, scale: float | None = None) -> tuple[float, int]:
+    def _chunk_loss(self, ids, mask, labels):
+        """Summed next-token cross-entropy of one padded chunk (padding masked out)."""
+        logits = self.modules["gpt2"](input_ids=ids, attention_mask=mask).logits[:, :-1]
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                               ignore_index=-100, reduction="sum")
+
+    def _loss_sum(self, rows, scale: float | None = None, as_tensor: bool = False) -> tuple[float, int]:
         """Summed next-token cross-entropy and predicted-token count of ``rows`` (padding masked out);
-        with ``scale``, backpropagates ``sum / scale`` chunk by chunk (gradient accumulation)."""
-        model, total, tokens = self.modules["gpt2"], 0.0, 0
-        for chunk in self._chunks(rows):
+        with ``scale``, backpropagates ``sum / scale`` chunk by chunk (gradient accumulation; in
+        distributed training the gradients are averaged over ranks after the last chunk only;
+        ``as_tensor``: the sum as a float64 tensor on the device, not copied to the host)."""
+        total, tokens = Running(), 0
+        chunks = self._chunks(rows)
+        for i, chunk in enumerate(chunks):
+            tokens += int((self._len[chunk] - 1).sum())
             ids, mask, labels = self._tensors(chunk)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
-                                   ignore_index=-100, reduction="sum")
-            if scale is not None:
-                (loss / scale).backward()
-            total += loss.item()
-            tokens += int(mask[:, 1:].sum())
-        return total, tokens
+            if scale is None:
+                loss = self._chunk_loss(ids, mask, labels)
+            else:
+                with self._no_sync(i < len(chunks) - 1):
+                    loss = self._synced(self._chunk_loss, ids, mask, labels)
+                    (loss / scale).backward()
+            total.add(loss)
+        return (total.total if as_tensor else total.value()), tokens
 
     def _train_epoch(self, epoch: int, rng) -> dict:
         model, opt, sched = self.modules["gpt2"], self.optimizers["adamw"], self.schedulers["cosine"]
-        total, tokens = 0.0, 0
-        for rows in self._batches(rng):
-            n_tok = int((self._len[rows] - 1).sum())  # predicted tokens of the batch
+        total, tokens = Running(), 0
+        for rows in self._steps(self._batches(rng)):
+            if not self._keeps(rows):
+                sched.step()  # every rank skips the same batch; the schedule stays on the global step count
+                continue
+            n_tok = int((self._len[rows] - 1).sum())  # predicted tokens of the global batch
             opt.zero_grad(set_to_none=True)
-            loss_sum, _ = self._loss_sum(rows, scale=max(n_tok, 1))
+            # DDP averages over ranks: dividing each rank's sum by n_tok / world gives the global mean's gradient
+            loss_sum, local = self._loss_sum(self._part(rows), scale=max(n_tok, 1) / self.world_size, as_tensor=True)
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
             opt.step()
             sched.step()
-            total += loss_sum
-            tokens += n_tok
-        stats = {"loss": total / max(tokens, 1), "tokens": float(tokens), "lr": sched.get_last_lr()[0]}
+            total.add(loss_sum)
+            tokens += local
+        stats = {"loss": total.value() / max(tokens, 1), "tokens": float(tokens), "lr": sched.get_last_lr()[0]}
         if len(self._val_idx):
             stats["val_loss"] = self.loss(self._val_idx)
             model.train()

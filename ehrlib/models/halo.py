@@ -56,8 +56,8 @@ from torch import nn
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, visit_multihot
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import (TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
-                                  transformers_module)
+from ehrlib.models.neural import (Running, TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
+                                  to_device, transformers_module)
 
 log = logging.getLogger("ehrlib.models")
 
@@ -166,7 +166,7 @@ class Head(nn.Module):
             mask = (self.deg1[None, :] >= torch.arange(1, self.width + 1, device=dense.device)[:, None])
             return pre + dense @ (self.code_w * mask)
         if cols is not None and len(cols):
-            pre = pre.index_add(0, rows, self.code_rows(cols))
+            pre = pre.index_add(0, rows, self.code_rows(cols).to(pre.dtype))  # bf16 under autocast
         return pre
 
     def rest(self, pre):
@@ -373,27 +373,29 @@ class HALO(TorchGenerator):
         bpos = np.repeat(np.arange(b), lens)
         tpos = np.concatenate([np.arange(n) for n in lens])
         coo = rows[row_ids].tocoo()
-        r = torch.as_tensor(coo.row, dtype=torch.long, device=dev)
-        c = torch.as_tensor(coo.col, dtype=torch.long, device=dev)
+        flat_np = bpos * t_max + tpos
+        # Targets: every row but the start row, predicted from the history up to the row before.
+        # The indices are computed on the host and copied once (no device round trip in the step).
+        tgt = np.flatnonzero(tpos > 0)
+        remap = np.full(len(row_ids), -1, dtype=np.int64)
+        remap[tgt] = np.arange(len(tgt))
+        keep = remap[coo.row] >= 0
+
+        def index(a):
+            return to_device(torch.as_tensor(np.asarray(a, dtype=np.int64)), dev)
+
+        r, c, flat = index(coo.row), index(coo.col), index(flat_np)
+        rr, cc, prev = index(remap[coo.row][keep]), index(coo.col[keep]), index(flat_np[tgt] - 1)
+        is_label = to_device(torch.as_tensor((tpos[tgt] == 1) & self.config.labels), dev)
         coarse, head = self.modules["coarse"], self.modules["head"]
-        flat = torch.as_tensor(bpos * t_max + tpos, dtype=torch.long, device=dev)
         row_emb = torch.zeros(len(row_ids), self.config.n_embd, device=dev).index_add(0, r, coarse.embed[c])
         emb = torch.zeros(b * t_max, self.config.n_embd, device=dev).index_copy(0, flat, row_emb)
         hist = coarse(emb.view(b, t_max, -1)).reshape(b * t_max, -1)
-        # Targets: every row but the start row, predicted from the history up to the row before.
-        tgt = np.flatnonzero(tpos > 0)
-        tgt_t = torch.as_tensor(tgt, dtype=torch.long, device=dev)
-        remap = torch.full((len(row_ids),), -1, dtype=torch.long, device=dev)
-        remap[tgt_t] = torch.arange(len(tgt), device=dev)
-        keep = remap[r] >= 0
-        rr, cc = remap[r][keep], c[keep]
-        logits = head.rest(head.first(hist[flat[tgt_t] - 1], rr, cc))
+        logits = head.rest(head.first(hist[prev], rr, cc))
         y = torch.zeros(len(tgt), width, device=dev)
         y[rr, cc] = 1.0
-        allowed = torch.zeros(len(tgt), width, device=dev)
-        is_label = torch.as_tensor((tpos[tgt] == 1) & self.config.labels, device=dev)
-        allowed[is_label, :k] = 1
-        allowed[~is_label, k:] = 1
+        label_cols = torch.arange(width, device=dev) < k
+        allowed = torch.where(is_label[:, None], label_cols, ~label_cols).float()  # label row: labels only
         return logits, y, allowed, bpos[tgt], tpos[tgt]
 
     def _batch_loss(self, patients):
@@ -404,11 +406,15 @@ class HALO(TorchGenerator):
 
     def _train_epoch(self, epoch: int, rng) -> dict:
         opt = self.optimizers["adam"]
-        total, n = 0.0, 0
-        for idx in batches(len(self.train_idx), self.config.batch_size, rng):
-            total += optimizer_step(opt, self._batch_loss(self.train_idx[idx.numpy()])) * len(idx)
+        total, n = Running(), 0
+        for idx in self._steps(batches(len(self.train_idx), self.config.batch_size, rng)):
+            if not self._keeps(idx):
+                continue
+            idx = self._part(idx)
+            loss = self._synced(self._batch_loss, self.train_idx[idx.numpy()])
+            total.add(optimizer_step(opt, loss, sync=False), len(idx))
             n += len(idx)
-        stats = {"loss": total / n}
+        stats = {"loss": total.value() / max(n, 1)}
         if len(self.val_idx):
             for m in self.modules.values():
                 m.eval()

@@ -55,7 +55,7 @@ from torch import nn
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, binary_matrix, count_matrix, from_binary_matrix, from_count_matrix
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import (TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
+from ehrlib.models.neural import (Running, TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
                                   sparse_rows_to_dense)
 
 log = logging.getLogger("ehrlib.models")
@@ -167,6 +167,8 @@ class MedGAN(TorchGenerator):
 
     name = "medgan"
     config_class = MedGANConfig
+    min_shard_rows = 2  # BatchNorm in the generator
+    batch_fields = ("batch_size", "ae_batch_size")
     # presets: ehrlib/profiles/<profile>.yaml, key models.medgan
 
     # ---------------------------------------------------------------- data
@@ -220,8 +222,8 @@ class MedGAN(TorchGenerator):
             return F.binary_cross_entropy_with_logits(raw, x, reduction="none").sum(1).mean()
         return ((F.relu(raw) - x) ** 2).sum(1).mean()
 
-    def ae_step(self, x) -> float:
-        return optimizer_step(self.optimizers["ae"], self.ae_loss(x))
+    def ae_step(self, x, sync: bool = True):
+        return optimizer_step(self.optimizers["ae"], self._synced(self.ae_loss, x), sync=sync)
 
     def fake(self, z):
         """Decoded records from noise ``z``."""
@@ -239,33 +241,37 @@ class MedGAN(TorchGenerator):
         logit = self.modules["discriminator"](self.fake(z))
         return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))  # -log D(G(z))
 
-    def d_step(self, x, z) -> float:
-        return optimizer_step(self.optimizers["d"], self.d_loss(x, z))
+    def d_step(self, x, z, sync: bool = True):
+        return optimizer_step(self.optimizers["d"], self._synced(self.d_loss, x, z), sync=sync)
 
-    def g_step(self, z) -> float:
-        return optimizer_step(self.optimizers["g"], self.g_loss(z))
+    def g_step(self, z, sync: bool = True):
+        return optimizer_step(self.optimizers["g"], self._synced(self.g_loss, z), sync=sync)
 
     def _noise(self, k: int, rng):
-        return torch.randn(k, self.config.embedding_dim, generator=rng).to(self.device)
+        """Noise for a global batch of ``k`` rows, drawn whole from ``rng``; this rank's rows of it."""
+        return self._part(torch.randn(k, self.config.embedding_dim, generator=rng)).to(self.device)
 
     def _train_epoch(self, epoch: int, rng) -> dict:
         c, n = self.config, self.x.shape[0]
         if epoch < c.ae_epochs:
-            total, count = 0.0, 0
-            for rows in batches(n, c.ae_batch_size, rng):
-                total += self.ae_step(sparse_rows_to_dense(self.x, rows, self.device)) * len(rows)
-                count += len(rows)
-            return {"loss": total / count, "phase": 0}
+            total, count = Running(), 0
+            for rows in self._steps(batches(n, c.ae_batch_size, rng)):
+                if not self._keeps(rows):
+                    continue
+                mine = self._part(rows)
+                total.add(self.ae_step(sparse_rows_to_dense(self.x, mine, self.device), sync=False), len(mine))
+                count += len(mine)
+            return {"loss": total.value() / count, "phase": 0}
         self.modules["encoder"].eval()
-        perms = [[b for b in batches(n, c.batch_size, rng) if len(b) >= 2] for _ in range(c.d_steps)]
-        d_total, g_total, steps = 0.0, 0.0, len(perms[0])
-        for i in range(steps):
+        perms = [[b for b in batches(n, c.batch_size, rng) if self._keeps(b, 2)] for _ in range(c.d_steps)]
+        d_total, g_total, steps = Running(), Running(), len(perms[0])
+        for i in self._steps(range(steps)):
             for perm in perms:
-                x = sparse_rows_to_dense(self.x, perm[i], self.device)
-                d_total += self.d_step(x, self._noise(len(perm[i]), rng))
-            g_total += self.g_step(self._noise(len(perms[0][i]), rng))
+                x = sparse_rows_to_dense(self.x, self._part(perm[i]), self.device)
+                d_total.add(self.d_step(x, self._noise(len(perm[i]), rng), sync=False))
+            g_total.add(self.g_step(self._noise(len(perms[0][i]), rng), sync=False))
         steps = max(steps, 1)
-        return {"loss": g_total / steps, "d_loss": d_total / (steps * c.d_steps), "phase": 1}
+        return {"loss": g_total.value() / steps, "d_loss": d_total.value() / (steps * c.d_steps), "phase": 1}
 
     # ---------------------------------------------------------------- generation
     def _generate(self, n: int, seed: int) -> Cohort:

@@ -14,6 +14,21 @@ A neural generator subclasses :class:`TorchGenerator` and implements
 Determinism: before each epoch the global torch RNG is seeded from ``(config.seed, epoch)`` and
 the epoch gets its own ``torch.Generator``; so a fit resumed from the checkpoint after epoch k
 replays epochs k+1... exactly as an uninterrupted fit would (on CPU).
+
+Training steps go through three helpers, so that one loop serves one process, several
+processes and the GPU:
+
+* ``self._steps(batches)``: the epoch's batches (a :class:`StepProbe` may limit and time them);
+* ``self._keeps(rows, minimum)`` / ``self._part(rows)``: under ``torchrun`` every rank draws the
+  same global batch and keeps every ``world_size``-th row (``ehrlib.models.distributed`` states
+  the batch rule); for one process they keep everything;
+* ``self._synced(loss_fn, *args)``: the loss computed under the training precision and through
+  the ``DistributedDataParallel`` wrapper (gradients averaged over ranks in ``backward``).
+
+On CUDA only (the CPU computes exactly as before): TF32 matmuls and convolutions, bf16
+autocast of the training losses (``precision="auto"``; models may refuse it per loss),
+batches copied from pinned memory without blocking, and step losses summed on the device
+(:class:`Running`), read once per epoch, so no step waits for a host copy of its loss.
 """
 from __future__ import annotations
 
@@ -33,6 +48,7 @@ from ehrlib.cohort import Cohort
 from ehrlib.errors import ConfigError
 from ehrlib import threads
 from ehrlib.io import atomic_write, clean_stale_temporaries
+from ehrlib.models import distributed
 from ehrlib.models.base import Config, FitOptions, Generator, GeneratorError, reading
 
 log = logging.getLogger("ehrlib.models")
@@ -41,7 +57,11 @@ log = logging.getLogger("ehrlib.models")
 PROFILES = profiles.NAMES
 #: Config fields that do not change what training computes: a checkpoint or a saved model
 #: written with other values of them is still reused.
-RUNTIME_FIELDS = ("device", "progress", "checkpoint_every")
+RUNTIME_FIELDS = ("device", "progress", "checkpoint_every", "precision")
+#: ``precision`` values: ``auto`` (bf16 autocast on a CUDA device with bf16 support, for the
+#: models that allow it; float32 elsewhere), ``fp32`` (never autocast), ``bf16`` (autocast on any
+#: device, the CPU too: slow there, for tests of the code path).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def training_config(config) -> dict:
@@ -52,6 +72,62 @@ def training_config(config) -> dict:
     d = json.loads(json.dumps(config or {}))
     return {k: v for k, v in d.items() if k not in RUNTIME_FIELDS}
 CHECKPOINT = "checkpoint.pt"
+
+
+class _Call(torch.nn.Module):
+    """Holds the modules for DDP; ``forward(fn, *args)`` runs ``fn(*args)`` (any loss computation
+    over the modules), so every loss of every model passes through ``DistributedDataParallel``."""
+
+    def __init__(self, modules):
+        super().__init__()
+        self.inner = modules
+
+    def forward(self, fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+
+class StepProbe:
+    """Limits every epoch of a fit to ``warmup + steps`` steps and times the last ``steps``
+    (CUDA synchronised at both ends), for benchmarks: set ``generator.step_probe`` before ``fit``.
+
+    ``epochs`` gets one dict per epoch: ``steps_per_epoch`` (of the whole epoch), ``timed`` (steps
+    timed) and ``seconds``.
+    """
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps = int(warmup), int(steps)
+        self.epochs: list[dict] = []
+
+    def run(self, items, device):
+        items = list(items)
+        record = {"steps_per_epoch": len(items), "timed": 0, "seconds": 0.0}
+        self.epochs.append(record)
+        return self._timed(items[:self.warmup + self.steps], record, device)
+
+    def _timed(self, items, record, device):
+        import time
+
+        start = None
+        for i, item in enumerate(items):
+            if i == self.warmup:
+                _synchronize(device)
+                start = time.perf_counter()
+            yield item
+        if start is not None:
+            _synchronize(device)
+            record["seconds"] = time.perf_counter() - start
+            record["timed"] = len(items) - self.warmup
+
+
+def _synchronize(device) -> None:
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fast_cuda() -> None:
+    """Let CUDA matmuls and convolutions use TF32 (a GPU-only switch: CPU results are unchanged)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
 
 
 def pick_device(device: str = "auto"):
@@ -81,6 +157,7 @@ class TorchConfig(Config):
     checkpoint_every: int = 1    # epochs between checkpoints (when fit is given a checkpoint_dir)
     patience: int = 0            # early stopping on val_loss after this many worse epochs (0: off)
     progress: bool = True        # tqdm progress bar over epochs
+    precision: str = "auto"      # auto | fp32 | bf16: autocast of training losses (auto: bf16 on CUDA only)
 
     def __post_init__(self):
         self.check()
@@ -94,6 +171,7 @@ class TorchConfig(Config):
         self._positive("checkpoint_every")
         if self.patience < 0:
             raise GeneratorError(f"{type(self).__name__}.patience={self.patience}; expected >= 0")
+        self._choice("precision", PRECISIONS)
 
     def _typed(self, name: str, kind: str) -> None:
         value = getattr(self, name)
@@ -145,11 +223,22 @@ class TorchGenerator(Generator):
     #: outside the registry (a test's toy model) may give ``{profile: field overrides}`` here.
     presets: ClassVar[dict[str, dict] | None] = None
 
+    #: The fewest rows a rank may get of a batch (2 for models with BatchNorm in training).
+    min_shard_rows: ClassVar[int] = 1
+    #: Config fields holding batch sizes that are split over ranks in distributed training.
+    batch_fields: ClassVar[tuple[str, ...]] = ("batch_size",)
+    #: Whether the training losses may run under bf16 autocast (``precision``).
+    allows_bf16: ClassVar[bool] = True
+
     def __init__(self, config: TorchConfig | None = None):
         super().__init__(config)
         self.modules: dict = {}
         self.history: list[dict] = []
         self.device = None
+        self._dist = None   # a distributed.DistContext under torchrun, else None
+        self._ddp = None    # the DistributedDataParallel wrapper of all modules while training
+        self._bf16 = False  # training losses under bf16 autocast (see ``precision``)
+        self.step_probe = None  # a StepProbe (benchmarks/gpu_check.py): limit and time each epoch's steps
 
     # ---------------------------------------------------------------- configuration
     @classmethod
@@ -198,9 +287,13 @@ class TorchGenerator(Generator):
         from tqdm import tqdm
 
         cfg = self.config
-        self.device = pick_device(cfg.device)
+        self._dist, self.device = distributed.setup(pick_device(cfg.device))
+        self._check_world()
+        self._bf16 = self.uses_bf16()
         if self.device.type == "cpu":
             threads.configure_torch()  # a thread count that cannot stall beside other busy processes
+        else:
+            fast_cuda()
         self._data_checksum = train.checksum()
         torch.manual_seed(cfg.seed)
         self._prepare(train)
@@ -209,41 +302,140 @@ class TorchGenerator(Generator):
         self.schedulers = self._schedulers()
         self.history, self._best, start = [], None, 0
         ckpt = options.checkpoint_dir / CHECKPOINT if options.checkpoint_dir is not None else None
-        if ckpt is not None:
+        main = self._dist is None or self._dist.is_main
+        if ckpt is not None and main:
             clean_stale_temporaries(ckpt.parent, CHECKPOINT)  # left by a killed fit
+        distributed.barrier(self._dist)
         if ckpt is not None and options.resume and ckpt.is_file():
             start = self._restore(ckpt)
+        distributed.barrier(self._dist)  # every rank has read the checkpoint before rank 0 replaces it
+        self._ddp = self._wrap_ddp()
         total = cfg.epochs_total
         n_params = sum(p.numel() for m in self.modules.values() for p in m.parameters())
         log.info("%s: training on %s, %d patients, %s parameters, epochs %d..%d",
                  self.name, self.device, train.n_patients, f"{n_params:,}", start + 1, total)
-        show = cfg.progress if options.progress is None else bool(options.progress)
+        show = (cfg.progress if options.progress is None else bool(options.progress)) and main
         bar = tqdm(range(start, total), desc=f"{self.name} ({self.device.type})", unit="epoch",
                    disable=not show, leave=False)
         for epoch in bar:
-            torch.manual_seed(epoch_seed(cfg.seed, epoch))
+            # the global RNG (dropout) gets its own stream per rank; the batch generator is shared
+            torch.manual_seed(epoch_seed(cfg.seed, epoch) + (0 if self._dist is None else self._dist.rank))
             rng = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch) + 1)
             for m in self.modules.values():
                 m.train()
             stats = {k: float(v) for k, v in self._train_epoch(epoch, rng).items()}
+            stats = distributed.average_stats(self._dist, stats, self.device)
             stats["epoch"] = epoch + 1
             self.history.append(stats)
             bar.set_postfix({k: f"{v:.4g}" for k, v in stats.items() if k != "epoch"})
             stop = self._track_best(stats)
             last = stop or epoch + 1 == total
             if ckpt is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
-                self._checkpoint(ckpt, epoch + 1, stopped=stop)
+                if main:
+                    self._checkpoint(ckpt, epoch + 1, stopped=stop)
+                distributed.barrier(self._dist)
             if options.callback is not None:
                 options.callback(epoch, stats)
             if stop:
                 log.info("%s: early stop after epoch %d (best val_loss %.4f)", self.name, epoch + 1, self._best["val_loss"])
                 break
         bar.close()
+        self._ddp = None
         if self._best is not None:
             for k, m in self.modules.items():
                 m.load_state_dict(self._best["modules"][k])
         for m in self.modules.values():
             m.eval()
+
+    # ---------------------------------------------------------------- distributed training
+    def _check_world(self) -> None:
+        """Under torchrun: every batch size must give each rank ``min_shard_rows`` rows."""
+        if self._dist is None:
+            return
+        world = self._dist.world_size
+        for name in self.batch_fields:
+            size = getattr(self.config, name)
+            if size < self.min_shard_rows * world:
+                raise GeneratorError(f"{self.name}: {name}={size} cannot be split over {world} processes "
+                                     f"(at least {self.min_shard_rows} rows each); use fewer processes or a "
+                                     f"batch size >= {self.min_shard_rows * world}")
+
+    def _wrap_ddp(self):
+        """One ``DistributedDataParallel`` over all modules (``None`` for a single process)."""
+        if self._dist is None:
+            return None
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # find_unused_parameters: each step trains some of the modules (autoencoder, critic, ...).
+        # broadcast_buffers=False: ranks may run different numbers of forward passes per step
+        # (GPT's chunks); buffers (BatchNorm statistics) are rank 0's when it saves.
+        import inspect
+
+        sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                else "broadcast_buffers")
+        return DistributedDataParallel(_Call(torch.nn.ModuleDict(self.modules)), device_ids=ids,
+                                       find_unused_parameters=True, **{sync: False})
+
+    def uses_bf16(self, device=None) -> bool:
+        """Whether training on ``device`` (default: the config's) runs its losses under bf16 autocast."""
+        p = self.config.precision
+        if p == "fp32" or not self.allows_bf16:
+            return False
+        if p == "bf16":
+            return True
+        device = device if device is not None else (self.device or pick_device(self.config.device))
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def _autocast(self):
+        """bf16 autocast on the training device when :meth:`uses_bf16`, else a no-op context."""
+        import contextlib
+
+        if not self._bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _synced(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` (a training loss) under the training precision, run through the
+        DDP wrapper so that its backward pass averages the gradients over ranks (a plain call for
+        a single process)."""
+        with self._autocast():
+            if self._ddp is None:
+                return fn(*args, **kwargs)
+            return self._ddp(fn, *args, **kwargs)
+
+    def _no_sync(self, skip: bool):
+        """A context in which backward passes accumulate gradients without averaging them over
+        ranks (gradient accumulation) when ``skip``; otherwise (or for one process) a no-op."""
+        import contextlib
+
+        return self._ddp.no_sync() if (skip and self._ddp is not None) else contextlib.nullcontext()
+
+    def _steps(self, items):
+        """An epoch's steps (batches) as given, or as the :attr:`step_probe` limits and times them."""
+        return items if self.step_probe is None else self.step_probe.run(items, self.device)
+
+    def _part(self, rows):
+        """This rank's rows of a global batch (or of a tensor of per-row draws): ``rows[rank::world]``."""
+        return distributed.shard(self._dist, rows)
+
+    def _keeps(self, rows, minimum: int = 1) -> bool:
+        """True if the global batch gives every rank at least ``minimum`` rows (``len >= minimum`` alone)."""
+        return distributed.keeps(self._dist, rows, minimum)
+
+    @property
+    def world_size(self) -> int:
+        return 1 if self._dist is None else self._dist.world_size
+
+    def save(self, directory) -> Path:
+        """As :meth:`Generator.save`; in distributed training rank 0 alone writes, the others wait."""
+        ctx = self._dist if self._dist is not None and distributed.current() is not None else None
+        if ctx is None or ctx.is_main:
+            out = super().save(directory)
+        else:
+            out = Path(directory)
+        distributed.barrier(ctx)
+        return out
 
     def _track_best(self, stats: dict) -> bool:
         """Keep the best modules by ``val_loss``; True when patience is exhausted."""
@@ -263,6 +455,7 @@ class TorchGenerator(Generator):
             "data": self._data_checksum,
             "epochs_done": epochs_done,
             "stopped": stopped,
+            "world_size": self.world_size,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
@@ -422,15 +615,32 @@ def filter_logits(logits, top_k: int = 0, top_p: float = 1.0):
     return out
 
 
-def optimizer_step(optimizer, loss, *, clip_norm: float = 0.0, parameters=None, set_to_none: bool = True) -> float:
+def optimizer_step(optimizer, loss, *, clip_norm: float = 0.0, parameters=None, set_to_none: bool = True,
+                   sync: bool = True):
     """One optimiser step on ``loss``: zero the gradients, backpropagate, optionally clip the
-    gradient norm of ``parameters`` at ``clip_norm`` (0: off), step; returns ``loss.item()``."""
+    gradient norm of ``parameters`` at ``clip_norm`` (0: off), step; returns ``loss.item()``
+    (``sync=False``: the detached loss tensor, so a GPU step waits for no host copy)."""
     optimizer.zero_grad(set_to_none=set_to_none)
     loss.backward()
     if clip_norm:
         torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
     optimizer.step()
-    return loss.item()
+    return loss.item() if sync else loss.detach()
+
+
+class Running:
+    """A weighted sum of step losses kept on the loss's device (no host copy per step); read it
+    once at epoch end with :meth:`value`. Summed in float64: equal to summing ``loss.item()``."""
+
+    def __init__(self):
+        self.total = None
+
+    def add(self, loss, weight=1) -> None:
+        v = loss.detach().double() * weight
+        self.total = v if self.total is None else self.total + v
+
+    def value(self) -> float:
+        return 0.0 if self.total is None else float(self.total)
 
 
 def batches(n: int, batch_size: int, rng, shuffle: bool = True):
@@ -439,7 +649,16 @@ def batches(n: int, batch_size: int, rng, shuffle: bool = True):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def to_device(tensor, device):
+    """``tensor`` (on the CPU) on ``device``: through pinned memory without blocking on CUDA."""
+    if device is None:
+        return tensor
+    if torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def sparse_rows_to_dense(matrix, rows, device):
-    """Rows of a scipy CSR matrix as a dense float tensor on ``device``."""
+    """Rows of a scipy CSR matrix as a dense float tensor on ``device`` (pinned copy on CUDA)."""
     sub = matrix[rows.numpy() if hasattr(rows, "numpy") else rows]
-    return torch.as_tensor(sub.toarray(), dtype=torch.float32, device=device)
+    return to_device(torch.as_tensor(sub.toarray(), dtype=torch.float32), device)

@@ -60,8 +60,11 @@ Deviations (from the paper and the original):
   calibrated decoder already matches the code frequencies and the prior counts them twice
   (prevalence fit falls as alpha grows; measured in the book's PromptEHR ablation). The smoke
   and demo presets use alpha = 0.
-* ``length_buckets`` (demo and smoke presets, not the paper preset) batches patients of similar
-  length, which cuts decoder padding (measured by ``benchmarks/bench_promptehr.py``).
+* ``length_buckets`` (on in every preset, ``paper`` included; the paper says nothing about
+  batching) batches patients of similar length: each run of 50 random batches is sorted by record
+  length before it is cut, and the batches are shuffled. It cuts decoder padding (measured by
+  ``benchmarks/padding_share.py`` and ``benchmarks/bench_promptehr.py``); ``length_buckets=False``
+  gives plain random batches.
 * Prompts: the paper prepends the demographic prompts to the encoder input; the original
   (``PromptBartDecoder``) also prepends prompts, from a second prompt module, to the decoder
   input, and so do we (``decoder_prompt``, on in every preset).

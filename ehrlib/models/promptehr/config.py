@@ -43,7 +43,7 @@ class PromptEHRConfig(TorchConfig):
     whole_mask_prob: float = 0.5    # encoder sees only <s> <mask> </s> (the generation input)
     shuffle_codes: bool = True      # shuffle codes within each visit every epoch
     val_fraction: float = 0.05
-    length_buckets: bool = False    # batch patients of similar length (less padding; not in the paper)
+    length_buckets: bool = True     # batch patients of similar length (less padding; paper silent on batching)
     # generation
     top_p: float = 0.95
     top_k: int = 0                  # 0: off

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, VISIT, Cohort
 from ehrlib.data.encode import Vocabulary
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import TorchGenerator, batches, optimizer_step
+from ehrlib.models.neural import Running, TorchGenerator, batches, optimizer_step, to_device
 from ehrlib.models.promptehr.config import (BOS, CODE_OFFSET, DECODER_START, EOS, MASK, PAD, SEX_CODES, UNKNOWN_SEX,
                                             VCLOSE, VOPEN, PromptEHRConfig)
 from ehrlib.models.promptehr.networks import PromptBart
@@ -159,13 +159,15 @@ class PromptEHR(TorchGenerator):
             labels[j, :len(s)] = s
         dev = self.device
         rows = np.asarray(rows)
+
+        def put(a, dtype=None):
+            return to_device(torch.as_tensor(a, dtype=dtype), dev)
+
         return dict(
-            enc_ids=torch.as_tensor(enc_ids, device=dev), enc_mask=torch.as_tensor(enc_ids != PAD, device=dev).long(),
-            dec_ids=torch.as_tensor(dec_ids, device=dev),
-            age=torch.as_tensor((self._age[rows] - self.age_mean) / self.age_std, dtype=torch.float32, device=dev),
-            age_missing=torch.as_tensor(self._missing[rows], device=dev),
-            sex=torch.as_tensor(self._sex[rows], device=dev),
-        ), torch.as_tensor(labels, device=dev)
+            enc_ids=put(enc_ids), enc_mask=put(enc_ids != PAD).long(), dec_ids=put(dec_ids),
+            age=put((self._age[rows] - self.age_mean) / self.age_std, torch.float32),
+            age_missing=put(self._missing[rows]), sex=put(self._sex[rows]),
+        ), put(labels)
 
     def _loss(self, inputs, labels, reduction: str = "mean"):
         model = self.modules["model"]
@@ -176,16 +178,22 @@ class PromptEHR(TorchGenerator):
     def _train_epoch(self, epoch: int, rng) -> dict:
         cfg = self.config
         model, opt, sched = self.modules["model"], self.optimizers["adamw"], self.schedulers["linear"]
-        np_rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=rng)))
-        total, n_tok, t0 = 0.0, 0, time.perf_counter()
-        for rows in self._epoch_batches(rng):
-            inputs, labels = self._batch(self._train_idx[rows], np_rng)
-            loss, k = self._loss(inputs, labels)
-            total += optimizer_step(opt, loss, clip_norm=cfg.max_grad_norm, parameters=model.parameters()) * k
+        np_seed = int(torch.randint(0, 2**62, (1,), generator=rng))
+        # corruption and code shuffling: one stream per rank in distributed training
+        np_rng = np.random.default_rng(np_seed if self._dist is None else [np_seed, self._dist.rank])
+        total, n_tok, t0 = Running(), 0, time.perf_counter()
+        for rows in self._steps(self._epoch_batches(rng)):
+            if not self._keeps(rows):
+                sched.step()  # every rank skips the same batch; the schedule stays on the global step count
+                continue
+            inputs, labels = self._batch(self._train_idx[self._part(rows)], np_rng)
+            loss, k = self._synced(self._loss, inputs, labels)
+            total.add(optimizer_step(opt, loss, clip_norm=cfg.max_grad_norm, parameters=model.parameters(),
+                                     sync=False), k)
             sched.step()
             n_tok += k
         self.train_tokens_per_s = n_tok / max(time.perf_counter() - t0, 1e-9)
-        stats = {"loss": total / max(n_tok, 1), "lr": sched.get_last_lr()[0]}
+        stats = {"loss": total.value() / max(n_tok, 1), "lr": sched.get_last_lr()[0]}
         if len(self._val_idx):
             stats["val_loss"] = self.validation_nll()
             stats["val_ppl"] = math.exp(min(stats["val_loss"], 50.0))
