@@ -31,6 +31,7 @@ ARTIFACTS: dict[str, str] = {
     "table12": "Table 12. Structure statistics of the real training data and every synthetic cohort.",
     "table13": "Table 13. Code coverage and divergence from the training data.",
     "table14": "Table 14. Similarity of the top-50 code co-occurrence matrices.",
+    "table_reference_generators": "Reference generators. Size and structure of the calibration rows' cohorts (holdout, marginals, memorizer).",
     "table_generated": "Generated cohorts. Size and structure of each model's synthetic cohort.",
     "table_corgan_pathway": "CorGAN encoder pathway. Length, kernel and stride of each convolution.",
     "fig2": "Figure 2. The long-tailed distribution of ICD-9 codes in the training data.",

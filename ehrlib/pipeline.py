@@ -25,14 +25,31 @@ def _in_notebook() -> bool:
     return book._in_notebook()
 
 
-def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool = False, **overrides):
+def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool = False, nproc: int = 1,
+          **overrides):
     """Fit ``model`` on the run's training split (or load it when up to date), save it, show its
-    training curves and one summary line. Returns the generator."""
+    training curves and one summary line. Returns the generator.
+
+    ``nproc > 1`` trains with that many processes under ``torchrun`` (one per GPU on a CUDA
+    machine; ``ehrlib.models.distributed``) and then loads the saved model here.
+    """
     from ehrlib import models, plots
 
     saved_as = saved_as or model
     if "progress" not in overrides:
         overrides["progress"] = not _in_notebook()  # live bars in a terminal only
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        from ehrlib.errors import ConfigError
+
+        raise ConfigError(f"nproc={nproc!r}: expected a positive integer (processes for training)")
+    if nproc > 1:
+        from ehrlib.models.distributed import launch_fit
+
+        stage.train  # noqa: B018  (records the training split as the stage's input)
+        launch_fit(model, stage.run.path / "data" / "train.parquet", stage.model_dir(saved_as), stage.profile, nproc,
+                   overrides={"seed": stage.seed, **{k: v for k, v in overrides.items() if k != "progress"}},
+                   resume=not force, stream=True)
+        force = False  # the model just trained is up to date: load it below
     generator = models.fit_or_load(model, stage.train, stage.model_dir(saved_as), profile=stage.profile, force=force,
                                    seed=stage.seed, **overrides)
     history = list(getattr(generator, "history", []) or [])
