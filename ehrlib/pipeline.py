@@ -103,7 +103,7 @@ def reference_generators(stage: Stage) -> pd.DataFrame:
     from ehrlib.metrics.structure import summary
 
     n = stage.settings.evaluation.n_synthetic
-    rows = []
+    rows, real_records = [], []
     for name in ("holdout", "marginals", "memorizer"):
         extra = {"records": stage.reference} if name == "holdout" else {}
         generator = models.get(name, **extra).fit(stage.train)
@@ -111,8 +111,11 @@ def reference_generators(stage: Stage) -> pd.DataFrame:
         size = min(n, stage.reference.n_patients) if name == "holdout" else n
         cohort = generator.generate(size, seed=stage.seed)
         stage.save_synthetic(name, cohort)
-        rows.append({"dataset": name, **summary(cohort)})
-    stage.record(n_synthetic=n)
+        if generator.holds_real_records:
+            real_records.append(name)
+        rows.append({"dataset": name, "holds_real_records": generator.holds_real_records, **summary(cohort)})
+    # their saved models and cohorts are real records (renamed): labelled so in the manifest
+    stage.record(n_synthetic=n, holds_real_records=real_records)
     return pd.DataFrame(rows)
 
 
