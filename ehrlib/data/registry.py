@@ -26,7 +26,7 @@ PAPER_COMMIT = "6772a2cbb38e81234f264c3abf0c639b2ba62b18"  # chufangao/reproduci
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    folder: str          # local folder under the data dir (same as ../shared/data)
+    folder: str          # local folder under the data dir
     url: str             # PhysioNet base URL
     files: dict          # relative path -> sha256
     notice: str

@@ -1,7 +1,7 @@
 """Patient bootstrap for prevalence-based metrics, with basic (reflected) intervals.
 
 Paper: abstract and section 4.1 ("report bootstrapped confidence intervals across all
-metrics"); the protocol is ``shared/notes/EVALUATION.md`` ("Uncertainty").
+metrics"); the protocol is described on the book's Methods and Deviations pages.
 
 How it works. Resampling N patients with replacement is the same as giving patient i a weight
 ``w_i`` ~ Multinomial(N, 1/N). With all B replicates stacked into a weight matrix W (B x N), the
@@ -354,7 +354,7 @@ def bootstrap_prevalence(
 ) -> pd.DataFrame:
     """Prevalence R², Pearson r and RMSE with basic bootstrap confidence intervals.
 
-    Paper: section 3.1 metrics; intervals as in ``shared/notes/EVALUATION.md`` ("Uncertainty").
+    Paper: section 3.1 metrics; intervals as on the book's Deviations page ("Confidence intervals").
 
     Args:
         real, synthetic, n_bootstrap, seed, real_resamples, vocab, metrics: as in

@@ -44,7 +44,7 @@ TARGETS = {
 
 
 def load_references(data_dir) -> dict[str, Cohort]:
-    """The three public references from a data folder laid out as ``../shared/data``.
+    """The three public references from a data folder laid out as the registry lays it out.
 
     Args:
         data_dir: folder holding ``mimic-iii-demo/``, ``mimic-iv-demo/`` and
