@@ -61,6 +61,35 @@ def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool 
     return generator
 
 
+def split_cohort(stage: Stage, cohort, split: str = "random", n_holdout: int = 0) -> dict:
+    """Split ``cohort`` into the run's ``train``, ``holdout`` and ``reference`` and save them.
+
+    ``split="random"``: seeded subject-level splits with the profile's sizes (``n_holdout`` > 0
+    overrides the holdout size). ``split="paper"``: the paper's released train/test id lists
+    (MIMIC-III ``SUBJECT_ID``s; a warning says how many listed ids the data lacks); the
+    ``reference`` split is then the patients on neither list, and when there are none the
+    ``holdout`` reference generator is disabled with a message (stage 15).
+    """
+    from ehrlib.data import make_splits, paper_split
+    from ehrlib.errors import CohortError, ConfigError
+
+    data = stage.settings.data
+    if split == "random":
+        splits = make_splits(cohort, n_holdout or data.n_holdout, data.n_reference, seed=stage.seed)
+    elif split == "paper":
+        ps = paper_split(cohort)
+        print(ps.summary().to_string(index=False))
+        splits = {"train": ps.train, "holdout": ps.holdout}
+        try:
+            splits["reference"] = ps.reference
+        except CohortError as exc:
+            print(f"No reference split: {exc}. The holdout reference generator is disabled for this run.")
+    else:
+        raise ConfigError(f"split={split!r}: expected 'random' or 'paper'")
+    stage.record(split=split, **{f"n_{k}": v.n_patients for k, v in splits.items()})
+    return stage.save_splits(**splits)
+
+
 def generate(stage: Stage, model: str = "all", n: int = 0) -> pd.DataFrame:
     """Generate ``n`` patients (0: the profile's ``n_synthetic``) with every saved neural model
     (or the one named), save each cohort, and return the summary (Table 12 rows).
@@ -104,7 +133,12 @@ def reference_generators(stage: Stage) -> pd.DataFrame:
 
     n = stage.settings.evaluation.n_synthetic
     rows, real_records = [], []
-    for name in ("holdout", "marginals", "memorizer"):
+    names = ["holdout", "marginals", "memorizer"]
+    if not (stage.run.path / "data" / "reference.parquet").is_file():
+        print("This run has no reference split (the paper's split leaves no patient outside its lists): "
+              "the holdout reference generator is skipped.")
+        names.remove("holdout")
+    for name in names:
         extra = {"records": stage.reference} if name == "holdout" else {}
         generator = models.get(name, **extra).fit(stage.train)
         generator.save(stage.model_dir(name))

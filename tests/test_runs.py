@@ -125,3 +125,23 @@ def test_table1_across_seeds_reports_mean_and_spread(tmp_path):
     row = seeds_table1(by_seed).iloc[0]
     assert row["mean"] == pytest.approx(0.6) and row["sd_across_seeds"] == pytest.approx(0.1414, abs=1e-3)
     assert row["seeds"] == 2 and row["mean_ci_width_within_run"] == pytest.approx(0.2)
+
+
+def test_the_papers_split_leaves_no_reference_on_the_demo_and_the_holdout_generator_is_skipped(tmp_path, capsys):
+    from conftest import MIMIC3_DEMO
+
+    if not MIMIC3_DEMO.is_dir():
+        pytest.skip("../shared/data (open MIMIC demos) not present")
+    from ehrlib import pipeline
+    from ehrlib.data import load_mimic3
+
+    stage = runs.Stage("00_data", runs.open_run("p", root=tmp_path), "smoke", 0, {})
+    with pytest.warns(UserWarning, match="98 of 45520"):
+        splits = pipeline.split_cohort(stage, load_mimic3(MIMIC3_DEMO), split="paper")
+    assert splits["train"].n_patients == 98 and splits["holdout"].n_patients == 2 and "reference" not in splits
+    assert "holdout reference generator is disabled" in capsys.readouterr().out
+    ref = runs.Stage("15_reference_generators", stage.run, "smoke", 0, {})
+    table = pipeline.reference_generators(ref)
+    assert list(table["dataset"]) == ["marginals", "memorizer"]
+    with pytest.raises(EhrlibError, match="split"):
+        pipeline.split_cohort(stage, load_mimic3(MIMIC3_DEMO), split="nonsense")
