@@ -104,6 +104,24 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _install_checked(target: Path, digest: str, open_source, mismatch) -> None:
+    """Copy ``open_source()``'s bytes to ``target`` through a temporary file beside it, and rename
+    it into place only when its sha256 is ``digest`` (else ``CohortError(mismatch(got))``)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open_source() as src:
+            shutil.copyfileobj(src, out)
+        got = sha256(Path(tmp))
+        if got != digest:
+            raise CohortError(mismatch(got))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def fetch(name: str, root: Path | None = None, *, download: bool = False, base_url: str | None = None,
           timeout: float = 60) -> Path:
     """Make the files of dataset ``name`` available and verified; return their folder.
@@ -131,19 +149,9 @@ def fetch(name: str, root: Path | None = None, *, download: bool = False, base_u
                 )
             continue
         if rel in ds.bundled:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as out, open(ds.bundled[rel], "rb") as src:
-                    shutil.copyfileobj(src, out)
-                got = sha256(Path(tmp))
-                if got != digest:
-                    raise CohortError(f"{ds.bundled[rel]}: sha256 {got}, expected {digest}; the ehrlib install is damaged")
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            source = ds.bundled[rel]
+            _install_checked(target, digest, lambda: open(source, "rb"),
+                             lambda got: f"{source}: sha256 {got}, expected {digest}; the ehrlib install is damaged")
             continue
         if not download:
             raise CohortError(
@@ -151,25 +159,15 @@ def fetch(name: str, root: Path | None = None, *, download: bool = False, base_u
                 f"(or `ehrbench fetch {name}`), or set {ENV_DATA_DIR} to a folder that holds "
                 f"{ds.folder}/{rel} (e.g. a copy from {ds.url})"
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
         url = f"{base}/{ds.remote.get(rel, rel)}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-                shutil.copyfileobj(resp, out)
-            got = sha256(Path(tmp))
-            if got != digest:
-                raise CohortError(f"{url}: downloaded file has sha256 {got}, expected {digest}; nothing was written")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
+            _install_checked(target, digest, lambda: urllib.request.urlopen(url, timeout=timeout),
+                             lambda got: f"{url}: downloaded file has sha256 {got}, expected {digest}; nothing was written")
         except (urllib.error.URLError, OSError) as e:
             raise CohortError(
                 f"could not download {url} ({e}). Offline? Set {ENV_DATA_DIR} to a folder holding "
                 f"{ds.folder}/{rel}, copied from {ds.url}"
             ) from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     return folder
 
 
