@@ -17,34 +17,20 @@ Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_audit.py [--scale 0.1] [--naive
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np
 import pandas as pd
 
-from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
+from ehrlib.cohort import Cohort
 from ehrlib.data import simulate, split
 from ehrlib.metrics.audit import SAMPLE, audit
 from ehrlib.metrics.distance import encode_cohorts, nearest
+from bench_privacy import nested_sets, timed  # noqa: E402  (the same pure-Python input as the privacy benchmark)
 
 N_REAL = 45_520  # training patients (paper)
 N_SYNTHETIC = 10_000  # synthetic patients per file (paper)
 N_COPIES = 100  # real records planted in the synthetic file
-
-
-def nested_sets(cohort: Cohort) -> list[list[set[str]]]:
-    out: list[list[set[str]]] = []
-    last = None
-    for subject, visit, code in zip(cohort.events[SUBJECT], cohort.events[VISIT], cohort.events[CODE]):
-        if subject != last:
-            out.append([])
-            last = subject
-        record = out[-1]
-        if visit == len(record):
-            record.append(set())
-        record[visit].add(code)
-    return out
 
 
 def naive_audit(query: list[set[str]], refs: list[list[set[str]]]) -> tuple[int, float, bool]:
@@ -65,12 +51,6 @@ def naive_audit(query: list[set[str]], refs: list[list[set[str]]]) -> tuple[int,
         best_set = d if best_set is None else min(best_set, d)
         best_jac = jac if best_jac is None else min(best_jac, jac)
     return best_set, best_jac, copied
-
-
-def timed(fn, *args, **kwargs):
-    t = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t
 
 
 def main() -> None:

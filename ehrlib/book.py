@@ -97,7 +97,8 @@ def is_figure(artifact_id: str) -> bool:
         ("_data", "_alpha_ablation"))
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
+    """Whether this code runs in a notebook kernel (outputs go to the page)."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -111,7 +112,7 @@ def show(artifact_id: str, obj) -> None:
 
     Outside a notebook kernel it does nothing, so library users and scripts see no output.
     """
-    if not _in_notebook():
+    if not in_notebook():
         return
     from IPython.display import Image, Markdown, display
 

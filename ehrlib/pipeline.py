@@ -19,12 +19,6 @@ LABELS = {"medgan": "MedGAN", "medgan_count": "MedGAN (count)", "corgan": "CorGA
           "halo": "HALO", "gpt": "GPT-2 baseline"}
 
 
-def _in_notebook() -> bool:
-    from ehrlib import book
-
-    return book._in_notebook()
-
-
 def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool = False, nproc: int = 1,
           **overrides):
     """Fit ``model`` on the run's training split (or load it when up to date), save it, show its
@@ -37,7 +31,9 @@ def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool 
 
     saved_as = saved_as or model
     if "progress" not in overrides:
-        overrides["progress"] = not _in_notebook()  # live bars in a terminal only
+        from ehrlib import book
+
+        overrides["progress"] = not book.in_notebook()  # live bars in a terminal only
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         from ehrlib.errors import ConfigError
 

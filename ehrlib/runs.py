@@ -36,11 +36,6 @@ def runs_root() -> Path:
     return Path(os.environ.get(ENV_RUNS_DIR, "runs"))
 
 
-def cohort_checksum(cohort: Cohort) -> str:
-    """Kept for older notebooks: :meth:`Cohort.checksum`."""
-    return cohort.checksum()
-
-
 @functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
     try:
