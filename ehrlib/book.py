@@ -13,6 +13,7 @@ import pandas as pd
 
 from ehrlib.errors import ConfigError
 from ehrlib.io import atomic_write
+from ehrlib.metrics.display import with_intervals
 
 FIGURES_DIR = "figures"
 TABLES_DIR = "tables"
@@ -129,10 +130,11 @@ def save_table(table: pd.DataFrame, paper_id: str, run, floatfmt: str = ".4g", s
     """Write ``<run>/tables/<paper_id>.csv`` and ``.md``; return the CSV path."""
     caption(paper_id)
     d = run.dir(TABLES_DIR)
-    atomic_write(d / f"{paper_id}.md", lambda tmp: Path(tmp).write_text(table.to_markdown(index=False, floatfmt=floatfmt)))
+    shown = with_intervals(table)  # rounded to what each interval supports; the CSV keeps every digit
+    atomic_write(d / f"{paper_id}.md", lambda tmp: Path(tmp).write_text(shown.to_markdown(index=False, floatfmt=floatfmt)))
     path = atomic_write(d / f"{paper_id}.csv", lambda tmp: table.to_csv(tmp, index=False))
     if show_it:
-        show(paper_id, table)
+        show(paper_id, shown)
     return path
 
 

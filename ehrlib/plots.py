@@ -348,8 +348,9 @@ def fig5_top20(df: pd.DataFrame, real: str = REAL) -> Figure:
     fig = _figure(max(7.5, 0.42 * len(order) + 2.5), 4.5)
     ax = fig.add_subplot()
     _bars_and_dots(ax, df, "code", "prevalence", pos, models, real, spread=0.28, horizontal=False)
-    ax.set_xticks(x, order["code"], rotation=60, ha="right", fontsize=8)
-    ax.set_xlabel("ICD-9 code (ranked by training prevalence)")
+    labels = [f"{c} {t}".strip() for c, t in zip(order["code"], order["title"])] if "title" in order else order["code"]
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=8)
+    ax.set_xlabel("ICD-9 code and CMS short title (ranked by training prevalence)")
     ax.set_ylabel("Prevalence (share of patients)")
     ax.set_xlim(-0.6, len(order) - 0.4)
     ax.grid(True, axis="y", alpha=0.3)

@@ -165,13 +165,21 @@ def show_parameters_once(path: Path) -> None:
 
 
 def _kernel_manager_class():
-    """A kernel manager on local IPC sockets (no TCP ports, no unencrypted-TCP warning)."""
+    """A kernel manager on local IPC sockets (no TCP ports, no unencrypted-TCP warning) that shuts a
+    finished kernel down without interrupting it first (jupyter_client sends SIGINT before every
+    shutdown, and an idle kernel logs "KeyboardInterrupt caught in kernel" on the console)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             kwargs.setdefault("transport", "ipc")
             super().__init__(**kwargs)
+
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:  # a real interrupt still interrupts
+                await super()._async_interrupt_kernel()
+
+        interrupt_kernel = _async_interrupt_kernel
 
     return IPCKernelManager
 

@@ -41,6 +41,10 @@ def interrupt_then_resume(make, train, checkpoint_dir, after_epoch: int):
     return resumed, seen
 
 
+CONSOLE = "console.txt"
+"""What the smoke build printed on stderr, beside its ``runs`` and ``build`` folders."""
+
+
 @pytest.fixture(scope="session")
 def smoke_build(tmp_path_factory):
     """The smoke-profile book, built once per session: ``(html folder, run folder)``."""
@@ -52,9 +56,15 @@ def smoke_build(tmp_path_factory):
         env["EHRLIB_DATA_DIR"] = str(SHARED_DATA)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    # the console of the run (the runner's lines and anything its kernels print), as a user sees it
+    console, saved_fd = open(base / CONSOLE, "w+b"), os.dup(2)
+    os.dup2(console.fileno(), 2)
     try:
         html = reproduce(ROOT, profile="smoke", out=base / "build")
     finally:
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        console.close()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import ROOT
+from conftest import CONSOLE, ROOT
 from ehrlib import book
 from ehrlib.runner import notebooks, reproduce
 
@@ -36,6 +36,14 @@ def test_every_notebook_parameter_is_used(nb):
     later = "\n".join("".join(c["source"]) for c in cells[1:])
     unused = [n for n in names if not re.search(rf"\b{n}\b", later)]
     assert not unused, f"parameters never used: {unused}"
+
+
+@pytest.mark.slow
+def test_a_normal_run_prints_no_kernel_or_papermill_warnings(smoke_build):
+    html, run = smoke_build
+    console = (run.parent.parent / CONSOLE).read_text(errors="replace")
+    for noise in ("Unable to parse", "KeyboardInterrupt", "unencrypted", "Traceback", "[IPKernelApp]"):
+        assert noise not in console, f"the console shows {noise!r}:\n{console[-2000:]}"
 
 
 @pytest.mark.slow

@@ -180,8 +180,8 @@ def test_table1_reads_the_rf_for_flat_models_and_the_lstm_for_sequential_ones():
     rows.append({"model": "gpt", "family": "discriminator", "metric": names.disc_metric("rf", "score"),
                  "estimate": 0.5, "ci_low": np.nan, "ci_high": np.nan, "spread": np.nan})
     wide = table1(pd.DataFrame(rows)).set_index("model")
-    assert wide.at["medgan", names.PAPER_DISC_SCORE] == "0.250 [0.150, 0.350]"
-    assert wide.at["halo", names.PAPER_DISC_SCORE] == "0.750 [0.650, 0.850]"
+    assert wide.at["medgan", names.PAPER_DISC_SCORE] == "0.25 [0.15, 0.35]"
+    assert wide.at["halo", names.PAPER_DISC_SCORE] == "0.75 [0.65, 0.85]"
     assert wide.at["corgan", names.PAPER_DISC_KIND] == "rf"
     assert wide.at["gpt", names.PAPER_DISC_SCORE] == "not run (lstm)"
 

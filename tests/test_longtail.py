@@ -308,3 +308,9 @@ def test_bucket_intervals_cover_rmse_and_repeat_with_the_seed():
     again = lt.frequency_buckets(train, synthetic, n_buckets=4, n_bootstrap=100, seed=0)
     pd.testing.assert_frame_equal(out, again)
     assert "r2_ci_low" not in lt.frequency_buckets(train, synthetic, n_buckets=4).columns
+
+
+def test_top_codes_carry_the_icd9_short_title_and_nothing_for_unknown_codes():
+    cohort = flat([["4019", "42731"], ["4019"], ["NOTACODE"]])
+    out = lt.top_codes(cohort, {"m": cohort}, k=3).drop_duplicates("code").set_index("code")["title"]
+    assert out["4019"] == "Hypertension NOS" and out["42731"] == "Atrial fibrillation" and out["NOTACODE"] == ""

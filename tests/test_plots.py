@@ -115,6 +115,10 @@ def test_fig5_top20_bars_for_real_markers_for_models(train, synthetic):
     ax, = fig.axes
     assert len(ax.patches) == 10 and len(model_lines(ax)) == 2
     assert legend_labels(fig) == ["Real (train)", "HALO", "GPT baseline"]
+    top = longtail.top_codes(train, synthetic, k=10).drop_duplicates("rank")
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [f"{c} {t}".strip() for c, t in zip(top["code"], top["title"])]
+    assert any(t for t in top["title"]), "the simulated cohort's top codes are ICD-9 codes with titles"
 
 
 def test_fig6_one_symlog_panel_per_model(train, synthetic):

@@ -60,6 +60,25 @@ def code_table() -> pd.DataFrame:
     return table
 
 
+@lru_cache(maxsize=1)
+def _short_titles() -> dict:
+    path = _data_file("ICD_9_CM_v32_master_descriptions/CMS32_DESC_SHORT_DX.txt")
+    out = {}
+    with path.open("rb") as fh:
+        for raw in fh:
+            code, _, title = raw.decode("latin-1").strip().partition(" ")
+            if code:
+                out[code.strip().upper()] = title.strip()
+    return out
+
+
+def short_titles(codes) -> np.ndarray:
+    """CMS's short title (at most 24 characters) of each dotless ICD-9-CM v32 diagnosis code, for
+    axis labels and tables; ``""`` where a code is not in the v32 list."""
+    m = _short_titles()
+    return np.array([m.get(str(c).upper(), "") for c in np.asarray(codes, dtype=object)], dtype=object)
+
+
 def codes() -> list[str]:
     """The CMS v32 diagnosis code list (dotless, leading zeros kept)."""
     return code_table()["code"].tolist()

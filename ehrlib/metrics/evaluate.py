@@ -35,6 +35,7 @@ from tqdm import tqdm
 from ehrlib.cohort import VISIT, Cohort, CohortError
 from ehrlib.errors import MetricError
 from ehrlib.metrics import names
+from ehrlib.metrics.display import interval_cell
 
 FAMILIES = names.FAMILIES
 COLUMNS = ["family", "metric", "estimate", "ci_low", "ci_high", "spread", "note"]
@@ -260,11 +261,7 @@ def evaluate_all(train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort], *
 
 # ---------------------------------------------------------------------------- Table 1
 def _cell(r) -> str:
-    if np.isfinite(r.ci_low) and np.isfinite(r.ci_high):
-        return f"{r.estimate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
-    if np.isfinite(r.spread):
-        return f"{r.estimate:.3f} ± {r.spread:.3f}"
-    return f"{r.estimate:.3f}"
+    return interval_cell(r.estimate, r.ci_low, r.ci_high, r.spread)
 
 
 def table1(results: pd.DataFrame, metrics=names.TABLE1_COLUMNS, flat=names.FLAT_MODELS) -> pd.DataFrame:

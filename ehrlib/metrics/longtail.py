@@ -403,8 +403,11 @@ def top_codes(train: Cohort, synthetic, k: int = 20, real_name: str = REAL) -> p
 
     Returns:
         ``model`` (``real_name`` for the training rows, first), ``rank`` (training rank),
-        ``code``, ``prevalence`` (0 where a model never emits the code), ``real_prevalence``.
+        ``code``, ``title`` (CMS's short ICD-9 title, ``""`` for a code outside ICD-9-CM v32),
+        ``prevalence`` (0 where a model never emits the code), ``real_prevalence``.
     """
+    from ehrlib.data.icd9 import short_titles
+
     if k < 1:
         raise ValueError(f"k={k!r}: expected a positive integer")
     models = _named(synthetic)
@@ -413,12 +416,13 @@ def top_codes(train: Cohort, synthetic, k: int = 20, real_name: str = REAL) -> p
     real = _ranked(code_counts(_require_events(train, real_name))).iloc[:k]
     top = real.index
     p_real = real.to_numpy() / train.n_patients
-    frames = [pd.DataFrame({"model": real_name, "rank": np.arange(1, len(top) + 1), "code": top.to_numpy(dtype=object),
+    codes, titles, ranks = top.to_numpy(dtype=object), short_titles(top), np.arange(1, len(top) + 1)
+    frames = [pd.DataFrame({"model": real_name, "rank": ranks, "code": codes, "title": titles,
                             "prevalence": p_real, "real_prevalence": p_real})]
     for name, cohort in models.items():
         p = code_counts(cohort).reindex(top, fill_value=0).to_numpy() / cohort.n_patients
-        frames.append(pd.DataFrame({"model": name, "rank": np.arange(1, len(top) + 1),
-                                    "code": top.to_numpy(dtype=object), "prevalence": p, "real_prevalence": p_real}))
+        frames.append(pd.DataFrame({"model": name, "rank": ranks, "code": codes, "title": titles, "prevalence": p,
+                                    "real_prevalence": p_real}))
     return pd.concat(frames, ignore_index=True)
 
 

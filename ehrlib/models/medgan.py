@@ -156,10 +156,9 @@ class Discriminator(nn.Module):
                                  nn.Linear(dim2, 1))
 
     def forward(self, x):
-        # net(cat([x, mean])) computed as W_x x + W_m mean: the mean half once per batch
-        first, v = self.net[0], x.shape[1]
-        h = F.linear(x, first.weight[:, :v]) + F.linear(x.mean(0, keepdim=True), first.weight[:, v:], first.bias)
-        return self.net[1:](h).squeeze(1)
+        # the concatenation itself: slicing the weight into W_x and W_m instead costs less forward,
+        # but its backward fills and copies a full-size gradient per slice (3x slower on a CPU)
+        return self.net(torch.cat([x, x.mean(0, keepdim=True).expand_as(x)], 1)).squeeze(1)
 
 
 class MedGAN(TorchGenerator):
@@ -207,11 +206,11 @@ class MedGAN(TorchGenerator):
         c, m = self.config, self.modules
         return {
             "ae": torch.optim.Adam([*m["encoder"].parameters(), *m["decoder"].parameters()], lr=c.ae_lr,
-                                   betas=(c.ae_beta1, c.ae_beta2), weight_decay=c.ae_weight_decay),
+                                   betas=(c.ae_beta1, c.ae_beta2), weight_decay=c.ae_weight_decay, fused=True),
             "g": torch.optim.Adam([*m["generator"].parameters(), *m["decoder"].parameters()], lr=c.lr,
-                                  betas=(c.beta1, c.beta2), weight_decay=c.weight_decay),
+                                  betas=(c.beta1, c.beta2), weight_decay=c.weight_decay, fused=True),
             "d": torch.optim.Adam(m["discriminator"].parameters(), lr=c.lr, betas=(c.beta1, c.beta2),
-                                  weight_decay=c.weight_decay),
+                                  weight_decay=c.weight_decay, fused=True),
         }
 
     # ---------------------------------------------------------------- losses and steps

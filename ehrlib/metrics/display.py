@@ -1,0 +1,79 @@
+"""How an estimate with an interval is written in a table: rounded to what the interval supports.
+
+The rule (the usual one for measurements): the uncertainty ``u`` is half the interval's width
+(``(high - low) / 2``) or the spread over repeats; it keeps two significant digits when its
+leading digit is 1 or 2 and one otherwise, and the estimate and the interval's ends are written
+to the same decimal place. So ``0.7123 [0.6801, 0.7482]`` (u = 0.034) reads ``0.71 [0.68, 0.75]``
+and ``0.9871 [0.9852, 0.9893]`` (u = 0.0021) reads ``0.9871 [0.9852, 0.9893]``. A missing or
+zero-width interval keeps :data:`DEFAULT_DECIMALS` decimals. The saved CSV files keep every
+digit; only the shown tables are rounded.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_DECIMALS = 3
+"""Decimals of a number shown without a usable interval (as the tables had before rounding)."""
+MAX_DECIMALS = 6
+"""No shown number gets more decimals than this, however narrow its interval."""
+
+
+def decimals_for(uncertainty: float) -> int:
+    """Decimal places that an uncertainty supports (see the module docstring)."""
+    if not np.isfinite(uncertainty) or uncertainty <= 0:
+        return DEFAULT_DECIMALS
+    mantissa, exponent = f"{uncertainty:.1e}".split("e")  # decimal digits, not binary: 0.1 is 1.0e-01
+    leading, exponent = int(mantissa[0]), int(exponent)
+    digits = 2 if leading in (1, 2) else 1
+    return int(min(MAX_DECIMALS, max(0, digits - 1 - exponent)))
+
+
+def interval_cell(estimate: float, low: float = np.nan, high: float = np.nan, spread: float = np.nan) -> str:
+    """``estimate [low, high]``, ``estimate ± spread`` or ``estimate``, rounded alike."""
+    if not np.isfinite(estimate):
+        return str(estimate)
+    if np.isfinite(low) and np.isfinite(high):
+        d = decimals_for((high - low) / 2)
+        return f"{estimate:.{d}f} [{low:.{d}f}, {high:.{d}f}]"
+    if np.isfinite(spread):
+        d = decimals_for(spread)
+        return f"{estimate:.{d}f} ± {spread:.{d}f}"
+    return f"{estimate:.{DEFAULT_DECIMALS}f}"
+
+
+def _triples(columns) -> list[tuple[str, str, str]]:
+    cols = set(columns)
+    out = []
+    for c in columns:
+        if c.endswith("_ci_low"):
+            base = c[: -len("_ci_low")]
+            if base in cols and f"{base}_ci_high" in cols:
+                out.append((base, c, f"{base}_ci_high"))
+    if {"estimate", "ci_low", "ci_high"} <= cols:
+        out.append(("estimate", "ci_low", "ci_high"))
+    return out
+
+
+def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy for display: every ``X``, ``X_ci_low``, ``X_ci_high`` column triple (and
+    ``estimate``, ``ci_low``, ``ci_high``) becomes one column ``X`` of rounded
+    ``X [low, high]`` cells; other columns are unchanged. Tables without such triples are
+    returned as they are."""
+    triples = _triples(list(table.columns))
+    if not triples:
+        return table
+    out = table.copy()
+    for base, lo, hi in triples:
+        spread = out["spread"] if base == "estimate" and "spread" in out.columns else None
+        cells = []
+        for i in range(len(out)):
+            vals = [pd.to_numeric(out[c].iloc[i], errors="coerce") for c in (base, lo, hi)]
+            s = pd.to_numeric(spread.iloc[i], errors="coerce") if spread is not None else np.nan
+            e, low, high = (float(v) if pd.notna(v) else np.nan for v in vals)
+            cells.append("" if np.isnan(e) else interval_cell(e, low, high, float(s) if pd.notna(s) else np.nan))
+        out[base] = cells
+        out = out.drop(columns=[lo, hi])
+        if spread is not None:
+            out = out.drop(columns=["spread"])
+    return out
