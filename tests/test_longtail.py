@@ -308,3 +308,23 @@ def test_bucket_intervals_cover_rmse_and_repeat_with_the_seed():
     again = lt.frequency_buckets(train, synthetic, n_buckets=4, n_bootstrap=100, seed=0)
     pd.testing.assert_frame_equal(out, again)
     assert "r2_ci_low" not in lt.frequency_buckets(train, synthetic, n_buckets=4).columns
+
+
+def test_longtail_ablation_runs_the_long_tail_loops_lstm_in_the_paper_protocol(ablation_inputs, monkeypatch):
+    from ehrlib.metrics import discriminator as disc
+
+    seen = []
+
+    def fake_family(*args, lstm=None, **kwargs):
+        seen.append((kwargs["protocol"], lstm))
+        raise CohortError("not run in this test")
+
+    monkeypatch.setattr(disc, "discriminator_family", fake_family)
+    train, holdout, synthetic = ablation_inputs
+    mine = disc.LSTMConfig(hidden_size=4)
+    with pytest.warns(UserWarning):
+        for protocol, lstm in (("paper", None), ("paper", mine), ("corrected", None)):
+            kw = {} if lstm is None else {"lstm": lstm}
+            lt.longtail_ablation(train, holdout, synthetic, (90,), protocol=protocol, discriminator="lstm",
+                                 n_bootstrap=20, repeats=1, **kw)
+    assert seen == [("paper", disc.PAPER_LONGTAIL_LSTM), ("paper", mine), ("corrected", None)]
