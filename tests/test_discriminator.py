@@ -178,3 +178,46 @@ def test_family_rows_are_named_by_kind_and_say_which_real_class_was_used(halves)
 
 def test_paper_lstm_settings_follow_the_papers_notebook():
     assert (PAPER_LSTM.hidden_size, PAPER_LSTM.epochs, PAPER_LSTM.batch_size) == (32, 5, 32)
+
+
+def test_paper_longtail_lstm_is_the_paper_lstm_with_hidden_size_16():
+    from ehrlib.metrics.discriminator import PAPER_LONGTAIL_LSTM
+
+    assert PAPER_LONGTAIL_LSTM.hidden_size == 16
+    assert (PAPER_LONGTAIL_LSTM.epochs, PAPER_LONGTAIL_LSTM.batch_size) == (PAPER_LSTM.epochs, PAPER_LSTM.batch_size)
+
+
+# ------------------------------------------------------------------ threads and shared encoding
+def test_forest_results_do_not_depend_on_the_number_of_threads(halves):
+    train, synthetic = halves
+    one, two = (discriminator_family(train, None, synthetic, ("rf",), n_bootstrap=50, seed=1,
+                                     rf=RandomForestConfig(n_estimators=20, n_jobs=n)) for n in (1, 2))
+    np.testing.assert_array_equal(one[["estimate", "ci_low", "ci_high"]].to_numpy(),
+                                  two[["estimate", "ci_low", "ci_high"]].to_numpy())
+
+
+def test_forest_threads_come_from_the_config_else_from_omp_num_threads_else_every_core(monkeypatch):
+    from ehrlib import threads
+    from ehrlib.metrics.discriminator import rf_threads
+
+    assert rf_threads(RandomForestConfig(n_jobs=3)) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert rf_threads(RandomForestConfig()) == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert rf_threads(RandomForestConfig()) == threads.available_cpus()
+    assert threads.pool_threads(cpus=4, environ={}) == 4
+    assert threads.pool_threads(cpus=4, environ={"OMP_NUM_THREADS": "3"}) == 3
+    assert threads.pool_threads(cpus=4, environ={"OMP_NUM_THREADS": "auto"}) == 4
+
+
+def test_a_real_side_matrix_passed_in_gives_the_same_rows_as_one_built_here(halves):
+    from ehrlib.data.encode import Vocabulary, binary_matrix
+
+    train, synthetic = halves
+    vocab = Vocabulary.from_cohorts(train, synthetic)
+    kw = dict(n_bootstrap=50, rf=RandomForestConfig(n_estimators=10, n_jobs=1), vocab=vocab)
+    here = discriminator_family(train, None, synthetic, ("rf",), **kw)
+    given = discriminator_family(train, None, synthetic, ("rf",), real_binary=binary_matrix(train, vocab), **kw)
+    assert here.equals(given)
+    with pytest.raises(ValueError, match="real_binary has shape"):
+        discriminator_family(train, None, synthetic, ("rf",), real_binary=binary_matrix(train, vocab)[:-1], **kw)

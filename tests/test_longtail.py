@@ -314,3 +314,23 @@ def test_top_codes_carry_the_icd9_short_title_and_nothing_for_unknown_codes():
     cohort = flat([["4019", "42731"], ["4019"], ["NOTACODE"]])
     out = lt.top_codes(cohort, {"m": cohort}, k=3).drop_duplicates("code").set_index("code")["title"]
     assert out["4019"] == "Hypertension NOS" and out["42731"] == "Atrial fibrillation" and out["NOTACODE"] == ""
+
+
+def test_longtail_ablation_runs_the_long_tail_loops_lstm_in_the_paper_protocol(ablation_inputs, monkeypatch):
+    from ehrlib.metrics import discriminator as disc
+
+    seen = []
+
+    def fake_family(*args, lstm=None, **kwargs):
+        seen.append((kwargs["protocol"], lstm))
+        raise CohortError("not run in this test")
+
+    monkeypatch.setattr(disc, "discriminator_family", fake_family)
+    train, holdout, synthetic = ablation_inputs
+    mine = disc.LSTMConfig(hidden_size=4)
+    with pytest.warns(UserWarning):
+        for protocol, lstm in (("paper", None), ("paper", mine), ("corrected", None)):
+            kw = {} if lstm is None else {"lstm": lstm}
+            lt.longtail_ablation(train, holdout, synthetic, (90,), protocol=protocol, discriminator="lstm",
+                                 n_bootstrap=20, repeats=1, **kw)
+    assert seen == [("paper", disc.PAPER_LONGTAIL_LSTM), ("paper", mine), ("corrected", None)]

@@ -66,13 +66,20 @@ REAL, SYNTHETIC = 1, 0  # class labels, as in the paper's notebook
 
 @dataclass(frozen=True)
 class RandomForestConfig:
-    """Random Forest discriminator (appendix E.2): 2 x 10,000 patients take ~20 s on one core."""
+    """Random Forest discriminator (appendix E.2).
+
+    Cost at paper scale (8,000 + 8,000 training patients, ~6,900 codes; one core of the shared
+    2-core machine, 2026-12-02): 24-38 s for an independent generator, ~58 s for a memorizer whose
+    copies meet ~1,500 of their originals in the training rows, ~150 s when every synthetic record
+    is a copy of a real-class patient. Nodes of identical records with both labels cannot be split,
+    and sklearn learns so only after reading every feature column there (``bench_table1.py``).
+    """
 
     n_estimators: int = 100        # trees (the paper's notebook: sklearn's default 100)
     min_samples_leaf: int = 1       # sklearn default: fully grown trees
     max_features: str = "sqrt"      # features tried per split
     include_n_visits: bool = True   # add the number of visits as a feature (a deviation)
-    n_jobs: int = 1                 # cores for the trees (results do not depend on it)
+    n_jobs: int | None = None       # threads for the trees (None: threads.pool_threads); results do not depend on it
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,9 @@ PAPER_RF = RandomForestConfig(include_n_visits=False)
 """The paper notebook's forest: 100 fully grown trees over the flattened multi-hot record only."""
 PAPER_LSTM = LSTMConfig(hidden_size=32, epochs=5, batch_size=32)
 """The paper notebook's LSTM: embedding and state size 32, 5 epochs, batches of 32."""
+PAPER_LONGTAIL_LSTM = LSTMConfig(hidden_size=16, epochs=5, batch_size=32)
+"""The LSTM of the paper notebook's long-tail loop (Figure 3): as :data:`PAPER_LSTM` with size 16;
+:func:`ehrlib.metrics.longtail.longtail_ablation` uses it in the ``paper`` protocol."""
 CONFIGS = {
     names.CORRECTED: {names.RF: RandomForestConfig(), names.LSTM: LSTMConfig()},
     names.PAPER: {names.RF: PAPER_RF, names.LSTM: PAPER_LSTM},
@@ -181,18 +191,37 @@ def discriminator_scores(labels, probabilities) -> dict:
 
 
 # ---------------------------------------------------------------------------- Random Forest
-def _flat_features(cohort: Cohort, vocab: Vocabulary, include_n_visits: bool) -> sp.csr_matrix:
-    x = binary_matrix(cohort, vocab)
+def _flat_features(cohort: Cohort, vocab: Vocabulary, include_n_visits: bool,
+                   binary: sp.csr_matrix | None = None) -> sp.csr_matrix:
+    x = binary_matrix(cohort, vocab) if binary is None else binary
     if not include_n_visits:
         return x
     n_visits = cohort.visits_per_patient().to_numpy(np.float32)[:, None]
     return sp.hstack([x, sp.csr_matrix(n_visits)], format="csr")
 
 
-def _random_forest(real, synthetic, vocab, parts: BalancedSplit, seed, config: RandomForestConfig):
+def rf_threads(config: RandomForestConfig) -> int:
+    """Threads for the forest: ``config.n_jobs``, else :func:`ehrlib.threads.pool_threads`
+    (``OMP_NUM_THREADS`` when set, else every core: the forest's threads sleep while they wait)."""
+    if config.n_jobs is not None:
+        return config.n_jobs
+    from ehrlib import threads
+
+    return threads.pool_threads()
+
+
+def _random_forest(real, synthetic, vocab, parts: BalancedSplit, seed, config: RandomForestConfig,
+                   real_binary: sp.csr_matrix | None = None):
+    """Fit on the training rows, P(real) of the test rows.
+
+    The trees are grown on :func:`rf_threads` threads; each tree's seed is drawn before
+    they are grown, so the forest does not depend on the thread count. Prediction runs on one
+    thread, so P(real) is summed over the trees in a fixed order (threads would add them in
+    whatever order they finish, which can move the last bits and a tie at exactly 0.5).
+    """
     from sklearn.ensemble import RandomForestClassifier
 
-    x_real = _flat_features(real, vocab, config.include_n_visits)
+    x_real = _flat_features(real, vocab, config.include_n_visits, real_binary)
     x_syn = _flat_features(synthetic, vocab, config.include_n_visits)
 
     def stack(real_rows, syn_rows):
@@ -206,10 +235,11 @@ def _random_forest(real, synthetic, vocab, parts: BalancedSplit, seed, config: R
         n_estimators=config.n_estimators,
         min_samples_leaf=config.min_samples_leaf,
         max_features=config.max_features,
-        n_jobs=config.n_jobs,
+        n_jobs=rf_threads(config),
         random_state=seed,
     )
     forest.fit(x_train, y_train)
+    forest.set_params(n_jobs=1)
     p_real = forest.predict_proba(x_test)[:, list(forest.classes_).index(REAL)]
     return y_test, p_real
 
@@ -463,6 +493,7 @@ def discriminator_family(
     lstm: LSTMConfig | None = None,
     device: str | None = None,
     vocab: Vocabulary | None = None,
+    real_binary: sp.csr_matrix | None = None,
 ):
     """The discriminator family for :func:`ehrlib.metrics.evaluate`: one row per kind and statistic.
 
@@ -483,6 +514,8 @@ def discriminator_family(
         rf, lstm: classifier settings; default :data:`CONFIGS` of the protocol.
         device: torch device for the LSTM.
         vocab: a vocabulary holding every code of the real and synthetic cohorts (encode once).
+        real_binary: ``binary_matrix(real cohort, vocab)`` when the caller has it (``evaluate_all``
+            builds it once for every generator); built here otherwise.
 
     Returns:
         DataFrame with columns ``metric``, ``estimate``, ``ci_low``, ``ci_high``, ``spread`` (NaN)
@@ -516,11 +549,14 @@ def discriminator_family(
         stratified = False
         how = "imbalanced, unstratified patient-level split (the paper's)"
     vocab = vocab or Vocabulary.from_cohorts(real_cohort, synthetic)
+    if real_binary is not None and real_binary.shape != (real_cohort.n_patients, len(vocab)):
+        raise ValueError(f"real_binary has shape {real_binary.shape}; expected ({real_cohort.n_patients}, "
+                         f"{len(vocab)}): the {real} cohort's patients x the vocabulary's codes")
     rows = []
     for kind in kinds:
         if kind == names.RF:
             labels, p_real = _random_forest(real_cohort, synthetic, vocab, parts, seed,
-                                            rf or CONFIGS[protocol][names.RF])
+                                            rf or CONFIGS[protocol][names.RF], real_binary)
             rule = "half" if protocol == names.CORRECTED else "rf_predict"
         else:
             labels, p_real = _lstm(real_cohort, synthetic, vocab, parts, seed, lstm or CONFIGS[protocol][names.LSTM],

@@ -114,6 +114,7 @@ class _Encoded:
         self._positions = max((int(c.events[VISIT].max()) + 1 for c in self._cohorts.values() if c.n_events),
                               default=1)
         self._enc: dict = {}
+        self._binary: dict = {}
         self._encode = lambda c: EncodedCohort.from_matrix(visit_position_matrix(c, self.vocab, self._positions),
                                                            len(self.vocab))
 
@@ -130,6 +131,16 @@ class _Encoded:
         from ehrlib.data.encode import Vocabulary
 
         return Vocabulary(frozenset().union(*(self.codes[k] for k in keys)))
+
+    def binary(self, key: str, vocab):
+        """The cohort's patients x codes binary matrix over ``vocab`` (a sub-vocabulary of the
+        shared one): built once over the shared vocabulary, then its columns taken (the
+        discriminator's real class, the same cohort for every generator)."""
+        from ehrlib.data.encode import binary_matrix
+
+        if key not in self._binary:
+            self._binary[key] = binary_matrix(self._cohorts[key], self.vocab)
+        return self._binary[key][:, self.vocab.index(vocab.codes)]
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -214,8 +225,10 @@ def evaluate(train: Cohort, holdout: Cohort, synthetic: Cohort, families=None, d
             from ehrlib.metrics.discriminator import discriminator_family
 
             real_key = "__train__" if real == "train" else "__holdout__"
+            vocab = enc.union(real_key, _name)
+            real_binary = enc.binary(real_key, vocab) if names.RF in kinds else None
             df = discriminator_family(train, holdout, synthetic, kinds, protocol=protocol, real=real,
-                                      n_bootstrap=n_bootstrap, seed=seed, vocab=enc.union(real_key, _name),
+                                      n_bootstrap=n_bootstrap, seed=seed, vocab=vocab, real_binary=real_binary,
                                       **discriminator_options)
         frames.append(df.assign(family=family))
     out = pd.concat(frames, ignore_index=True)
@@ -234,7 +247,7 @@ def evaluate_all(train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort], *
     """:func:`evaluate` for several generators with the real-side bootstrap shared (paired).
 
     The overlap check runs once, and every cohort is encoded once (one vocabulary, one
-    visit-position encoding) for all generators and families.
+    visit-position encoding, the Random Forest's real-side matrix) for all generators and families.
 
     Returns the tidy table with a leading ``model`` column.
     """

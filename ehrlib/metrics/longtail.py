@@ -723,7 +723,9 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
     * ``paper``: percentiles over code occurrences; only training codes are kept; prevalence is
       divided by the patients left after filtering; privacy and discriminator by the paper's
       rules (:func:`ehrlib.metrics.privacy.privacy_metrics`,
-      :func:`ehrlib.metrics.discriminator.discriminator_family`).
+      :func:`ehrlib.metrics.discriminator.discriminator_family`); an LSTM discriminator has the
+      long-tail loop's hidden size 16
+      (:data:`ehrlib.metrics.discriminator.PAPER_LONGTAIL_LSTM`) unless ``lstm`` is given.
 
     Paper: section 4 ablation, Fig. 3.
 
@@ -752,12 +754,14 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
     import warnings
 
     from ehrlib.metrics import names
-    from ehrlib.metrics.discriminator import discriminator_family
+    from ehrlib.metrics import discriminator as disc
     from ehrlib.metrics.privacy import privacy_metrics
 
     names.check_protocol(protocol)
     if discriminator is not None:
         names.check_kind(discriminator)
+    if protocol == names.PAPER and discriminator == names.LSTM:
+        discriminator_options.setdefault("lstm", disc.PAPER_LONGTAIL_LSTM)
     pcts = _check_percentiles(percentiles)
     _require_events(train, REAL)
     _require_events(holdout, "holdout")
@@ -822,9 +826,9 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
                 try:
                     if real_r is None or s_r is None:
                         raise CohortError("no real or no synthetic record holds a tail code")
-                    disc = discriminator_family(t_r, e_r, s_r, (discriminator,), protocol=protocol, real=real,
-                                                n_bootstrap=n_bootstrap, seed=seed, **discriminator_options)
-                    r = disc.set_index("metric").loc[names.disc_metric(discriminator, "score")]
+                    table = disc.discriminator_family(t_r, e_r, s_r, (discriminator,), protocol=protocol, real=real,
+                                                      n_bootstrap=n_bootstrap, seed=seed, **discriminator_options)
+                    r = table.set_index("metric").loc[names.disc_metric(discriminator, "score")]
                     add(base, "disc_score", r.estimate, r.ci_low, r.ci_high, note=f"{discriminator}: {r.note}")
                 except CohortError as err:
                     add(base, "disc_score", np.nan, note=f"{discriminator}: not computed: {err}")
