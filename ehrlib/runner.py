@@ -233,9 +233,27 @@ def _prepare_out(out: Path) -> None:
     (out / MARKER).write_text("made by ehrbench reproduce; its src/, book/ and html/ are rebuilt on every run\n")
 
 
+def stamp_colab_cells(root: Path, folder: Path) -> str:
+    """Render the Colab install cell of every notebook in ``folder`` (the book's copies) with the
+    commit the book is built from, or with ``repository.branch`` when the tree has uncommitted
+    changes or is no git checkout (said in one log line). Returns the ref."""
+    from ehrlib import colab
+
+    url, _ = colab.repository(root)
+    ref, why_not = colab.book_ref(root)
+    if why_not:
+        log.warning("Colab install cells on the pages name branch %r, not a commit: %s", ref, why_not)
+    else:
+        log.info("Colab install cells on the pages name commit %s", ref)
+    for nb in sorted(Path(folder).glob("*.ipynb")):
+        colab.write_install_cell(nb, url, ref)
+    return ref
+
+
 def build_book(root: Path, run: Run, out: Path) -> Path:
-    """Copy the book pages and the run's executed notebooks into ``<out>/src`` and build the HTML
-    (Jupyter Book 1.x, warnings as errors) into ``<out>/html``."""
+    """Copy the book pages and the run's executed notebooks into ``<out>/src`` (their Colab install
+    cells naming the commit built from, :func:`stamp_colab_cells`) and build the HTML (Jupyter
+    Book 1.x, warnings as errors) into ``<out>/html``."""
     _prepare_out(out)
     src = out / "src"
     if src.exists():
@@ -260,6 +278,7 @@ def build_book(root: Path, run: Run, out: Path) -> Path:
             shutil.copy2(nb, src / "notebooks" / nb.name)
     if missing:
         log.warning("not executed in run %r (shown without outputs): %s", run.name, ", ".join(missing))
+    stamp_colab_cells(root, src / "notebooks")
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output", str(out / "book"), "-W", "-n",
            "--keep-going", "-q"]

@@ -6,22 +6,36 @@ import re
 import pytest
 
 from conftest import CONSOLE, ROOT
-from ehrlib import book
+from ehrlib import book, colab
 from ehrlib.runner import notebooks, reproduce
 
 NOTEBOOKS = notebooks(ROOT)
 
 
-def _code_cells(nb):
+def _all_code_cells(nb):
     return [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def _code_cells(nb):
+    """The notebook's own code cells: all but the Colab install cell (rendered by ehrlib.colab,
+    checked in tests/test_colab.py)."""
+    return [c for c in _all_code_cells(nb) if not colab.is_install_cell(c)]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_first_code_cell_and_only_it_is_the_colab_install_cell(nb):
+    cells = _all_code_cells(nb)
+    assert [colab.is_install_cell(c) for c in cells] == [True] + [False] * (len(cells) - 1), \
+        f"{nb.name}: expected the Colab install cell first, before the parameters cell; run `{colab.SYNC_COMMAND}`"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_follows_the_style_rules(nb):
     cells = _code_cells(nb)
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == 1 and cells[0] is tagged[0], "the first code cell, and only it, is tagged 'parameters'"
-    assert not any(c.get("outputs") for c in cells), "committed outputs"
+    assert len(tagged) == 1 and cells[0] is tagged[0], \
+        "the first code cell after the Colab install cell, and only it, is tagged 'parameters'"
+    assert not any(c.get("outputs") for c in _all_code_cells(nb)), "committed outputs"
     source = "\n".join("".join(c["source"]) for c in cells[1:])
     assert not re.search(r"^\s*(def|class)\s", source, re.M), "functions belong in ehrlib"
     assert len(cells) <= 4, "parameters, the stage context, one or two library calls"
