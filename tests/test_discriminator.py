@@ -76,10 +76,11 @@ def test_auc_below_one_half_scores_as_indistinguishable():
 @pytest.mark.parametrize("kind", ["rf", "lstm"])
 def test_same_distribution_is_indistinguishable(halves, kind):
     real, synthetic = halves
-    m = discriminator_metrics(real, synthetic, kind=kind, seed=0, lstm=FAST_LSTM)
-    assert set(m) == set(DISCRIMINATOR_METRICS)
-    assert abs(m["disc_auc"] - 0.5) < 0.1
-    assert abs(m["disc_accuracy"] - 0.5) < 0.1
+    # 100 test patients per class: one split's AUC has a standard error of ~0.04, so average three
+    runs = [discriminator_metrics(real, synthetic, kind=kind, seed=s, lstm=FAST_LSTM) for s in range(3)]
+    assert all(set(m) == set(DISCRIMINATOR_METRICS) for m in runs)
+    assert abs(np.mean([m["disc_auc"] for m in runs]) - 0.5) < 0.07
+    assert abs(np.mean([m["disc_accuracy"] for m in runs]) - 0.5) < 0.07
 
 
 @pytest.mark.parametrize("kind", ["rf", "lstm"])
