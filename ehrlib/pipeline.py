@@ -239,6 +239,26 @@ def table1(stage: Stage) -> pd.DataFrame:
     return wide
 
 
+def _longtail_models(stage: Stage, setting: str) -> dict:
+    """The run's synthetic cohorts that the profile's ``longtail_models`` names (``all``: every one)."""
+    from ehrlib.errors import ConfigError
+
+    available = stage.synthetic
+    if setting.strip() == "all":
+        return available
+    wanted = [m.strip() for m in setting.split(",") if m.strip()]
+    chosen = {m: available[m] for m in wanted if m in available}
+    if not chosen:
+        raise ConfigError(f"{stage.settings.source}: evaluation.longtail_models = {setting!r} names none of this "
+                          f"run's synthetic cohorts {sorted(available)}")
+    missing = [m for m in wanted if m not in available]
+    left_out = sorted(set(available) - set(chosen))
+    print(f"Figure 3 covers {', '.join(chosen)} (profile setting longtail_models)"
+          + (f"; not in this run: {', '.join(missing)}" if missing else "")
+          + (f"; left out: {', '.join(left_out)}" if left_out else "") + ".")
+    return chosen
+
+
 def longtail(stage: Stage) -> pd.DataFrame:
     """Figure 3 in each protocol: the six panels per percentile with intervals (saved as
     ``fig3_data``; ``fig3`` is the corrected protocol, ``fig3_paper`` the paper's)."""
@@ -248,7 +268,8 @@ def longtail(stage: Stage) -> pd.DataFrame:
 
     ev = stage.settings.evaluation
     protocols = _protocols(ev)
-    frames = [longtail_ablation(stage.train, stage.holdout, stage.synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
+    synthetic = _longtail_models(stage, ev.longtail_models)
+    frames = [longtail_ablation(stage.train, stage.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
                                 repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class)
               .assign(protocol=p) for p in protocols]
     data = pd.concat(frames, ignore_index=True)

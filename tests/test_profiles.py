@@ -96,3 +96,20 @@ def test_names_are_defined_once():
     from ehrlib.models import neural
 
     assert neural.PROFILES is profiles.NAMES
+
+
+def test_figure3_covers_the_generators_the_profile_names():
+    from types import SimpleNamespace
+
+    from ehrlib import pipeline
+    from ehrlib.errors import ConfigError
+
+    stage = SimpleNamespace(synthetic={"halo": 1, "gpt": 2, "memorizer": 3},
+                            settings=SimpleNamespace(source="ehrlib/profiles/demo.yaml"))
+    assert pipeline._longtail_models(stage, "all") == stage.synthetic
+    assert pipeline._longtail_models(stage, "halo, gpt, promptehr") == {"halo": 1, "gpt": 2}
+    with pytest.raises(ConfigError, match="longtail_models.*names none"):
+        pipeline._longtail_models(stage, "promptehr")
+    demo = profiles.get("demo").evaluation.longtail_models
+    assert {m.strip() for m in demo.split(",")} == {"medgan", "corgan", "promptehr", "halo", "gpt", "holdout"}
+    assert profiles.get("smoke").evaluation.longtail_models == "all"

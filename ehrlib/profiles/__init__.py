@@ -48,6 +48,7 @@ class EvaluationSettings:
     lstm: bool         # also the LSTM discriminator
     protocols: str = "corrected, paper"  # evaluation protocols, comma separated: corrected, paper
     real_class: str = "train"  # the discriminator's real class: train or holdout
+    longtail_models: str = "all"  # Figure 3's generators: all, or names, comma separated
 
 
 @dataclass(frozen=True)
