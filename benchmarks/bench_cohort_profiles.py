@@ -48,7 +48,7 @@ def main() -> None:
         s = {p: fit_seconds(name, cohorts[p]) for p in ("random", "public")}
         ratio = s["public"] / s["random"]
         worst = max(worst, ratio)
-        print(f"{name:>10} {s["public"]:8.1f} {s['random']:8.1f} {ratio:6.2f}{'  SLOWER > 20%' if ratio > LIMIT else ''}",
+        print(f"{name:>10} {s['public']:8.1f} {s['random']:8.1f} {ratio:6.2f}{'  SLOWER > 20%' if ratio > LIMIT else ''}",
               flush=True)
     print(f"worst ratio public / random = {worst:.2f} (limit {LIMIT:.2f}: {'ok' if worst <= LIMIT else 'MISSED'})")
 
