@@ -1,15 +1,14 @@
 """The whole corrected Table 1 for five generators, without the LSTM (target <= 2 min at paper scale).
 
 Paper scale: 45,520 train, 1,000 holdout, 10,000 synthetic patients per generator. ``--full``
-times that scale once, directly (about 9 minutes with the naive baseline on the shared 2-core
-machine; measured 2026-12-02 with 1-2 cores busy elsewhere: 313-318 s, of which the Random Forest
-291-294 s, target missed; book/methods.md says why). Without it the
+times that scale once, directly (about 2 minutes, plus about 30 s for the naive baseline). Measured
+2026-12-02 on the idle 2-core machine: 107 s (prevalence 4.9 s, privacy 16.2 s, Random Forest 85.5 s),
+target met; 129 s before the forest merged equal training rows. Without it the
 script times two smaller scales (default 5% and 10% of every count), fits the growth exponent of
 each family from the two timings (time ~ scale^k) and extrapolates to the paper's scale, and says
 so in its output. Five generators: the ``holdout`` reference, two ``marginals`` and two
-``memorizer`` draws (different seeds; ``memorizer_0`` draws with the discriminator's seed, so its
-10,000 records are exactly the discriminator's real class: the forest's worst case, where every
-synthetic training record meets its real twin).
+``memorizer`` draws (different seeds; a memorizer's copies meet their originals among the
+forest's real training rows).
 
 Naive baseline timed in the same run: a pure-Python nearest-neighbour loop (the set distance
 written directly, as in the paper's notebook) timed on a few queries and multiplied by the

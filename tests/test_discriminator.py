@@ -222,3 +222,46 @@ def test_a_real_side_matrix_passed_in_gives_the_same_rows_as_one_built_here(halv
     assert here.equals(given)
     with pytest.raises(ValueError, match="real_binary has shape"):
         discriminator_family(train, None, synthetic, ("rf",), real_binary=binary_matrix(train, vocab)[:-1], **kw)
+
+
+# ------------------------------------------------------------------ the forest on distinct records
+def _copies_against_their_originals():
+    """Training rows where every synthetic record is a copy of a real one (the forest's worst
+    case: leaves of identical records with both labels), with the visit count as a feature."""
+    import scipy.sparse as sp
+
+    from ehrlib.data.encode import Vocabulary
+    from ehrlib.metrics.discriminator import _flat_features
+
+    real = simulate(400, seed=5)
+    copies = real.subset(real.subject_ids[:300])
+    vocab = Vocabulary.from_cohorts(real, copies)
+    x_real, x_copy = _flat_features(real, vocab, True), _flat_features(copies, vocab, True)
+    x = sp.vstack([x_real, x_copy], format="csr")
+    y = np.r_[np.ones(x_real.shape[0], int), np.zeros(x_copy.shape[0], int)]
+    return x, y
+
+
+@pytest.mark.parametrize("deduplicate", [True, False])
+def test_forest_on_distinct_records_is_scikit_learns_forest_split_for_split(deduplicate):
+    from sklearn.ensemble import RandomForestClassifier
+
+    from ehrlib.metrics.discriminator import fit_forest, forest_proba
+
+    x, y = _copies_against_their_originals()
+    config = RandomForestConfig(n_estimators=12, n_jobs=2)
+    ours = fit_forest(x, y, config, seed=7, deduplicate=deduplicate)
+    theirs = RandomForestClassifier(n_estimators=12, max_features="sqrt", random_state=7, n_jobs=1).fit(x, y)
+    for a, b in zip(ours, theirs.estimators_):
+        assert a.tree_.node_count == b.tree_.node_count
+        np.testing.assert_array_equal(a.tree_.feature, b.tree_.feature)
+        np.testing.assert_array_equal(a.tree_.threshold, b.tree_.threshold)
+    np.testing.assert_array_equal(forest_proba(ours, x), theirs.predict_proba(x)[:, 1])
+
+
+def test_merging_records_is_refused_where_it_would_change_the_forest():
+    from ehrlib.metrics.discriminator import fit_forest
+
+    x, y = _copies_against_their_originals()
+    with pytest.raises(ValueError, match="min_samples_leaf=2"):
+        fit_forest(x, y, RandomForestConfig(n_estimators=2, min_samples_leaf=2), seed=0, deduplicate=True)

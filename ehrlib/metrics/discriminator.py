@@ -70,11 +70,11 @@ REAL, SYNTHETIC = 1, 0  # class labels, as in the paper's notebook
 class RandomForestConfig:
     """Random Forest discriminator (appendix E.2).
 
-    Cost at paper scale (8,000 + 8,000 training patients, ~6,900 codes; one core of the shared
-    2-core machine, 2026-12-02): 24-38 s for an independent generator, ~58 s for a memorizer whose
-    copies meet ~1,500 of their originals in the training rows, ~150 s when every synthetic record
-    is a copy of a real-class patient. Nodes of identical records with both labels cannot be split,
-    and sklearn learns so only after reading every feature column there (``bench_table1.py``).
+    Cost at paper scale (8,000 + 8,000 training patients, ~6,900 codes): the corrected Table 1's
+    forests for five generators took 85.5 s on the idle 2-core machine (2026-12-02,
+    ``bench_table1.py --full``), 107 s before rows that share features and label were merged
+    (:func:`fit_forest`: the same trees, without the nodes of identical records with both labels
+    that scikit-learn can only give up on after reading every feature column).
     """
 
     n_estimators: int = 100        # trees (the paper's notebook: sklearn's default 100)
@@ -221,15 +221,7 @@ def rf_threads(config: RandomForestConfig) -> int:
 
 def _random_forest(real, synthetic, vocab, parts: BalancedSplit, seed, config: RandomForestConfig,
                    real_binary: sp.csr_matrix | None = None):
-    """Fit on the training rows, P(real) of the test rows.
-
-    The trees are grown on :func:`rf_threads` threads; each tree's seed is drawn before
-    they are grown, so the forest does not depend on the thread count. Prediction runs on one
-    thread, so P(real) is summed over the trees in a fixed order (threads would add them in
-    whatever order they finish, which can move the last bits and a tie at exactly 0.5).
-    """
-    from sklearn.ensemble import RandomForestClassifier
-
+    """Fit on the training rows, P(real) of the test rows (:func:`fit_forest`)."""
     x_real = _flat_features(real, vocab, config.include_n_visits, real_binary)
     x_syn = _flat_features(synthetic, vocab, config.include_n_visits)
 
@@ -240,17 +232,88 @@ def _random_forest(real, synthetic, vocab, parts: BalancedSplit, seed, config: R
 
     x_train, y_train = stack(parts.real_train, parts.synthetic_train)
     x_test, y_test = stack(parts.real_test, parts.synthetic_test)
-    forest = RandomForestClassifier(
-        n_estimators=config.n_estimators,
-        min_samples_leaf=config.min_samples_leaf,
-        max_features=config.max_features,
-        n_jobs=rf_threads(config),
-        random_state=seed,
-    )
-    forest.fit(x_train, y_train)
-    forest.set_params(n_jobs=1)
-    p_real = forest.predict_proba(x_test)[:, list(forest.classes_).index(REAL)]
-    return y_test, p_real
+    trees = fit_forest(x_train, y_train, config, seed)
+    return y_test, forest_proba(trees, x_test)
+
+
+_MAX_SEED = np.iinfo(np.int32).max
+
+
+def _row_groups(x: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group id of every row (rows with the same features and label share one) and the first row
+    of each group, in order of first appearance."""
+    x = x.tocsr(copy=True)
+    x.sum_duplicates()  # sorted indices, no explicit duplicates: equal rows have equal bytes
+    ids: dict[bytes, int] = {}
+    group = np.empty(x.shape[0], dtype=np.int64)
+    ptr, ind, dat = x.indptr, x.indices, x.data
+    for i in range(x.shape[0]):
+        a, b = ptr[i], ptr[i + 1]
+        key = ind[a:b].tobytes() + dat[a:b].tobytes() + int(y[i]).to_bytes(8, "little", signed=True)
+        group[i] = ids.setdefault(key, len(ids))
+    first = np.full(len(ids), x.shape[0], dtype=np.int64)
+    np.minimum.at(first, group, np.arange(x.shape[0]))
+    return group, first
+
+
+def fit_forest(x: sp.csr_matrix, y: np.ndarray, config: RandomForestConfig, seed: int,
+               deduplicate: bool | None = None) -> list:
+    """scikit-learn's Random Forest, grown on one row per distinct record.
+
+    The same forest as ``RandomForestClassifier(n_estimators, max_features, min_samples_leaf,
+    random_state=seed)``: each tree's seed is drawn from ``RandomState(seed)`` in turn, each
+    tree's bootstrap from its own seed, and (as scikit-learn does) the bootstrap counts are the
+    rows' sample weights. With ``deduplicate`` (the default when ``min_samples_leaf == 1``), the
+    rows that share features and label are merged into one row carrying the sum of their counts
+    before the tree is grown. Gini impurity, the best split and the leaf probabilities depend on
+    the class weights of a node only, and a node's constant features on its distinct records, so
+    every tree is the same, split for split (``tests/test_discriminator.py`` compares the two
+    against scikit-learn's forest). What changes is the cost: a fully grown tree ends in nodes of
+    identical records with both labels, and scikit-learn reads every feature column of such a
+    node before it stops; copies of training records (a memorizer against its own real class)
+    made ~2,500 such leaves per tree.
+
+    Trees are grown on :func:`rf_threads` threads; the result does not depend on their number.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.tree import DecisionTreeClassifier
+
+    if deduplicate is None:
+        deduplicate = config.min_samples_leaf == 1
+    elif deduplicate and config.min_samples_leaf != 1:
+        raise ValueError(f"min_samples_leaf={config.min_samples_leaf}: merging equal rows changes the "
+                         "forest unless min_samples_leaf is 1")
+    n = x.shape[0]
+    y = np.asarray(y)
+    if deduplicate:
+        group, first = _row_groups(x, y)
+        x_fit, y_fit = x[first], y[first]
+    else:
+        group, x_fit, y_fit = np.arange(n), x, y
+    x_fit = sp.csc_matrix(x_fit, dtype=np.float32)
+    x_fit.sort_indices()
+    seeds = np.random.RandomState(seed).randint(_MAX_SEED, size=config.n_estimators)
+
+    def grow(tree_seed):
+        counts = np.bincount(np.random.RandomState(tree_seed).randint(0, n, n), minlength=n)
+        weight = np.bincount(group, weights=counts, minlength=x_fit.shape[0])
+        tree = DecisionTreeClassifier(max_features=config.max_features, min_samples_leaf=config.min_samples_leaf,
+                                      random_state=tree_seed)
+        return tree.fit(x_fit, y_fit, sample_weight=weight)
+
+    with ThreadPoolExecutor(max_workers=max(1, rf_threads(config))) as pool:
+        return list(pool.map(grow, seeds))
+
+
+def forest_proba(trees: list, x) -> np.ndarray:
+    """P(real) of each row: the trees' class probabilities averaged in tree order (one thread, so
+    a tie at exactly 0.5 cannot flip with the order threads finish in)."""
+    x = sp.csr_matrix(x, dtype=np.float32)
+    total = np.zeros(x.shape[0])
+    for tree in trees:
+        total += tree.predict_proba(x)[:, list(tree.classes_).index(REAL)]
+    return total / len(trees)
 
 
 # ---------------------------------------------------------------------------- LSTM
