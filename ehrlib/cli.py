@@ -1,6 +1,6 @@
 """``ehrbench``: reproduce the book, fetch open data, print Table 12 statistics, evaluate files.
 
-    ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--seeds 0,1,2] [--threads N] [--set KEY=VALUE ...]
+    ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--seeds 0,1,2] [--threads N] [--jobs N] [--set KEY=VALUE ...]
                        [--only PREFIX ...] [--force] [--no-book | --book-only]
     ehrbench fetch mimic3-demo | mimic4-demo | paper-samples
     ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
@@ -129,6 +129,9 @@ def parser() -> argparse.ArgumentParser:
                    help="a sweep: one run per seed (<run>-seed<N>) and Table 1 across them")
     r.add_argument("--threads", type=int, default=None,
                    help="CPU threads per stage (default: measured before each stage; see ehrlib.threads)")
+    r.add_argument("--jobs", type=int, default=None,
+                   help="stages run at once, each when the stages it needs are done (default: 1 with a GPU, "
+                        "else the cores up to 4; 1 runs them one after another)")
     r.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
                    help="a notebook parameter for every notebook that declares it (repeatable)")
     r.add_argument("--root", type=Path, default=Path("."), help="repository root (holds notebooks/ and _config.yml)")
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "reproduce":
             if not (args.root / "notebooks").is_dir():
                 ap.error(f"{args.root.resolve()} has no notebooks/ folder: run from the repository root or pass --root")
-            common = dict(only=args.only, threads=args.threads, force=args.force, settings=dict(args.settings))
+            common = dict(only=args.only, threads=args.threads, jobs=args.jobs, force=args.force, settings=dict(args.settings))
             if args.seeds:
                 sweep(args.root, args.seeds, profile=args.profile, run=args.run, out=args.out, book=not args.no_book,
                       data=args.data, **common)

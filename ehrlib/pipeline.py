@@ -368,22 +368,19 @@ def audit_samples(stage: Stage, samples: dict | None, real: str) -> None:
 
 def paper_vs_ours(stage: Stage) -> pd.DataFrame:
     """Every printed number of the paper's Tables 1 and 12-14 beside ours for this run."""
-    from ehrlib import book
     from ehrlib.metrics import paper
 
     data = stage.run.manifest().get("stages", {}).get("00_data", {}).get("params", {}).get("data", "unknown")
-    tables = stage.run.path / book.TABLES_DIR
     frames = []
-    tidy_path = tables / "table1_tidy.csv"
-    if tidy_path.is_file():
-        t1 = pd.read_csv(tidy_path)
+    t1 = stage.read_table("table1_tidy")
+    if t1 is not None:
         if "protocol" in t1.columns:
             t1 = t1[t1["protocol"] == "paper"]
         frames.append(t1[["model", "metric", "estimate", "ci_low", "ci_high"]])
     for table_id, key in (("table12", "dataset"), ("table13", "model"), ("table14", "model")):
-        path = tables / f"{table_id}.csv"
-        if path.is_file():
-            frames.append(paper.tidy(pd.read_csv(path), key))
+        table = stage.read_table(table_id)
+        if table is not None:
+            frames.append(paper.tidy(table, key))
     ours = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "metric"]) if frames else \
         pd.DataFrame(columns=["model", "metric", "estimate"])
     out = paper.compare(ours, data=f"this run ({stage.run.name}: data {data}, profile {stage.profile})")

@@ -75,8 +75,11 @@ def results_page(run: Run, dest: Path) -> Path:
     stages = _stage_table(m)
     if not stages.empty:
         total = stages["seconds"].sum()
+        runner = m.get("runner", {})
+        side = (f" Stages ran up to {runner['jobs']} at a time, each once the stages it needs were done: the run "
+                f"took {runner['wall_seconds']:.0f} s of wall time." if runner.get("jobs", 1) > 1 else "")
         lines += ["## Where the time went", "", f"Wall time of each stage in this run ({total:.0f} s in all; "
-                  "`skipped` stages were up to date and reused).", "", stages.to_markdown(index=False), ""]
+                  f"`skipped` stages were up to date and reused).{side}", "", stages.to_markdown(index=False), ""]
     page = dest / PAGE
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(lines))

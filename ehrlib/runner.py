@@ -2,15 +2,20 @@
 
 * Each notebook runs in a fresh kernel (papermill) with a thread plan chosen just before it
   starts (:mod:`ehrlib.threads`), with only the parameters it declares.
+* Stages run as soon as the stages they need are done, up to ``jobs`` at a time
+  (:func:`default_jobs`); a notebook names what it needs in its metadata (:data:`NEEDS_KEY`),
+  and one that names nothing waits for every notebook before it.
 * A stage is skipped when its notebook, the library code, its parameters and the files it read
   and wrote are unchanged since it last succeeded (fingerprints in the run manifest); its
   executed copy from that run is reused for the book.
-* A failing stage is recorded (notebook, cell, error), the later stages still run, and the
-  command ends with a non-zero exit code; the stages before it stay reusable.
+* A failing stage is recorded (notebook, cell, error); the stages that need it are not run, the
+  others still run, and the command ends with a non-zero exit code; the stages before it stay
+  reusable.
 * The build folder is only ever cleared when it carries the runner's marker file.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +44,73 @@ HASH_LIMIT = 64 << 20
 def notebooks(root: Path) -> list[Path]:
     """The stage notebooks in run order (their numeric prefix)."""
     return sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+#: Notebook metadata key: ``{"ehrbench": {"needs": ["00_data", ...]}}`` names the stages whose
+#: outputs the notebook reads.
+NEEDS_KEY = "ehrbench"
+
+
+def stage_needs(selected: list[Path]) -> dict[str, list[str]]:
+    """The stages each notebook waits for: its declared ``needs``, or every notebook before it
+    when it declares none. Needs outside ``selected`` (``--only``) count as done.
+
+    Raises:
+        RunError: a ``needs`` entry is not a list of names of earlier notebooks.
+    """
+    order = [nb.stem for nb in selected]
+    out = {}
+    for i, nb in enumerate(selected):
+        meta = json.loads(nb.read_text()).get("metadata", {}).get(NEEDS_KEY, {})
+        if "needs" not in meta:
+            out[nb.stem] = order[:i]
+            continue
+        needs = meta["needs"]
+        earlier = {p.stem for p in notebooks(nb.parent.parent) if p.stem < nb.stem}
+        bad = [n for n in needs if not isinstance(n, str) or n not in earlier] if isinstance(needs, list) else [needs]
+        if bad:
+            raise RunError(f"{nb}: metadata {NEEDS_KEY}.needs has {bad[0]!r}; expected a list of the names of "
+                           f"earlier notebooks (e.g. '00_data')")
+        out[nb.stem] = [n for n in needs if n in order]
+    return out
+
+
+def undeclared_reads(run: Run, selected: list[Path]) -> list[str]:
+    """Files a stage read that a stage it does not need (directly or through its needs) wrote,
+    from the run manifest: each is a missing ``needs`` entry, which could let the stage run
+    before its input exists."""
+    if not selected:
+        return []
+    needs = stage_needs(notebooks(selected[0].parent.parent))  # every notebook's, not just --only's
+    stages = run.manifest().get("stages", {})
+    writer = {rel: name for name, entry in stages.items() for rel in entry.get("outputs", [])}
+
+    def ancestors(name: str, seen: set) -> set:
+        for n in needs.get(name, []):
+            if n not in seen:
+                seen.add(n)
+                ancestors(n, seen)
+        return seen
+
+    problems = []
+    for nb in selected:
+        allowed = ancestors(nb.stem, set()) | {nb.stem}
+        for rel in stages.get(nb.stem, {}).get("inputs", []):
+            w = writer.get(rel)
+            if w is not None and w not in allowed:
+                problems.append(f"{nb.stem} read {rel}, written by {w}, which it does not need: add {w!r} to "
+                                f"{nb.name}'s metadata {NEEDS_KEY}.needs")
+    return problems
+
+
+def default_jobs() -> int:
+    """Stages run at once: one when a GPU is visible (training stages would share it), else
+    every core up to 4 (each stage then gets its share of the cores)."""
+    from ehrlib import threads
+
+    if shutil.which("nvidia-smi") is not None:
+        return 1
+    return max(1, min(4, threads.available_cpus()))
 
 
 # ---------------------------------------------------------------------------- fingerprints
@@ -94,6 +167,7 @@ class StageResult:
     threads: str = ""
     error: str = ""
     extra: dict = field(default_factory=dict)
+    started: float = 0.0  # time.time() when it started (0: never ran)
 
 
 def _declared(nb: Path) -> dict:
@@ -164,16 +238,42 @@ def show_parameters_once(path: Path) -> None:
     Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False))
 
 
-def _kernel_manager_class():
+_IPC_DIR: list[Path] = []
+
+
+def _ipc_dir() -> Path:
+    """A private folder for this process's kernel sockets (removed at exit)."""
+    if not _IPC_DIR:
+        import atexit
+        import tempfile
+
+        path = Path(tempfile.mkdtemp(prefix="ehrbench-ipc-"))
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        _IPC_DIR.append(path)
+    return _IPC_DIR[0]
+
+
+def _kernel_manager_class(env: dict | None = None):
     """A kernel manager on local IPC sockets (no TCP ports, no unencrypted-TCP warning) that shuts a
     finished kernel down without interrupting it first (jupyter_client sends SIGINT before every
-    shutdown, and an idle kernel logs "KeyboardInterrupt caught in kernel" on the console)."""
+    shutdown, and an idle kernel logs "KeyboardInterrupt caught in kernel" on the console), and
+    starts its kernel with ``env`` added to this process's environment (each stage's thread plan:
+    stages running at once must not share ``os.environ``)."""
     from jupyter_client.manager import AsyncKernelManager
+
+    extra = dict(env or {})
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             kwargs.setdefault("transport", "ipc")
+            # sockets of their own: by default every kernel started in one folder uses the prefix
+            # "kernel-ipc" there, and two kernels starting at once can take the same socket
+            kwargs.setdefault("ip", str(_ipc_dir() / uuid.uuid4().hex[:12]))
             super().__init__(**kwargs)
+
+        async def _async_pre_start_kernel(self, **kw):
+            kw["env"] = {**kw.get("env", os.environ), **extra}
+            return await super()._async_pre_start_kernel(**kw)
 
         async def _async_interrupt_kernel(self) -> None:
             if not self.shutting_down:  # a real interrupt still interrupts
@@ -184,26 +284,47 @@ def _kernel_manager_class():
     return IPCKernelManager
 
 
-def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None, force: bool, code: str,
-              environ: dict | None = None) -> StageResult:
-    """Execute one notebook unless it is up to date."""
-    import papermill as pm
-
+def stage_plan(threads: int | None, environ: dict | None, at_once: int, jobs: int):
+    """The thread plan of a stage that starts while ``at_once`` stages (itself included) will run:
+    alone, :func:`ehrlib.threads.choose` measures the machine; beside others, it chooses within
+    its share of the cores (``cores // jobs``; one thread on two cores), counting the cores the
+    other stages use as theirs, not as busy."""
     from ehrlib import threads as threads_mod
+
+    if threads is not None or at_once <= 1:
+        return threads_mod.choose(threads, environ=environ)
+    cpus = threads_mod.available_cpus()
+    share = max(1, cpus // jobs)
+    if share == 1:
+        plan = threads_mod.choose(cpus=1, busy=0.0, environ=environ)
+        return plan if plan.threads > 1 or plan.reason.startswith("OMP_NUM_THREADS") else \
+            dataclasses.replace(plan, reason=f"{at_once} stages at once on {cpus} cores")
+    busy = max(0.0, threads_mod.busy_cores() - (at_once - 1) * share)
+    plan = threads_mod.choose(cpus=share, busy=busy, environ=environ)
+    if plan.reason.startswith("OMP_NUM_THREADS"):
+        return plan
+    return dataclasses.replace(plan, reason=f"{at_once} stages at once, {share} of {cpus} cores each: {plan.reason}")
+
+
+def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None, force: bool, code: str,
+              environ: dict | None = None, at_once: int = 1, jobs: int = 1) -> StageResult:
+    """Execute one notebook unless it is up to date (``at_once``, ``jobs``: see :func:`stage_plan`)."""
+    import papermill as pm
 
     executed = run.path / EXECUTED_DIR / nb.name
     if not force and up_to_date(run, nb, params, code):
         log.info("%-26s up to date: skipped", nb.stem)
         return StageResult(nb.stem, "skipped")
-    plan = threads_mod.apply(threads_mod.choose(threads, environ=environ))
+    plan = stage_plan(threads, environ, at_once, jobs)
     log.info("%-26s running (%s)", nb.stem, plan)
     executed.parent.mkdir(parents=True, exist_ok=True)
     tmp = executed.with_name(f".tmp-{executed.name}")
     t0 = time.time()
-    result = StageResult(nb.stem, "ok", threads=str(plan))
+    result = StageResult(nb.stem, "ok", threads=str(plan), started=t0)
     try:
         pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(root), kernel_name="python3",
-                            progress_bar=False, log_output=False, kernel_manager_class=_kernel_manager_class())
+                            progress_bar=False, log_output=False,
+                            kernel_manager_class=_kernel_manager_class(plan.env()))
     except Exception as exc:  # papermill's execution error carries the cell and the error
         result.status, result.error = "failed", _failure(exc, nb)
     result.seconds = time.time() - t0
@@ -294,19 +415,59 @@ def build_book(root: Path, run: Run, out: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------- the command
-def summary_table(results: list[StageResult]) -> str:
+def run_stages(selected: list[Path], run_one, jobs: int) -> list[StageResult]:
+    """Run every stage once the stages it needs (:func:`stage_needs`) are done, up to ``jobs`` at a
+    time, in notebook order among the ready ones. ``run_one(nb, at_once)`` runs one stage. A stage
+    whose need failed (or was not run) is not run. Results come back in notebook order."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    needs = stage_needs(selected)
+    pending = list(selected)
+    results: dict[str, StageResult] = {}
+    running: dict = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while pending or running:
+            for nb in list(pending):  # a stage whose need did not succeed cannot run
+                lost = [n for n in needs[nb.stem] if n in results and results[n].status in ("failed", "not run")]
+                if lost:
+                    pending.remove(nb)
+                    results[nb.stem] = StageResult(nb.stem, "not run", error=f"needs {lost[0]}, which "
+                                                   f"{'failed' if results[lost[0]].status == 'failed' else 'did not run'}")
+                    log.error("%-26s not run: %s", nb.stem, results[nb.stem].error)
+            ready = [nb for nb in pending if all(n in results for n in needs[nb.stem])]
+            for nb in ready[:max(0, jobs - len(running))]:
+                pending.remove(nb)
+                ready.remove(nb)
+                # stages at work while this one starts: those running, itself, the others ready now
+                at_once = min(jobs, len(running) + 1 + len(ready))
+                running[pool.submit(run_one, nb, at_once)] = nb
+            if not running:
+                continue
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                nb = running.pop(fut)
+                results[nb.stem] = fut.result()
+    return [results[nb.stem] for nb in selected]
+
+
+def summary_table(results: list[StageResult], wall: float | None = None) -> str:
+    """Per-stage status, seconds and threads (or error), the sum of the stages' seconds and, when
+    stages ran at once, the wall-clock time of the whole."""
     lines = [f"{'stage':<26} {'status':<8} {'seconds':>8}  threads / error"]
     for r in results:
         note = r.error or r.threads
         lines.append(f"{r.name:<26} {r.status:<8} {r.seconds:>8.1f}  {note}")
     total = sum(r.seconds for r in results)
     lines.append(f"{'total':<26} {'':<8} {total:>8.1f}")
+    if wall is not None:
+        lines.append(f"{'wall clock':<26} {'':<8} {wall:>8.1f}  (stages ran side by side)")
     return "\n".join(lines)
 
 
 def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: str | None = None, seed: int = 0,
               out: Path | None = None, book: bool = True, only: list[str] | None = None, *, threads: int | None = None,
-              force: bool = False, settings: dict | None = None, book_only: bool = False) -> Path:
+              force: bool = False, settings: dict | None = None, book_only: bool = False,
+              jobs: int | None = None) -> Path:
     """Execute every stage notebook into run ``run`` (default: the profile's name), then build the book.
 
     Args:
@@ -319,6 +480,7 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
         force: run every selected stage even when it is up to date.
         settings: extra notebook parameters (``--set key=value``), passed to the notebooks declaring them.
         book_only: build the book from the run's executed notebooks without executing anything.
+        jobs: stages run at once (default :func:`default_jobs`); 1 runs them one after another.
 
     Returns:
         the folder of the built HTML book (or of the executed notebooks with ``book=False``).
@@ -354,10 +516,21 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
         code = library_hash()
         user_env = dict(os.environ)  # the user's own thread settings, before any stage changes them
         os.environ.setdefault("TQDM_DISABLE", "1")  # no progress-bar lines in the book's pages
-        for nb in selected:
+        jobs = default_jobs() if jobs is None else jobs
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise RunError(f"--jobs {jobs!r}: expected a positive integer")
+
+        def run_one(nb: Path, at_once: int) -> StageResult:
             params = {k: v for k, v in given.items() if k in declared[nb]}
-            results.append(run_stage(nb, root, run_dir, params, threads, force, code, user_env))
-        log.info("\n%s", summary_table(results))
+            return run_stage(nb, root, run_dir, params, threads, force, code, user_env, at_once, jobs)
+
+        t0 = time.time()
+        results = run_stages(selected, run_one, jobs)
+        wall = time.time() - t0
+        run_dir.update_manifest(lambda m: m.__setitem__("runner", {"jobs": jobs, "wall_seconds": round(wall, 1)}))
+        for problem in undeclared_reads(run_dir, selected):
+            log.warning("needs: %s", problem)
+        log.info("\n%s", summary_table(results, wall if jobs > 1 else None))
         log.info("run folder: %s", run_dir.path)
     failed = [r for r in results if r.status == "failed"]
     target = run_dir.path / EXECUTED_DIR

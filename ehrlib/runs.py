@@ -271,6 +271,19 @@ class Stage:
             self._note("shown", table_id)
         return path
 
+    def read_table(self, table_id: str):
+        """The CSV of a table an earlier stage saved (recorded as an input), or ``None`` when the
+        run has none."""
+        import pandas as pd
+
+        from ehrlib import book
+
+        path = self.run.path / book.TABLES_DIR / f"{table_id}.csv"
+        if not path.is_file():
+            return None
+        self._note("inputs", path)
+        return pd.read_csv(path)
+
     def save_figure(self, figure_id: str, fig) -> Path:
         """Save a figure under its registered ID (PNG + PDF) and show it on the page with its caption."""
         from ehrlib import book

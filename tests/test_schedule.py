@@ -1,0 +1,162 @@
+"""The runner's schedule: stages start once the stages they need are done, several at a time."""
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ehrlib import runner, runs
+from ehrlib.errors import RunError
+from ehrlib.runner import StageResult, run_stages, stage_needs, stage_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _notebooks(root: Path, needs: dict) -> list[Path]:
+    """Empty stage notebooks named after the keys, each declaring its needs (None: declares none)."""
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    for name, need in needs.items():
+        meta = {} if need is None else {runner.NEEDS_KEY: {"needs": need}}
+        (root / "notebooks" / f"{name}.ipynb").write_text(json.dumps({"cells": [], "metadata": meta}))
+    return runner.notebooks(root)
+
+
+class Recorder:
+    """A fake ``run_one``: sleeps, fails the named stages, and logs when each started and ended."""
+
+    def __init__(self, fail=(), seconds=0.05):
+        self.fail, self.seconds = set(fail), seconds
+        self.events, self.lock, self.at_once = [], threading.Lock(), {}
+        self.running = self.most = 0
+
+    def __call__(self, nb, at_once):
+        with self.lock:
+            self.events.append(("start", nb.stem))
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.at_once[nb.stem] = at_once
+        time.sleep(self.seconds)
+        with self.lock:
+            self.events.append(("end", nb.stem))
+            self.running -= 1
+        return StageResult(nb.stem, "failed" if nb.stem in self.fail else "ok", error="boom" * (nb.stem in self.fail))
+
+    def index(self, kind, name):
+        return self.events.index((kind, name))
+
+
+GRAPH = {"00_data": [], "10_a": ["00_data"], "11_b": ["00_data"], "12_c": ["00_data"],
+         "20_gen": ["10_a", "11_b"], "30_x": ["20_gen"], "31_y": ["12_c"], "50_free": []}
+
+
+def test_no_stage_starts_before_the_stages_it_needs_have_ended(tmp_path):
+    selected = _notebooks(tmp_path, GRAPH)
+    rec = Recorder()
+    results = run_stages(selected, rec, jobs=2)
+    assert [r.name for r in results] == [nb.stem for nb in selected]
+    assert all(r.status == "ok" for r in results)
+    for name, needs in GRAPH.items():
+        for need in needs:
+            assert rec.index("end", need) < rec.index("start", name), f"{name} started before {need} ended"
+    assert rec.most == 2  # independent stages did run side by side, never more than jobs
+
+
+def test_one_job_runs_the_stages_one_after_another_in_notebook_order(tmp_path):
+    selected = _notebooks(tmp_path, GRAPH)
+    rec = Recorder(seconds=0.0)
+    run_stages(selected, rec, jobs=1)
+    assert rec.most == 1
+    assert [name for kind, name in rec.events if kind == "start"] == [nb.stem for nb in selected]
+    assert set(rec.at_once.values()) == {1}
+
+
+def test_a_failed_stage_stops_only_the_stages_that_need_it(tmp_path):
+    selected = _notebooks(tmp_path, GRAPH)
+    results = {r.name: r for r in run_stages(selected, Recorder(fail={"11_b"}), jobs=2)}
+    assert results["11_b"].status == "failed"
+    assert results["20_gen"].status == "not run" and "needs 11_b, which failed" in results["20_gen"].error
+    assert results["30_x"].status == "not run" and "needs 20_gen, which did not run" in results["30_x"].error
+    assert {results[n].status for n in ("00_data", "10_a", "12_c", "31_y", "50_free")} == {"ok"}
+
+
+def test_a_notebook_that_declares_no_needs_waits_for_every_notebook_before_it(tmp_path):
+    selected = _notebooks(tmp_path, {"00_data": [], "10_a": ["00_data"], "11_b": ["00_data"], "20_any": None})
+    assert stage_needs(selected)["20_any"] == ["00_data", "10_a", "11_b"]
+    rec = Recorder()
+    run_stages(selected, rec, jobs=4)
+    assert rec.index("start", "20_any") > max(rec.index("end", n) for n in ("00_data", "10_a", "11_b"))
+
+
+def test_needs_outside_the_selection_count_as_done(tmp_path):
+    selected = _notebooks(tmp_path, GRAPH)
+    only = [nb for nb in selected if nb.stem in ("00_data", "30_x")]
+    assert stage_needs(only) == {"00_data": [], "30_x": []}
+
+
+@pytest.mark.parametrize("needs, words", [
+    (["99_later"], "'99_later'"),          # not an earlier notebook
+    (["20_gen"], "'20_gen'"),              # a later one
+    ("00_data", "'00_data'"),              # not a list
+    ([3], "3"),
+])
+def test_needs_that_name_no_earlier_notebook_are_refused_with_the_file_and_value(tmp_path, needs, words):
+    selected = _notebooks(tmp_path, {"00_data": [], "10_a": needs, "20_gen": ["00_data"]})
+    with pytest.raises(RunError, match=rf"10_a\.ipynb: metadata ehrbench\.needs has {words}"):
+        stage_needs(selected)
+
+
+def test_stages_beside_each_other_share_the_cores(monkeypatch):
+    from ehrlib import threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(threads, "busy_cores", lambda window=0.3: 0.0)
+    assert stage_plan(None, {}, at_once=1, jobs=2).threads == 2      # alone on an idle machine: both cores
+    beside = stage_plan(None, {}, at_once=2, jobs=2)
+    assert (beside.threads, beside.wait_policy) == (1, "ACTIVE")      # beside another stage: one core each
+    assert stage_plan(3, {}, at_once=2, jobs=2).threads == 3          # --threads wins
+    monkeypatch.setattr(threads, "available_cpus", lambda: 8)
+    monkeypatch.setattr(threads, "busy_cores", lambda window=0.3: 4.0)  # the other stage's 4 cores
+    assert stage_plan(None, {}, at_once=2, jobs=2).threads == 4
+
+
+def test_each_kernel_gets_its_own_thread_plan_without_touching_this_process(tmp_path):
+    import nbformat
+    import papermill as pm
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import os; print(os.environ.get('OMP_NUM_THREADS'), os.environ.get('OMP_WAIT_POLICY'))")])
+    nbformat.write(nb, tmp_path / "probe.ipynb")
+    before = dict(__import__("os").environ)
+    out = pm.execute_notebook(str(tmp_path / "probe.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                              progress_bar=False, kernel_manager_class=runner._kernel_manager_class(
+                                  {"OMP_NUM_THREADS": "7", "OMP_WAIT_POLICY": "PASSIVE"}))
+    assert out.cells[0].outputs[0]["text"].strip() == "7 PASSIVE"
+    assert dict(__import__("os").environ) == before
+
+
+def test_every_committed_notebook_declares_what_it_needs():
+    for nb in runner.notebooks(ROOT):
+        meta = json.loads(nb.read_text())["metadata"]
+        assert "needs" in meta.get(runner.NEEDS_KEY, {}), f"{nb.name} declares no {runner.NEEDS_KEY}.needs"
+    stage_needs(runner.notebooks(ROOT))  # and every name is an earlier notebook
+
+
+def test_the_smoke_run_read_nothing_written_by_a_stage_it_does_not_need(smoke_build):
+    _, run_dir = smoke_build
+    run = runs.Run(run_dir)
+    assert runner.undeclared_reads(run, runner.notebooks(ROOT)) == []
+    assert run.manifest()["runner"]["jobs"] >= 1
+
+
+def test_undeclared_reads_are_found(tmp_path):
+    selected = _notebooks(tmp_path, {"00_data": [], "10_a": [], "11_b": ["00_data"]})
+    run = runs.Run(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    run.update_manifest(lambda m: m.update(stages={
+        "00_data": {"inputs": [], "outputs": ["data/train.parquet"]},
+        "10_a": {"inputs": ["data/train.parquet"], "outputs": ["models/a"]},
+        "11_b": {"inputs": ["data/train.parquet"], "outputs": []}}))
+    problems = runner.undeclared_reads(run, selected)
+    assert len(problems) == 1 and problems[0].startswith("10_a read data/train.parquet, written by 00_data")
