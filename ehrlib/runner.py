@@ -527,6 +527,11 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
         t0 = time.time()
         results = run_stages(selected, run_one, jobs)
         wall = time.time() - t0
+        for r in results:  # a failed need may have rewritten part of their inputs: not reusable
+            if r.status == "not run":
+                run_dir.update_manifest(lambda m, r=r: m.setdefault("stages", {}).setdefault(r.name, {}).__setitem__(
+                    "runner", {"status": r.status, "seconds": 0.0, "threads": "", "error": r.error,
+                               "finished": _now()}))
         run_dir.update_manifest(lambda m: m.__setitem__("runner", {"jobs": jobs, "wall_seconds": round(wall, 1)}))
         for problem in undeclared_reads(run_dir, selected):
             log.warning("needs: %s", problem)

@@ -147,7 +147,19 @@ def test_the_smoke_run_read_nothing_written_by_a_stage_it_does_not_need(smoke_bu
     _, run_dir = smoke_build
     run = runs.Run(run_dir)
     assert runner.undeclared_reads(run, runner.notebooks(ROOT)) == []
-    assert run.manifest()["runner"]["jobs"] >= 1
+    jobs = run.manifest()["runner"]["jobs"]
+    assert jobs == runner.default_jobs()
+    html, _ = smoke_build
+    results = (html / "book" / "results.html").read_text()
+    if jobs > 1:
+        assert f"Stages ran up to {jobs} at a time" in results
+
+
+def test_jobs_must_be_a_positive_integer(tmp_path, monkeypatch):
+    monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
+    for jobs in (0, -1, 1.5, True):
+        with pytest.raises(RunError, match="--jobs"):
+            runner.reproduce(ROOT, profile="smoke", only=["16"], book=False, jobs=jobs)
 
 
 def test_undeclared_reads_are_found(tmp_path):
@@ -160,3 +172,22 @@ def test_undeclared_reads_are_found(tmp_path):
         "11_b": {"inputs": ["data/train.parquet"], "outputs": []}}))
     problems = runner.undeclared_reads(run, selected)
     assert len(problems) == 1 and problems[0].startswith("10_a read data/train.parquet, written by 00_data")
+
+
+def test_a_stage_whose_need_failed_is_recorded_as_not_run_and_the_command_fails(tmp_path, monkeypatch):
+    import nbformat
+
+    monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
+    (tmp_path / "notebooks").mkdir()
+    for name, code, needs in (("00_first", "raise ValueError('no data')", []), ("10_second", "x = 1", ["00_first"]),
+                              ("20_free", "y = 2", [])):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        nb.metadata[runner.NEEDS_KEY] = {"needs": needs}
+        nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
+    with pytest.raises(RunError, match=r"1 stage\(s\) failed: 00_first.ipynb, cell 1: ValueError: no data"):
+        runner.reproduce(tmp_path, profile="smoke", run="r", book=False, jobs=2)
+    stages = runs.open_run("r").manifest()["stages"]
+    assert stages["00_first"]["runner"]["status"] == "failed"
+    assert stages["10_second"]["runner"] == {**stages["10_second"]["runner"], "status": "not run",
+                                             "error": "needs 00_first, which failed"}
+    assert stages["20_free"]["runner"]["status"] == "ok"
