@@ -26,9 +26,23 @@ def _stage_table(manifest: dict) -> pd.DataFrame:
         r = entry.get("runner")
         if r:
             rows.append({"stage": f"{{doc}}`{name} <../notebooks/{name}>`", "status": r.get("status", ""),
-                         "seconds": r.get("seconds", float("nan")), "threads": r.get("threads", ""),
-                         "finished": r.get("finished", "")})
+                         "seconds": r.get("seconds", float("nan")), "threads": r.get("threads", "") or r.get("error", ""),
+                         "finished": r.get("finished", "")[:16].replace("T", " ")})
     return pd.DataFrame(rows)
+
+
+def _last_invocation(runner: dict) -> str:
+    """One sentence on the last ``ehrbench reproduce`` of the run (how many stages it executed, how
+    many at a time, its wall time), or nothing when the manifest does not say."""
+    if "wall_seconds" not in runner:
+        return ""
+    executed, skipped = runner.get("executed"), runner.get("skipped", 0)
+    if executed == 0:
+        return f" The last `ehrbench reproduce` on this run found all {skipped} stages up to date ({runner['wall_seconds']:.0f} s)."
+    at_once = f", up to {runner['jobs']} at a time" if runner.get("jobs", 1) > 1 else ""
+    count = f"{executed} stages" if executed is not None else "its stages"
+    return (f" The last `ehrbench reproduce` on this run executed {count}{at_once} (each once the stages it needs were "
+            f"done) in {runner['wall_seconds']:.0f} s of wall time; {skipped} were up to date.")
 
 
 def results_page(run: Run, dest: Path) -> Path:
@@ -75,9 +89,7 @@ def results_page(run: Run, dest: Path) -> Path:
     stages = _stage_table(m)
     if not stages.empty:
         total = stages["seconds"].sum()
-        runner = m.get("runner", {})
-        side = (f" Stages ran up to {runner['jobs']} at a time, each once the stages it needs were done: the run "
-                f"took {runner['wall_seconds']:.0f} s of wall time." if runner.get("jobs", 1) > 1 else "")
+        side = _last_invocation(m.get("runner", {}))
         lines += ["## Where the time went", "", f"Wall time of each stage in this run ({total:.0f} s in all; "
                   f"`skipped` stages were up to date and reused).{side}", "", stages.to_markdown(index=False), ""]
     page = dest / PAGE

@@ -532,7 +532,10 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
                 run_dir.update_manifest(lambda m, r=r: m.setdefault("stages", {}).setdefault(r.name, {}).__setitem__(
                     "runner", {"status": r.status, "seconds": 0.0, "threads": "", "error": r.error,
                                "finished": _now()}))
-        run_dir.update_manifest(lambda m: m.__setitem__("runner", {"jobs": jobs, "wall_seconds": round(wall, 1)}))
+        executed = sum(r.status in ("ok", "failed") for r in results)
+        run_dir.update_manifest(lambda m: m.__setitem__("runner", {
+            "jobs": jobs, "wall_seconds": round(wall, 1), "executed": executed,
+            "skipped": sum(r.status == "skipped" for r in results), "finished": _now()}))
         for problem in undeclared_reads(run_dir, selected):
             log.warning("needs: %s", problem)
         log.info("\n%s", summary_table(results, wall if jobs > 1 else None))
