@@ -76,7 +76,7 @@ def test_a_failed_stage_stops_only_the_stages_that_need_it(tmp_path):
     results = {r.name: r for r in run_stages(selected, Recorder(fail={"11_b"}), jobs=2)}
     assert results["11_b"].status == "failed"
     assert results["20_gen"].status == "not run" and "needs 11_b, which failed" in results["20_gen"].error
-    assert results["30_x"].status == "not run" and "needs 20_gen, which did not run" in results["30_x"].error
+    assert results["30_x"].status == "not run" and "needs 11_b, which failed" in results["30_x"].error
     assert {results[n].status for n in ("00_data", "10_a", "12_c", "31_y", "50_free")} == {"ok"}
 
 
@@ -88,10 +88,13 @@ def test_a_notebook_that_declares_no_needs_waits_for_every_notebook_before_it(tm
     assert rec.index("start", "20_any") > max(rec.index("end", n) for n in ("00_data", "10_a", "11_b"))
 
 
-def test_needs_outside_the_selection_count_as_done(tmp_path):
+def test_needs_outside_the_selection_are_followed_through_to_selected_stages(tmp_path):
     selected = _notebooks(tmp_path, GRAPH)
-    only = [nb for nb in selected if nb.stem in ("00_data", "30_x")]
-    assert stage_needs(only) == {"00_data": [], "30_x": []}
+    only = [nb for nb in selected if nb.stem in ("00_data", "11_b", "30_x", "31_y")]
+    assert stage_needs(only) == {"00_data": [], "11_b": ["00_data"], "30_x": ["00_data", "11_b"], "31_y": ["00_data"]}
+    rec = Recorder()
+    run_stages(only, rec, jobs=4)
+    assert rec.index("start", "30_x") > rec.index("end", "11_b") > rec.index("start", "11_b") > rec.index("end", "00_data")
 
 
 @pytest.mark.parametrize("needs, words", [
