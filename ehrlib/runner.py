@@ -100,16 +100,9 @@ def undeclared_reads(run: Run, selected: list[Path]) -> list[str]:
     stages = run.manifest().get("stages", {})
     writer = {rel: name for name, entry in stages.items() for rel in entry.get("outputs", [])}
 
-    def ancestors(name: str, seen: set) -> set:
-        for n in needs.get(name, []):
-            if n not in seen:
-                seen.add(n)
-                ancestors(n, seen)
-        return seen
-
     problems = []
     for nb in selected:
-        allowed = ancestors(nb.stem, set()) | {nb.stem}
+        allowed = set(needs[nb.stem]) | {nb.stem}  # needs are transitive
         for rel in stages.get(nb.stem, {}).get("inputs", []):
             w = writer.get(rel)
             if w is not None and w not in allowed:
@@ -182,7 +175,6 @@ class StageResult:
     threads: str = ""
     error: str = ""
     extra: dict = field(default_factory=dict)
-    started: float = 0.0  # time.time() when it started (0: never ran)
 
 
 def _declared(nb: Path) -> dict:
@@ -310,15 +302,12 @@ def stage_plan(threads: int | None, environ: dict | None, at_once: int, jobs: in
         return threads_mod.choose(threads, environ=environ)
     cpus = threads_mod.available_cpus()
     share = max(1, cpus // jobs)
-    if share == 1:
-        plan = threads_mod.choose(cpus=1, busy=0.0, environ=environ)
-        return plan if plan.threads > 1 or plan.reason.startswith("OMP_NUM_THREADS") else \
-            dataclasses.replace(plan, reason=f"{at_once} stages at once on {cpus} cores")
-    busy = max(0.0, threads_mod.busy_cores() - (at_once - 1) * share)
+    busy = 0.0 if share == 1 else max(0.0, threads_mod.busy_cores() - (at_once - 1) * share)
     plan = threads_mod.choose(cpus=share, busy=busy, environ=environ)
     if plan.reason.startswith("OMP_NUM_THREADS"):
         return plan
-    return dataclasses.replace(plan, reason=f"{at_once} stages at once, {share} of {cpus} cores each: {plan.reason}")
+    why = f"{at_once} stages at once on {cpus} cores" + ("" if share == 1 else f", {share} each: {plan.reason}")
+    return dataclasses.replace(plan, reason=why)
 
 
 def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None, force: bool, code: str,
@@ -335,7 +324,7 @@ def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None,
     executed.parent.mkdir(parents=True, exist_ok=True)
     tmp = executed.with_name(f".tmp-{executed.name}")
     t0 = time.time()
-    result = StageResult(nb.stem, "ok", threads=str(plan), started=t0)
+    result = StageResult(nb.stem, "ok", threads=str(plan))
     try:
         pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(root), kernel_name="python3",
                             progress_bar=False, log_output=False,
