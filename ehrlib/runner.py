@@ -422,7 +422,7 @@ def build_book(root: Path, run: Run, out: Path) -> Path:
 def run_stages(selected: list[Path], run_one, jobs: int) -> list[StageResult]:
     """Run every stage once the stages it needs (:func:`stage_needs`) are done, up to ``jobs`` at a
     time, in notebook order among the ready ones. ``run_one(nb, at_once)`` runs one stage. A stage
-    whose need failed (or was not run) is not run. Results come back in notebook order."""
+    whose need failed is not run. Results come back in notebook order."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     needs = stage_needs(selected)
@@ -431,12 +431,11 @@ def run_stages(selected: list[Path], run_one, jobs: int) -> list[StageResult]:
     running: dict = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         while pending or running:
-            for nb in list(pending):  # a stage whose need did not succeed cannot run
-                lost = [n for n in needs[nb.stem] if n in results and results[n].status in ("failed", "not run")]
+            for nb in list(pending):  # needs are transitive: a failed one is among them, first in order
+                lost = [n for n in needs[nb.stem] if n in results and results[n].status == "failed"]
                 if lost:
                     pending.remove(nb)
-                    results[nb.stem] = StageResult(nb.stem, "not run", error=f"needs {lost[0]}, which "
-                                                   f"{'failed' if results[lost[0]].status == 'failed' else 'did not run'}")
+                    results[nb.stem] = StageResult(nb.stem, "not run", error=f"needs {lost[0]}, which failed")
                     log.error("%-26s not run: %s", nb.stem, results[nb.stem].error)
             ready = [nb for nb in pending if all(n in results for n in needs[nb.stem])]
             for nb in ready[:max(0, jobs - len(running))]:
@@ -524,18 +523,18 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise RunError(f"--jobs {jobs!r}: expected a positive integer")
 
+        def params_of(nb: Path) -> dict:
+            return {k: v for k, v in given.items() if k in declared[nb]}
+
         def run_one(nb: Path, at_once: int) -> StageResult:
-            params = {k: v for k, v in given.items() if k in declared[nb]}
-            return run_stage(nb, root, run_dir, params, threads, force, code, user_env, at_once, jobs)
+            return run_stage(nb, root, run_dir, params_of(nb), threads, force, code, user_env, at_once, jobs)
 
         t0 = time.time()
         results = run_stages(selected, run_one, jobs)
         wall = time.time() - t0
-        for r in results:  # a failed need may have rewritten part of their inputs: not reusable
+        for nb, r in zip(selected, results):  # a failed need may have rewritten their inputs: not reusable
             if r.status == "not run":
-                run_dir.update_manifest(lambda m, r=r: m.setdefault("stages", {}).setdefault(r.name, {}).__setitem__(
-                    "runner", {"status": r.status, "seconds": 0.0, "threads": "", "error": r.error,
-                               "finished": _now()}))
+                _record_result(run_dir, nb, r, params_of(nb), code)
         executed = sum(r.status in ("ok", "failed") for r in results)
         run_dir.update_manifest(lambda m: m.__setitem__("runner", {
             "jobs": jobs, "wall_seconds": round(wall, 1), "executed": executed,
