@@ -26,9 +26,19 @@ def _stage_table(manifest: dict) -> pd.DataFrame:
         r = entry.get("runner")
         if r:
             rows.append({"stage": f"{{doc}}`{name} <../notebooks/{name}>`", "status": r.get("status", ""),
-                         "seconds": r.get("seconds", float("nan")), "threads": r.get("threads", "") or r.get("error", ""),
+                         "seconds": r.get("seconds", float("nan")),
+                         "threads, OpenMP wait: why": _short_plan(r.get("threads", "")) or r.get("error", ""),
                          "finished": r.get("finished", "")[:16].replace("T", " ")})
     return pd.DataFrame(rows)
+
+
+def _short_plan(plan: str) -> str:
+    """A thread plan as the runner prints it, shortened for the page: ``1 thread(s),
+    OMP_WAIT_POLICY=ACTIVE (why)`` becomes ``1, ACTIVE: why``."""
+    import re
+
+    m = re.fullmatch(r"(\d+) thread\(s\), OMP_WAIT_POLICY=(\w+) \((.*)\)", plan)
+    return f"{m.group(1)}, {m.group(2)}: {m.group(3)}" if m else plan
 
 
 def _last_invocation(runner: dict) -> str:
