@@ -144,16 +144,71 @@ def generate(stage: Stage, model: str = "all", n: int = 0) -> pd.DataFrame:
     rows, failed = [], {}
     for name, folder in folders.items():
         try:
-            cohort = models.load(folder).generate(n, seed=stage.seed)
+            generator = models.load(folder)
+            cohort = generator.generate(n, seed=stage.seed)
         except EhrlibError as exc:
             failed[name] = str(exc)
             rows.append({"dataset": name, "status": "failed", "reason": str(exc)})
             continue
         stage.save_synthetic(name, cohort)
-        rows.append({"dataset": name, "status": "ok", "reason": "", **summary(cohort)})
+        drawn = getattr(generator, "last_drawn", None) or cohort.n_patients
+        rows.append({"dataset": name, "status": "ok", "reason": "", **summary(cohort),
+                     "empty_drawn": 1.0 - cohort.n_patients / drawn})
     stage.record(n_synthetic=n, failed=failed)
     for name, reason in failed.items():
         log.error("%s failed to generate: %s", name, reason)
+    return pd.DataFrame(rows)
+
+
+#: The ``demo`` profile's convergence floors (book: *Training to convergence*): prevalence R² against
+#: train for the models listed, distinct codes as a share of the holdout reference's on as many
+#: records (CorGAN, the paper's weakest model, a lower one), and empty records drawn before redrawing.
+FLOORS = {"r2": 0.80, "distinct": 0.40, "distinct_corgan": 0.20, "empty_drawn": 0.01}
+R2_FLOOR_MODELS = ("medgan", "medgan_count", "promptehr", "halo", "gpt")
+
+
+def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
+    """Each generated model against the convergence floors (:data:`FLOORS`, set for the ``demo``
+    profile): prevalence R² against train, distinct codes over the holdout reference's on the same
+    number of records, the share of empty records drawn (``generated``: :func:`generate`'s table), and
+    whether each training phase ended by its criterion or its cap."""
+    import numpy as np
+
+    from ehrlib.metrics.prevalence import prevalence_metrics
+    from ehrlib.models.neural import training_log
+
+    from ehrlib.cohort import Cohort
+
+    folder = stage.run.path / "synthetic"
+    if not (folder / "holdout.parquet").is_file():
+        raise EhrlibError(f"run {stage.run.name}: no holdout reference cohort in {folder} (stage "
+                          "15_reference_generators) to compare distinct codes with")
+    stage._note("inputs", folder / "holdout.parquet")
+    reference, train = Cohort.load(folder / "holdout.parquet"), stage.train
+    folders = stage.saved_models(neural=True)
+    rows = []
+    for rec in generated.to_dict("records"):
+        name = rec["dataset"]
+        if rec["status"] != "ok":
+            rows.append({"model": LABELS.get(name, name), "status": "failed"})
+            continue
+        syn = Cohort.load(folder / f"{name}.parquet")  # written by generate(), this stage's output
+        n = min(syn.n_patients, reference.n_patients)
+        pick = np.random.default_rng(stage.seed).permutation
+        ref_n = reference.subset(reference.subject_ids[np.sort(pick(reference.n_patients)[:n])])
+        syn_n = syn.subset(syn.subject_ids[np.sort(pick(syn.n_patients)[:n])])
+        r2 = prevalence_metrics(train, syn)["prevalence_r2"]
+        distinct = syn_n.events["code"].nunique() / max(ref_n.events["code"].nunique(), 1)
+        floor = FLOORS["distinct_corgan"] if name == "corgan" else FLOORS["distinct"]
+        ends = [s["stopped_by"] for s in training_log(folders[name])["stopping"] if s["cap"]] if name in folders else []
+        row = {"model": LABELS.get(name, name), "status": "ok", "prevalence R² vs train": r2,
+               "R² floor": FLOORS["r2"] if name in R2_FLOOR_MODELS else None,
+               "distinct codes / holdout's": distinct, "distinct floor": floor,
+               "empty drawn": rec["empty_drawn"], "empty ceiling": FLOORS["empty_drawn"],
+               "phases ended by": ", ".join("criterion" if e == "patience" else "cap" for e in ends)}
+        row["meets floors"] = bool((row["R² floor"] is None or r2 >= row["R² floor"]) and distinct >= floor
+                                   and rec["empty_drawn"] <= FLOORS["empty_drawn"])
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
