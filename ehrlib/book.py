@@ -13,7 +13,7 @@ import pandas as pd
 
 from ehrlib.errors import ConfigError
 from ehrlib.io import atomic_write
-from ehrlib.metrics.display import with_intervals
+from ehrlib.metrics.display import plain_number, with_intervals
 
 FIGURES_DIR = "figures"
 TABLES_DIR = "tables"
@@ -61,6 +61,11 @@ ARTIFACTS: dict[str, str] = {
     "table_audit_distances": "Memorisation audit (data). Nearest set and Jaccard distances per role.",
     "table_audit_pairs": "Memorisation audit. Every copied (real patient, synthetic record) pair.",
     "table_paper_vs_ours": "The paper's printed numbers beside ours for this run (different data: not expected to agree).",
+    "table_paper_vs_ours_1": "Table 1 as the paper's text states it, beside ours.",
+    "table_paper_vs_ours_12": "Table 12 as the paper prints it, beside ours.",
+    "table_paper_vs_ours_13": "Table 13 as the paper prints it, beside ours.",
+    "table_paper_vs_ours_14": "Table 14 as the paper prints it, beside ours.",
+    "claims": "The claims ledger. Each checkable claim of the paper, its verdict, the numbers its rule used and their source.",
     "fig4_released": "Figure 4 (released samples). Rank-frequency of codes in the paper's five released samples.",
     "fig9_released": "Figure 9 (released samples). Visits per patient in the paper's released samples.",
     "fig10_released": "Figure 10 (released samples). Codes per visit in the paper's released samples.",
@@ -121,9 +126,19 @@ def show(artifact_id: str, obj) -> None:
     if isinstance(obj, (str, Path)):
         display(Image(filename=str(obj)))
     elif isinstance(obj, pd.DataFrame):
-        display(obj.style.hide(axis="index"))
+        # the Styler's default writes every float with six decimals (45517.000000)
+        display(obj.style.hide(axis="index").format(plain_number))
     else:
         display(obj)
+
+
+def show_note(text: str) -> None:
+    """Display a line of Markdown in the notebook (nothing outside a notebook kernel)."""
+    if not in_notebook():
+        return
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
 
 
 def save_table(table: pd.DataFrame, paper_id: str, run, floatfmt: str = ".4g", show_it: bool = False) -> Path:

@@ -367,7 +367,9 @@ def audit_samples(stage: Stage, samples: dict | None, real: str) -> None:
 
 
 def paper_vs_ours(stage: Stage) -> pd.DataFrame:
-    """Every printed number of the paper's Tables 1 and 12-14 beside ours for this run."""
+    """Every printed number of the paper's Tables 1 and 12-14 beside ours for this run, one table
+    per paper table, each under one note naming the data its two columns come from."""
+    from ehrlib import book
     from ehrlib.metrics import paper
 
     data = stage.run.manifest().get("stages", {}).get("00_data", {}).get("params", {}).get("data", "unknown")
@@ -383,10 +385,30 @@ def paper_vs_ours(stage: Stage) -> pd.DataFrame:
             frames.append(paper.tidy(table, key))
     ours = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "metric"]) if frames else \
         pd.DataFrame(columns=["model", "metric", "estimate"])
-    out = paper.compare(ours, data=f"this run ({stage.run.name}: data {data}, profile {stage.profile})")
+    source = f"this run ({stage.run.name}: data {data}, profile {stage.profile})"
+    out = paper.compare(ours, data=source)
     stage.save_table("table_paper_vs_ours", out[["table", "row", "column", "paper", "ours", "ours_ci_low",
-                                                 "ours_ci_high", "ours_data"]])
+                                                 "ours_ci_high", "ours_data"]], show=False)
+    protocol = " (our Table 1 values in the paper's protocol)"
+    for table, group in out.groupby("table", sort=False):
+        book.show_note(f"**Table {table}.** Paper: {paper.PAPER_DATA}. Ours: {source}"
+                       f"{protocol if str(table) == '1' else ''}.")
+        stage.save_table(f"table_paper_vs_ours_{table}", paper.shown_beside(group))
     return out
+
+
+def claims(stage: Stage) -> pd.DataFrame:
+    """The claims ledger decided on this run's evidence (:mod:`ehrlib.claims`): a summary line, then
+    each claim with its verdict, the numbers its rule used and where they come from."""
+    from ehrlib import book
+    from ehrlib.claims import ledger_of_run, summary
+    from ehrlib.claims.ledger import display_table, saved_form
+
+    ledger = ledger_of_run(stage.run, stage.read_table)
+    stage.save_table("claims", saved_form(ledger), show=False)
+    book.show_note(f"**{summary(ledger)}**")
+    book.show_note(display_table(ledger).to_markdown(index=False))
+    return ledger
 
 
 # ---------------------------------------------------------------------------- the simulated cohort

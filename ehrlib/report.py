@@ -55,6 +55,29 @@ def _last_invocation(runner: dict) -> str:
             f"done) in {runner['wall_seconds']:.0f} s of wall time; {skipped} were up to date.")
 
 
+def _notebook_link(stage: str) -> str:
+    return f"{{doc}}`{stage} <../notebooks/{stage}>`"
+
+
+def claims_section(run: Run) -> list[str]:
+    """The verdicts, first: the summary line and the claims ledger (:mod:`ehrlib.claims`), decided
+    now from the run's saved tables, each claim linked to the notebook that computes its evidence."""
+    from ehrlib.claims import ledger_of_run, summary
+    from ehrlib.claims.ledger import display_table
+
+    ledger = ledger_of_run(run)
+    table = display_table(ledger, link=_notebook_link).to_markdown(index=False)
+    return ["## Which of the paper's claims hold", "", f"**{summary(ledger)}**", "",
+            "Each claim of the paper's sections 4–4.1 and appendix G is quoted with its line in the paper's text "
+            "and decided by a rule in code (`ehrlib.claims.rules`) from measured values and their intervals, using "
+            "the strongest evidence available: the paper's own artifacts (its released samples, its printed "
+            "tables), then the open MIMIC-III demo's paper-training patients, then this run's own cohort and "
+            "profile; a verdict on this run's data says so. *Not computed in this run*: open data would decide the "
+            "claim, but this run lacks the notebook named. Each rule's thresholds are in `ehrlib/claims/claims.yaml`; "
+            f"{_notebook_link('52_paper_vs_ours')} shows the same ledger beside the paper's printed numbers.", "",
+            table, ""]
+
+
 def results_page(run: Run, dest: Path) -> Path:
     """Write the results page of ``run`` into the book source folder ``dest`` (and copy its figures)."""
     m = run.manifest()
@@ -62,7 +85,9 @@ def results_page(run: Run, dest: Path) -> Path:
     params = data_stage.get("params", {})
     lines = ["# Results", "",
              "Every number and figure on this page was computed by the run the book was built from; "
-             "each links to the notebook that made it.", "",
+             "each links to the notebook that made it.", ""]
+    lines += claims_section(run)
+    lines += ["## This run", "",
              "| | |", "|---|---|",
              f"| data | `{params.get('data', 'unknown')}` |",
              f"| profile | `{params.get('profile', 'unknown')}` |",

@@ -33,7 +33,7 @@ from ehrlib.runs import Run, _now, open_run
 
 log = logging.getLogger("ehrbench")
 
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "_static")
 #: Written into every build folder the runner creates; only such folders are ever cleared.
 MARKER = ".ehrbench-build"
 EXECUTED_DIR = "executed"

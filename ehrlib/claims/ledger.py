@@ -142,3 +142,30 @@ def summary(ledger: pd.DataFrame) -> str:
     if counts.get(NOT_RUN, 0):
         parts.append(f"{int(counts[NOT_RUN])} were not computed in this run")
     return f"{n} claims: " + ", ".join(parts) + "."
+
+
+DISPLAY_COLUMNS = ("claim", "verdict", "why", "numbers used", "evidence")
+
+
+def display_table(ledger: pd.DataFrame, link=None) -> pd.DataFrame:
+    """The ledger as a reader sees it: the quote with its section and line, the verdict, why, the
+    numbers used and the evidence (``link(stage) -> text`` turns a notebook name into a link; by
+    default the name itself)."""
+    link = link or (lambda stage: f"notebook {stage}")
+    rows = []
+    for r in ledger.itertuples():
+        nums = r.numbers if isinstance(r.numbers, dict) else {}
+        evidence = r.source or "the paper's text"
+        if r.stage:
+            evidence = f"{evidence}: {link(r.stage)}"
+        rows.append({"claim": f"“{r.quote}” (§{r.section}, line {r.line})", "verdict": f"**{r.verdict}**",
+                     "why": r.note, "numbers used": "; ".join(f"{k}: {v}" for k, v in nums.items()),
+                     "evidence": evidence})
+    return pd.DataFrame(rows, columns=list(DISPLAY_COLUMNS))
+
+
+def saved_form(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The ledger with ``numbers`` written as ``label: value; ...`` text (for the CSV)."""
+    out = ledger.copy()
+    out["numbers"] = [("; ".join(f"{k}: {v}" for k, v in n.items()) if isinstance(n, dict) else n) for n in out["numbers"]]
+    return out

@@ -42,6 +42,18 @@ def interval_cell(estimate: float, low: float = np.nan, high: float = np.nan, sp
     return f"{estimate:.{DEFAULT_DECIMALS}f}"
 
 
+def plain_number(value) -> str:
+    """A table cell as text: a whole float without decimals (``45517``, never ``45517.000000``),
+    another float to four significant digits, anything else as it is; missing values empty."""
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            return "" if np.isnan(value) else str(value)
+        if float(value).is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
 def _triples(columns) -> list[tuple[str, str, str]]:
     cols = set(columns)
     out = []
