@@ -132,6 +132,19 @@ def show(artifact_id: str, obj) -> None:
         display(obj)
 
 
+def warnings_as_notes() -> None:
+    """In a notebook kernel, show each warning as one plain line on the page (``Note: ...``) instead of
+    a stderr block with the build machine's file paths; outside a kernel nothing changes."""
+    if not in_notebook():
+        return
+    import warnings
+
+    def note(message, category, filename, lineno, file=None, line=None):
+        print(f"Note: {message}")
+
+    warnings.showwarning = note
+
+
 def show_note(text: str) -> None:
     """Display a line of Markdown in the notebook (nothing outside a notebook kernel)."""
     if not in_notebook():

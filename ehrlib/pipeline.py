@@ -6,6 +6,7 @@ outputs go) and calls the library layers below it; the notebooks stay four cells
 from __future__ import annotations
 
 import logging
+import warnings
 
 import pandas as pd
 
@@ -228,14 +229,15 @@ def table1(stage: Stage) -> pd.DataFrame:
         wide = pd.concat([wide, pd.DataFrame([{"model": k, "status": f"failed: {v}"} for k, v in failed.items()])],
                          ignore_index=True)
     stage.save_table("table1", wide, show=False)
-    for group, columns in names.TABLE1_GROUPS.items():
-        stage.save_table(f"table1_{group}", protocols_where_they_differ(wide, columns))
+    for group, columns in names.TABLE1_GROUPS.items():  # headed by the paper's names (ids: table1.csv)
+        shown = protocols_where_they_differ(wide, columns)
+        stage.save_table(f"table1_{group}", shown.rename(columns={c: names.header(c) for c in shown.columns}))
     odd = odd_intervals(results)
     if odd:
-        print(f"Note: {len(odd)} basic interval(s) do not contain their point estimate ({', '.join(odd[:6])}"
-              f"{', ...' if len(odd) > 6 else ''}). A basic interval targets the population value; for a generator "
-              "as good as real data (e.g. holdout, population R² = 1) sampling noise biases the estimate down, so "
-              "the interval can lie above it.")
+        from ehrlib.metrics.display import OUTSIDE_NOTE
+
+        print(f"{len(odd)} estimate(s) lie outside their interval ({', '.join(odd[:6])}{', ...' if len(odd) > 6 else ''}"
+              f"). {OUTSIDE_NOTE}")
     return wide
 
 
@@ -269,14 +271,42 @@ def longtail(stage: Stage) -> pd.DataFrame:
     ev = stage.settings.evaluation
     protocols = _protocols(ev)
     synthetic = _longtail_models(stage, ev.longtail_models)
-    frames = [longtail_ablation(stage.train, stage.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
-                                repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class)
-              .assign(protocol=p) for p in protocols]
+    with warnings.catch_warnings(record=True) as caught:  # stated under the figure, not as stderr
+        warnings.simplefilter("always")
+        frames = [longtail_ablation(stage.train, stage.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
+                                    repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class)
+                  .assign(protocol=p) for p in protocols]
     data = pd.concat(frames, ignore_index=True)
     stage.save_table("fig3_data", data, show=False)
     for p, frame in zip(protocols, frames):
         stage.save_figure("fig3" if p == "corrected" else f"fig3_{p}", plots.fig3_percentile_ablation(frame))
+    sentence = longtail_note(data, caught, ev.n_bootstrap)
+    print(sentence)
+    stage.record(note=sentence)
     return data
+
+
+def longtail_note(data: pd.DataFrame, caught, n_bootstrap: int) -> str:
+    """The sentence under Figure 3: how many values could not be computed on a small tail, and how
+    many intervals rest on fewer than all replicates (a resample holding none of a tail's codes
+    has no R²), with the counts; other warnings are quoted."""
+    from ehrlib.metrics.bootstrap import NONFINITE, nonfinite_replicates
+
+    intervals, replicates = nonfinite_replicates(caught)
+    missing = data[data["estimate"].isna()]
+    parts = []
+    if len(missing):
+        where = ", ".join(sorted({f"p{p:g}" for p in missing["percentile"]}))
+        parts.append(f"{len(missing)} of {len(data)} values could not be computed (too few patients or codes left "
+                     f"in the tail at {where}) and are left out of the plot rather than drawn as zeros")
+    if intervals:
+        parts.append(f"{intervals} interval(s) rest on fewer than the B = {n_bootstrap} bootstrap replicates "
+                     f"({replicates} replicates in all were not finite, typically a resample that holds none of a "
+                     "tail's codes, and were left out)")
+    other = sorted({str(w.message) for w in caught if not str(w.message).endswith(NONFINITE)
+                    and "could not be computed" not in str(w.message)})
+    text = ("Figure 3 notes: " + "; ".join(parts) + ".") if parts else "Figure 3: every value and interval was computed."
+    return text + "".join(f" Note: {m}" for m in other)
 
 
 # ---------------------------------------------------------------------------- the paper's artifacts

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from ehrlib import book
-from ehrlib.metrics.names import TABLE1_GROUPS
+from ehrlib.metrics.display import OUTSIDE_FLAG, OUTSIDE_NOTE
+from ehrlib.metrics.names import TABLE1_GROUPS, header
 from ehrlib.runs import Run
 
 #: The figures shown on the results page, and the notebook (stage) that makes each.
@@ -96,12 +97,23 @@ def results_page(run: Run, dest: Path) -> Path:
              f"| commit | `{m.get('git_commit') or 'unknown'}` |",
              f"| run folder | `{run.name}` |", ""]
     lines += ["## Table 1", "", f"{book.caption('table1')} From {{doc}}`33_table1 <../notebooks/33_table1>`; "
-              "`[a, b]` is a 95% basic bootstrap interval, `± s` the spread over repeated subsamples.", ""]
-    groups = [p for p in (run.path / book.TABLES_DIR / f"table1_{g}.md" for g in TABLE1_GROUPS) if p.is_file()]
+              "`[a, b]` is a 95% basic bootstrap interval, `± s` the spread over repeated subsamples. The `holdout` "
+              "row holds real records no generator saw, scored like a generator: it is the ceiling this sample size "
+              "allows, so a model is as good as real data when it reaches the holdout row, not when it reaches the "
+              "metric's ideal value (R² = 1, RMSE = 0).", ""]
+    groups = {g: p for g in TABLE1_GROUPS if (p := run.path / book.TABLES_DIR / f"table1_{g}.md").is_file()}
     if not groups:
         lines += ["*Table 1 was not computed in this run.*", ""]
-    for path in groups:
-        lines += [f"**{book.caption(path.stem)}**", "", path.read_text(), ""]
+    flagged = False
+    for group, path in groups.items():
+        text = path.read_text()
+        flagged |= OUTSIDE_FLAG in text
+        ids = [f"{header(c)}: `{c}`" for c in TABLE1_GROUPS[group] if header(c) != c]
+        lines += [f"**{book.caption(path.stem)}**", "", text, ""]
+        if ids:
+            lines += [f"<small>Metric ids (in `table1.csv` and `ehrlib.metrics.names`): {'; '.join(ids)}.</small>", ""]
+    if flagged:
+        lines += [OUTSIDE_NOTE, ""]
     seeds = run.path / book.TABLES_DIR / "table1_seeds.md"
     if seeds.is_file():
         lines += ["### Across seeds", "", book.caption("table1_seeds") + " `sd_across_seeds` is the spread "

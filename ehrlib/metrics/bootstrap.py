@@ -260,6 +260,18 @@ def prevalence_replicates(
 
 
 # ---------------------------------------------------------------------------- intervals
+NONFINITE = "non-finite bootstrap replicate(s) left out of the interval"
+"""The warning :func:`basic_interval` gives, after the count, when some replicates are NaN or infinite
+(e.g. R² of a resample that holds none of a tail's codes)."""
+
+
+def nonfinite_replicates(caught) -> tuple[int, int]:
+    """``(intervals, replicates)``: how many of the recorded warnings ``caught``
+    (``warnings.catch_warnings(record=True)``) are :data:`NONFINITE` ones, and the replicates they left out."""
+    counts = [int(str(w.message).split(" ", 1)[0]) for w in caught if str(w.message).endswith(NONFINITE)]
+    return len(counts), sum(counts)
+
+
 def _finite_quantiles(replicates, probs) -> np.ndarray:
     r = np.asarray(replicates, dtype=np.float64)
     if r.ndim == 0 or r.shape[0] < 2:
@@ -267,7 +279,7 @@ def _finite_quantiles(replicates, probs) -> np.ndarray:
     r = np.where(np.isfinite(r), r, np.nan)
     dropped = int(np.isnan(r).sum())
     if dropped:
-        warnings.warn(f"{dropped} non-finite bootstrap replicate(s) left out of the interval", stacklevel=3)
+        warnings.warn(f"{dropped} {NONFINITE}", stacklevel=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN quantiles
         return np.nanquantile(r, probs, axis=0)
