@@ -76,7 +76,7 @@ def claims_section(run: Run) -> list[str]:
             "profile; a verdict on this run's data says so. *Not computed in this run*: open data would decide the "
             "claim, but this run lacks the notebook named. Each rule's thresholds are in `ehrlib/claims/claims.yaml`; "
             f"{_notebook_link('52_paper_vs_ours')} shows the same ledger beside the paper's printed numbers.", "",
-            table, ""]
+            table, ""] + ([OUTSIDE_NOTE, ""] if OUTSIDE_FLAG in table else [])
 
 
 def results_page(run: Run, dest: Path) -> Path:

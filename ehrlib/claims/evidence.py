@@ -68,7 +68,10 @@ class Value:
     def text(self) -> str:
         if self.low == self.high:
             return number(self.estimate)
-        return f"{number(self.estimate)} [{number(self.low)}, {number(self.high)}]"
+        from ehrlib.metrics.display import OUTSIDE_FLAG
+
+        flag = OUTSIDE_FLAG if not self.low <= self.estimate <= self.high else ""
+        return f"{number(self.estimate)}{flag} [{number(self.low)}, {number(self.high)}]"
 
 
 def _row_value(r) -> Value:
