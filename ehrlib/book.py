@@ -159,7 +159,9 @@ def save_table(table: pd.DataFrame, paper_id: str, run, floatfmt: str = ".4g", s
     caption(paper_id)
     d = run.dir(TABLES_DIR)
     shown = with_intervals(table)  # rounded to what each interval supports; the CSV keeps every digit
-    atomic_write(d / f"{paper_id}.md", lambda tmp: Path(tmp).write_text(shown.to_markdown(index=False, floatfmt=floatfmt)))
+    text_columns = [i for i, c in enumerate(shown.columns) if not pd.api.types.is_numeric_dtype(shown[c])]  # as written
+    atomic_write(d / f"{paper_id}.md", lambda tmp: Path(tmp).write_text(
+        shown.to_markdown(index=False, floatfmt=floatfmt, disable_numparse=text_columns or False)))
     path = atomic_write(d / f"{paper_id}.csv", lambda tmp: table.to_csv(tmp, index=False))
     if show_it:
         show(paper_id, shown)
