@@ -193,10 +193,15 @@ def evaluate(stage: Stage, family: str, *, lstm: str = "profile") -> pd.DataFram
 
 
 def odd_intervals(results: pd.DataFrame) -> list[str]:
-    """Cells whose basic bootstrap interval does not contain the point estimate (``model/metric``)."""
+    """Cells whose interval does not contain the estimate shown (bias-corrected where the row has a
+    ``bias``), as ``model/metric``."""
+    from ehrlib.metrics.bootstrap import bias_corrected
+
     ok = results[["estimate", "ci_low", "ci_high"]].notna().all(axis=1)
     r = results[ok]
-    odd = r[(r["estimate"] < r["ci_low"]) | (r["estimate"] > r["ci_high"])]
+    bias = r["bias"] if "bias" in r.columns else pd.Series(float("nan"), index=r.index)
+    shown = pd.Series([bias_corrected(e, b, m) for e, b, m in zip(r["estimate"], bias, r["metric"])], index=r.index)
+    odd = r[(shown < r["ci_low"]) | (shown > r["ci_high"])]
     keys = odd["model"] + "/" + odd["metric"] + (("/" + odd["protocol"]) if "protocol" in odd else "")
     return sorted(set(keys))
 

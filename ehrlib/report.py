@@ -56,6 +56,27 @@ def _last_invocation(runner: dict) -> str:
             f"done) in {runner['wall_seconds']:.0f} s of wall time; {skipped} were up to date.")
 
 
+def _plug_in_footnote(run: Run) -> list[str]:
+    """The footnote under Table 1: where a cell shows a bias-corrected estimate, the plug-in value
+    and the bias (from ``table1_tidy``)."""
+    from ehrlib.claims.evidence import number
+
+    path = run.path / book.TABLES_DIR / "table1_tidy.csv"
+    if not path.is_file():
+        return []
+    t = pd.read_csv(path)
+    if "bias" not in t.columns:
+        return []
+    t = t[t["bias"].notna()].drop_duplicates(["model", "metric"])
+    if t.empty:
+        return []
+    cells = "; ".join(f"{r.model} {header(r.metric)} {number(r.estimate)} (bias {number(r.bias)})"
+                      for r in t.itertuples())
+    return ["<small>Cells with a bootstrap bias show the bias-corrected estimate 2θ̂ − mean(θ*), the quantity its "
+            "basic interval is for (the methods page shows why). Plug-in values θ̂ and the bias mean(θ*) − θ̂: "
+            f"{cells}.</small>", ""]
+
+
 def _notebook_link(stage: str) -> str:
     return f"{{doc}}`{stage} <../notebooks/{stage}>`"
 
@@ -112,6 +133,7 @@ def results_page(run: Run, dest: Path) -> Path:
         lines += [f"**{book.caption(path.stem)}**", "", text, ""]
         if ids:
             lines += [f"<small>Metric ids (in `table1.csv` and `ehrlib.metrics.names`): {'; '.join(ids)}.</small>", ""]
+    lines += _plug_in_footnote(run)
     if flagged:
         lines += [OUTSIDE_NOTE, ""]
     seeds = run.path / book.TABLES_DIR / "table1_seeds.md"

@@ -75,7 +75,12 @@ class Value:
 
 
 def _row_value(r) -> Value:
-    return Value.of(r["estimate"], r.get("ci_low", np.nan), r.get("ci_high", np.nan), r.get("spread", np.nan))
+    """A tidy metric row as a :class:`Value`: the bias-corrected estimate where the row has a bias
+    (the estimand of its basic interval, as Table 1 shows it)."""
+    from ehrlib.metrics.bootstrap import bias_corrected
+
+    estimate = bias_corrected(r["estimate"], r.get("bias", np.nan), str(r.get("metric", "")))
+    return Value.of(estimate, r.get("ci_low", np.nan), r.get("ci_high", np.nan), r.get("spread", np.nan))
 
 
 class Evidence:
