@@ -87,6 +87,11 @@ ARTIFACTS: dict[str, str] = {
 }
 
 
+def notebooks(root: Path) -> list[Path]:
+    """The stage notebooks (the book's stage pages) under ``root``, in run order (their numeric prefix)."""
+    return sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
 def caption(artifact_id: str) -> str:
     """The caption of a registered artifact; a :class:`ConfigError` for an unknown ID."""
     try:
