@@ -161,6 +161,14 @@ def test_mia_rising_for_all_but_one_model_holds_with_a_qualification():
     series.update({("corgan", names.MIA_ACCURACY): down, ("corgan", names.MIA_F1): up})
     v = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1], 90.0, 99.0)
     assert v.verdict == QUALIFIED and "corgan mia_accuracy" in v.note
+    series.update({("corgan", names.MIA_ACCURACY): up})
+    clean = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1],
+                                     90.0, 99.0)
+    assert clean.verdict == HOLDS
+    at_chance = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1],
+                                         90.0, 99.0, chance=0.5, margin=0.05)
+    assert at_chance.verdict == QUALIFIED and "chance" in at_chance.note
+    series.update({("corgan", names.MIA_ACCURACY): down})
     series.update({("halo", names.MIA_ACCURACY): down})
     v = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1], 90.0, 99.0)
     assert v.verdict == FAILS
@@ -253,3 +261,46 @@ def test_the_results_page_leads_with_the_verdicts_and_links_each_to_its_notebook
     assert f"{len(load_claims())} claims:" in page
     assert "{doc}`50_paper_samples <../notebooks/50_paper_samples>`" in page
     assert "gpt-fewer" not in page and "the GPT baseline also generates fewer unique codes" in page
+
+
+# ---------------------------------------------------------------------------- the authors' results file
+def _authors_file(tmp_path, series: dict):
+    """A file in the format of the authors' long_tailed_ablation.csv, with made-up values."""
+    from ehrlib.claims.evidence import AUTHORS_METRICS
+    from ehrlib.data.registry import PAPER_SAMPLE_FILES
+
+    rows = []
+    for model, by_percentile in series.items():
+        for p, values in by_percentile.items():
+            row = {c: 0.5 for c in AUTHORS_METRICS}
+            row.update(values)
+            rows.append({**row, "method": PAPER_SAMPLE_FILES[model].removesuffix(".csv"), "long_tailed_percentile": p})
+    path = tmp_path / "long_tailed_ablation.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_the_authors_results_file_decides_figure_3_claims_before_the_run(tmp_path):
+    from ehrlib.claims.evidence import AUTHORS, read_authors_fig3
+
+    ps = (75.0, 90.0, 95.0, 97.5, 99.0)
+    corgan = {p: {"Prevalence_R2": r} for p, r in zip(ps, (-59.0, -23.7, -9.8, -4.0, -1.3))}
+    gpt = {75.0: {"Prevalence_R2": -2.4}, 90.0: {"Prevalence_R2": 0.16}}  # no rows past 90
+    authors = read_authors_fig3(_authors_file(tmp_path, {"corgan": corgan, "gpt": gpt}))
+    run_fig3 = _fig3({("gpt", names.PREVALENCE_R2): (0.1, 0.5, 0.7, 0.8, 0.4)})
+    ev = Evidence(lambda t: {"fig3_data": run_fig3}.get(t), "simulated", "demo", paper_results(), authors)
+    flat = rules.tail_flat(ev, "corgan", names.PREVALENCE_R2, 0.0, 0.1)
+    assert flat.verdict == FAILS and flat.source == AUTHORS
+    drop = rules.tail_drop_at_end(ev, "gpt", names.PREVALENCE_R2, 0.1)
+    assert drop.verdict == HOLDS and "simulated" in drop.source
+    assert "authors' results file has no rows for gpt prevalence_r2 at 97.5, 99" in drop.note
+
+
+def test_an_authors_file_without_a_needed_column_is_refused_by_name(tmp_path):
+    from ehrlib.claims.evidence import read_authors_fig3
+    from ehrlib.errors import MetricError
+
+    path = tmp_path / "x.csv"
+    pd.DataFrame({"method": ["synthetic_10k_halo"], "long_tailed_percentile": [75.0]}).to_csv(path, index=False)
+    with pytest.raises(MetricError, match="Prevalence_R2"):
+        read_authors_fig3(path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -30,6 +31,15 @@ TABLE1_STAGE = "33_table1"
 FIG3_STAGE = "40_longtail_percentiles"
 TABLE13_STAGE = "41_longtail_marginals"
 TABLE14_STAGE = "44_cooccurrence"
+AUTHORS_RESULTS = "paper-samples/long_tailed_ablation.csv"
+"""Where the authors' Figure 3 values (``results/long_tailed_ablation.csv`` of their repository) are
+read from, under the data folder, when present. ``ehrbench fetch paper-samples`` does not fetch it
+yet: its bytes at the pinned commit could not be verified, so no checksum is published for it."""
+AUTHORS_METRICS = {"Prevalence_R2": names.PREVALENCE_R2, "Prevalence_RMSE": names.PREVALENCE_RMSE,
+                   "MIA_Accuracy": names.MIA_ACCURACY, "MIA_F1": names.MIA_F1, "nnaar": names.NNAAR,
+                   "Privacy_Score": "disc_score"}
+"""The authors' column names -> ours (:data:`ehrlib.metrics.names.FIG3_METRICS`)."""
+AUTHORS = "the authors' own results file (long_tailed_ablation.csv, the values behind Figure 3)"
 RELEASED = "the paper's released samples, recomputed"
 AUDIT = "the open MIMIC-III demo's patients on the paper's training list"
 PRINTED = "the paper's own printed table"
@@ -83,6 +93,32 @@ def _row_value(r) -> Value:
     return Value.of(estimate, r.get("ci_low", np.nan), r.get("ci_high", np.nan), r.get("spread", np.nan))
 
 
+def read_authors_fig3(path) -> pd.DataFrame:
+    """The authors' Figure 3 values as tidy rows ``model, percentile, metric, estimate`` (models by
+    ``ehrlib``'s names, from the released sample file each row names).
+
+    Raises:
+        MetricError: a column this reading needs is missing (naming the file and the column).
+    """
+    from ehrlib.data.registry import PAPER_SAMPLE_FILES
+    from ehrlib.errors import MetricError
+
+    raw = pd.read_csv(path)
+    need = ["method", "long_tailed_percentile", *AUTHORS_METRICS]
+    missing = [c for c in need if c not in raw.columns]
+    if missing:
+        raise MetricError(f"{path}: missing column(s) {missing}; expected the authors' long_tailed_ablation.csv "
+                          f"with columns {need}")
+    model = {Path(f).stem: m for m, f in PAPER_SAMPLE_FILES.items()}
+    unknown = sorted(set(raw["method"]) - set(model))
+    if unknown:
+        raise MetricError(f"{path}: column method has {unknown[0]!r}; expected one of {sorted(model)}")
+    out = raw.melt(id_vars=["method", "long_tailed_percentile"], value_vars=list(AUTHORS_METRICS),
+                   var_name="metric", value_name="estimate")
+    return pd.DataFrame({"model": out["method"].map(model), "percentile": out["long_tailed_percentile"].astype(float),
+                         "metric": out["metric"].map(AUTHORS_METRICS), "estimate": out["estimate"].astype(float)})
+
+
 class Evidence:
     """What the rules may read: the run's saved tables and the paper's printed numbers.
 
@@ -91,11 +127,13 @@ class Evidence:
         data: the run's data source (``simulated``, ``mimic3-demo``, ``mimic3:PATH``, ...).
         profile: the run's profile.
         printed: the paper's printed numbers (:func:`ehrlib.metrics.paper.paper_results`).
+        authors_fig3: the authors' Figure 3 values (:func:`read_authors_fig3`), or ``None``.
     """
 
     def __init__(self, read_table: Callable[[str], pd.DataFrame | None], data: str, profile: str,
-                 printed: pd.DataFrame):
+                 printed: pd.DataFrame, authors_fig3: pd.DataFrame | None = None):
         self._read, self.data, self.profile, self._printed = read_table, str(data), str(profile), printed
+        self.authors_fig3 = authors_fig3
         self._cache: dict = {}
 
     @classmethod
@@ -108,9 +146,12 @@ class Evidence:
             path = run.path / book.TABLES_DIR / f"{table_id}.csv"
             return pd.read_csv(path) if path.is_file() else None
 
+        from ehrlib.data.registry import data_dir
+
         params = run.manifest().get("stages", {}).get("00_data", {}).get("params", {})
+        authors = data_dir() / AUTHORS_RESULTS
         return cls(read_table or read, params.get("data", "unknown"), params.get("profile", "unknown"),
-                   paper_results())
+                   paper_results(), read_authors_fig3(authors) if authors.is_file() else None)
 
     def table(self, table_id: str) -> pd.DataFrame | None:
         if table_id not in self._cache:
@@ -165,6 +206,14 @@ class Evidence:
             return {}
         rows = t[(t["model"].astype(str) == model) & (t["metric"] == metric) & t["estimate"].notna()]
         return {float(r["percentile"]): _row_value(r) for _, r in rows.sort_values("percentile").iterrows()}
+
+    def authors(self, model: str, metric: str) -> dict[float, Value]:
+        """The authors' Figure 3 ``metric`` for ``model`` by percentile (empty without their file)."""
+        t = self.authors_fig3
+        if t is None:
+            return {}
+        rows = t[(t["model"] == model) & (t["metric"] == metric) & t["estimate"].notna()].sort_values("percentile")
+        return {float(p): Value.of(e) for p, e in zip(rows["percentile"], rows["estimate"])}
 
     def wide(self, table_id: str, model: str, metric: str) -> Value | None:
         """A column of a one-row-per-model table (``table13``, ``table14``) with its interval columns."""

@@ -205,96 +205,133 @@ def no_memorisation(ev, min_codes: int = 5) -> Verdict:
                    "decide smaller rates)", values, E.AUDIT, E.AUDIT_STAGE)
 
 
-# ---------------------------------------------------------------------------- Figure 3 (the run)
-def _fig3(ev, model, metric):
-    return ev.fig3(model, metric)
+# ---------------------------------------------------------------------------- Figure 3
+class _Fig3:
+    """The Figure 3 values one claim is decided on: the authors' own results file where it holds
+    every series the claim needs (at the percentiles it names), else this run's Figure 3."""
+
+    def __init__(self, ev, needs, percentiles=()):
+        self.ev, self.gap = ev, ""
+        want = set(percentiles)
+        has = all(s and want <= set(s) for s in (ev.authors(m, k) for m, k in needs))
+        self.authors = ev.authors_fig3 is not None and has
+        if ev.authors_fig3 is not None and not has:
+            lacking = [f"{m} {k}" for m, k in needs if not (want <= set(ev.authors(m, k)) and ev.authors(m, k))]
+            at = f" at {', '.join(f'{p:g}' for p in sorted(want))}" if want else ""
+            self.gap = f"the authors' results file has no rows for {', '.join(lacking)}{at}, so this run decides it"
+
+    def get(self, model, metric) -> dict:
+        return self.ev.authors(model, metric) if self.authors else self.ev.fig3(model, metric)
+
+    def verdict(self, verdict: str, note: str, values: dict) -> Verdict:
+        note = "; ".join(x for x in (note, self.gap) if x)
+        if self.authors:
+            return Verdict(verdict, note, _numbers(values), E.AUTHORS, E.FIG3_STAGE)
+        return _on_run(self.ev, verdict, note, values, E.FIG3_STAGE)
+
+    def missing(self, what: str) -> Verdict:
+        v = _missing(what, E.FIG3_STAGE)
+        return Verdict(v.verdict, "; ".join(x for x in (v.note, self.gap) if x), {}, "", E.FIG3_STAGE)
 
 
 @rule
 def tail_increase(ev, models, metric: str, target: float, tolerance: float) -> Verdict:
     """``metric`` rises with the percentile for each model and ends within ``tolerance`` of ``target``."""
-    series = {m: _fig3(ev, m, metric) for m in models}
+    f = _Fig3(ev, [(m, metric) for m in models])
+    series = {m: f.get(m, metric) for m in models}
     if not all(series.values()):
-        return _missing(f"Figure 3 {metric} for {list(models)}", E.FIG3_STAGE)
+        return f.missing(f"Figure 3 {metric} for {list(models)}")
     values, rising, near_end = {}, True, True
     for m, s in series.items():
         p = list(s)
-        values[f"{m} {metric} at {p[0]:g} → {p[-1]:g}"] = f"{E.number(s[p[0]].estimate)} → {E.number(s[p[-1]].estimate)}"
+        values[f"{m} {metric} at " + ", ".join(f"{q:g}" for q in p)] = " → ".join(E.number(s[q].estimate) for q in p)
         rising &= all(s[b].estimate >= s[a].estimate for a, b in zip(p, p[1:]))
         near_end &= abs(s[p[-1]].estimate - target) <= tolerance
     if rising and near_end:
-        return _on_run(ev, HOLDS, "", values, E.FIG3_STAGE)
+        return f.verdict(HOLDS, "", values)
     if rising:
-        return _on_run(ev, QUALIFIED, f"it rises, but does not end within {tolerance} of {target}", values,
-                       E.FIG3_STAGE)
-    return _on_run(ev, FAILS, "it does not rise at every step", values, E.FIG3_STAGE)
+        return f.verdict(QUALIFIED, f"it rises, but does not end within {tolerance} of {target}", values)
+    return f.verdict(FAILS, "it does not rise at every step", values)
 
 
 @rule
 def tail_flat(ev, model: str, metric: str, value: float, tolerance: float) -> Verdict:
     """``metric`` stays within ``tolerance`` of ``value`` at every percentile."""
-    s = _fig3(ev, model, metric)
+    f = _Fig3(ev, [(model, metric)])
+    s = f.get(model, metric)
     if not s:
-        return _missing(f"Figure 3 {metric} for {model}", E.FIG3_STAGE)
+        return f.missing(f"Figure 3 {metric} for {model}")
     values = {f"{model} {metric} at {p:g}": v for p, v in s.items()}
     off = [p for p, v in s.items() if abs(v.estimate - value) > tolerance]
     if not off:
-        return _on_run(ev, HOLDS, "", values, E.FIG3_STAGE)
-    return _on_run(ev, FAILS, f"not within {tolerance} of {value} at percentile(s) {', '.join(f'{p:g}' for p in off)}",
-                   values, E.FIG3_STAGE)
+        return f.verdict(HOLDS, "", values)
+    return f.verdict(FAILS, f"not within {tolerance} of {value} at percentile(s) {', '.join(f'{p:g}' for p in off)}",
+                     values)
 
 
 @rule
-def tail_spike(ev, model: str, metric: str, factor: float) -> Verdict:
-    """``metric`` at the last percentile is at least ``factor`` times its value at the one before."""
-    s = _fig3(ev, model, metric)
-    if len(s) < 2:
-        return _missing(f"Figure 3 {metric} for {model}", E.FIG3_STAGE)
-    p = list(s)
-    a, b = s[p[-2]].estimate, s[p[-1]].estimate
+def tail_spike(ev, model: str, metric: str, factor: float, before: float = 97.5, at: float = 99.0) -> Verdict:
+    """``metric`` at percentile ``at`` is at least ``factor`` times its value at ``before``."""
+    f = _Fig3(ev, [(model, metric)], (before, at))
+    s = f.get(model, metric)
+    if before not in s or at not in s:
+        return f.missing(f"Figure 3 {metric} for {model} at {before:g} and {at:g}")
+    a, b = s[before].estimate, s[at].estimate
     ratio = b / a if a else float("inf")
-    values = {f"{model} {metric} at {p[-2]:g}": s[p[-2]], f"at {p[-1]:g}": s[p[-1]], "ratio": ratio}
+    values = {f"{model} {metric} at {before:g}": s[before], f"at {at:g}": s[at], "ratio": ratio}
     if ratio >= factor:
-        return _on_run(ev, HOLDS, "", values, E.FIG3_STAGE)
-    return _on_run(ev, FAILS, f"it grows by a factor {ratio:.2f}, not the {factor} a spike needs", values, E.FIG3_STAGE)
+        return f.verdict(HOLDS, "", values)
+    return f.verdict(FAILS, f"it grows by a factor {ratio:.2f}, not the {factor} a spike needs", values)
 
 
 @rule
-def tail_drop_at_end(ev, model: str, metric: str, drop: float) -> Verdict:
-    """``metric`` falls by at least ``drop`` from the second-last to the last percentile, having risen before."""
-    s = _fig3(ev, model, metric)
-    if len(s) < 2:
-        return _missing(f"Figure 3 {metric} for {model}", E.FIG3_STAGE)
-    p = list(s)
-    fall = s[p[-2]].estimate - s[p[-1]].estimate
-    values = {f"{model} {metric} at {q:g}": s[q] for q in p}
+def tail_drop_at_end(ev, model: str, metric: str, drop: float, before: float = 97.5, at: float = 99.0) -> Verdict:
+    """``metric`` falls by at least ``drop`` from percentile ``before`` to ``at``."""
+    f = _Fig3(ev, [(model, metric)], (before, at))
+    s = f.get(model, metric)
+    if before not in s or at not in s:
+        return f.missing(f"Figure 3 {metric} for {model} at {before:g} and {at:g}")
+    fall = s[before].estimate - s[at].estimate
+    values = {f"{model} {metric} at {q:g}": v for q, v in s.items()}
     if fall >= drop:
-        return _on_run(ev, HOLDS, "", values, E.FIG3_STAGE)
-    return _on_run(ev, FAILS, f"it changes by {-fall:+.3g} from {p[-2]:g} to {p[-1]:g} (a drop of {drop} was claimed)",
-                   values, E.FIG3_STAGE)
+        return f.verdict(HOLDS, "", values)
+    return f.verdict(FAILS, f"it changes by {-fall:+.3g} from {before:g} to {at:g} (a drop of {drop} was claimed)",
+                     values)
 
 
 @rule
-def tail_rise_for_most(ev, metrics, start: float, end: float, allowed_exceptions: int = 1, models=PAPER_MODELS) -> Verdict:
+def tail_rise_for_most(ev, metrics, start: float, end: float, allowed_exceptions: int = 1, models=PAPER_MODELS,
+                       chance: float | None = None, margin: float = 0.05) -> Verdict:
     """Each of ``metrics`` is higher at percentile ``end`` than at ``start`` for all models but at
-    most ``allowed_exceptions`` ("nearly all")."""
-    values, exceptions, seen = {}, [], 0
+    most ``allowed_exceptions`` ("nearly all"); models without both percentiles are left out and named.
+    With ``chance`` (e.g. 0.5 for an attack's accuracy), a rise that ends within ``margin`` of it
+    for every model is qualified: it reaches random guessing, which is not a risk by itself."""
+    have = [m for m in models if any({start, end} <= set(ev.authors(m, k)) for k in metrics)]
+    f = _Fig3(ev, [(m, k) for m in have for k in metrics], (start, end)) if ev.authors_fig3 is not None and have \
+        else _Fig3(ev, [])
+    values, exceptions, left_out, ends = {}, [], [], []
     for m in models:
-        for metric in metrics:
-            s = _fig3(ev, m, metric)
-            if start not in s or end not in s:
-                continue
-            seen += 1
-            values[f"{m} {metric} {start:g} → {end:g}"] = f"{E.number(s[start].estimate)} → {E.number(s[end].estimate)}"
+        series = {k: f.get(m, k) for k in metrics}
+        if not all({start, end} <= set(s) for s in series.values()):
+            left_out.append(m)
+            continue
+        for k, s in series.items():
+            ends.append(s[end].estimate)
+            values[f"{m} {k} {start:g} → {end:g}"] = f"{E.number(s[start].estimate)} → {E.number(s[end].estimate)}"
             if s[end].estimate <= s[start].estimate:
-                exceptions.append(f"{m} {metric}")
+                exceptions.append(f"{m} {k}")
+    seen = [m for m in models if m not in left_out]
     if not seen:
-        return _missing(f"Figure 3 {list(metrics)} at percentiles {start:g} and {end:g}", E.FIG3_STAGE)
-    n_models = len({k.split()[0] for k in values})
-    if len({e.split()[0] for e in exceptions}) <= allowed_exceptions and n_models > allowed_exceptions:
-        verdict = HOLDS if not exceptions else QUALIFIED
-        return _on_run(ev, verdict, f"not for {', '.join(exceptions)}" if exceptions else "", values, E.FIG3_STAGE)
-    return _on_run(ev, FAILS, f"no rise for {', '.join(exceptions)}", values, E.FIG3_STAGE)
+        return f.missing(f"Figure 3 {list(metrics)} at percentiles {start:g} and {end:g}")
+    gap = f"no values at {start:g} and {end:g} for {', '.join(left_out)}" if left_out else ""
+    failed = {e.split()[0] for e in exceptions}
+    at_chance = chance is not None and all(abs(e - chance) <= margin for e in ends)
+    if len(failed) <= allowed_exceptions and len(seen) > allowed_exceptions:
+        level = (f"every value at {end:g} is within {margin} of chance ({chance}): the rise reaches random guessing "
+                 "and shows no attack success by itself") if at_chance else ""
+        note = "; ".join(x for x in ((f"not for {', '.join(exceptions)}" if exceptions else ""), level, gap) if x)
+        return f.verdict(HOLDS if not (exceptions or left_out or at_chance) else QUALIFIED, note, values)
+    return f.verdict(FAILS, "; ".join(x for x in (f"no rise for {', '.join(exceptions)}", gap) if x), values)
 
 
 # ---------------------------------------------------------------------------- the released samples
