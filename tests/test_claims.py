@@ -162,11 +162,15 @@ def test_mia_rising_for_all_but_one_model_holds_with_a_qualification():
     v = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1], 90.0, 99.0)
     assert v.verdict == QUALIFIED and "corgan mia_accuracy" in v.note
     series.update({("corgan", names.MIA_ACCURACY): up})
+    four = ["halo", "promptehr", "medgan", "corgan"]
     clean = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1],
-                                     90.0, 99.0)
+                                     90.0, 99.0, models=four)
     assert clean.verdict == HOLDS
+    with_gpt = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1],
+                                        90.0, 99.0)
+    assert with_gpt.verdict == QUALIFIED and "gpt" in with_gpt.note
     at_chance = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1],
-                                         90.0, 99.0, chance=0.5, margin=0.05)
+                                         90.0, 99.0, models=four, chance=0.5, margin=0.05)
     assert at_chance.verdict == QUALIFIED and "chance" in at_chance.note
     series.update({("corgan", names.MIA_ACCURACY): down})
     series.update({("halo", names.MIA_ACCURACY): down})
