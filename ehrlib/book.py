@@ -137,17 +137,29 @@ def show(artifact_id: str, obj) -> None:
         display(obj)
 
 
-def warnings_as_notes() -> None:
-    """In a notebook kernel, show each warning as one plain line on the page (``Note: ...``) instead of
-    a stderr block with the build machine's file paths; outside a kernel nothing changes."""
+def page_outputs() -> None:
+    """In a notebook kernel, make what a stage prints fit for its page: each warning and each
+    ``ehrlib`` log warning becomes one plain line (``Note: ...``) instead of a stderr block with the
+    build machine's file paths, and a DataFrame shown as it is writes its floats with
+    :func:`ehrlib.metrics.display.plain_number` (``45517``, not ``45517.000000``). Outside a kernel
+    nothing changes."""
     if not in_notebook():
         return
+    import logging
+    import sys
     import warnings
 
     def note(message, category, filename, lineno, file=None, line=None):
         print(f"Note: {message}")
 
     warnings.showwarning = note
+    logger = logging.getLogger("ehrlib")
+    if not any(getattr(h, "ehrlib_page", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("Note: %(message)s"))
+        handler.ehrlib_page = True
+        logger.addHandler(handler)
+    pd.set_option("display.float_format", plain_number)
 
 
 def show_note(text: str) -> None:

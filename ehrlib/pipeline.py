@@ -236,6 +236,7 @@ def table1(stage: Stage) -> pd.DataFrame:
     stage.save_table("table1", wide, show=False)
     for group, columns in names.TABLE1_GROUPS.items():  # headed by the paper's names (ids: table1.csv)
         shown = protocols_where_they_differ(wide, columns)
+        shown = shown.astype(object).where(shown.notna(), "–")  # a metric a protocol does not compute
         stage.save_table(f"table1_{group}", shown.rename(columns={c: names.header(c) for c in shown.columns}))
     odd = odd_intervals(results)
     if odd:

@@ -214,7 +214,8 @@ def test_memorisation_is_decided_against_the_marginals_control():
         for m in rules.PAPER_MODELS:
             for comparison, k in (("sample", copied.get(m, 0)), ("marginals", control)):
                 rows.append({"synthetic": m, "comparison": comparison, "role": "train-list", "min_codes": 5,
-                             "eligible": 80, "copied": k, "detectable_rate": 0.037})
+                             "eligible": 80, "copied": k, "rate": k / 80, "ci_low": 0.0, "ci_high": 0.05,
+                             "detectable_rate": 0.037})
         return pd.DataFrame(rows)
 
     clean = rules.no_memorisation(_evidence({"table_audit_copies": audit({}, 0)}))

@@ -197,7 +197,19 @@ def no_memorisation(ev, min_codes: int = 5) -> Verdict:
     detectable = float(sample["detectable_rate"].max())
     values["smallest detectable copy rate"] = f"{100 * detectable:.1f}%"
     if excess:
-        return Verdict(FAILS, f"more copies than the marginals control: {', '.join(excess)}", values, E.AUDIT,
+        rates = [f"{m} {int(sample.loc[m, 'copied'])} of {int(sample.loc[m, 'eligible'])} "
+                 f"({100 * sample.loc[m, 'rate']:.1f}%, 95% CI {100 * sample.loc[m, 'ci_low']:.1f}-"
+                 f"{100 * sample.loc[m, 'ci_high']:.1f}%)" for m in excess]
+        pairs = ev.table("table_audit_pairs")
+        sizes = ""
+        if pairs is not None and not pairs.empty:
+            p = pairs[(pairs["role"] == "train-list") & (pairs["comparison"] == "sample")
+                      & pairs["synthetic"].isin(excess) & (pairs["n_codes"] >= min_codes)]
+            sizes = "; the copied records hold " + ", ".join(
+                f"{int(r.n_codes)} codes ({r.synthetic}{', same visits' if bool(r.same_visits) else ''})"
+                for r in p.itertuples())
+        return Verdict(FAILS, f"released samples reproduce whole records of paper-training patients with >= {min_codes} "
+                       f"codes, which the marginals control never does: {'; '.join(rates)}{sizes}", values, E.AUDIT,
                        E.AUDIT_STAGE)
     n = int(sample["eligible"].max())
     return Verdict(QUALIFIED, f"no copies beyond chance among {n} audited patients with >= {min_codes} codes; this "

@@ -21,7 +21,7 @@ MAX_DECIMALS = 6
 
 def decimals_for(uncertainty: float) -> int:
     """Decimal places that an uncertainty supports (see the module docstring)."""
-    if not np.isfinite(uncertainty) or uncertainty <= 0:
+    if not np.isfinite(uncertainty) or uncertainty < 0.5 * 10.0 ** -MAX_DECIMALS:  # zero as far as shown
         return DEFAULT_DECIMALS
     mantissa, exponent = f"{uncertainty:.1e}".split("e")  # decimal digits, not binary: 0.1 is 1.0e-01
     leading, exponent = int(mantissa[0]), int(exponent)
