@@ -166,7 +166,9 @@ class Evidence:
 
     @property
     def run_source(self) -> str:
-        return f"this run (data {self.data}, profile {self.profile})"
+        from ehrlib.claims.ledger import RUN_SOURCE_PREFIX
+
+        return f"{RUN_SOURCE_PREFIX} (data {self.data}, profile {self.profile})"
 
     @property
     def run_scope(self) -> str:

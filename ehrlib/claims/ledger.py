@@ -32,6 +32,8 @@ VERDICTS = (HOLDS, QUALIFIED, FAILS, UNTESTABLE, NOT_RUN)
 but the run the book is built from lacks the stage that computes its evidence (the note names it)."""
 
 CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
+RUN_SOURCE_PREFIX = "this run"
+"""How the source of a verdict on the run's own data begins (:attr:`ehrlib.claims.evidence.Evidence.run_source`)."""
 CLAIM_FIELDS = ("id", "section", "line", "quote", "rule", "params")
 LEDGER_COLUMNS = ("claim", "section", "line", "quote", "verdict", "note", "numbers", "source", "stage")
 
@@ -141,7 +143,16 @@ def summary(ledger: pd.DataFrame) -> str:
              f"{int(counts.get(UNTESTABLE, 0))} cannot be tested with open data"]
     if counts.get(NOT_RUN, 0):
         parts.append(f"{int(counts[NOT_RUN])} were not computed in this run")
-    return f"{n} claims: " + ", ".join(parts) + "."
+    text = f"{n} claims: " + ", ".join(parts) + "."
+    if "source" in ledger.columns:
+        decided = ~ledger["verdict"].isin([UNTESTABLE, NOT_RUN])
+        on_run = decided & ledger["source"].str.startswith(RUN_SOURCE_PREFIX)
+        if on_run.any():
+            where = ledger.loc[on_run, "source"].iloc[0][len(RUN_SOURCE_PREFIX):].strip()
+            text += (f" {int((decided & ~on_run).sum())} verdicts rest on the paper's own artifacts or the open "
+                     f"MIMIC-III demo, {int(on_run.sum())} on this run's own data {where}, which tests this "
+                     "reimplementation on that data rather than the paper's models on MIMIC-III.")
+    return text
 
 
 DISPLAY_COLUMNS = ("claim", "verdict", "why", "numbers used", "evidence")
