@@ -447,7 +447,7 @@ def claims(stage: Stage) -> pd.DataFrame:
     ledger = ledger_of_run(stage.run, stage.read_table)
     stage.save_table("claims", saved_form(ledger), show=False)
     book.show_note(f"**{summary(ledger)}**")
-    book.show_note(display_table(ledger).to_markdown(index=False))
+    book.show("claims", display_table(ledger, markdown=False))
     return ledger
 
 

@@ -158,10 +158,10 @@ def summary(ledger: pd.DataFrame) -> str:
 DISPLAY_COLUMNS = ("claim", "verdict", "why", "numbers used", "evidence")
 
 
-def display_table(ledger: pd.DataFrame, link=None) -> pd.DataFrame:
+def display_table(ledger: pd.DataFrame, link=None, markdown: bool = True) -> pd.DataFrame:
     """The ledger as a reader sees it: the quote with its section and line, the verdict, why, the
     numbers used and the evidence (``link(stage) -> text`` turns a notebook name into a link; by
-    default the name itself)."""
+    default the name itself). ``markdown``: the verdict in bold (``**...**``), for a Markdown page."""
     link = link or (lambda stage: f"notebook {stage}")
     rows = []
     for r in ledger.itertuples():
@@ -169,7 +169,8 @@ def display_table(ledger: pd.DataFrame, link=None) -> pd.DataFrame:
         evidence = r.source or "the paper's text"
         if r.stage:
             evidence = f"{evidence}: {link(r.stage)}"
-        rows.append({"claim": f"“{r.quote}” (§{r.section}, line {r.line})", "verdict": f"**{r.verdict}**",
+        verdict = f"**{r.verdict}**" if markdown else r.verdict
+        rows.append({"claim": f"“{r.quote}” (§{r.section}, line {r.line})", "verdict": verdict,
                      "why": r.note, "numbers used": "; ".join(f"{k}: {v}" for k, v in nums.items()),
                      "evidence": evidence})
     return pd.DataFrame(rows, columns=list(DISPLAY_COLUMNS))
