@@ -8,6 +8,7 @@ Paper: section 4 (Results, Discussion) and appendix G.
 """
 from __future__ import annotations
 
+from ehrlib.claims.evidence import Evidence
 from ehrlib.claims.ledger import (
     FAILS, HOLDS, NOT_RUN, QUALIFIED, UNTESTABLE, VERDICTS, Claim, Verdict, decide, load_claims, misquoted, summary,
 )
@@ -21,10 +22,8 @@ def ledger_of_run(run, read_table=None):
         read_table: ``table_id -> DataFrame | None``; default the run's saved CSVs (a stage passes
             its own ``read_table`` so the tables are recorded as its inputs).
     """
-    from ehrlib.claims.evidence import Evidence
-
     return decide(load_claims(), Evidence.of_run(run, read_table))
 
 
-__all__ = ["FAILS", "HOLDS", "NOT_RUN", "QUALIFIED", "UNTESTABLE", "VERDICTS", "Claim", "Verdict", "decide",
+__all__ = ["Evidence", "FAILS", "HOLDS", "NOT_RUN", "QUALIFIED", "UNTESTABLE", "VERDICTS", "Claim", "Verdict", "decide",
            "ledger_of_run", "load_claims", "misquoted", "summary"]

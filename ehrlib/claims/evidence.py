@@ -23,7 +23,14 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ehrlib import book
+from ehrlib.claims.verdict import RUN_SOURCE_PREFIX
+from ehrlib.data.registry import PAPER_SAMPLE_FILES, data_dir
+from ehrlib.errors import MetricError
 from ehrlib.metrics import names
+from ehrlib.metrics.bootstrap import bias_corrected
+from ehrlib.metrics.display import OUTSIDE_FLAG
+from ehrlib.metrics.paper import printed_decimals, paper_results
 
 RELEASED_STAGE = "50_paper_samples"
 AUDIT_STAGE = "51_paper_audit"
@@ -78,8 +85,6 @@ class Value:
     def text(self) -> str:
         if self.low == self.high:
             return number(self.estimate)
-        from ehrlib.metrics.display import OUTSIDE_FLAG
-
         flag = OUTSIDE_FLAG if not self.low <= self.estimate <= self.high else ""
         return f"{number(self.estimate)}{flag} [{number(self.low)}, {number(self.high)}]"
 
@@ -87,8 +92,6 @@ class Value:
 def _row_value(r) -> Value:
     """A tidy metric row as a :class:`Value`: the bias-corrected estimate where the row has a bias
     (the estimand of its basic interval, as Table 1 shows it)."""
-    from ehrlib.metrics.bootstrap import bias_corrected
-
     estimate = bias_corrected(r["estimate"], r.get("bias", np.nan), str(r.get("metric", "")))
     return Value.of(estimate, r.get("ci_low", np.nan), r.get("ci_high", np.nan), r.get("spread", np.nan))
 
@@ -100,9 +103,6 @@ def read_authors_fig3(path) -> pd.DataFrame:
     Raises:
         MetricError: a column this reading needs is missing (naming the file and the column).
     """
-    from ehrlib.data.registry import PAPER_SAMPLE_FILES
-    from ehrlib.errors import MetricError
-
     raw = pd.read_csv(path)
     need = ["method", "long_tailed_percentile", *AUTHORS_METRICS]
     missing = [c for c in need if c not in raw.columns]
@@ -139,14 +139,9 @@ class Evidence:
     @classmethod
     def of_run(cls, run, read_table=None) -> "Evidence":
         """The evidence of a run folder (:class:`ehrlib.runs.Run`); ``read_table`` defaults to its CSVs."""
-        from ehrlib import book
-        from ehrlib.metrics.paper import paper_results
-
         def read(table_id):
             path = run.path / book.TABLES_DIR / f"{table_id}.csv"
             return pd.read_csv(path) if path.is_file() else None
-
-        from ehrlib.data.registry import data_dir
 
         params = run.manifest().get("stages", {}).get("00_data", {}).get("params", {})
         authors = data_dir() / AUTHORS_RESULTS
@@ -166,8 +161,6 @@ class Evidence:
 
     @property
     def run_source(self) -> str:
-        from ehrlib.claims.ledger import RUN_SOURCE_PREFIX
-
         return f"{RUN_SOURCE_PREFIX} (data {self.data}, profile {self.profile})"
 
     @property
@@ -245,11 +238,9 @@ class Evidence:
 
     def printed_half_unit(self, table: str, model: str, metric: str) -> float:
         """Half a unit of the last printed digit of that number (what rounding allows)."""
-        from ehrlib.metrics.paper import _decimals
-
         p = self._printed
         rows = p[(p["table"].astype(str) == str(table)) & (p["model"] == model) & (p["metric"] == metric)]
-        return 0.5 * 10.0 ** -_decimals(rows.iloc[0]["printed"]) if not rows.empty else 0.0
+        return 0.5 * 10.0 ** -printed_decimals(rows.iloc[0]["printed"]) if not rows.empty else 0.0
 
     def printed_lines(self, table: str) -> str:
         p = self._printed[self._printed["table"].astype(str) == str(table)]

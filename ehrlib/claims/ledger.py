@@ -20,47 +20,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ehrlib.claims.rules import RULES
+from ehrlib.claims.verdict import (  # noqa: F401 - the verdict names are part of the ledger's API
+    FAILS, HOLDS, NOT_RUN, QUALIFIED, RUN_SOURCE_PREFIX, UNTESTABLE, VERDICTS, Verdict,
+)
 from ehrlib.errors import ConfigError
 
-HOLDS = "holds"
-QUALIFIED = "holds with a qualification"
-FAILS = "does not hold"
-UNTESTABLE = "not testable with open data"
-NOT_RUN = "not computed in this run"
-VERDICTS = (HOLDS, QUALIFIED, FAILS, UNTESTABLE, NOT_RUN)
-"""Every verdict a rule can give. ``not computed in this run``: open data would decide the claim
-but the run the book is built from lacks the stage that computes its evidence (the note names it)."""
-
 CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
-RUN_SOURCE_PREFIX = "this run"
-"""How the source of a verdict on the run's own data begins (:attr:`ehrlib.claims.evidence.Evidence.run_source`)."""
 CLAIM_FIELDS = ("id", "section", "line", "quote", "rule", "params")
 LEDGER_COLUMNS = ("claim", "section", "line", "quote", "verdict", "note", "numbers", "source", "stage")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What a rule decided about one claim.
-
-    Attributes:
-        verdict: one of :data:`VERDICTS`.
-        note: the qualification (for ``holds with a qualification``), the data that would decide
-            the claim (``not testable with open data``), or why it does not hold.
-        numbers: the measured values the rule used, ``{label: value}`` (floats or short strings).
-        source: the evidence, in words (e.g. ``the paper's released samples``).
-        stage: the notebook that computes that evidence (e.g. ``50_paper_samples``), or ``""``
-            for the paper's own printed tables.
-    """
-
-    verdict: str
-    note: str = ""
-    numbers: dict = field(default_factory=dict)
-    source: str = ""
-    stage: str = ""
-
-    def __post_init__(self):
-        if self.verdict not in VERDICTS:
-            raise ConfigError(f"verdict {self.verdict!r}: expected one of {VERDICTS}")
 
 
 @dataclass(frozen=True)
@@ -82,8 +50,6 @@ def load_claims(path=None) -> list[Claim]:
     Raises:
         ConfigError: naming the file, the claim and the field that is wrong.
     """
-    from ehrlib.claims.rules import RULES
-
     path = Path(path) if path is not None else CLAIMS_FILE
     entries = yaml.safe_load(path.read_text())
     if not isinstance(entries, list) or not entries:
@@ -122,8 +88,6 @@ def decide(claims, evidence) -> pd.DataFrame:
     Returns:
         One row per claim (columns :data:`LEDGER_COLUMNS`); ``numbers`` is a dict.
     """
-    from ehrlib.claims.rules import RULES
-
     rows = []
     for c in claims:
         v = RULES[c.rule](evidence, **c.params)

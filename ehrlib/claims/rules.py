@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ehrlib.claims import evidence as E
-from ehrlib.claims.ledger import FAILS, HOLDS, NOT_RUN, QUALIFIED, UNTESTABLE, Verdict
+from ehrlib.claims.verdict import FAILS, HOLDS, NOT_RUN, QUALIFIED, UNTESTABLE, Verdict
 from ehrlib.metrics import names
 
 RULES: dict[str, Callable[..., Verdict]] = {}

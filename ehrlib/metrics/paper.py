@@ -28,7 +28,7 @@ COMPARE_COLUMNS = ("table", "row", "column", "model", "metric", "paper", "paper_
                    "ours_ci_high", "ours_data", "comparable", "difference", "within_rounding", "line", "note", "printed")
 
 
-def _decimals(printed: str) -> int:
+def printed_decimals(printed: str) -> int:
     """Digits after the decimal point of a printed number (``"0.3550"`` -> 4, ``"45,517"`` -> 0)."""
     text = str(printed).strip()
     return len(text.split(".", 1)[1]) if "." in text else 0
@@ -122,7 +122,7 @@ def compare(ours: pd.DataFrame, data: str, *, same_artifacts: bool = False, tabl
         "within_rounding": np.nan, "line": merged["line"], "note": merged["note"].fillna(""),
         "printed": merged["printed"],
     }, columns=list(COMPARE_COLUMNS))
-    half_unit = 0.5 * 10.0 ** -merged["printed"].map(_decimals).to_numpy(dtype=float)
+    half_unit = 0.5 * 10.0 ** -merged["printed"].map(printed_decimals).to_numpy(dtype=float)
     close = np.abs(out["difference"].to_numpy(dtype=float)) <= half_unit + 1e-12
     out["within_rounding"] = pd.array(np.where(comparable & out["ours"].notna(), close, pd.NA), dtype="boolean")
     return out.reset_index(drop=True)
@@ -175,7 +175,7 @@ def shown_beside(compared: pd.DataFrame) -> pd.DataFrame:
         elif pd.notna(r.ours_ci_low) and pd.notna(r.ours_ci_high):
             ours.append(interval_cell(float(r.ours), float(r.ours_ci_low), float(r.ours_ci_high)))
         else:
-            ours.append(f"{float(r.ours):.{_decimals(r.printed)}f}")
+            ours.append(f"{float(r.ours):.{printed_decimals(r.printed)}f}")
     out = pd.DataFrame({"row": compared["row"].to_numpy(), "column": compared["column"].to_numpy(),
                         "paper": compared["printed"].to_numpy(), "ours": ours})
     if compared["comparable"].any():
