@@ -13,7 +13,7 @@ import pandas as pd
 
 from ehrlib.errors import ConfigError
 from ehrlib.io import atomic_write
-from ehrlib.metrics.display import plain_number, with_intervals
+from ehrlib.metrics.display import OUTSIDE_FLAG, OUTSIDE_NOTE, plain_number, with_intervals
 
 FIGURES_DIR = "figures"
 TABLES_DIR = "tables"
@@ -182,6 +182,8 @@ def save_table(table: pd.DataFrame, paper_id: str, run, floatfmt: str = ".4g", s
     path = atomic_write(d / f"{paper_id}.csv", lambda tmp: table.to_csv(tmp, index=False))
     if show_it:
         show(paper_id, shown)
+        if shown.astype(str).apply(lambda c: c.str.contains(OUTSIDE_FLAG, regex=False)).any().any():
+            show_note(OUTSIDE_NOTE)
     return path
 
 
