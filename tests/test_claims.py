@@ -309,3 +309,23 @@ def test_an_authors_file_without_a_needed_column_is_refused_by_name(tmp_path):
     pd.DataFrame({"method": ["synthetic_10k_halo"], "long_tailed_percentile": [75.0]}).to_csv(path, index=False)
     with pytest.raises(MetricError, match="Prevalence_R2"):
         read_authors_fig3(path)
+
+
+def _table14(cosines: dict, width=0.005) -> pd.DataFrame:
+    return pd.DataFrame([{"model": m, "cosine": c, "cosine_ci_low": c - width, "cosine_ci_high": c + width}
+                         for m, c in cosines.items()])
+
+
+def test_cooccurrence_claims_check_the_papers_own_table_then_the_runs():
+    printed_only = rules.within_of_one(_evidence({}), "14", "cosine", ["halo", "medgan"], 0.03, run_table="table14")
+    assert printed_only.verdict == QUALIFIED and "own Table 14 agrees" in printed_only.note
+    close = _table14({"halo": 0.99, "medgan": 0.985})
+    v = rules.within_of_one(_evidence({"table14": close}), "14", "cosine", ["halo", "medgan"], 0.03, run_table="table14")
+    assert v.verdict == HOLDS and v.stage == "44_cooccurrence"
+    order = _table14({"medgan": 0.99, "halo": 0.98, "gpt": 0.97, "corgan": 0.5, "promptehr": 0.4})
+    top = rules.ranks_in_table(_evidence({"table14": order}), "14", "cosine", ["medgan", "halo"], ["corgan", "promptehr"],
+                               run_table="table14")
+    assert top.verdict == HOLDS
+    swapped = _table14({"medgan": 0.99, "gpt": 0.98, "halo": 0.97, "corgan": 0.5, "promptehr": 0.4})
+    assert rules.ranks_in_table(_evidence({"table14": swapped}), "14", "cosine", ["medgan", "halo"],
+                                ["corgan", "promptehr"], run_table="table14").verdict == FAILS
