@@ -165,8 +165,10 @@ def results_page(run: Run, dest: Path) -> Path:
         if not png.is_file():
             continue
         shutil.copy2(png, fig_dir / png.name)
+        note = m.get("stages", {}).get(stage, {}).get("results", {}).get("note", "")  # e.g. Figure 3's counts
         lines += [f"```{{figure}} figures/{png.name}", f":name: results-{fig_id}", "",
                   f"{book.caption(fig_id)} From {{doc}}`{stage} <../notebooks/{stage}>`.", "```", ""]
+        lines += [note, ""] if note else []
     stages = _stage_table(m)
     if not stages.empty:
         total = stages["seconds"].sum()
