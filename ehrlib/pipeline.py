@@ -6,6 +6,7 @@ outputs go) and calls the library layers below it; the notebooks stay four cells
 from __future__ import annotations
 
 import logging
+import warnings
 
 import pandas as pd
 
@@ -283,10 +284,15 @@ def evaluate(stage: Stage, family: str, *, lstm: str = "profile") -> pd.DataFram
 
 
 def odd_intervals(results: pd.DataFrame) -> list[str]:
-    """Cells whose basic bootstrap interval does not contain the point estimate (``model/metric``)."""
+    """Cells whose interval does not contain the estimate shown (bias-corrected where the row has a
+    ``bias``), as ``model/metric``."""
+    from ehrlib.metrics.bootstrap import bias_corrected
+
     ok = results[["estimate", "ci_low", "ci_high"]].notna().all(axis=1)
     r = results[ok]
-    odd = r[(r["estimate"] < r["ci_low"]) | (r["estimate"] > r["ci_high"])]
+    bias = r["bias"] if "bias" in r.columns else pd.Series(float("nan"), index=r.index)
+    shown = pd.Series([bias_corrected(e, b, m) for e, b, m in zip(r["estimate"], bias, r["metric"])], index=r.index)
+    odd = r[(shown < r["ci_low"]) | (shown > r["ci_high"])]
     keys = odd["model"] + "/" + odd["metric"] + (("/" + odd["protocol"]) if "protocol" in odd else "")
     return sorted(set(keys))
 
@@ -319,14 +325,16 @@ def table1(stage: Stage) -> pd.DataFrame:
         wide = pd.concat([wide, pd.DataFrame([{"model": k, "status": f"failed: {v}"} for k, v in failed.items()])],
                          ignore_index=True)
     stage.save_table("table1", wide, show=False)
-    for group, columns in names.TABLE1_GROUPS.items():
-        stage.save_table(f"table1_{group}", protocols_where_they_differ(wide, columns))
+    for group, columns in names.TABLE1_GROUPS.items():  # headed by the paper's names (ids: table1.csv)
+        shown = protocols_where_they_differ(wide, columns)
+        shown = shown.astype(object).where(shown.notna(), "–")  # a metric a protocol does not compute
+        stage.save_table(f"table1_{group}", shown.rename(columns={c: names.header(c) for c in shown.columns}))
     odd = odd_intervals(results)
     if odd:
-        print(f"Note: {len(odd)} basic interval(s) do not contain their point estimate ({', '.join(odd[:6])}"
-              f"{', ...' if len(odd) > 6 else ''}). A basic interval targets the population value; for a generator "
-              "as good as real data (e.g. holdout, population R² = 1) sampling noise biases the estimate down, so "
-              "the interval can lie above it.")
+        from ehrlib.metrics.display import OUTSIDE_NOTE
+
+        print(f"{len(odd)} estimate(s) lie outside their interval ({', '.join(odd[:6])}{', ...' if len(odd) > 6 else ''}"
+              f"). {OUTSIDE_NOTE}")
     return wide
 
 
@@ -360,14 +368,42 @@ def longtail(stage: Stage) -> pd.DataFrame:
     ev = stage.settings.evaluation
     protocols = _protocols(ev)
     synthetic = _longtail_models(stage, ev.longtail_models)
-    frames = [longtail_ablation(stage.train, stage.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
-                                repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class)
-              .assign(protocol=p) for p in protocols]
+    with warnings.catch_warnings(record=True) as caught:  # stated under the figure, not as stderr
+        warnings.simplefilter("always")
+        frames = [longtail_ablation(stage.train, stage.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
+                                    repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class)
+                  .assign(protocol=p) for p in protocols]
     data = pd.concat(frames, ignore_index=True)
     stage.save_table("fig3_data", data, show=False)
     for p, frame in zip(protocols, frames):
         stage.save_figure("fig3" if p == "corrected" else f"fig3_{p}", plots.fig3_percentile_ablation(frame))
+    sentence = longtail_note(data, caught, ev.n_bootstrap)
+    print(sentence)
+    stage.record(note=sentence)
     return data
+
+
+def longtail_note(data: pd.DataFrame, caught, n_bootstrap: int) -> str:
+    """The sentence under Figure 3: how many values could not be computed on a small tail, and how
+    many intervals rest on fewer than all replicates (a resample holding none of a tail's codes
+    has no R²), with the counts; other warnings are quoted."""
+    from ehrlib.metrics.bootstrap import NONFINITE, nonfinite_replicates
+
+    intervals, replicates = nonfinite_replicates(caught)
+    missing = data[data["estimate"].isna()]
+    parts = []
+    if len(missing):
+        where = ", ".join(sorted({f"p{p:g}" for p in missing["percentile"]}))
+        parts.append(f"{len(missing)} of {len(data)} values could not be computed (too few patients or codes left "
+                     f"in the tail at {where}) and are left out of the plot rather than drawn as zeros")
+    if intervals:
+        parts.append(f"{intervals} interval(s) rest on fewer than the B = {n_bootstrap} bootstrap replicates "
+                     f"({replicates} replicates in all were not finite, typically a resample that holds none of a "
+                     "tail's codes, and were left out)")
+    other = sorted({str(w.message) for w in caught if not str(w.message).endswith(NONFINITE)
+                    and "could not be computed" not in str(w.message)})
+    text = ("Figure 3 notes: " + "; ".join(parts) + ".") if parts else "Figure 3: every value and interval was computed."
+    return text + "".join(f" Note: {m}" for m in other)
 
 
 # ---------------------------------------------------------------------------- the paper's artifacts
@@ -458,7 +494,9 @@ def audit_samples(stage: Stage, samples: dict | None, real: str) -> None:
 
 
 def paper_vs_ours(stage: Stage) -> pd.DataFrame:
-    """Every printed number of the paper's Tables 1 and 12-14 beside ours for this run."""
+    """Every printed number of the paper's Tables 1 and 12-14 beside ours for this run, one table
+    per paper table, each under one note naming the data its two columns come from."""
+    from ehrlib import book
     from ehrlib.metrics import paper
 
     data = stage.run.manifest().get("stages", {}).get("00_data", {}).get("params", {}).get("data", "unknown")
@@ -467,6 +505,10 @@ def paper_vs_ours(stage: Stage) -> pd.DataFrame:
     if t1 is not None:
         if "protocol" in t1.columns:
             t1 = t1[t1["protocol"] == "paper"]
+        if "bias" in t1.columns:  # the estimate Table 1 shows: bias-corrected where it has a bias
+            from ehrlib.metrics.bootstrap import bias_corrected
+
+            t1 = t1.assign(estimate=[bias_corrected(e, b, m) for e, b, m in zip(t1["estimate"], t1["bias"], t1["metric"])])
         frames.append(t1[["model", "metric", "estimate", "ci_low", "ci_high"]])
     for table_id, key in (("table12", "dataset"), ("table13", "model"), ("table14", "model")):
         table = stage.read_table(table_id)
@@ -474,10 +516,30 @@ def paper_vs_ours(stage: Stage) -> pd.DataFrame:
             frames.append(paper.tidy(table, key))
     ours = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "metric"]) if frames else \
         pd.DataFrame(columns=["model", "metric", "estimate"])
-    out = paper.compare(ours, data=f"this run ({stage.run.name}: data {data}, profile {stage.profile})")
+    source = f"this run ({stage.run.name}: data {data}, profile {stage.profile})"
+    out = paper.compare(ours, data=source)
     stage.save_table("table_paper_vs_ours", out[["table", "row", "column", "paper", "ours", "ours_ci_low",
-                                                 "ours_ci_high", "ours_data"]])
+                                                 "ours_ci_high", "ours_data"]], show=False)
+    protocol = " (our Table 1 values in the paper's protocol)"
+    for table, group in out.groupby("table", sort=False):
+        extra = {"1": protocol, "12": " (the released samples' own Table 12, recomputed, is on page 50)"}
+        book.show_note(f"**Table {table}.** Paper: {paper.PAPER_DATA}. Ours: {source}{extra.get(str(table), '')}.")
+        stage.save_table(f"table_paper_vs_ours_{table}", paper.shown_beside(group))
     return out
+
+
+def claims(stage: Stage) -> pd.DataFrame:
+    """The claims ledger decided on this run's evidence (:mod:`ehrlib.claims`): a summary line, then
+    each claim with its verdict, the numbers its rule used and where they come from."""
+    from ehrlib import book
+    from ehrlib.claims import ledger_of_run, summary
+    from ehrlib.claims.ledger import display_table, saved_form
+
+    ledger = ledger_of_run(stage.run, stage.read_table)
+    stage.save_table("claims", saved_form(ledger), show=False)
+    book.show_note(f"**{summary(ledger)}**")
+    book.show("claims", display_table(ledger, markdown=False))
+    return ledger
 
 
 # ---------------------------------------------------------------------------- the simulated cohort

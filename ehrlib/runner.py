@@ -28,22 +28,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ehrlib.book import notebooks
 from ehrlib.errors import RunError
 from ehrlib.runs import Run, _now, open_run
 
 log = logging.getLogger("ehrbench")
 
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "_static")
 #: Written into every build folder the runner creates; only such folders are ever cleared.
 MARKER = ".ehrbench-build"
 EXECUTED_DIR = "executed"
 #: Files above this size are fingerprinted by size and modification time instead of content.
 HASH_LIMIT = 64 << 20
-
-
-def notebooks(root: Path) -> list[Path]:
-    """The stage notebooks in run order (their numeric prefix)."""
-    return sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 #: Notebook metadata key: ``{"ehrbench": {"needs": ["00_data", ...]}}`` names the stages whose

@@ -349,4 +349,7 @@ def stage(name: str, *, run: str = DEFAULT, profile: str = DEFAULT, seed: int = 
         raise ConfigError(f"profile={profile!r}: expected one of {profiles.NAMES} (or 'default')")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r}: expected a non-negative integer")
+    from ehrlib.book import page_outputs
+
+    page_outputs()  # no page shows a stderr block or a six-decimal float
     return Stage(name, open_run(profile if run == DEFAULT else run), profile, seed, params)
