@@ -64,7 +64,9 @@ def split_cohort(stage: Stage, cohort, split: str = "random", n_holdout: int = 0
     overrides the holdout size). ``split="paper"``: the paper's released train/test id lists
     (MIMIC-III ``SUBJECT_ID``s; a warning says how many listed ids the data lacks); the
     ``reference`` split is then the patients on neither list, and when there are none the
-    ``holdout`` reference generator is disabled with a message (stage 15).
+    ``holdout`` reference generator is disabled with a message (stage 15). ``split="meds"`` (with
+    ``data="meds:PATH"``): the dataset's own ``metadata/subject_splits.parquet`` (``train``,
+    ``held_out`` as holdout, ``tuning`` as reference; :func:`ehrlib.data.meds_splits`).
     """
     from ehrlib.data import make_splits, paper_split
     from ehrlib.errors import CohortError, ConfigError
@@ -80,8 +82,19 @@ def split_cohort(stage: Stage, cohort, split: str = "random", n_holdout: int = 0
             splits["reference"] = ps.reference
         except CohortError as exc:
             print(f"No reference split: {exc}. The holdout reference generator is disabled for this run.")
+    elif split == "meds":
+        from ehrlib.data import meds_splits
+
+        kind, _, path = str(stage.params.get("data", "")).partition(":")
+        if kind not in ("meds", "meds-icd10") or not path:
+            raise ConfigError(f"split='meds' uses a MEDS dataset's own splits: expected data='meds:PATH', "
+                              f"got data={stage.params.get('data')!r}")
+        splits = meds_splits(path, cohort)
+        if "reference" not in splits:
+            print("The MEDS dataset has no 'tuning' split: no reference split, so the holdout reference generator is "
+                  "disabled for this run.")
     else:
-        raise ConfigError(f"split={split!r}: expected 'random' or 'paper'")
+        raise ConfigError(f"split={split!r}: expected 'random', 'paper' or 'meds'")
     stage.record(split=split, **{f"n_{k}": v.n_patients for k, v in splits.items()})
     return stage.save_splits(**splits)
 

@@ -227,3 +227,62 @@ def test_write_refuses_to_replace_a_folder_it_did_not_write(tmp_path):
     write_meds(simulate(20, seed=0), tmp_path / "again")
     write_meds(simulate(30, seed=0), tmp_path / "again")  # its own output may be replaced
     assert load_meds(tmp_path / "again").n_patients == 30
+
+
+# ---------------------------------------------------------------------------- ehrbench export
+def _run_with_cohorts(tmp_path, monkeypatch):
+    from ehrlib.data import make_splits
+    from ehrlib.runs import open_run
+
+    monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
+    run = open_run("r")
+    cohort = simulate(200, seed=5)
+    splits = make_splits(cohort, 40, 30, seed=1)
+    run.save_splits(**splits)
+    run.update_manifest(lambda m: m.setdefault("stages", {}).update({
+        "00_data": {"params": {"data": "simulated", "profile": "smoke", "seed": 1}},
+        "20_generate": {"params": {"profile": "smoke", "seed": 3}, "outputs": ["synthetic/markov.parquet"]}}))
+    run.save_synthetic("markov", Cohort.from_visits([[["4019"], ["25000", "4280"]]] * 5))
+    return run, splits
+
+
+def test_export_writes_a_runs_real_splits_as_one_valid_dataset(tmp_path, monkeypatch):
+    from ehrlib.cli import main
+
+    run, splits = _run_with_cohorts(tmp_path, monkeypatch)
+    assert main(["export", "--format", "meds", "--run", "r", "--what", "real", "--out", str(tmp_path / "real")]) == 0
+    dataset = _validate_with_meds(tmp_path / "real")
+    assert (dataset["ehrlib"]["profile"], dataset["ehrlib"]["seed"]) == ("smoke", 1)
+    back = meds_splits(tmp_path / "real", load_meds(tmp_path / "real"))
+    for name, part in splits.items():
+        assert back[name].checksum() == part.checksum()
+
+
+def test_export_writes_every_synthetic_cohort_of_a_run_naming_its_generator(tmp_path, monkeypatch):
+    from ehrlib.cli import main
+
+    run, _ = _run_with_cohorts(tmp_path, monkeypatch)
+    assert main(["export", "--format", "meds", "--run", "r", "--out", str(tmp_path / "syn")]) == 0
+    dataset = _validate_with_meds(tmp_path / "syn" / "markov")
+    assert dataset["ehrlib"]["generator"] == "markov" and dataset["ehrlib"]["synthetic"] is True
+    assert (dataset["ehrlib"]["profile"], dataset["ehrlib"]["seed"]) == ("smoke", 3)
+    assert "commit" in dataset["ehrlib"]
+    assert load_meds(tmp_path / "syn" / "markov").records() == run.synthetic()["markov"].records()
+
+
+def test_export_writes_a_cohort_file(tmp_path):
+    from ehrlib.cli import main
+
+    cohort = simulate(50, seed=0)
+    cohort.save(tmp_path / "c.parquet")
+    assert main(["export", "--format", "meds", "--cohort", str(tmp_path / "c.parquet"), "--out", str(tmp_path / "m")]) == 0
+    _validate_with_meds(tmp_path / "m")
+    assert load_meds(tmp_path / "m").checksum() == cohort.checksum()
+
+
+def test_stats_reads_a_meds_dataset(tmp_path, capsys):
+    from ehrlib.cli import main
+
+    write_meds(simulate(40, seed=0), tmp_path / "m")
+    assert main(["stats", f"meds:{tmp_path / 'm'}"]) == 0
+    assert "40" in capsys.readouterr().out
