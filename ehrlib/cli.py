@@ -1,7 +1,7 @@
 """``ehrbench``: reproduce the book, fetch open data, print Table 12 statistics, evaluate files.
 
     ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--seeds 0,1,2] [--threads N] [--jobs N] [--set KEY=VALUE ...]
-                       [--only PREFIX ...] [--force] [--no-book | --book-only]
+                       [--generator NAME=module:Class ...] [--only PREFIX ...] [--force] [--no-book | --book-only]
     ehrbench fetch mimic3-demo | mimic4-demo | paper-samples
     ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
     ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
@@ -118,6 +118,16 @@ def _setting(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _generator(text: str) -> str:
+    from ehrlib.models import user
+
+    try:
+        user.parse(text)
+    except EhrlibError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _layout_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--visit-column", help="the column that identifies visits ('none': one visit per patient)")
     p.add_argument("--time-column", help="the column that orders visits in time ('none': ignore a time column)")
@@ -145,6 +155,9 @@ def parser() -> argparse.ArgumentParser:
                         "else the cores up to 4; 1 runs them one after another)")
     r.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
                    help="a notebook parameter for every notebook that declares it (repeatable)")
+    r.add_argument("--generator", dest="generators", action="append", default=[], type=_generator,
+                   metavar="NAME=module:Class", help="your own generator (a class with the ehrlib Generator interface), "
+                   "put through every stage beside the paper's (repeatable; see ehrlib.models.user)")
     r.add_argument("--root", type=Path, default=Path("."), help="repository root (holds notebooks/ and _config.yml)")
     r.add_argument("--out", type=Path, default=None, help="build folder (default: <root>/_build)")
     r.add_argument("--force", action="store_true", help="run every stage, even those that are up to date")
@@ -203,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "reproduce":
             if not (args.root / "notebooks").is_dir():
                 ap.error(f"{args.root.resolve()} has no notebooks/ folder: run from the repository root or pass --root")
-            common = dict(only=args.only, threads=args.threads, jobs=args.jobs, force=args.force, settings=dict(args.settings))
+            settings = dict(args.settings)
+            if args.generators:
+                settings["generators"] = ",".join(args.generators)
+            common = dict(only=args.only, threads=args.threads, jobs=args.jobs, force=args.force, settings=settings)
             if args.seeds:
                 sweep(args.root, args.seeds, profile=args.profile, run=args.run, out=args.out, book=not args.no_book,
                       data=args.data, **common)
