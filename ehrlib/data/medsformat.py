@@ -37,6 +37,7 @@ import json
 import os
 import shutil
 import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -106,7 +107,46 @@ def _kind_ok(column: str, arrow_type) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
-def _read_shard(path: Path, visit_column: str) -> pd.DataFrame:
+@dataclass
+class _Shards:
+    """What reading keeps of a dataset: the events ehrlib reads (diagnoses, admissions, sex,
+    birth), the count of every other event by code family, and per admission key its first
+    time and subject over all events (labs included)."""
+
+    kept: pd.DataFrame
+    families: dict
+    keys: pd.DataFrame | None
+    n_events: int
+
+
+def _code_matches(upper, exact, prefixes):
+    import pyarrow.compute as pc
+
+    mask = None
+    for c in exact:
+        m = pc.equal(upper, c.upper())
+        mask = m if mask is None else pc.or_(mask, m)
+    for c in prefixes:
+        m = pc.starts_with(upper, pattern=c.upper())
+        mask = m if mask is None else pc.or_(mask, m)
+    return mask
+
+
+def _family_counts(codes) -> dict:
+    import pyarrow.compute as pc
+
+    if len(codes) == 0:
+        return {}
+    first = pc.list_element(pc.split_pattern(codes, pattern="//", max_splits=1), 0)
+    first = pc.list_element(pc.split_pattern(first, pattern="/", max_splits=1), 0)
+    counts = pc.value_counts(first)
+    return {str(v): int(n) for v, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())}
+
+
+def _read_shard(path: Path, visit_column: str, exact, prefixes):
+    """One shard, checked (MEDS column kinds, no null subject or code), filtered in Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     expected = _meds().DataSchema.schema()
@@ -121,36 +161,55 @@ def _read_shard(path: Path, visit_column: str) -> pd.DataFrame:
         if not _kind_ok(column, schema.field(column).type):
             raise CohortError(f"{path}: column {column!r} has type {schema.field(column).type}; expected "
                               f"{expected.field(column).type} (meds.DataSchema)")
-    columns = [SUBJECT, "time", CODE] + ([visit_column] if visit_column and visit_column in schema.names else [])
-    frame = pq.read_table(path, columns=columns).to_pandas()
-    frame["time"] = pd.to_datetime(frame["time"])
-    if frame[SUBJECT].isna().any():
-        i = int(np.flatnonzero(frame[SUBJECT].isna().to_numpy())[0])
-        raise CohortError(f"{path}: column 'subject_id', row {i}: missing subject id (MEDS: never null)")
-    if frame[CODE].isna().any():
-        i = int(np.flatnonzero(frame[CODE].isna().to_numpy())[0])
-        raise CohortError(f"{path}: column 'code', row {i}: missing code (MEDS: never null)")
-    return frame
+    has_key = bool(visit_column) and visit_column in schema.names
+    if has_key:
+        kind = schema.field(visit_column).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
+            raise CohortError(f"{path}: column {visit_column!r} has type {kind}; expected integer admission ids")
+    table = pq.read_table(path, columns=[SUBJECT, "time", CODE] + ([visit_column] if has_key else []))
+    for column, what in ((SUBJECT, "subject id"), (CODE, "code")):
+        nulls = pc.is_null(table[column])
+        if pc.any(nulls).as_py():
+            raise CohortError(f"{path}: column {column!r}, row {pc.index(nulls, True).as_py()}: missing {what} "
+                              "(MEDS: never null)")
+    code = table[CODE]
+    if pa.types.is_dictionary(code.type):
+        code = pc.cast(code, pa.string())
+        table = table.set_column(table.schema.get_field_index(CODE), CODE, code)
+    keep = pc.fill_null(_code_matches(pc.utf8_upper(code), exact, prefixes), False)
+    families = _family_counts(pc.filter(code, pc.invert(keep)))
+    keys = None
+    if has_key:
+        valid = table.filter(pc.is_valid(table[visit_column]))
+        keys = valid.group_by(visit_column).aggregate([("time", "min"), (SUBJECT, "min")]).to_pandas()
+        keys = keys.rename(columns={"time_min": "first_time", f"{SUBJECT}_min": SUBJECT})
+    kept = table.filter(keep).to_pandas()
+    kept["time"] = pd.to_datetime(kept["time"])
+    return kept, families, keys, table.num_rows, pc.unique(table[SUBJECT]).to_numpy()
 
 
-def _read_data(root: Path, visit_column: str) -> pd.DataFrame:
+def _read_data(root: Path, visit_column: str, exact, prefixes) -> _Shards:
     """Every shard, checked: the MEDS column kinds, and no subject in two shards."""
-    frames, seen = [], {}
-    for path in _shards(root):
-        frame = _read_shard(path, visit_column)
-        for s in pd.unique(frame[SUBJECT]):
-            if s in seen:
-                raise CohortError(f"MEDS dataset {root}: subject {s} is in two shards, {seen[s]} and {path}; MEDS keeps "
-                                  "each subject's events in one shard")
-            seen[s] = path
-        frames.append(frame.assign(_shard=str(path)))
-    data = pd.concat(frames, ignore_index=True)
-    if visit_column and visit_column in data.columns:
-        v = data[visit_column]
-        if not (pd.api.types.is_integer_dtype(v) or pd.api.types.is_float_dtype(v) or v.isna().all()):
-            raise CohortError(f"MEDS dataset {root}: column {visit_column!r} has type {v.dtype}; expected integer "
-                              "admission ids")
-    return data
+    kept, keys, families, n_events, owners = [], [], {}, 0, []
+    shards = _shards(root)
+    for i, path in enumerate(shards):
+        frame, fams, key_times, n, subjects = _read_shard(path, visit_column, exact, prefixes)
+        kept.append(frame)
+        if key_times is not None:
+            keys.append(key_times)
+        for k, v in fams.items():
+            families[k] = families.get(k, 0) + v
+        n_events += n
+        owners.append(pd.DataFrame({SUBJECT: subjects, "_shard": i}))
+    owners = pd.concat(owners, ignore_index=True)
+    twice = owners[owners[SUBJECT].duplicated(keep=False)]
+    if len(twice):
+        s = twice[SUBJECT].iloc[0]
+        a, b = (shards[j] for j in twice.loc[twice[SUBJECT] == s, "_shard"].iloc[:2])
+        raise CohortError(f"MEDS dataset {root}: subject {s} is in two shards, {a} and {b}; MEDS keeps each "
+                          f"subject's events in one shard ({twice[SUBJECT].nunique()} subject(s) in all)")
+    keys = pd.concat(keys, ignore_index=True).groupby(visit_column, as_index=False).min() if keys else None
+    return _Shards(pd.concat(kept, ignore_index=True), families, keys, n_events)
 
 
 def _split_prefixes(codes: pd.Series, prefixes: dict[str, int]) -> tuple[pd.Series, pd.Series]:
@@ -204,44 +263,41 @@ def load_meds(root, icd_version: int = 9, *, prefixes: dict[str, int] | None = N
             raise ConfigError(f"prefixes={bad!r}: expected code prefixes (strings) mapped to 9 or 10")
         known.update(prefixes)
     root = as_path(root, "root")
-    data = _read_data(root, visit_column)
+    birth_code = _meds().birth_code
+    exact = [*admission_codes, *SEX_CODES, birth_code]
+    shards = _read_data(root, visit_column, exact, [*known, *(f"{c}//" for c in admission_codes)])
+    data = shards.kept
     version, icd = _split_prefixes(data[CODE], known)
     is_dx = version.notna().to_numpy(dtype=bool)
     mine = is_dx & (version == icd_version).fillna(False).to_numpy(dtype=bool)
+    left_out = dict(shards.families)  # every event of another kind, by code family
     if not mine.any():
-        seen = _family(data[CODE]).value_counts().head(6)
+        seen = dict(left_out)
+        for fam, n in _family(data[CODE]).value_counts().items():
+            seen[str(fam)] = seen.get(str(fam), 0) + int(n)
+        top = sorted(seen.items(), key=lambda kv: -kv[1])[:6]
         other = f"; {int(is_dx.sum())} are ICD-{19 - icd_version} diagnoses (pass icd_version={19 - icd_version})" \
             if is_dx.any() else ""
         raise CohortError(
-            f"MEDS dataset {root}: no ICD-{icd_version} diagnosis codes among {len(data)} events (code families: "
-            + ", ".join(f"{k} {v}" for k, v in seen.items()) + f"){other}; expected codes such as "
+            f"MEDS dataset {root}: no ICD-{icd_version} diagnosis codes among {shards.n_events} events (code families: "
+            + ", ".join(f"{k} {v}" for k, v in top) + f"){other}; expected codes such as "
             f"'DIAGNOSIS//ICD//{icd_version}//...' or 'ICD{icd_version}CM//...' (ehrlib.data.medsformat."
             "DIAGNOSIS_PREFIXES; pass prefixes= for another form)")
-    left_out = {}
-    upper = data[CODE].astype("string").str.upper()
-    admit = _is_admission(data[CODE], admission_codes)
-    used = admit | upper.isin([*SEX_CODES, _meds().birth_code.upper()]).fillna(False).to_numpy(dtype=bool)
-    others = ~is_dx & ~used  # admission, sex and birth events are read, not left out
-    if others.any():
-        for fam, n in _family(data[CODE][others]).value_counts().items():
-            left_out[str(fam)] = int(n)
     if (is_dx & ~mine).any():
         left_out[f"ICD-{19 - icd_version} diagnoses"] = int((is_dx & ~mine).sum())
+    admit = _is_admission(data[CODE], admission_codes) & ~is_dx
 
     dx = pd.DataFrame({"subject_id": data[SUBJECT].to_numpy()[mine], "time": data["time"].to_numpy()[mine],
                        CODE: icd.to_numpy()[mine]})
-    use_key = bool(visit_column) and visit_column in data.columns and data.loc[mine, visit_column].notna().any()
+    use_key = shards.keys is not None and data.loc[mine, visit_column].notna().any()
     if use_key:
-        key = data[visit_column]
-        dx["hadm_id"] = key.to_numpy()[mine]
-        events = data[key.notna().to_numpy()]
-        first_any = events.groupby(visit_column)["time"].min()
-        adm_rows = events[admit[key.notna().to_numpy()]]
+        dx["hadm_id"] = data[visit_column].to_numpy()[mine]
+        keys = shards.keys.set_index(visit_column)
+        adm_rows = data[admit & data[visit_column].notna().to_numpy()]
         first_adm = adm_rows.groupby(visit_column)["time"].min()
-        times = first_adm.reindex(first_any.index).fillna(first_any)
-        owner = events.groupby(visit_column)[SUBJECT].first()
-        admissions = pd.DataFrame({"subject_id": owner.to_numpy(), "hadm_id": owner.index.to_numpy(),
-                                   "admittime": times.reindex(owner.index).to_numpy()})
+        times = first_adm.reindex(keys.index).fillna(keys["first_time"])
+        admissions = pd.DataFrame({"subject_id": keys[SUBJECT].to_numpy(), "hadm_id": keys.index.to_numpy(),
+                                   "admittime": times.to_numpy()})
         unplaced = dx["hadm_id"].isna()
         why = f"no {visit_column}"
     elif admit.any():
