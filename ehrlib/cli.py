@@ -196,6 +196,8 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--what", default="synthetic", choices=("real", "synthetic"),
                    help="with --run: the real splits (one dataset) or every synthetic cohort (one dataset each)")
     x.add_argument("--icd-version", type=int, choices=(9, 10), default=9, help="with --cohort: the codes' ICD version")
+    x.add_argument("--include-real-records", action="store_true",
+                   help="with --what synthetic: also the holdout and memorizer cohorts (real patients' records)")
     x.add_argument("--out", required=True, type=Path, help="the dataset folder (with --what synthetic: their parent)")
     a = sub.add_parser("audit", help="memorisation audit: copies of real patients in synthetic files, beside controls")
     a.add_argument("--real", required=True, help="real source: mimic3-demo | mimic3:PATH | long:PATH | ...")
@@ -248,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise EhrlibError(f"--run {args.run!r}: no run folder {runs_root() / args.run}")
                 from ehrlib.runs import open_run
 
-                written = export.export_run(open_run(args.run), args.out, args.what)
+                written = export.export_run(open_run(args.run), args.out, args.what,
+                                            include_real_records=args.include_real_records)
             for path in written:
                 print(path)
         elif args.cmd == "stats":

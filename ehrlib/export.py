@@ -4,7 +4,9 @@
 * a run's real splits (``data/train``, ``holdout``, ``reference``) -> one dataset whose
   ``subject_splits`` are ``train`` / ``held_out`` / ``tuning``;
 * every synthetic cohort of a run -> one dataset per generator under ``OUT/<name>/``, naming the
-  generator, the profile, the seed and the commit of the stage that made it.
+  generator, the profile, the seed and the commit of the stage that made it. The reference
+  generators that return real records (``holdout``, ``memorizer``: renamed copies of real
+  patients) are left out, saying so, unless ``include_real_records`` is asked for.
 
 The conventions of the written datasets are those of :func:`ehrlib.data.write_meds`.
 """
@@ -39,9 +41,11 @@ def export_cohort(path, out, *, icd_version: int = 9) -> Path:
     return write_meds(cohort, out, icd_version=icd_version, dataset_name=path.stem, source=str(path))
 
 
-def export_run(run, out, what: str = "synthetic") -> list[Path]:
+def export_run(run, out, what: str = "synthetic", include_real_records: bool = False) -> list[Path]:
     """The real splits (``what="real"``) or every synthetic cohort (``"synthetic"``) of ``run``
-    (a :class:`ehrlib.runs.Run`) as MEDS datasets under ``out``; returns the dataset folders."""
+    (a :class:`ehrlib.runs.Run`) as MEDS datasets under ``out``; returns the dataset folders.
+    Cohorts of real records (stage 15's ``holds_real_records``) are written only with
+    ``include_real_records``."""
     from ehrlib.data import write_meds
 
     if what not in WHAT:
@@ -70,10 +74,17 @@ def export_run(run, out, what: str = "synthetic") -> list[Path]:
     cohorts = run.synthetic()
     if not cohorts:
         raise RunError(f"run {run.name!r} has no synthetic cohorts: run notebooks 15, 17 and 20 first")
+    real_records = set(manifest.get("stages", {}).get("15_reference_generators", {}).get("results", {})
+                       .get("holds_real_records", []))
     written = []
     for name, cohort in cohorts.items():
+        if name in real_records and not include_real_records:
+            print(f"{name}: left out, its records are real patients' (renamed); pass --include-real-records to "
+                  "write it anyway")
+            continue
         params = _writer_of(manifest, f"synthetic/{name}.parquet")
         written.append(write_meds(cohort, out / name, dataset_name=f"{run.name} synthetic {name}", generator=name,
                                   profile=params.get("profile"), seed=params.get("seed"),
-                                  source=f"run {run.name}, synthetic/{name}.parquet", **common))
+                                  source=f"run {run.name}, synthetic/{name}.parquet", real_records=name in real_records,
+                                  **common))
     return written

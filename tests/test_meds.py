@@ -241,8 +241,10 @@ def _run_with_cohorts(tmp_path, monkeypatch):
     run.save_splits(**splits)
     run.update_manifest(lambda m: m.setdefault("stages", {}).update({
         "00_data": {"params": {"data": "simulated", "profile": "smoke", "seed": 1}},
+        "15_reference_generators": {"results": {"holds_real_records": ["memorizer"]}},
         "20_generate": {"params": {"profile": "smoke", "seed": 3}, "outputs": ["synthetic/markov.parquet"]}}))
     run.save_synthetic("markov", Cohort.from_visits([[["4019"], ["25000", "4280"]]] * 5))
+    run.save_synthetic("memorizer", splits["train"].renamed())
     return run, splits
 
 
@@ -268,6 +270,10 @@ def test_export_writes_every_synthetic_cohort_of_a_run_naming_its_generator(tmp_
     assert (dataset["ehrlib"]["profile"], dataset["ehrlib"]["seed"]) == ("smoke", 3)
     assert "commit" in dataset["ehrlib"]
     assert load_meds(tmp_path / "syn" / "markov").records() == run.synthetic()["markov"].records()
+    assert not (tmp_path / "syn" / "memorizer").exists()  # real patients' records: only when asked
+    assert main(["export", "--format", "meds", "--run", "r", "--out", str(tmp_path / "all"),
+                 "--include-real-records"]) == 0
+    assert _validate_with_meds(tmp_path / "all" / "memorizer")["ehrlib"]["real_records"] is True
 
 
 def test_export_writes_a_cohort_file(tmp_path):

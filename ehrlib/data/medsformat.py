@@ -467,7 +467,7 @@ def _replaceable(root: Path) -> None:
 def write_meds(cohort: Cohort, root, *, icd_version: int = 9, splits: dict | None = None,
                dataset_name: str = "ehrlib cohort", generator: str | None = None, profile: str | None = None,
                seed: int | None = None, commit: str | None = None, source: str | None = None,
-               shard_size: int = 100_000) -> Path:
+               real_records: bool = False, shard_size: int = 100_000) -> Path:
     """Write ``cohort`` as a MEDS 0.4 dataset into ``root``, validated by the ``meds`` package's schemas.
 
     Conventions (also written into ``metadata/dataset.json`` under ``"ehrlib"``):
@@ -484,7 +484,9 @@ def write_meds(cohort: Cohort, root, *, icd_version: int = 9, splits: dict | Non
       written as ``train`` / ``held_out`` / ``tuning``; without it every subject is ``train``;
     * *codes*: ``metadata/codes.parquet`` describes every code written (ICD-9-CM titles).
 
-    ``generator``, ``profile``, ``seed``, ``commit`` and ``source`` say where the cohort came from.
+    ``generator``, ``profile``, ``seed``, ``commit`` and ``source`` say where the cohort came from;
+    ``real_records`` marks a generator's cohort that holds real patients' records (the ``holdout``
+    and ``memorizer`` reference generators).
     The dataset is written into a new folder beside ``root`` and renamed into place; an existing
     ``root`` is replaced only when empty or an earlier ``write_meds`` output. Returns ``root``.
 
@@ -562,7 +564,7 @@ def write_meds(cohort: Cohort, root, *, icd_version: int = 9, splits: dict | Non
         "ehrlib": {
             "generator": generator, "profile": profile, "seed": seed, "commit": commit,
             "source": source if source is not None else cohort.source, "icd_version": icd_version,
-            "synthetic": generator is not None,
+            "synthetic": generator is not None and not real_records, "real_records": generator is None or real_records,
             "time_convention": f"Visit v of every subject is at {VISIT_EPOCH.date()} plus v days (a Cohort keeps the "
                                "order of visits, not their times; synthetic visits have none); each visit is a "
                                f"{VISIT_CODE} event with its diagnoses at the same time; MEDS_BIRTH is the age "
