@@ -292,3 +292,21 @@ def test_stats_reads_a_meds_dataset(tmp_path, capsys):
     write_meds(simulate(40, seed=0), tmp_path / "m")
     assert main(["stats", f"meds:{tmp_path / 'm'}"]) == 0
     assert "40" in capsys.readouterr().out
+
+
+def test_a_run_can_take_its_splits_from_the_meds_dataset(tmp_path):
+    from ehrlib import pipeline
+    from ehrlib.data import make_splits
+    from ehrlib.errors import ConfigError
+    from ehrlib.runs import Stage, open_run
+
+    cohort = simulate(200, seed=4)
+    splits = make_splits(cohort, 30, 20, seed=2)
+    write_meds(cohort, tmp_path / "m", splits=splits)
+    run = open_run("r", root=tmp_path / "runs")
+    stage = Stage("00_data", run, "smoke", 0, {"data": f"meds:{tmp_path / 'm'}"})
+    made = pipeline.split_cohort(stage, load(f"meds:{tmp_path / 'm'}"), split="meds")
+    assert {k: v.checksum() for k, v in made.items()} == {k: v.checksum() for k, v in splits.items()}
+    assert run.load_split("holdout").checksum() == splits["holdout"].checksum()
+    with pytest.raises(ConfigError, match="split='meds' .* expected data='meds:PATH'"):
+        pipeline.split_cohort(Stage("00_data", run, "smoke", 0, {"data": "simulated"}), cohort, split="meds")

@@ -195,3 +195,21 @@ def test_the_smoke_book_shows_the_user_generator_in_table1_the_figures_and_the_r
     for stage in ("40_longtail_percentiles", "41_longtail_marginals", "42_structure", "43_chapters", "44_cooccurrence"):
         assert "synthetic/user_markov.parquet" in manifest["stages"][stage]["inputs"], stage
     assert "user_markov" in (html / "book" / "results.html").read_text()
+
+
+def test_the_command_line_passes_every_generator_to_the_stage(monkeypatch):
+    from ehrlib import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "reproduce", lambda *a, **kw: seen.update(kw))
+    assert cli.main(["reproduce", "--root", str(ROOT), "--no-book", "--generator", f"markov={MARKOV}",
+                     "--generator", "other=pkg.mod:Gen"]) == 0
+    assert seen["settings"]["generators"] == f"markov={MARKOV},other=pkg.mod:Gen"
+
+
+def test_a_malformed_generator_option_is_refused_by_the_parser(capsys):
+    from ehrlib import cli
+
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["reproduce", "--generator", "markov"])
+    assert "expected NAME=module:Class" in capsys.readouterr().err
