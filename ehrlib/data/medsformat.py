@@ -13,8 +13,10 @@ one to one; this module does both directions and is described on the book's repr
   ``ICD9CM//5723`` and ``ICD9CM/572.3`` (meds_etl, OMOP vocabulary names), and their ICD-10
   forms. The rest of the code is the ICD code (dots removed, see
   :func:`ehrlib.cohort.normalise_codes`). Pass ``prefixes={"DX//": 9}`` for another ETL's form.
-  Diagnoses of the other ICD version, and every other code (labs, admissions, birth, ...), are
-  left out and counted in one :class:`~ehrlib.cohort.CohortWarning` by the code's first part.
+  Diagnoses of the other ICD version and every other code (labs, procedures, discharges, ...)
+  are left out and counted in one :class:`~ehrlib.cohort.CohortWarning` by the code's first part;
+  admission, sex and birth events are read for the visits and demographics below. Only these
+  events reach pandas: each shard is filtered in Arrow first, so large datasets read quickly.
 * *Visits*: when the data has a ``hadm_id`` column (the MIMIC ETLs' admission key; another name
   with ``visit_column=``) with a value on the diagnosis rows, a visit is a ``hadm_id``, at the
   time of its admission event (a code in :data:`ADMISSION_CODES`), else at the earliest event
@@ -23,7 +25,7 @@ one to one; this module does both directions and is described on the book's repr
   timestamp form one visit. Diagnoses these rules cannot place (no ``hadm_id`` where the column
   is used, no time, before the first admission) are left out and counted in the warning.
 * *Demographics*: sex from ``GENDER//F`` / ``GENDER//M`` (or ``SEX//...``); age at the first
-  visit from the ``MEDS_BIRTH`` event, in whole years by calendar date, with the MIMIC rules of
+  admission (with or without diagnoses, as the MIMIC loaders take it) from the ``MEDS_BIRTH`` event, in whole years by calendar date, with the MIMIC rules of
   :func:`ehrlib.data.mimic3.assemble` (ages above 89 become 90). Missing ones stay missing.
 * *Splits*: :func:`meds_splits` reads ``metadata/subject_splits.parquet``: ``train`` is the
   train split, ``held_out`` the holdout, ``tuning`` the reference split.
