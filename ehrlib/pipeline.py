@@ -178,7 +178,8 @@ def user_generators(stage: Stage, generators: str = "", timeout_s: float = 3600)
 
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
         raise ConfigError(f"timeout_s={timeout_s!r}: expected a positive number of seconds")
-    chosen = user.named(generators)
+    failed: dict[str, str] = {}
+    chosen = user.named(generators, problems=failed)  # a broken installed entry point fails alone
     keys = {g.key for g in chosen}
     folder = stage.run.path / "synthetic"
     for old in sorted(folder.glob(f"{user.USER_PREFIX}*.parquet")) if folder.is_dir() else []:
@@ -193,16 +194,16 @@ def user_generators(stage: Stage, generators: str = "", timeout_s: float = 3600)
     real_ids = set(train.subject_ids) | set(stage.holdout.subject_ids)
     if (stage.run.path / "data" / "reference.parquet").is_file():
         real_ids |= set(stage.reference.subject_ids)
-    rows, failed = [], {}
+    rows = [{"dataset": key, "spec": "", "status": "failed", "reason": reason} for key, reason in failed.items()]
     for g in chosen:
         print(f"{g.name}: {g.spec} ({g.origin})")
         try:
             cohort = user.fit_and_generate(g, stage.run.path / "data" / "train.parquet", n, stage.seed, timeout_s,
                                            real_ids)
-        except EhrlibError as exc:
-            failed[g.key] = str(exc)
+        except Exception as exc:  # whatever one generator does, it fails alone (recorded, shown, reported)
+            failed[g.key] = str(exc) if isinstance(exc, EhrlibError) else f"{g.name}: {type(exc).__name__}: {exc}"
             (folder / f"{g.key}.parquet").unlink(missing_ok=True)
-            rows.append({"dataset": g.key, "spec": g.spec, "status": "failed", "reason": str(exc)})
+            rows.append({"dataset": g.key, "spec": g.spec, "status": "failed", "reason": failed[g.key]})
             continue
         stage.save_synthetic(g.key, cohort)
         rows.append({"dataset": g.key, "spec": g.spec, "status": "ok", "reason": "", **summary(cohort)})

@@ -88,7 +88,7 @@ def test_bad_generator_names_are_refused_saying_what_is_expected(text, message):
         user.parse(text)
 
 
-def test_one_name_for_two_classes_is_refused():
+def test_one_name_given_twice_on_the_command_line_is_refused():
     with pytest.raises(ConfigError, match="given twice"):
         user.named("a=m:A,a=m:B")
 
@@ -109,6 +109,20 @@ def test_installed_entry_points_are_discovered(tmp_path, monkeypatch):
     found = {g.name: g for g in user.named("markov=" + MARKOV)}
     assert found["markov2"].spec == MARKOV and "my-generators" in found["markov2"].origin
     assert found["markov"].origin == "--generator"
+    assert [g.spec for g in user.named("markov2=pkg.mod:Mine") if g.name == "markov2"] == ["pkg.mod:Mine"]
+
+
+def test_a_malformed_entry_point_fails_alone_when_problems_are_collected(tmp_path, monkeypatch):
+    dist = tmp_path / "site" / "broken-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[{user.ENTRY_POINT_GROUP}]\nhalo = pkg:Gen\nfine = {MARKOV}\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(ConfigError, match="built-in generator"):
+        user.named("")
+    problems = {}
+    assert [g.name for g in user.named("", problems=problems)] == ["fine"]
+    assert "built-in generator" in problems["user_halo"]
 
 
 # ---------------------------------------------------------------------------- running one

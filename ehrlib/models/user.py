@@ -97,29 +97,52 @@ def parse(text: str) -> list[UserGenerator]:
     return out
 
 
-def entry_points() -> list[UserGenerator]:
-    """The generators installed packages register in :data:`ENTRY_POINT_GROUP`."""
+def entry_points(problems: dict | None = None) -> list[UserGenerator]:
+    """The generators installed packages register in :data:`ENTRY_POINT_GROUP`. An entry point
+    with a bad name or value is left out, its reason put in ``problems`` (by ``user_<name>``)
+    when given, else raised as :class:`ConfigError`."""
     from importlib.metadata import entry_points as found
 
     out = []
     for ep in found(group=ENTRY_POINT_GROUP):
         dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
-        out.append(check(ep.name, ep.value, f"entry point {ep.name!r} of {dist} ({ENTRY_POINT_GROUP})"))
+        try:
+            out.append(check(ep.name, ep.value, f"entry point {ep.name!r} of {dist} ({ENTRY_POINT_GROUP})"))
+        except ConfigError as exc:
+            if problems is None:
+                raise
+            problems[USER_PREFIX + str(ep.name)] = str(exc)
     return out
 
 
-def named(text: str = "") -> list[UserGenerator]:
+def named(text: str = "", problems: dict | None = None) -> list[UserGenerator]:
     """Every user generator of a run: the installed entry points, then those named in ``text``.
 
+    A name on the command line (``text``) takes the place of an entry point of the same name,
+    and of two entry points with one name the first found is used; each such case is logged.
+    With ``problems`` (a dict), a malformed installed entry point is left out with its reason
+    there, so one broken package does not stop a run (see :func:`entry_points`).
+
     Raises:
-        ConfigError: a bad name or spec, or one name given twice (with different classes).
+        ConfigError: a bad name or spec in ``text``, or one name given twice in it.
     """
+    import logging
+
     out: dict[str, UserGenerator] = {}
-    for g in [*entry_points(), *parse(text)]:
+    for g in entry_points(problems):
+        if g.name in out:
+            logging.getLogger("ehrlib.models").warning("%s: %s is used, not %s", g.name, out[g.name].origin, g.origin)
+            continue
+        out[g.name] = g
+    seen = set()
+    for g in parse(text):
+        if g.name in seen:
+            raise ConfigError(f"generator name {g.name!r} is given twice on the command line; choose distinct names")
+        seen.add(g.name)
         if g.name in out and out[g.name].spec != g.spec:
-            raise ConfigError(f"generator name {g.name!r} is given twice: {out[g.name].spec} ({out[g.name].origin}) "
-                              f"and {g.spec} ({g.origin}); choose distinct names")
-        out.setdefault(g.name, g)
+            logging.getLogger("ehrlib.models").warning("%s: the command line's %s is used, not %s (%s)", g.name,
+                                                       g.spec, out[g.name].spec, out[g.name].origin)
+        out[g.name] = g
     return list(out.values())
 
 
