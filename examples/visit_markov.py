@@ -53,7 +53,8 @@ class VisitMarkov(Generator):
         key = ev[SUBJECT].astype(str) + "#" + ev[VISIT].astype(str)
         present = set(key + "|" + ev[CODE].astype(str))
         prev = ev[ev[VISIT] < ev.groupby(SUBJECT)[VISIT].transform("max")]
-        kept = (prev[SUBJECT].astype(str) + "#" + (prev[VISIT] + 1).astype(str) + "|" + prev[CODE].astype(str)).isin(present)
+        nxt = prev[SUBJECT].astype(str) + "#" + (prev[VISIT] + 1).astype(str) + "|" + prev[CODE].astype(str)
+        kept = nxt.isin(present)
         had = np.bincount(index[prev[CODE]].to_numpy(), minlength=len(self.codes))
         stay = np.bincount(index[prev[CODE][kept.to_numpy()]].to_numpy(), minlength=len(self.codes))
         self.stay_p = (stay + a) / (had + 2 * a)

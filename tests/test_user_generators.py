@@ -227,3 +227,25 @@ def test_a_malformed_generator_option_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         cli.parser().parse_args(["reproduce", "--generator", "markov"])
     assert "expected NAME=module:Class" in capsys.readouterr().err
+
+
+def test_what_a_generator_prints_is_shown_on_the_page_not_lost(bad_module, train_file, capsys, tmp_path,
+                                                               monkeypatch):
+    path, _ = train_file
+    folder = tmp_path / "talk"
+    folder.mkdir()
+    (folder / "talkative.py").write_text(textwrap.dedent(f"""
+        import sys
+        from {MARKOV.split(':')[0]} import VisitMarkov
+
+
+        class Talkative(VisitMarkov):
+            def _fit(self, train, options):
+                print("epoch 1 of 1")
+                print("a warning", file=sys.stderr)
+                super()._fit(train, options)
+    """))
+    monkeypatch.syspath_prepend(str(folder))
+    user.fit_and_generate(user.UserGenerator("talk", "talkative:Talkative", "x"), path, 10, 0, 120)
+    out = capsys.readouterr().out
+    assert "talk printed:" in out and "epoch 1 of 1" in out and "a warning" in out

@@ -8,5 +8,5 @@ from ehrlib.data.registry import load, notice
 from ehrlib.data.simulate import simulate, write_simulated
 from ehrlib.data.splits import make_splits, paper_split, split
 
-__all__ = ["Vocabulary", "load", "load_meds", "load_mimic3", "load_mimic4", "make_splits", "meds_splits", "notice", "paper_split", "read_long",
-           "simulate", "split", "write_meds", "write_simulated"]
+__all__ = ["Vocabulary", "load", "load_meds", "load_mimic3", "load_mimic4", "make_splits", "meds_splits", "notice",
+           "paper_split", "read_long", "simulate", "split", "write_meds", "write_simulated"]

@@ -25,7 +25,8 @@ one to one; this module does both directions and is described on the book's repr
   timestamp form one visit. Diagnoses these rules cannot place (no ``hadm_id`` where the column
   is used, no time, before the first admission) are left out and counted in the warning.
 * *Demographics*: sex from ``GENDER//F`` / ``GENDER//M`` (or ``SEX//...``); age at the first
-  admission (with or without diagnoses, as the MIMIC loaders take it) from the ``MEDS_BIRTH`` event, in whole years by calendar date, with the MIMIC rules of
+  admission (with or without diagnoses, as the MIMIC loaders take it) from the ``MEDS_BIRTH``
+  event, in whole years by calendar date, with the MIMIC rules of
   :func:`ehrlib.data.mimic3.assemble` (ages above 89 become 90). Missing ones stay missing.
 * *Splits*: :func:`meds_splits` reads ``metadata/subject_splits.parquet``: ``train`` is the
   train split, ``held_out`` the holdout, ``tuning`` the reference split.

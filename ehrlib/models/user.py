@@ -42,6 +42,8 @@ USER_PREFIX = "user_"
 #: How tables and figures mark a user generator (``markov (user-supplied)``).
 USER_MARK = "user-supplied"
 NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
+#: At most this many characters of what a generator prints are shown on the stage's page.
+MAX_PRINTED = 3000
 SPEC_PATTERN = r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*"
 
 
@@ -191,12 +193,20 @@ def fit_and_generate(generator: UserGenerator, train_path, n: int, seed: int, ti
         out, err = Path(tmp) / "synthetic.parquet", Path(tmp) / "error.json"
         cmd = [sys.executable, "-m", "ehrlib.models.user", generator.spec, str(train_path), str(n), str(seed),
                str(out), str(err)]
-        proc = subprocess.Popen(cmd, env=_child_env(), start_new_session=True)
-        try:
-            code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            raise GeneratorError(f"{who}: did not finish fit and generate within {timeout_s:g} s; stopped") from None
+        log = Path(tmp) / "output.txt"
+        with open(log, "wb") as sink:  # what the generator prints goes to the page, not the console
+            proc = subprocess.Popen(cmd, env=_child_env(), start_new_session=True, stdout=sink,
+                                    stderr=subprocess.STDOUT)
+            try:
+                code = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                code = None
+        printed = log.read_text(errors="replace").strip()
+        if printed:
+            print(f"{generator.name} printed:\n{printed[-MAX_PRINTED:]}")
+        if code is None:
+            raise GeneratorError(f"{who}: did not finish fit and generate within {timeout_s:g} s; stopped")
         if err.is_file():
             failure = json.loads(err.read_text())
             raise GeneratorError(f"{who}: {failure['phase']} failed: {failure['error']}")
