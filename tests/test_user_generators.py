@@ -1,5 +1,5 @@
 """Your own generator: names, entry points, the failure modes, and a smoke run through the stages."""
-import json
+import re
 import textwrap
 
 import pandas as pd
@@ -199,15 +199,13 @@ def test_user_generators_go_through_the_stages_and_failures_are_reported_by_name
 
 @pytest.mark.slow
 def test_the_smoke_book_shows_the_user_generator_in_table1_the_figures_and_the_results_page(smoke_build):
-    """The smoke book is built with ``--generator markov=...`` (conftest.SMOKE_GENERATORS)."""
-    html, run = smoke_build
-    manifest = json.loads((run / "manifest.json").read_text())
-    results = manifest["stages"]["17_user_generators"]["results"]
-    assert results["user_generators"] == {"user_markov": MARKOV} and results["failed"] == {}
-    for page in ("33_table1", "42_structure", "44_cooccurrence"):
-        assert "user_markov" in (html / "notebooks" / f"{page}.html").read_text(), page
-    for stage in ("40_longtail_percentiles", "41_longtail_marginals", "42_structure", "43_chapters", "44_cooccurrence"):
-        assert "synthetic/user_markov.parquet" in manifest["stages"][stage]["inputs"], stage
+    """The smoke book is built with ``--generator markov=...`` (conftest.SMOKE_GENERATORS). Only the
+    built pages are read: later tests (nbmake) rerun the notebooks in the same run folder."""
+    html, _ = smoke_build
+    page = (html / "notebooks" / "17_user_generators.html").read_text()
+    assert re.search(r">user_markov</td>\s*<td[^>]*>examples\.visit_markov:VisitMarkov</td>\s*<td[^>]*>ok</td>", page)
+    for name in ("33_table1", "41_longtail_marginals", "42_structure", "44_cooccurrence"):
+        assert "user_markov" in (html / "notebooks" / f"{name}.html").read_text(), name
     assert "user_markov" in (html / "book" / "results.html").read_text()
 
 
