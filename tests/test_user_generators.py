@@ -1,4 +1,5 @@
 """Your own generator: names, entry points, the failure modes, and a smoke run through the stages."""
+import json
 import re
 import textwrap
 
@@ -195,6 +196,22 @@ def test_user_generators_go_through_the_stages_and_failures_are_reported_by_name
     page = results_page(run, tmp_path / "src").read_text()
     assert "`user_markov`: `examples.visit_markov:VisitMarkov`" in page and "`user_boom`" in page
     assert "user_markov" in page.split("## Table 1")[1].split("## ")[0]
+    # the run exports valid MEDS: every synthetic cohort but the real-record ones, and the real splits
+    import meds
+    import pyarrow.parquet as pq
+
+    from ehrlib.export import export_run
+
+    written = export_run(run, tmp_path / "meds")
+    assert sorted(p.name for p in written) == ["marginals", "user_markov"]
+    written += export_run(run, tmp_path / "meds" / "real", what="real")
+    for root in written:
+        for shard in (root / "data").glob("*.parquet"):
+            meds.DataSchema.validate(pq.read_table(shard))
+        meds.CodeMetadataSchema.validate(pq.read_table(root / meds.code_metadata_filepath))
+        meds.SubjectSplitSchema.validate(pq.read_table(root / meds.subject_splits_filepath))
+    info = json.loads((tmp_path / "meds" / "user_markov" / meds.dataset_metadata_filepath).read_text())["ehrlib"]
+    assert (info["generator"], info["profile"], info["seed"]) == ("user_markov", "smoke", 0)
 
 
 @pytest.mark.slow
