@@ -34,6 +34,7 @@ ARTIFACTS: dict[str, str] = {
     "table14": "Table 14. Similarity of the top-50 code co-occurrence matrices.",
     "table_reference_generators": "Reference generators. Size and structure of the calibration rows' cohorts (holdout, marginals, memorizer).",
     "table_generated": "Generated cohorts. Size and structure of each model's synthetic cohort.",
+    "table_user_generators": "User-supplied generators. Status, and size and structure of each one's synthetic cohort.",
     "table_corgan_pathway": "CorGAN encoder pathway. Length, kernel and stride of each convolution.",
     "fig2": "Figure 2. The long-tailed distribution of ICD-9 codes in the training data.",
     "fig3": "Figure 3. Long-tail ablation (corrected protocol): metrics recomputed on the codes at or below each frequency percentile.",

@@ -101,7 +101,9 @@ def split_cohort(stage: Stage, cohort, split: str = "random", n_holdout: int = 0
     overrides the holdout size). ``split="paper"``: the paper's released train/test id lists
     (MIMIC-III ``SUBJECT_ID``s; a warning says how many listed ids the data lacks); the
     ``reference`` split is then the patients on neither list, and when there are none the
-    ``holdout`` reference generator is disabled with a message (stage 15).
+    ``holdout`` reference generator is disabled with a message (stage 15). ``split="meds"`` (with
+    ``data="meds:PATH"``): the dataset's own ``metadata/subject_splits.parquet`` (``train``,
+    ``held_out`` as holdout, ``tuning`` as reference; :func:`ehrlib.data.meds_splits`).
     """
     from ehrlib.data import make_splits, paper_split
     from ehrlib.errors import CohortError, ConfigError
@@ -117,8 +119,19 @@ def split_cohort(stage: Stage, cohort, split: str = "random", n_holdout: int = 0
             splits["reference"] = ps.reference
         except CohortError as exc:
             print(f"No reference split: {exc}. The holdout reference generator is disabled for this run.")
+    elif split == "meds":
+        from ehrlib.data import meds_splits
+
+        kind, _, path = str(stage.params.get("data", "")).partition(":")
+        if kind not in ("meds", "meds-icd10") or not path:
+            raise ConfigError(f"split='meds' uses a MEDS dataset's own splits: expected data='meds:PATH', "
+                              f"got data={stage.params.get('data')!r}")
+        splits = meds_splits(path, cohort)
+        if "reference" not in splits:
+            print("The MEDS dataset has no 'tuning' split: no reference split, so the holdout reference generator is "
+                  "disabled for this run.")
     else:
-        raise ConfigError(f"split={split!r}: expected 'random' or 'paper'")
+        raise ConfigError(f"split={split!r}: expected 'random', 'paper' or 'meds'")
     stage.record(split=split, **{f"n_{k}": v.n_patients for k, v in splits.items()})
     return stage.save_splits(**splits)
 
@@ -241,6 +254,57 @@ def reference_generators(stage: Stage) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def user_generators(stage: Stage, generators: str = "", timeout_s: float = 3600) -> pd.DataFrame:
+    """Fit and generate with every user generator (the ``ehrlib.generators`` entry points and
+    ``generators``, ``"NAME=module:Class,..."``), each in a process of its own stopped after
+    ``timeout_s`` seconds, and save their cohorts as ``synthetic/user_<NAME>`` for every later
+    stage (:mod:`ehrlib.models.user`). Returns one row per generator (``ok`` or ``failed``).
+
+    A generator that fails is recorded by name with the reason (Table 1 and the results page list
+    it, ``ehrbench reproduce`` reports it) and leaves no cohort behind; the others go on. Cohorts
+    of user generators no longer named are removed, so the run evaluates only those of this stage.
+    """
+    from ehrlib.errors import ConfigError
+    from ehrlib.metrics.structure import summary
+    from ehrlib.models import user
+
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+        raise ConfigError(f"timeout_s={timeout_s!r}: expected a positive number of seconds")
+    failed: dict[str, str] = {}
+    chosen = user.named(generators, problems=failed)  # a broken installed entry point fails alone
+    keys = {g.key for g in chosen}
+    folder = stage.run.path / "synthetic"
+    for old in sorted(folder.glob(f"{user.USER_PREFIX}*.parquet")) if folder.is_dir() else []:
+        if old.stem not in keys:
+            print(f"{old.stem}: no longer named; its cohort from an earlier run is removed")
+            old.unlink()
+    if not chosen:
+        print("No user generator named (ehrbench reproduce --generator NAME=module:Class, or the "
+              f"{user.ENTRY_POINT_GROUP!r} entry points).")
+    n = stage.settings.evaluation.n_synthetic
+    train = stage.train
+    real_ids = set(train.subject_ids) | set(stage.holdout.subject_ids)
+    if (stage.run.path / "data" / "reference.parquet").is_file():
+        real_ids |= set(stage.reference.subject_ids)
+    rows = [{"dataset": key, "spec": "", "status": "failed", "reason": reason} for key, reason in failed.items()]
+    for g in chosen:
+        print(f"{g.name}: {g.spec} ({g.origin})")
+        try:
+            cohort = user.fit_and_generate(g, stage.run.path / "data" / "train.parquet", n, stage.seed, timeout_s,
+                                           real_ids)
+        except Exception as exc:  # whatever one generator does, it fails alone (recorded, shown, reported)
+            failed[g.key] = str(exc) if isinstance(exc, EhrlibError) else f"{g.name}: {type(exc).__name__}: {exc}"
+            (folder / f"{g.key}.parquet").unlink(missing_ok=True)
+            rows.append({"dataset": g.key, "spec": g.spec, "status": "failed", "reason": failed[g.key]})
+            continue
+        stage.save_synthetic(g.key, cohort)
+        rows.append({"dataset": g.key, "spec": g.spec, "status": "ok", "reason": "", **summary(cohort)})
+    stage.record(n_synthetic=n, user_generators={g.key: g.spec for g in chosen}, failed=failed)
+    for name, reason in failed.items():
+        log.error("%s failed: %s", name, reason)
+    return pd.DataFrame(rows, columns=None if rows else ["dataset", "spec", "status", "reason"])
+
+
 def _protocols(ev) -> tuple[str, ...]:
     from ehrlib.metrics import names
 
@@ -320,7 +384,9 @@ def table1(stage: Stage) -> pd.DataFrame:
     results = stage.metrics()
     stage.save_table("table1_tidy", results.sort_values(["model", "family", "metric"]), show=False)
     wide = wide_table1(results)
-    failed = stage.run.manifest().get("stages", {}).get("20_generate", {}).get("results", {}).get("failed", {})
+    from ehrlib.runs import failed_generators
+
+    failed = failed_generators(stage.run.manifest())
     if failed:
         wide = pd.concat([wide, pd.DataFrame([{"model": k, "status": f"failed: {v}"} for k, v in failed.items()])],
                          ignore_index=True)

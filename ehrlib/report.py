@@ -153,10 +153,17 @@ def results_page(run: Run, dest: Path) -> Path:
         lines += ["### Across seeds", "", book.caption("table1_seeds") + " `sd_across_seeds` is the spread "
                   "between whole reruns; `mean_ci_width_within_run` the mean width of the intervals of one run.", "",
                   seeds.read_text(), ""]
-    failed = m.get("stages", {}).get("20_generate", {}).get("results", {}).get("failed", {})
+    from ehrlib.runs import failed_generators
+
+    failed = failed_generators(m)
     if failed:
-        lines += ["**Failed generators** (recorded by `20_generate`, absent from Table 1):", ""]
+        lines += ["**Failed generators** (recorded by `17_user_generators` and `20_generate`, absent from Table 1):", ""]
         lines += [f"* `{k}`: {v}" for k, v in failed.items()] + [""]
+    supplied = m.get("stages", {}).get("17_user_generators", {}).get("results", {}).get("user_generators", {})
+    if supplied:
+        lines += ["**User-supplied generators** (stage {doc}`17_user_generators <../notebooks/17_user_generators>`; "
+                  "rows `user_<name>` in the tables, `<name> (user-supplied)` in the figures):", ""]
+        lines += [f"* `{k}`: `{v}`" + (" (failed)" if k in failed else "") for k, v in supplied.items()] + [""]
     fig_dir = dest / "book" / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     lines += ["## Headline figures", ""]
