@@ -84,10 +84,15 @@ def learning_curves(stage: Stage) -> pd.DataFrame:
         for s in log_["stopping"]:
             best = hist.get(s.get("best_epoch"), {})
             last = hist.get(s["last_epoch"], {})
+            def shown(v, fmt="{:.3f}"):
+                return "–" if v is None else fmt.format(v)
+
             rows.append({"model": LABELS.get(name, name), "phase": s["phase"], "epochs": s["epochs"], "cap": s["cap"],
-                         "ended by": s["stopped_by"], "criterion": s.get("criterion") or "fixed epochs",
-                         "best epoch": s.get("best_epoch"), "training s": round(last.get("seconds", float("nan")), 1),
-                         "val R² at best": best.get("val_r2"), "distinct / val at best": best.get("val_distinct")})
+                         "ended by": "its criterion" if s["stopped_by"] == "patience" else "its cap",
+                         "criterion": s.get("criterion") or "fixed epochs",
+                         "best epoch": shown(s.get("best_epoch"), "{}"), "training s": shown(last.get("seconds"), "{:.1f}"),
+                         "val R² at best": shown(best.get("val_r2")),
+                         "distinct / val at best": shown(best.get("val_distinct"))})
     table = pd.DataFrame(rows)
     stage.save_table("table_stopping", table)
     stage.save_figure("fig_learning", plots.learning_curves(logs))

@@ -16,8 +16,8 @@ from ehrlib.metrics.names import TABLE1_GROUPS, header
 from ehrlib.runs import Run
 
 #: The figures shown on the results page, and the notebook (stage) that makes each.
-HEADLINE_FIGURES = {"fig3": "40_longtail_percentiles", "fig5": "41_longtail_marginals", "fig12": "43_chapters",
-                    "fig13": "44_cooccurrence"}
+HEADLINE_FIGURES = {"fig_learning": "18_learning_curves", "fig3": "40_longtail_percentiles",
+                    "fig5": "41_longtail_marginals", "fig12": "43_chapters", "fig13": "44_cooccurrence"}
 PAGE = "book/results.md"
 
 
