@@ -9,7 +9,7 @@
     ehrbench evaluate --train A --holdout B --synthetic C [C ...] --out DIR
 
 Library errors are printed as one line (``ehrbench: error: ...``, exit 2); ``--debug`` shows the
-traceback.
+traceback. Ctrl-C ends the command with one line (exit 130).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ehrlib.errors import EhrlibError
+from ehrlib.errors import EhrlibError, RunInterrupted
 from ehrlib.runner import BOOK_SOURCES, notebooks, reproduce, sweep  # noqa: F401  (public: ehrlib.cli.reproduce)
 
 log = logging.getLogger("ehrbench")
@@ -202,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
             return audit_main(args)
         elif args.cmd == "stats":
             print(stats(args.paths, _reader(args)).to_string(index=False))
+    except RunInterrupted as exc:
+        print(f"ehrbench: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("ehrbench: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     except (EhrlibError, OSError) as exc:
         if args.debug:
             raise

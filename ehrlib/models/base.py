@@ -5,6 +5,9 @@
 * ``training_key(train)``: what makes two trainings the same (a JSON-normal dict);
 * ``generate(n, seed)``: a validated Cohort whose subjects get synthetic ids that never equal a
   training subject id (``SYNTH_000001``..., or another prefix when the training data uses it);
+  ``seed`` follows one rule for every generator (:func:`check_seed`): an integer from 0 to
+  :data:`MAX_SEED` (``2**63 - 1``, what numpy, torch and a JSON/parquet integer all hold), any
+  other value a :class:`~ehrlib.errors.GeneratorError` naming it;
 * ``save(directory)`` / ``from_saved(directory, meta)`` (``ehrlib.models.load``).
 
 A save is all-or-nothing: the files are written into a new folder beside the target, with
@@ -63,6 +66,23 @@ def check_count(owner: str, what: str, value, minimum: int = 1) -> int:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise GeneratorError(f"{owner}: {what}={value!r}; expected {expected}")
     return int(value)
+
+
+#: The largest seed a generator takes (see :func:`check_seed`).
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(owner: str, seed) -> int:
+    """The one seed rule of every generator: ``seed`` as an int if it is an integer (not a bool)
+    from 0 to :data:`MAX_SEED`; else :class:`~ehrlib.errors.GeneratorError` naming ``owner`` and the value.
+
+    numpy alone would take any non-negative integer, but torch's generators stop at 64 bits; one
+    bound for all keeps a seed that works for one model working for every other.
+    """
+    seed = check_count(owner, "seed", seed, minimum=0)
+    if seed > MAX_SEED:
+        raise GeneratorError(f"{owner}: seed={seed}; expected an integer from 0 to 2**63 - 1 ({MAX_SEED})")
+    return seed
 
 
 def synthetic_prefix(train_ids) -> str:
@@ -145,7 +165,7 @@ class Generator(ABC):
     def generate(self, n: int, seed: int = 0) -> Cohort:
         """``n`` synthetic patients (fewer only if the generator emits empty records), deterministic by seed."""
         n = check_count(self.name, "n", n)
-        seed = check_count(self.name, "seed", seed, minimum=0)
+        seed = check_seed(self.name, seed)
         if n > MAX_GENERATE:
             raise GeneratorError(f"{self.name}: n={n:,} is above the limit of {MAX_GENERATE:,} records per call; "
                                  "generate in several calls with different seeds")
