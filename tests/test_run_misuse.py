@@ -215,3 +215,48 @@ def test_ctrl_c_stops_the_running_kernel_at_once_records_it_and_ends_with_one_li
     assert _status("00_sleep")["status"] == "interrupted"
     assert _status("10_after")["status"] == "not run"
 
+
+
+# ---------------------------------------------------------------- evaluate --out, one bad synthetic file
+
+@pytest.fixture(scope="module")
+def long_files(tmp_path_factory):
+    from ehrlib.data import simulate, split
+
+    d = tmp_path_factory.mktemp("long")
+    train, holdout = split(simulate(160, seed=0), n_holdout=60, seed=0)
+    synthetic = simulate(80, seed=5)
+    for name, cohort in (("train", train), ("holdout", holdout), ("good", synthetic),
+                         ("one", synthetic.subset(synthetic.subject_ids[:1]))):
+        cohort.to_frame().to_csv(d / f"{name}.csv", index=False)
+    (d / "junk.csv").write_text("nothing,useful\n1,2\n")
+    return d
+
+
+def _evaluate(d: Path, out: Path, *synthetic: str) -> list[str]:
+    return ["evaluate", "--train", str(d / "train.csv"), "--holdout", str(d / "holdout.csv"), "--synthetic",
+            *[str(d / s) for s in synthetic], "--out", str(out), "--n-bootstrap", "10", "--discriminators", "none"]
+
+
+@pytest.mark.parametrize("existing", ["table1.md", "metrics.csv", "table1.csv"])
+def test_evaluate_never_overwrites_outputs_already_in_out(existing, long_files, tmp_path, capsys):
+    from ehrlib.cli import main
+
+    (tmp_path / existing).write_text("the user's own")
+    assert main(_evaluate(long_files, tmp_path, "good.csv")) == 2
+    assert f"already holds {existing}; refusing to overwrite" in capsys.readouterr().err
+    assert (tmp_path / existing).read_text() == "the user's own"
+
+
+@pytest.mark.parametrize("bad, words", [("one.csv", "one.csv: not evaluated: privacy metrics: the synthetic cohort has 1"),
+                                        ("junk.csv", "junk.csv: not read: ")])
+def test_a_bad_synthetic_file_is_reported_and_the_good_ones_results_are_still_written(bad, words, long_files,
+                                                                                        tmp_path, capsys):
+    import pandas as pd
+
+    from ehrlib.cli import main
+
+    assert main(_evaluate(long_files, tmp_path / "out", "good.csv", bad)) == 2
+    err = capsys.readouterr().err
+    assert "1 of 2 synthetic file(s) not in" in err and words in err
+    assert set(pd.read_csv(tmp_path / "out" / "metrics.csv")["model"]) == {"good"}
