@@ -179,6 +179,11 @@ def normalise_codes(codes: pd.Series, source: str | None = None, column: str = C
                 None: "codes are 1-20 letters, digits, '_' or '-'"}[icd_version]
         detail = (f"{n_bad} of {n_all} value(s) ({int(invalid.sum())} distinct) are not {what} codes "
                   f"(e.g. {_examples(raw[invalid])}); {rule}")
+        if icd_version == 9:
+            other = u[invalid].str.fullmatch(CODE_SHAPES[10]).fillna(False).to_numpy(dtype=bool)
+            if other.any():
+                detail += (f"; {int(other.sum())} of them have the ICD-10 shape (e.g. {_examples(u[invalid][other])}): "
+                           "if the file holds ICD-10 codes, read it with icd_version=10")
         if n_bad > MAX_INVALID_SHARE * n_all:
             raise CohortError(f"{_where(source)}column {column!r}: {detail}. Is this the right column/ICD version?")
         warnings.warn(f"{_where(source)}column {column!r}: {detail}; these rows were dropped",

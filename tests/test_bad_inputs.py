@@ -299,7 +299,30 @@ CASES = {
     "mostly junk codes": (long_rows([(1, 1, c) for c in JUNK_CODES] + [(1, 1, "4019")]), read_long, CohortError,
                           ["6 of 7", "not ICD-9 codes", "right column"], None),
     "ICD-10 file read as ICD-9": (long_rows([(1, 1, "I10"), (1, 1, "E119"), (2, 1, "S72001A")]), read_long,
-                                  CohortError, ["not ICD-9 codes", "ICD version"], None),
+                                  CohortError, ["not ICD-9 codes", "ICD version", "ICD-10 shape", "icd_version=10"],
+                                  None),
+    "ICD-10 E-codes that have the ICD-9 shape": (
+        long_rows(GOOD + [(9, 1, "E119"), (9, 1, "E785"), (9, 2, "E039"), (9, 2, "E871"), (9, 2, "E1122")]), read_long,
+        CohortWarning, ["long.csv", "4 of 21 code(s)", "'E119'", "look like ICD-10", "icd_version=10"],
+        codes_are("4019", "0389", "25000", "V5861", "E119", "E785", "E039", "E871", "E1122")),
+    "ICD-10 E-codes only, ICD-9 shaped": (long_rows([(1, 1, "E119"), (1, 1, "E785"), (2, 1, "E6601")]), read_long,
+                                          CohortWarning, ["3 of 3 code(s)", "look like ICD-10", "icd_version=10"],
+                                          visits_are(2)),
+    "ICD-10 E-code in MIMIC": (mimic3(addrow("DIAGNOSES_ICD", (2, 21, "E785"))), load_mimic3, CohortWarning,
+                               ["DIAGNOSES_ICD.csv", "1 of 6 code(s)", "'E785'", "icd_version=10"], visits_are(3)),
+    "real E-codes are not ICD-10": (long_rows(GOOD + [(9, 1, "E8497"), (9, 1, "E0000"), (9, 1, "E030"), (9, 1, "E888")]),
+                                    read_long, None, [], visits_are(9)),
+    "leading zeros lost (a spreadsheet's numbers)": (
+        long_rows([(1, 1, "389"), (1, 1, "4019"), (1, 2, "845"), (2, 1, "414"), (2, 1, "25000")]), read_long,
+        CohortWarning, ["long.csv", "3 of 5 code(s)", "'389' for '0389'", "lost their leading zeros", "as text"],
+        codes_are("389", "4019", "845", "414", "25000")),
+    "a code of two digits beside zero-led codes": (long_rows(GOOD + [(9, 1, "42")]), read_long, CohortWarning,
+                                                   ["'42' for '042'", "lost their leading zeros", "not ICD-9 codes"],
+                                                   codes_are("4019", "0389", "25000", "V5861")),
+    "leading zeros lost in MIMIC": (mimic3(setcell("DIAGNOSES_ICD", 2, 2, "389")), load_mimic3, CohortWarning,
+                                    ["DIAGNOSES_ICD.csv", "'389' for '0389'", "as text"], visits_are(3)),
+    "older ICD-9 codes beside zero-led ones are not lost zeros": (
+        long_rows(GOOD + [(9, 1, "7070"), (9, 1, "7798")]), read_long, None, [], visits_are(9)),
     "ICD-10 file read as ICD-10": (long_rows([(1, 1, "I10"), (1, 1, "E11.9"), (2, 1, "S72001A")]),
                                    lambda p: read_long(p, icd_version=10), CohortWarning, ["written with a dot"],
                                    codes_are("I10", "E119", "S72001A")),
@@ -462,3 +485,19 @@ def test_dotted_warning_is_not_used_for_things_that_are_not_dotted_codes(tmp_pat
     with pytest.warns(CohortWarning) as caught:
         read_long(p)
     assert not any("written with a dot" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("folder, column", [("mimic-iii-demo", "icd9_code"), ("paper-samples", "ICD9_CODE")])
+def test_real_icd9_files_are_not_taken_for_icd10_or_lost_zeros(folder, column):
+    from conftest import SHARED_DATA
+
+    from ehrlib.data.icd9 import check_code_kinds
+
+    files = sorted(p for p in (SHARED_DATA / folder).glob("*.csv*") if "DIAGNOSES" in p.name.upper() or "synthetic" in p.name)
+    if not files:
+        pytest.skip(f"../shared/data/{folder} not present")
+    for p in files:
+        codes = pd.read_csv(p, dtype=str, usecols=lambda c: c.lower() == column.lower()).iloc[:, 0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CohortWarning)
+            assert check_code_kinds(codes, str(p)) == []

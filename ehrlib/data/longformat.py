@@ -24,7 +24,9 @@ Rules (each a :class:`~ehrlib.errors.CohortError` or a :class:`~ehrlib.cohort.Co
   subject and code (and age/sex) columns, like the paper's MedGAN sample, is read as one visit
   per patient with a warning.
 * **Codes**: ICD-9 shapes by default (``icd_version``); see
-  :func:`ehrlib.cohort.normalise_codes`. Rows with a missing code and codes repeated within a
+  :func:`ehrlib.cohort.normalise_codes`. Read as ICD-9, codes that look like ICD-10 (``E119``)
+  or like ICD-9 codes that lost their leading zeros (``389`` for ``0389``) are warned about with
+  counts, examples and the fix (:func:`ehrlib.data.icd9.check_code_kinds`). Rows with a missing code and codes repeated within a
   visit are dropped with a warning giving both counts and the file.
 * **Demographics** (when both ``age`` and ``sex`` columns exist): a subject's age is the age on
   its first visit; a subject with two sexes (or two ages on its first visit), a sex other than
@@ -42,6 +44,7 @@ import pandas as pd
 
 from ehrlib.errors import ConfigError
 from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, VISIT, Cohort, CohortError, CohortWarning, short
+from ehrlib.data.icd9 import check_code_kinds
 from ehrlib.data.tables import QUOTE_CHARS, as_path, file_kind, read_csv, read_header, short_list
 
 ALIASES = {
@@ -264,6 +267,8 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
                 f"{path}: column 'code', line {i + 2}: index {short(raw.iloc[i], QUOTE_CHARS)} has no entry in code_map"
             )
         df[CODE] = mapped
+    if icd_version == 9:
+        check_code_kinds(df[CODE], str(path), chosen[CODE])
     df["_visit"] = _visit_keys(df, path, chosen.get(VISIT), time_name, auto_time)
     demo = None
     if AGE in df.columns and SEX in df.columns:
