@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ehrlib.errors import CohortError, ConfigError
-from ehrlib.io import atomic_write, frames_checksum
+from ehrlib.io import atomic_write, blocking_file, frames_checksum
 
 SUBJECT = "subject_id"
 VISIT = "visit_id"
@@ -573,7 +573,16 @@ class Cohort:
         """Write the cohort as one parquet file (demographics repeated per row), atomically."""
         path = Path(path)
         frame = self.to_frame()
-        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        blocked = blocking_file(path)
+        if blocked is not None:
+            raise CohortError(f"{path}: cannot be written: {blocked} is a file, not a folder; expected a path in a "
+                              "folder (or where a folder can be made)")
+        if path.is_dir():
+            raise CohortError(f"{path}: cannot be written: it is a folder; expected a file path (e.g. cohort.parquet)")
+        try:
+            atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        except PermissionError:
+            raise CohortError(f"{path}: cannot be written: permission denied") from None
         return path
 
     @classmethod
@@ -587,7 +596,13 @@ class Cohort:
         if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
             raise ConfigError(f"path={short(path, 40)} ({type(path).__name__}): expected a file path")
         path = Path(path)
-        if not path.is_file():
+        try:
+            found, folder = path.is_file(), path.is_dir()
+        except PermissionError:
+            raise CohortError(f"{path}: cannot be read: permission denied (on the file or a folder above it)") from None
+        if folder:
+            raise CohortError(f"{path}: is a folder, not a file; expected a cohort file written by Cohort.save")
+        if not found:
             raise CohortError(f"{path}: file not found")
         try:
             frame = pd.read_parquet(path)

@@ -45,7 +45,8 @@ import pandas as pd
 from ehrlib.errors import ConfigError
 from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, VISIT, Cohort, CohortError, CohortWarning, short
 from ehrlib.data.icd9 import check_code_kinds
-from ehrlib.data.tables import QUOTE_CHARS, as_path, file_kind, read_csv, read_header, short_list
+from ehrlib.data.tables import (QUOTE_CHARS, as_path, delimiter_hint, file_kind, read_csv, read_header,
+                                 require_file, short_list)
 
 ALIASES = {
     SUBJECT: ("subject_id", "patient_id", "patient", "pid", "person_id", "subject"),
@@ -156,6 +157,11 @@ def _visit_keys(df: pd.DataFrame, path: Path, visit_name: str | None, time_name:
         return pd.Series(rank.reindex(pd.MultiIndex.from_frame(table[["s", "raw"]])).to_numpy(), index=df.index)
     if VISIT not in df.columns:
         return pd.Series(0, index=df.index)
+    missing = df[VISIT].isna().to_numpy(dtype=bool)
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise CohortError(f"{path}: visit column {visit_name!r}, line {i + 2}: missing visit id ({int(missing.sum())} "
+                          "row(s) in all); expected a visit id on every row")
     key = _order(df[VISIT])
     if key is not None:
         return key
@@ -205,8 +211,7 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
         raise ConfigError(f"icd_version={icd_version!r}: expected 9, 10 or None")
     if code_map is not None and (isinstance(code_map, str) or not isinstance(code_map, (Mapping, Sequence))):
         raise ConfigError(f"code_map: expected a mapping or sequence from index to ICD code, got {type(code_map).__name__}")
-    if not path.is_file():
-        raise CohortError(f"{path}: no such file")
+    require_file(path)
     if not path.name.lower().endswith(SUFFIXES):
         raise CohortError(
             f"{path}: unsupported file type {short(''.join(path.suffixes[-2:]) or '(no suffix)', 20)}; "
@@ -219,6 +224,7 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
         if chosen[name] is None:
             raise CohortError(
                 f"{path}: missing column {name!r} (accepted names: {list(ALIASES[name])}); found {short_list(found)}"
+                + (delimiter_hint(found) if kind != "parquet" else "")
             )
     if visit_column is False:
         chosen[VISIT] = None

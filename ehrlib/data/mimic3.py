@@ -17,7 +17,8 @@ import pandas as pd
 
 from ehrlib.cohort import AGE, CODE, MAX_PLAUSIBLE_AGE, SEX, SUBJECT, Cohort, CohortError
 from ehrlib.data.icd9 import check_code_kinds
-from ehrlib.data.tables import age_in_years, as_path, find_table, parse_datetimes, read_csv, require_known, require_present
+from ehrlib.data.tables import (age_in_years, as_path, find_table, parse_datetimes, read_csv, require_folder,
+                                 require_known, require_present)
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,7 @@ def load_mimic3(root) -> Cohort:
             whose admission or subject is unknown, impossible or conflicting demographics, or no
             diagnosis codes at all.
     """
-    root = as_path(root, "root")
-    if not root.is_dir():
-        raise CohortError(f"MIMIC-III folder {root} does not exist")
+    root = require_folder(as_path(root, "root"), "MIMIC-III folder")
     p_path = find_table(root, "PATIENTS")
     a_path = find_table(root, "ADMISSIONS")
     d_path = find_table(root, "DIAGNOSES_ICD")

@@ -30,7 +30,7 @@ from typing import Callable, ClassVar
 
 from ehrlib.cohort import SYNTHETIC_PREFIX, Cohort, CohortError
 from ehrlib.errors import ConfigError, GeneratorError, ModelLoadError
-from ehrlib.io import process_alive, sha256_file
+from ehrlib.io import blocking_file, process_alive, sha256_file
 
 log = logging.getLogger("ehrlib.models")
 
@@ -308,6 +308,9 @@ def check_replaceable(target) -> None:
     except FileNotFoundError:  # absent, or moved aside this instant by a concurrent save
         entries = set()
     except NotADirectoryError:
+        blocked = blocking_file(target)
+        if blocked is not None:
+            raise GeneratorError(f"{target}: cannot be made: {blocked} is a file, not a folder") from None
         raise GeneratorError(f"{target}: exists and is not a folder; refusing to replace it with a model") from None
     if entries and META not in entries and not entries <= _REPLACEABLE:
         raise GeneratorError(f"{target}: a folder that is not a saved generator ({len(entries)} entries, e.g. "
