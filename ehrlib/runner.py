@@ -504,7 +504,9 @@ def stale_needs(run: Run, needs: list[str], params: dict[str, dict]) -> str:
         if done is None:
             return f"needs {need}, which was not run by ehrbench reproduce (no record of its files); {fix}"
         if done.get("status") != "ok":
-            return f"needs {need}, whose last run was {done.get('status')!r}, so its outputs are incomplete; {fix}"
+            how = {"failed": "failed", "interrupted": "was interrupted",
+                   "not run": "did not happen (a stage it needs failed)"}.get(done.get("status"), f"is {done.get('status')!r}")
+            return f"needs {need}, whose last run {how}, so its outputs are incomplete or missing; {fix}"
         for k, v in params.get(need, {}).items():
             if k in done.get("params", {}) and done["params"][k] != v:
                 return f"needs {need}, which ran with {k}={done['params'][k]!r}, not {v!r}; {fix}"
