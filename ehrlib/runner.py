@@ -746,6 +746,8 @@ def sweep(root: Path, seeds: list[int], profile: str = "demo", run: str | None =
         name = f"{base}-seed{seed}"
         try:
             reproduce(root, profile=profile, run=name, seed=seed, book=False, **kwargs)
+        except RunInterrupted:  # Ctrl-C ends the sweep, not just this seed
+            raise
         except RunError as exc:
             errors.append(f"seed {seed}: {exc}")
         runs_by_seed[seed] = open_run(name)
