@@ -650,6 +650,8 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
     unknown = set(settings or {}) - {k for d in declared.values() for k in d}
     if unknown:
         raise RunError(f"--set {', '.join(sorted(unknown))}: no selected notebook has such a parameter")
+    every_need = stage_needs(notebooks(root))  # through the stages outside --only
+    every_params = {nb.stem: {k: v for k, v in given.items() if k in OWNED_CHECKED} for nb in notebooks(root)}
     with _writing(run_dir):
         results: list[StageResult] = []
         if not book_only:
@@ -663,9 +665,7 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
             def params_of(nb: Path) -> dict:
                 return {k: v for k, v in given.items() if k in declared[nb]}
 
-            every_need = stage_needs(notebooks(root))  # through the stages outside --only
             chosen = {nb.stem for nb in selected}
-            every_params = {nb.stem: {k: v for k, v in given.items() if k in OWNED_CHECKED} for nb in notebooks(root)}
 
             def run_one(nb: Path, at_once: int) -> StageResult:
                 if _INTERRUPTED.is_set():
@@ -699,6 +699,14 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
             log.info("\n%s", summary_table(results, wall if jobs > 1 else None))
             log.info("run folder: %s", run_dir.path)
         failed = [r for r in results if r.status == "failed"]
+        if only or book_only:  # stages this command did not run may now disagree with those it ran
+            ran = {r.name for r in results}
+            stale = [nb.stem for nb in notebooks(root) if nb.stem not in ran
+                     and stale_needs(run_dir, [nb.stem, *every_need[nb.stem]], every_params)]
+            if stale:
+                log.warning("out of date in run %r (their inputs changed since they ran, or a stage they need did not "
+                            "succeed; the book shows their earlier outputs): %s; run them again (--only %s)",
+                            run_dir.name, ", ".join(stale), " ".join(n.split("_")[0] for n in stale))
         target = run_dir.path / EXECUTED_DIR
         if book:
             target = build_book(root, run_dir, out)

@@ -126,9 +126,11 @@ def test_set_of_a_key_the_runner_sets_is_an_error_naming_the_option(key, value, 
 
 # ---------------------------------------------------------------- needs out of date under --only
 
-def test_a_stage_whose_unselected_need_read_an_input_that_changed_since_is_refused(pipeline):
+def test_a_stage_whose_unselected_need_read_an_input_that_changed_since_is_refused(pipeline, caplog):
     runner.reproduce(pipeline, profile="smoke", run="r", book=False, jobs=1)
     runner.reproduce(pipeline, profile="smoke", run="r", seed=1, only=["00"], book=False)  # a new train split
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "out of date" in r.getMessage()]
+    assert said and "10_copy, 20_read; run them again (--only 10 20)" in said[0]  # the run says it disagrees
     with pytest.raises(RunError, match="10_copy, which is out of date: its input data/train.parquet changed"):
         runner.reproduce(pipeline, profile="smoke", run="r", seed=1, only=["20"], book=False)
     assert _status("20_read")["status"] == "failed"
