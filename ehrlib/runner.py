@@ -298,12 +298,14 @@ def stop_kernels() -> list[int]:
     return stopped
 
 
-def _kernel_manager_class(env: dict | None = None):
+def _kernel_manager_class(env: dict | None = None, cwd: str | None = None):
     """A kernel manager on local IPC sockets (no TCP ports, no unencrypted-TCP warning) that shuts a
     finished kernel down without interrupting it first (jupyter_client sends SIGINT before every
     shutdown, and an idle kernel logs "KeyboardInterrupt caught in kernel" on the console), and
     starts its kernel with ``env`` added to this process's environment (each stage's thread plan:
-    stages running at once must not share ``os.environ``)."""
+    stages running at once must not share ``os.environ``) in folder ``cwd`` (papermill's own ``cwd``
+    changes this whole process's folder while a stage runs, and stages running at once would leave
+    it changed)."""
     from jupyter_client.manager import AsyncKernelManager
 
     extra = dict(env or {})
@@ -319,6 +321,8 @@ def _kernel_manager_class(env: dict | None = None):
 
         async def _async_pre_start_kernel(self, **kw):
             kw["env"] = {**kw.get("env", os.environ), **extra}
+            if cwd is not None:
+                kw["cwd"] = cwd
             return await super()._async_pre_start_kernel(**kw)
 
         async def _async_interrupt_kernel(self) -> None:
@@ -365,9 +369,9 @@ def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None,
     t0 = time.time()
     result = StageResult(nb.stem, "ok", threads=str(plan))
     try:
-        pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(root), kernel_name="python3",
+        pm.execute_notebook(str(nb), str(tmp), parameters=params, kernel_name="python3",
                             progress_bar=False, log_output=False,
-                            kernel_manager_class=_kernel_manager_class(plan.env()))
+                            kernel_manager_class=_kernel_manager_class(plan.env(), cwd=str(root)))
     except Exception as exc:  # papermill's execution error carries the cell and the error
         result.status, result.error = "failed", _failure(exc, nb)
         if _INTERRUPTED.is_set():  # its kernel was stopped by Ctrl-C
