@@ -205,9 +205,9 @@ def test_stages_run_in_the_repository_root_and_leave_this_process_folder_alone(t
     monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
     repo = tmp_path / "repo"
     (repo / "notebooks").mkdir(parents=True)
-    for name in ("00_a", "01_b", "02_c"):
+    for name, seconds in (("00_a", 0), ("01_b", 3), ("02_c", 3)):  # the first to start ends first
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-            f"import os, time; time.sleep(0.5); open({name!r} + '.cwd', 'w').write(os.getcwd())")])
+            f"import os, time; time.sleep({seconds}); open({name!r} + '.cwd', 'w').write(os.getcwd())")])
         nb.metadata[runner.NEEDS_KEY] = {"needs": []}
         nbformat.write(nb, repo / "notebooks" / f"{name}.ipynb")
     here = os.getcwd()
