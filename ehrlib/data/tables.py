@@ -307,21 +307,23 @@ def _check_rows(df: pd.DataFrame, path: Path) -> None:
             "header columns; remove the trailing commas (or name the extra column in the header)")
     if df.empty or len(df.columns) < 2:
         return
-    text = df.astype("string")
-    first = text.iloc[:, 0]
-    rest_missing = text.iloc[:, 1:].isna().all(axis=1)
-    for d, name in DELIMITERS.items() if rest_missing.any() else ():
-        other = (rest_missing & first.str.contains(d, regex=False).fillna(False)).to_numpy(dtype=bool)
-        if other.any():
-            i = int(np.flatnonzero(other)[0])
-            raise CohortError(
-                f"{path}: the header is comma-separated but line {i + 2} is {name}-delimited "
-                f"({short(first.iloc[i], QUOTE_CHARS)}; {int(other.sum())} such line(s)): expected one delimiter, "
-                "commas; re-save the file as CSV")
-    names = pd.Series([str(c).strip().lower() for c in df.columns])
-    same = np.ones(len(df), dtype=bool)
-    for j, col in enumerate(df.columns):
-        same &= (text[col].str.strip().str.lower() == names[j]).fillna(False).to_numpy(dtype=bool)
+    rest_missing = df.iloc[:, 1:].isna().all(axis=1).to_numpy(dtype=bool)
+    if rest_missing.any():  # rows of one field under a header of several
+        first = df.iloc[:, 0][rest_missing].astype("string")
+        for d, name in DELIMITERS.items():
+            other = first.str.contains(d, regex=False).fillna(False).to_numpy(dtype=bool)
+            if other.any():
+                i = int(np.flatnonzero(rest_missing)[np.flatnonzero(other)[0]])
+                raise CohortError(
+                    f"{path}: the header is comma-separated but line {i + 2} is {name}-delimited "
+                    f"({short(df.iloc[i, 0], QUOTE_CHARS)}; {int(other.sum())} such line(s)): expected one delimiter, "
+                    "commas; re-save the file as CSV")
+    col0 = str(df.columns[0])
+    spellings = {col0, col0.strip(), col0.strip().lower(), col0.strip().upper()}
+    same = df.iloc[:, 0].isin(spellings).to_numpy(dtype=bool).copy()  # a fast first pass: the first field
+    for col in df.columns[1:] if same.any() else ():
+        name = str(col).strip().lower()
+        same &= (df[col].astype("string").str.strip().str.lower() == name).fillna(False).to_numpy(dtype=bool)
     if same.any():
         i = int(np.flatnonzero(same)[0])
         raise CohortError(
