@@ -4,6 +4,8 @@
 reference cohorts and their subject ids), ``models/<name>/``, ``synthetic/<name>.parquet``,
 ``metrics/<family>.csv``, ``tables/``, ``figures/`` and ``manifest.json`` (each stage's
 parameters, inputs, outputs, status and time; data checksum, package versions, git commit).
+While ``ehrbench reproduce`` writes a run it holds the run's writer lock (:meth:`Run.writer`): a
+second writer, or a notebook opening a stage of that run from elsewhere, is refused.
 
 Every notebook opens one :func:`stage`; the file and metric names live here and in
 :mod:`ehrlib.book`, never in a notebook.
@@ -164,7 +166,7 @@ class Run:
         path = self.path / WRITER_LOCK
         if not path.is_file():
             return None
-        with open(path, "a+") as f:
+        with open(path) as f:  # read-only: a finished run on a read-only disk can still be read
             try:
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
