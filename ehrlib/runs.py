@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ehrlib.cohort import Cohort
 from ehrlib.errors import RunError
-from ehrlib.io import atomic_write
+from ehrlib.io import atomic_write, process_alive
 from ehrlib.data.splits import save_ids
 
 ENV_RUNS_DIR = "EHRLIB_RUNS_DIR"
@@ -201,9 +201,14 @@ class Run:
 
 def _holder(text: str) -> str:
     """The writer described by a lock file's contents, for messages."""
+    import socket
+
     try:
         h = json.loads(text)
-        return f"{h.get('command', 'process')} (process {h['pid']} on {h['host']}, started {h['started']})"
+        who = f"{h.get('command', 'process')} (process {h['pid']} on {h['host']}, started {h['started']})"
+        if h["host"] == socket.gethostname() and not process_alive(int(h["pid"])):
+            who += " that has ended, while a process it started still holds the lock; stop that process"
+        return who
     except (ValueError, KeyError, TypeError):
         return "process (its lock file names no process)"
 

@@ -267,3 +267,21 @@ def test_a_bad_synthetic_file_is_reported_and_the_good_ones_results_are_still_wr
     err = capsys.readouterr().err
     assert "1 of 2 synthetic file(s) not in" in err and words in err
     assert set(pd.read_csv(tmp_path / "out" / "metrics.csv")["model"]) == {"good"}
+
+
+def test_a_lock_held_by_a_child_of_an_ended_writer_says_so(tmp_path, monkeypatch):
+    import fcntl
+    import socket
+
+    monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
+    run = runs.open_run("r")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+
+    (run.path / runs.WRITER_LOCK).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(),
+                                                         "started": "then", "command": "ehrbench reproduce"}))
+    with open(run.path / runs.WRITER_LOCK) as held:  # the lock, still held by a process the writer started
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RunError, match=rf"process {int(dead.stdout)} .* that has ended, while a process it "
+                                           "started still holds the lock"):
+            with run.writer():
+                pass
