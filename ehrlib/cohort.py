@@ -123,9 +123,15 @@ def _key_kind(value) -> str:
     return type(value).__name__
 
 
+#: The largest seed anything in ``ehrlib`` takes: what numpy, torch and a JSON/parquet integer all hold.
+MAX_SEED = 2**63 - 1
+
+
 def check_seed(seed, name: str = "seed") -> int:
-    """A random seed: a non-negative integer (numpy's ``default_rng`` refuses negative seeds)."""
-    return check_int(seed, name, minimum=0)
+    """A random seed: an integer from 0 to :data:`MAX_SEED` (numpy's ``default_rng`` refuses negative
+    seeds, torch's generators larger ones); the same rule as every generator's
+    (:func:`ehrlib.models.base.check_seed`)."""
+    return check_int(seed, name, minimum=0, maximum=MAX_SEED)
 
 
 def normalise_codes(codes: pd.Series, source: str | None = None, column: str = CODE, *,

@@ -15,7 +15,7 @@ def _get(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("seed, words", [(2**64, "expected an integer from 0 to 2**63 - 1"), (MAX_SEED + 1, "2**63 - 1"),
+@pytest.mark.parametrize("seed, words", [(2**64, "expected an integer >= 0 and <= 2**63 - 1"), (MAX_SEED + 1, "2**63 - 1"),
                                          (-1, "seed=-1"), (True, "seed=True"), (1.0, "seed=1.0")])
 def test_every_generator_refuses_a_seed_outside_the_rule(name, seed, words):
     gen = _get(name)
@@ -29,3 +29,10 @@ def test_the_largest_seed_works_for_reference_and_neural_generators(name, small_
     gen = _get(name).fit(small_cohort)
     a, b = gen.generate(20, seed=MAX_SEED), gen.generate(20, seed=MAX_SEED)
     assert a.records() == b.records() and a.n_patients > 0
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in REFERENCE])
+@pytest.mark.parametrize("seed", [2**64, -1])
+def test_every_neural_config_refuses_a_training_seed_outside_the_rule(name, seed):
+    with pytest.raises(GeneratorError, match=rf"Config\.seed={seed}; expected an integer >= 0 and <= 2\*\*63 - 1"):
+        models.get(name, profile="smoke", seed=seed)

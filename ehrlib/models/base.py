@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, ClassVar
 
-from ehrlib.cohort import SYNTHETIC_PREFIX, Cohort, CohortError
+from ehrlib.cohort import MAX_SEED, SYNTHETIC_PREFIX, Cohort, CohortError
 from ehrlib.errors import ConfigError, GeneratorError, ModelLoadError
 from ehrlib.io import blocking_file, process_alive, sha256_file
 
@@ -68,21 +68,22 @@ def check_count(owner: str, what: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
-#: The largest seed a generator takes (see :func:`check_seed`).
-MAX_SEED = 2**63 - 1
-
-
-def check_seed(owner: str, seed) -> int:
-    """The one seed rule of every generator: ``seed`` as an int if it is an integer (not a bool)
-    from 0 to :data:`MAX_SEED`; else :class:`~ehrlib.errors.GeneratorError` naming ``owner`` and the value.
+def check_seed(owner: str, seed, *, label: str | None = None) -> int:
+    """The one seed rule of every generator (``generate(n, seed)`` and the config's ``seed``): ``seed``
+    as an int if it is an integer (not a bool) from 0 to :data:`~ehrlib.cohort.MAX_SEED`
+    (``2**63 - 1``, the bound of :func:`ehrlib.cohort.check_seed` too); else
+    :class:`~ehrlib.errors.GeneratorError` naming ``owner`` (or ``label``, e.g. ``"HALOConfig.seed"``)
+    and the value.
 
     numpy alone would take any non-negative integer, but torch's generators stop at 64 bits; one
     bound for all keeps a seed that works for one model working for every other.
     """
-    seed = check_count(owner, "seed", seed, minimum=0)
-    if seed > MAX_SEED:
-        raise GeneratorError(f"{owner}: seed={seed}; expected an integer from 0 to 2**63 - 1 ({MAX_SEED})")
-    return seed
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise GeneratorError(f"{label or owner + ': seed'}={seed!r}; expected an integer >= 0 and <= 2**63 - 1 "
+                             f"({MAX_SEED})")
+    return int(seed)
 
 
 def synthetic_prefix(train_ids) -> str:
