@@ -83,13 +83,15 @@ def evaluate_files(args) -> Path:
     """
     import pandas as pd
 
-    from ehrlib.io import atomic_write
+    from ehrlib.io import atomic_write, blocking_file
     from ehrlib.metrics.evaluate import table1
 
     read_long = _reader(args)
     out = args.out
     if out.exists() and not out.is_dir():
         raise EhrlibError(f"--out {out}: exists and is not a folder")
+    if blocking_file(out) is not None:
+        raise EhrlibError(f"--out {out}: cannot be made: {blocking_file(out)} is a file, not a folder")
     there = [n for n in EVALUATE_OUTPUTS if (out / n).exists()]
     if there:
         raise EhrlibError(f"--out {out}: already holds {', '.join(there)}; refusing to overwrite them: choose a new "

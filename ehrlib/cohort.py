@@ -186,7 +186,8 @@ def normalise_codes(codes: pd.Series, source: str | None = None, column: str = C
         detail = (f"{n_bad} of {n_all} value(s) ({int(invalid.sum())} distinct) are not {what} codes "
                   f"(e.g. {_examples(raw[invalid])}); {rule}")
         if icd_version == 9:
-            other = u[invalid].str.fullmatch(CODE_SHAPES[10]).fillna(False).to_numpy(dtype=bool)
+            other = (u[invalid].str.replace(".", "", regex=False).str.fullmatch(CODE_SHAPES[10])
+                     .fillna(False).to_numpy(dtype=bool))
             if other.any():
                 detail += (f"; {int(other.sum())} of them have the ICD-10 shape (e.g. {_examples(u[invalid][other])}): "
                            "if the file holds ICD-10 codes, read it with icd_version=10")

@@ -393,6 +393,10 @@ def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None,
 # ---------------------------------------------------------------------------- build folder
 def _prepare_out(out: Path) -> None:
     """Create the build folder, or check that an existing one is the runner's own."""
+    from ehrlib.io import blocking_file
+
+    if blocking_file(out) is not None:
+        raise RunError(f"--out {out}: cannot be made: {blocking_file(out)} is a file, not a folder")
     if out.exists():
         if not out.is_dir():
             raise RunError(f"--out {out}: exists and is not a folder")

@@ -218,7 +218,14 @@ def open_run(name: str = "default", root: Path | None = None) -> Run:
     if not name or "/" in name or name.startswith("."):
         raise RunError(f"run={name!r}: expected a plain folder name")
     path = (root or runs_root()) / name
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from ehrlib.io import blocking_file
+
+        blocked = blocking_file(path) or (path if path.exists() else None)
+        why = f"{blocked} is a file, not a folder" if blocked is not None else (e.strerror or str(e))
+        raise RunError(f"run folder {path} cannot be made: {why} (the runs folder is ${ENV_RUNS_DIR} or ./runs)") from None
     return Run(path)
 
 

@@ -436,6 +436,8 @@ CASES = {
         long_rows(GOOD + [(9, 1, "E119"), (9, 1, "E785"), (9, 2, "E039"), (9, 2, "E871"), (9, 2, "E1122")]), read_long,
         CohortWarning, ["long.csv", "4 of 21 code(s)", "'E119'", "look like ICD-10", "icd_version=10"],
         codes_are("4019", "0389", "25000", "V5861", "E119", "E785", "E039", "E871", "E1122")),
+    "dotted ICD-10 file read as ICD-9": (long_rows([(1, 1, "E11.9"), (1, 1, "I10"), (2, 1, "J18.9")]), read_long,
+                                         CohortError, ["not ICD-9 codes", "ICD-10 shape", "icd_version=10"], None),
     "ICD-10 E-codes only, ICD-9 shaped": (long_rows([(1, 1, "E119"), (1, 1, "E785"), (2, 1, "E6601")]), read_long,
                                           CohortWarning, ["3 of 3 code(s)", "look like ICD-10", "icd_version=10"],
                                           visits_are(2)),

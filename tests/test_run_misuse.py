@@ -285,3 +285,22 @@ def test_a_lock_held_by_a_child_of_an_ended_writer_says_so(tmp_path, monkeypatch
                                            "started still holds the lock"):
             with run.writer():
                 pass
+
+
+
+@pytest.mark.parametrize("make", [
+    lambda base: runner._prepare_out(base / "f" / "build"),
+    lambda base: runs.open_run("r", root=base / "f"),
+])
+def test_a_folder_that_cannot_be_made_under_a_file_is_an_error_naming_the_file(make, tmp_path):
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(RunError, match=r"cannot be made: .*f is a file, not a folder"):
+        make(tmp_path)
+
+
+def test_evaluate_into_a_folder_under_a_file_is_refused_before_any_work(long_files, tmp_path, capsys):
+    from ehrlib.cli import main
+
+    (tmp_path / "f").write_text("a file")
+    assert main(_evaluate(long_files, tmp_path / "f" / "out", "good.csv")) == 2
+    assert "cannot be made" in capsys.readouterr().err
