@@ -709,7 +709,8 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
         failed = [r for r in results if r.status == "failed"]
         if only or book_only:  # stages this command did not run may now disagree with those it ran
             ran = {r.name for r in results}
-            stale = [nb.stem for nb in notebooks(root) if nb.stem not in ran
+            recorded = {k for k, v in run_dir.manifest().get("stages", {}).items() if "runner" in v}
+            stale = [nb.stem for nb in notebooks(root) if nb.stem in recorded and nb.stem not in ran
                      and stale_needs(run_dir, [nb.stem, *every_need[nb.stem]], every_params)]
             if stale:
                 log.warning("out of date in run %r (their inputs changed since they ran, or a stage they need did not "
