@@ -770,9 +770,10 @@ def sweep(root: Path, seeds: list[int], profile: str = "demo", run: str | None =
         runs_by_seed[seed] = open_run(name)
     first = runs_by_seed[seeds[0]]
     table = seeds_table1(runs_by_seed)
-    book_mod.save_table(table, "table1_seeds", first)
-    log.info("Table 1 across seeds %s: %s", seeds, first.path / book_mod.TABLES_DIR / "table1_seeds.csv")
-    target = build_book(Path(root).resolve(), first, Path(out or Path(root) / "_build").resolve()) if book else first.path
+    with _writing(first):  # the first seed's run gets the aggregate: one writer, as for its stages
+        book_mod.save_table(table, "table1_seeds", first)
+        log.info("Table 1 across seeds %s: %s", seeds, first.path / book_mod.TABLES_DIR / "table1_seeds.csv")
+        target = build_book(Path(root).resolve(), first, Path(out or Path(root) / "_build").resolve()) if book else first.path
     if errors:
         raise RunError("; ".join(errors))
     return target
