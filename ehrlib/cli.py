@@ -81,8 +81,6 @@ def evaluate_files(args) -> Path:
     file, the metric family and why) while the others' results are still written; the command
     then ends with an error naming it.
     """
-    import pandas as pd
-
     from ehrlib.io import atomic_write, blocking_file
     from ehrlib.metrics.evaluate import table1
 
