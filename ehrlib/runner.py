@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ehrlib.errors import RunError, RunInterrupted
-from ehrlib.runs import Run, _now, open_run
+from ehrlib.runs import Run, _now, open_run, runs_root
 
 log = logging.getLogger("ehrbench")
 
@@ -478,19 +478,23 @@ OWNED_CHECKED = ("profile", "data")
 
 @contextlib.contextmanager
 def _writing(run: Run):
-    """Hold the run's writer lock; the stages' kernels get its token (:data:`ehrlib.runs.ENV_WRITER`)."""
-    from ehrlib.runs import ENV_WRITER
+    """Hold the run's writer lock; the stages' kernels get its token (:data:`ehrlib.runs.ENV_WRITER`)
+    and the runs folder as an absolute path (:data:`ehrlib.runs.ENV_RUNS_DIR`: a kernel starts in the
+    repository root, which need not be this process's folder)."""
+    from ehrlib.runs import ENV_RUNS_DIR, ENV_WRITER
 
     with run.writer() as token:
-        before = os.environ.get(ENV_WRITER)
-        os.environ[ENV_WRITER] = token
+        values = {ENV_WRITER: token, ENV_RUNS_DIR: str(run.path.parent.resolve())}
+        before = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
         try:
             yield
         finally:
-            if before is None:
-                os.environ.pop(ENV_WRITER, None)
-            else:
-                os.environ[ENV_WRITER] = before
+            for k, v in before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def stale_needs(run: Run, needs: list[str], params: dict[str, dict]) -> str:
@@ -640,7 +644,7 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
     out = Path(out or root / "_build").resolve()
     if book:
         _prepare_out(out)  # refuse an unsafe --out before any work
-    run_dir = open_run(run or profile)
+    run_dir = open_run(run or profile, root=runs_root().resolve())  # ./runs of this folder, not of --root
     selected = notebooks(root)
     if not selected:
         raise RunError(f"{root} has no notebooks/NN_*.ipynb: run from the repository root or pass --root")

@@ -304,3 +304,15 @@ def test_evaluate_into_a_folder_under_a_file_is_refused_before_any_work(long_fil
     (tmp_path / "f").write_text("a file")
     assert main(_evaluate(long_files, tmp_path / "f" / "out", "good.csv")) == 2
     assert "cannot be made" in capsys.readouterr().err
+
+
+
+def test_a_run_from_another_folder_writes_and_reads_one_runs_folder(pipeline, tmp_path, monkeypatch):
+    monkeypatch.delenv("EHRLIB_RUNS_DIR")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # ./runs is this folder's, while the kernels start in --root
+    runner.reproduce(pipeline, profile="smoke", run="r", only=["00"], book=False)
+    assert (tmp_path / "elsewhere" / "runs" / "r" / "data" / "train.parquet").is_file()
+    assert not (pipeline / "runs").exists()
+    runner.reproduce(pipeline, profile="smoke", run="r", only=["00"], book=False)
+    assert runs.open_run("r").manifest()["runner"]["skipped"] == 1  # the same folder, found up to date
