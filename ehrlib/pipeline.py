@@ -176,6 +176,12 @@ def generate(stage: Stage, model: str = "all", n: int = 0) -> pd.DataFrame:
     stage.record(n_synthetic=n, failed=failed)
     for name, reason in failed.items():
         log.error("%s failed to generate: %s", name, reason)
+    if not rows or len(failed) == len(rows):  # nothing generated: the stages after this one have no input
+        from ehrlib.errors import RunError
+
+        raise RunError(f"run {stage.run.name!r}: no synthetic cohort generated: " + (
+            "; ".join(f"{k}: {v}" for k, v in failed.items()) if failed else
+            f"no trained model in {stage.run.path / 'models'}; run the training stages (10-14) first"))
     return pd.DataFrame(rows)
 
 
