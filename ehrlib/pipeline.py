@@ -61,11 +61,18 @@ def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool 
 
 
 def stopping_line(s: dict) -> str:
-    """One phase's end in words: ``adversarial: 14 of 30 epochs, stopped by patience (fidelity); best epoch 10``."""
-    how = "stopped by patience" if s["stopped_by"] == "patience" else "ran to its cap"
-    crit = f" ({s['criterion']})" if s.get("criterion") else " (fixed epochs)"
-    best = f"; best epoch {s['best_epoch']} restored" if s.get("best_epoch") else ""
-    return f"{s['phase']}: {s['epochs']} of {s['cap']} epochs, {how}{crit}{best}"
+    """One phase's end in words, e.g. ``adversarial: 14 of 30 epochs, stopped by its criterion (fidelity);
+    best epoch 10 restored``, or why it ran to its cap."""
+    head = f"{s['phase']}: {s['epochs']} of {s['cap']} epochs"
+    if not s.get("criterion"):
+        return f"{head}, fixed epochs"
+    best = f"best epoch {s['best_epoch']} restored"
+    if s["stopped_by"] == "patience":
+        return f"{head}, stopped by its criterion ({s['criterion']}); {best}"
+    if s["best_epoch"] == s["last_epoch"]:
+        return (f"{head}, ran to its cap with its {s['criterion']} still improving (a larger budget would train "
+                "further: see the curve)")
+    return f"{head}, ran to its cap before its patience ran out ({s['criterion']}); {best}"
 
 
 def learning_curves(stage: Stage) -> pd.DataFrame:
