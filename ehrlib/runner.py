@@ -314,6 +314,9 @@ def _kernel_manager_class(env: dict | None = None, cwd: str | None = None):
             # sockets of their own: by default every kernel started in one folder uses the prefix
             # "kernel-ipc" there, and two kernels starting at once can take the same socket
             kwargs.setdefault("ip", str(_ipc_dir() / uuid.uuid4().hex[:12]))
+            # a kernel on a busy machine may take more than jupyter_client's 5 s to finish its shutdown;
+            # terminating it then makes it log a ZMQ traceback on the console
+            kwargs.setdefault("shutdown_wait_time", 60.0)
             super().__init__(**kwargs)
             _KERNELS.add(self)
 
