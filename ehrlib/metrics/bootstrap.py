@@ -236,15 +236,19 @@ def prevalence_replicates(
                 f"n_bootstrap={n_bootstrap} but real_resamples hold {real_resamples.n_bootstrap} "
                 "replicates; pass n_bootstrap=None to use theirs"
             )
-    n_bootstrap = real_resamples.n_bootstrap
     if vocab is None:
         vocab = Vocabulary.from_cohorts(real, synthetic)
-    metrics = PREVALENCE_METRICS if metrics is None else metrics
+    return _replicates(real_resamples, binary_matrix(synthetic, vocab), vocab, seed, metrics)
 
+
+def _replicates(real_resamples: RealResamples, matrix, vocab: Vocabulary, seed: int,
+                metrics: Mapping[str, PrevalenceMetric] | None = None):
+    """:func:`prevalence_replicates` from the real side's resamples and the synthetic 0/1 matrix over ``vocab``."""
+    n_bootstrap = real_resamples.n_bootstrap
+    metrics = PREVALENCE_METRICS if metrics is None else metrics
     cols = real_resamples.columns(vocab)
     real_estimate = np.zeros(len(vocab))
     real_estimate[cols] = real_resamples.estimate
-    matrix = binary_matrix(synthetic, vocab)
     estimates = prevalence_scores(real_estimate, prevalence_from_matrix(matrix), metrics)
 
     rng = np.random.default_rng(_seed_sequences(seed)[1])
@@ -253,7 +257,7 @@ def prevalence_replicates(
         b = sl.stop - sl.start
         real_block = np.zeros((b, len(vocab)))
         real_block[:, cols] = real_resamples.replicates[sl]
-        synthetic_block = replicate_prevalences(matrix, resample_weights(synthetic.n_patients, b, rng))
+        synthetic_block = replicate_prevalences(matrix, resample_weights(matrix.shape[0], b, rng))
         for name, values in prevalence_scores(real_block, synthetic_block, metrics).items():
             replicates[name][sl] = values
     return estimates, replicates
@@ -377,3 +381,23 @@ def bootstrap_prevalence(
         real, synthetic, n_bootstrap, seed, real_resamples, vocab, metrics
     )
     return interval_table(estimates, replicates, level)
+
+
+def prevalence_from_context(context, name: str, *, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0,
+                            level: float = LEVEL) -> pd.DataFrame:
+    """The prevalence family of one synthetic cohort of an :class:`ehrlib.metrics.context.EvaluationContext`.
+
+    Paper: section 3.1. Equals :func:`bootstrap_prevalence` of ``(context.train, synthetic)``
+    with the context's real-side resamples (drawn once for B and ``seed``, shared by every
+    generator) and the context's binary matrix of the synthetic cohort.
+    """
+    from ehrlib.metrics.context import TRAIN
+
+    vocab = context.union(TRAIN, name)
+    real_resamples = context.real_resamples(n_bootstrap, seed)
+    estimates, replicates = _replicates(real_resamples, context.binary(name, vocab), vocab, seed)
+    df = interval_table(estimates, replicates, level)
+    shared = " (train side shared across generators)" if len(context.synthetic) > 1 else ""
+    df["note"] = (f"basic bootstrap interval, B={n_bootstrap}, patients of train and synthetic resampled "
+                  f"independently{shared}")
+    return df

@@ -644,3 +644,22 @@ def discriminator_family(
             rows.append({"metric": names.disc_metric(kind, stat), "estimate": est, "ci_low": low, "ci_high": high,
                          "spread": float("nan"), "note": note})
     return pd.DataFrame(rows, columns=["metric", "estimate", "ci_low", "ci_high", "spread", "note"])
+
+
+def discriminator_from_context(context, name: str, kinds=(names.RF,), *, real: str = "train", **options):
+    """The discriminator family of one synthetic cohort of an :class:`ehrlib.metrics.context.EvaluationContext`.
+
+    Paper: section 3.1 and appendix E. Equals :func:`discriminator_family` of the context's
+    cohorts, over the union of the real class's and the synthetic cohort's codes, with the real
+    class's binary matrix taken from the context (built once for every generator).
+    ``options``: the other arguments of :func:`discriminator_family`.
+    """
+    if real not in names.REAL_CLASSES:
+        from ehrlib.errors import ConfigError
+
+        raise ConfigError(f"real={real!r}: expected one of {names.REAL_CLASSES}")
+    key = context.real_key(real)
+    vocab = context.union(key, name)
+    real_binary = context.binary(key, vocab) if names.RF in kinds else None
+    return discriminator_family(context.train, context.holdout, context.synthetic[name], kinds, real=real,
+                                vocab=vocab, real_binary=real_binary, **options)

@@ -702,3 +702,18 @@ def copied_records(real: Cohort, synthetic: Cohort, min_codes: int = 1) -> pd.Da
             stacklevel=2,
         )
     return _copied_from_keys(real_keys, record_keys(synthetic), int(min_codes), real, synthetic)
+
+
+def privacy_from_context(context, name: str, *, seed: int = 0, repeats: int = 10, protocol: str = "corrected",
+                         **options) -> pd.DataFrame:
+    """The privacy family of one synthetic cohort of an :class:`ehrlib.metrics.context.EvaluationContext`.
+
+    Paper: section 3.2. Equals :func:`privacy_metrics` of ``(context.train, context.holdout,
+    synthetic)``, on the context's encodings (each cohort encoded once for every generator).
+    ``options``: ``metric``, ``length_penalty``, ``chunk_size`` of :func:`privacy_metrics`.
+    """
+    from ehrlib.metrics.context import HOLDOUT, TRAIN
+
+    encoded = (context.encoded(TRAIN), context.encoded(HOLDOUT), context.encoded(name))
+    return privacy_metrics(context.train, context.holdout, context.synthetic[name], seed=seed, repeats=repeats,
+                           protocol=protocol, encoded=encoded, **options)
