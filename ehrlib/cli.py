@@ -70,10 +70,13 @@ def _synthetic_names(paths: list[str]) -> dict[str, str]:
 
 
 def evaluate_files(args) -> Path:
-    """``ehrbench evaluate``: every metric for each synthetic file, written atomically into ``--out``."""
+    """``ehrbench evaluate``: every metric family (utility and attribute inference included) for each
+    synthetic file, from one evaluation context, written atomically into ``--out``."""
     import pandas as pd
 
     from ehrlib.io import atomic_write
+    from ehrlib.metrics import names as metric_names
+    from ehrlib.metrics.context import EvaluationContext
     from ehrlib.metrics.evaluate import evaluate_all, table1
 
     read_long = _reader(args)
@@ -83,11 +86,13 @@ def evaluate_files(args) -> Path:
     names = _synthetic_names(args.synthetic)
     train, holdout = read_long(args.train), read_long(args.holdout)
     synthetic = {name: read_long(p) for name, p in names.items()}
+    reference = read_long(args.reference) if args.reference else None
     kinds = tuple(k for k in args.discriminators if k != "none")
-    families = None if kinds else ["prevalence", "privacy"]
+    families = None if kinds else [f for f in metric_names.FAMILIES if f != metric_names.DISCRIMINATOR]
+    context = EvaluationContext.build(train, holdout, synthetic, reference, allow_overlap=args.allow_overlap)
     results = pd.concat([evaluate_all(train, holdout, synthetic, seed=args.seed, n_bootstrap=args.n_bootstrap,
                                       families=families, discriminators=kinds or None, protocol=p,
-                                      real=args.real_class, allow_overlap=args.allow_overlap).assign(protocol=p)
+                                      real=args.real_class, context=context).assign(protocol=p)
                          for p in args.protocol], ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "metrics.csv", lambda tmp: results.to_csv(tmp, index=False))
@@ -151,6 +156,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--holdout", required=True, help="long-format file of real patients it never saw")
     e.add_argument("--synthetic", required=True, nargs="+", help="long-format synthetic file(s)")
     e.add_argument("--out", required=True, type=Path, help="folder for metrics.csv and table1.csv/.md")
+    e.add_argument("--reference", help="long-format file of real patients in neither train nor holdout: the "
+                                       "attribute-inference baseline (optional)")
     e.add_argument("--discriminators", nargs="+", default=["rf"], choices=("rf", "lstm", "none"),
                    help="discriminator kinds (metrics named rf_disc_*, lstm_disc_*); none skips the family")
     e.add_argument("--discriminator", dest="discriminators", type=lambda k: [k], choices=(["rf"], ["lstm"], ["none"]),

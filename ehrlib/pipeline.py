@@ -14,10 +14,6 @@ from ehrlib.runs import Stage
 
 log = logging.getLogger("ehrlib.pipeline")
 
-#: How models are named on pages and figures (saved-folder name -> label).
-LABELS = {"medgan": "MedGAN", "medgan_count": "MedGAN (count)", "corgan": "CorGAN", "promptehr": "PromptEHR",
-          "halo": "HALO", "gpt": "GPT-2 baseline"}
-
 
 def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool = False, nproc: int = 1,
           **overrides):
@@ -52,8 +48,9 @@ def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool 
     stage.record(**{saved_as: {"epochs": len(history)}})
     if history:
         last = {k: round(v, 4) for k, v in history[-1].items() if k != "epoch" and isinstance(v, float)}
-        print(f"{LABELS.get(saved_as, saved_as)}: {len(history)} epochs; last epoch {last}")
-        stage.save_figure(f"training_{saved_as}", plots.training_curves(history, title=LABELS.get(saved_as, saved_as)))
+        label = plots.model_label(saved_as)
+        print(f"{label}: {len(history)} epochs; last epoch {last}")
+        stage.save_figure(f"training_{saved_as}", plots.training_curves(history, title=label))
     return generator
 
 
@@ -158,37 +155,64 @@ def _protocols(ev) -> tuple[str, ...]:
     return protocols
 
 
-def evaluate(stage: Stage, family: str, *, lstm: str = "profile") -> pd.DataFrame:
-    """Compute one metric family for every synthetic cohort of the run in each protocol of the
-    profile (``corrected`` and ``paper``), save it (a ``protocol`` column), and return a summary.
+def evaluate(stage: Stage, *families: str, lstm: str = "profile") -> pd.DataFrame:
+    """Compute metric families for every synthetic cohort of the run in each protocol of the
+    profile (``corrected`` and ``paper``), save each (a ``protocol`` column), and return a summary.
 
-    ``lstm`` (discriminator family): ``yes``, ``no`` or ``profile`` (as the profile says).
-    The prevalence family is the same in both protocols and is computed once.
+    One evaluation context (:class:`ehrlib.metrics.context.EvaluationContext`: the overlap check,
+    one encoding per cohort, the real-side resamples) serves every family and protocol of the
+    call. ``lstm`` (discriminator family): ``yes``, ``no`` or ``profile`` (as the profile says).
+    The prevalence family is the same in both protocols and is computed once; ``utility`` and
+    ``attribute_inference`` are not part of the paper's protocol (their rows there say so). The
+    utility family also draws its figure (TSTR/TRTR per task and generator, ``fig_utility``).
     """
     from ehrlib.errors import ConfigError
-    from ehrlib.metrics import evaluate_all, names
+    from ehrlib.metrics import names
+    from ehrlib.metrics.context import EvaluationContext
+    from ehrlib.metrics.evaluate import evaluate_context
 
+    if not families:
+        raise ConfigError(f"pipeline.evaluate: name one or more families of {names.FAMILIES}")
+    for family in families:
+        if family not in names.FAMILIES:
+            raise ConfigError(f"family={family!r}: expected one of {names.FAMILIES}")
+    if lstm not in ("yes", "no", "profile"):
+        raise ConfigError(f"lstm={lstm!r}: expected 'yes', 'no' or 'profile'")
     ev = stage.settings.evaluation
     protocols = _protocols(ev)
-    train, holdout, synthetic = stage.train, stage.holdout, stage.synthetic
-    common = dict(seed=stage.seed, n_bootstrap=ev.n_bootstrap, families=[family], progress=False)
-    if family == names.PREVALENCE:
-        once = evaluate_all(train, holdout, synthetic, **common)
-        out = pd.concat([once.assign(protocol=p) for p in protocols], ignore_index=True)
-    elif family in (names.PRIVACY, names.DISCRIMINATOR):
-        extra = {"repeats": ev.nnaar_repeats} if family == names.PRIVACY else {}
-        if family == names.DISCRIMINATOR:
-            if lstm not in ("yes", "no", "profile"):
-                raise ConfigError(f"lstm={lstm!r}: expected 'yes', 'no' or 'profile'")
+    has_reference = (stage.run.path / "data" / "reference.parquet").is_file()
+    reference = stage.reference if has_reference and names.ATTRIBUTE_INFERENCE in families else None
+    context = EvaluationContext.build(stage.train, stage.holdout, stage.synthetic, reference)
+    common = dict(seed=stage.seed, n_bootstrap=ev.n_bootstrap, progress=False)
+    outs = []
+    for family in families:
+        extra = {}
+        if family == names.PRIVACY:
+            extra = {"repeats": ev.nnaar_repeats}
+        elif family == names.DISCRIMINATOR:
             with_lstm = ev.lstm if lstm == "profile" else lstm == "yes"
-            extra = {"discriminators": ("rf", "lstm") if with_lstm else ("rf",),
-                     "real": ev.real_class}
-        out = pd.concat([evaluate_all(train, holdout, synthetic, protocol=p, **common, **extra).assign(protocol=p)
-                         for p in protocols], ignore_index=True)
-    else:
-        raise ConfigError(f"family={family!r}: expected one of {names.FAMILIES}")
-    stage.save_metrics(family, out)
-    return out.pivot_table(index=["model", "protocol"], columns="metric", values="estimate")
+            extra = {"discriminators": ("rf", "lstm") if with_lstm else ("rf",), "real": ev.real_class}
+        if family == names.PREVALENCE:
+            once = evaluate_context(context, [family], **common)
+            out = pd.concat([once.assign(protocol=p) for p in protocols], ignore_index=True)
+        else:
+            out = pd.concat([evaluate_context(context, [family], protocol=p, **common, **extra).assign(protocol=p)
+                             for p in protocols], ignore_index=True)
+        if family in names.CORRECTED_ONLY_FAMILIES and names.PAPER in protocols:
+            print(f"The paper's protocol has no {family} family (the paper reports none): its rows are computed "
+                  "in the corrected protocol only and say so in the paper protocol.")
+        if family == names.ATTRIBUTE_INFERENCE and reference is None:
+            print("This run has no reference split: the attribute-inference baseline (the same attack with a "
+                  "disjoint real sample as the release) is left out, and its rows say so.")
+        stage.save_metrics(family, out)
+        if family == names.UTILITY:
+            from ehrlib import plots
+
+            stage.save_figure("fig_utility", plots.fig_utility(out[out["protocol"] == names.CORRECTED]))
+        outs.append(out)
+    out = pd.concat(outs, ignore_index=True)
+    summary = out[out["metric"].map(lambda m: names.split_task_metric(m)[1] is None)]
+    return summary.pivot_table(index=["model", "protocol"], columns="metric", values="estimate")
 
 
 def odd_intervals(results: pd.DataFrame) -> list[str]:

@@ -51,8 +51,7 @@ ATTRIBUTES = (
 )
 """The sensitive attributes, each with the source of its code set."""
 
-POOLED = "all"
-"""The attribute name of the rows pooled over every (patient, attribute) pair."""
+POOLED = names.ATTRIBUTE_POOLED
 CHUNK = 256
 """Query rows per distance block."""
 
@@ -164,7 +163,7 @@ def attribute_from_context(context, name: str, *, n_bootstrap: int = 1000, seed:
     ci = f"basic bootstrap interval over query patients, B={n_bootstrap}"
 
     def row(stat, task, est, low=np.nan, high=np.nan, note=""):
-        rows.append({"metric": names.task_metric(f"attribute_{stat}", task), "estimate": float(est),
+        rows.append({"metric": names.attribute_metric(stat, task), "estimate": float(est),
                      "ci_low": float(low), "ci_high": float(high), "spread": np.nan, "note": note})
 
     def f1_of(scores, labels, w, idx):

@@ -56,6 +56,10 @@ DCR_SHARE = "dcr_share"
 PAPER_PRIVACY_METRICS = (NNAAR, MIA_ACCURACY, MIA_PRECISION, MIA_RECALL, MIA_F1)
 """The privacy metrics the paper reports (the ``paper`` protocol computes these only)."""
 
+# ------------------------------------------------------------------------------ per-task rows
+TASK_SEPARATOR = ":"
+"""Between a statistic and its task in per-task result names (:func:`task_metric`)."""
+
 # ------------------------------------------------------------------------------ utility
 UTILITY_RATIO = "utility_ratio"
 """Summary row: the mean over phenotype tasks of TSTR AUROC / TRTR AUROC."""
@@ -75,11 +79,19 @@ ATTRIBUTE_STATS = ("f1_members", "f1_nonmembers", "auc_members", "auc_nonmembers
 """Rows per sensitive attribute (and ``all`` pooled), named :func:`task_metric` ``("attribute_" + stat, attr)``;
 ``f1_reference``: the same attack on non-members with a disjoint real sample as the release."""
 
+ATTRIBUTE_POOLED = "all"
+"""The attribute name of the rows pooled over every (patient, attribute) pair."""
+
+
+def attribute_metric(stat: str, attribute: str) -> str:
+    """The result name of an attribute-inference statistic, e.g. ``attribute_f1_members:hiv``."""
+    if stat not in ATTRIBUTE_STATS:
+        raise ConfigError(f"attribute-inference statistic {stat!r}: expected one of {ATTRIBUTE_STATS}")
+    return f"attribute_{stat}{TASK_SEPARATOR}{attribute}"
+
+
 SUMMARY_METRICS = {UTILITY: UTILITY_RATIO, ATTRIBUTE_INFERENCE: ATTRIBUTE_ADVANTAGE}
 """The one summary row each new family adds besides its detailed rows."""
-
-TASK_SEPARATOR = ":"
-
 
 def task_metric(stat: str, task: str) -> str:
     """The result name of a per-task statistic, e.g. ``task_metric("tstr_auroc", "diabetes") == "tstr_auroc:diabetes"``."""
@@ -137,8 +149,13 @@ PAPER_DISC_KIND = "paper_disc_kind"
 TABLE1_PAPER_COLUMNS = (NNAAR, MIA_F1, MIA_ACCURACY, PREVALENCE_R2, PREVALENCE_PEARSON, PREVALENCE_RMSE,
                         PAPER_DISC_SCORE)
 """The paper's Table 1 columns (its *Prev.* is R²; Pearson r is in its eval notebook), in its order."""
+TABLE1_UTILITY_COLUMNS = (UTILITY_RATIO, task_metric(NEXT_VISIT_STATS[1], NEXT_VISIT))
+"""Table 1's train-on-synthetic group: the summary ratio and the next-visit TSTR recall@k."""
+TABLE1_ATTRIBUTE_COLUMNS = (ATTRIBUTE_ADVANTAGE, *(attribute_metric(s, ATTRIBUTE_POOLED)
+                                                   for s in ("f1_members", "f1_nonmembers", "f1_reference")))
+"""Table 1's attribute-inference group: the advantage, then the pooled F1s it compares."""
 TABLE1_ADDED_COLUMNS = (disc_metric(RF, "auc"), disc_metric(LSTM, "auc"), MIA_AUC, MIA_TPR_AT_1PCT_FPR,
-                        EXACT_COPY_RATE, DCR_SHARE, UTILITY_RATIO, ATTRIBUTE_ADVANTAGE)
+                        EXACT_COPY_RATE, DCR_SHARE, *TABLE1_UTILITY_COLUMNS, *TABLE1_ATTRIBUTE_COLUMNS)
 """Columns this project adds to Table 1."""
 TABLE1_COLUMNS = TABLE1_PAPER_COLUMNS + TABLE1_ADDED_COLUMNS
 TABLE1_GROUPS = {
@@ -146,8 +163,8 @@ TABLE1_GROUPS = {
     "utility": (PAPER_DISC_SCORE, PAPER_DISC_KIND, disc_metric(RF, "auc"), disc_metric(LSTM, "auc")),
     "privacy": (NNAAR, MIA_F1, MIA_ACCURACY),
     "privacy_added": (MIA_AUC, MIA_TPR_AT_1PCT_FPR, EXACT_COPY_RATE, DCR_SHARE),
-    "utility_tstr": (UTILITY_RATIO,),
-    "attribute_inference": (ATTRIBUTE_ADVANTAGE,),
+    "utility_tstr": TABLE1_UTILITY_COLUMNS,
+    "attribute_inference": TABLE1_ATTRIBUTE_COLUMNS,
 }
 """Table 1's columns grouped as the paper groups them (the discriminator reads as utility:
 can synthetic records stand in for real ones), paper columns first in each group."""
@@ -157,4 +174,4 @@ FIG3_METRICS = (NNAAR, MIA_F1, MIA_ACCURACY, PREVALENCE_R2, PREVALENCE_RMSE, "di
 """The six panels of the paper's Fig. 3; ``disc_score`` is the discriminator's privacy score."""
 
 __all__ = [name for name in dir() if name.isupper() or name in (
-    "check_protocol", "check_kind", "disc_metric", "paper_discriminator", "task_metric", "split_task_metric")]
+    "check_protocol", "check_kind", "disc_metric", "paper_discriminator", "task_metric", "split_task_metric", "attribute_metric")]
