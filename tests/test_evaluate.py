@@ -217,6 +217,8 @@ def test_cli_evaluates_long_format_files(tmp_path, small_cohort):
 
     metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
     assert set(metrics.model) == {"mymodel"} and "nnaar" in set(metrics.metric)
+    assert {names.UTILITY, names.ATTRIBUTE_INFERENCE} <= set(metrics.family)
+    assert {names.UTILITY_RATIO, names.ATTRIBUTE_ADVANTAGE} <= set(metrics.metric)
     assert (tmp_path / "out" / "table1.md").is_file()
 
 
