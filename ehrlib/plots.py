@@ -230,10 +230,7 @@ _ABLATION_PANELS = {
     "nnaar": "NNAAR",
     "mia_f1": "MIA F1",
     "mia_accuracy": "MIA accuracy",
-    "r2": "Prevalence R²",
     "prevalence_r2": "Prevalence R²",
-    "pearson": "Prevalence Pearson r",
-    "rmse": "Prevalence RMSE (share of patients)",
     "prevalence_rmse": "Prevalence RMSE (share of patients)",
     "disc_score": "Discriminator privacy score",
 }
@@ -245,27 +242,20 @@ def fig3_percentile_ablation(df: pd.DataFrame) -> Figure:
     Args:
         df: :func:`ehrlib.metrics.longtail.longtail_ablation` output (tidy: ``metric``,
             ``estimate``, ``ci_low``, ``ci_high``, ``spread``; the paper's six panels with
-            intervals, or bars of ± spread for the privacy panels), or the wide
-            :func:`ehrlib.metrics.longtail.percentile_ablation` output (R², Pearson, RMSE, and
-            ``mia_accuracy`` / ``mia_f1`` columns when merged in).
+            intervals, or bars of ± spread for the privacy panels).
 
     Returns:
         One axes per metric present, one line per model; percentiles evenly spaced on the x
-        axis. In the tidy form the x tick labels also give the share of code occurrences the
-        tail holds.
+        axis. The x tick labels also give the share of code occurrences the tail holds.
     """
-    _require(df, ["model", "percentile"], "fig3_percentile_ablation")
-    tidy = "metric" in df.columns and "estimate" in df.columns
-    if tidy:
-        panels = [m for m in _ABLATION_PANELS if m in set(df["metric"])]
-    else:
-        panels = [c for c in _ABLATION_PANELS if c in df.columns]
+    _require(df, ["model", "percentile", "metric", "estimate"], "fig3_percentile_ablation")
+    panels = [m for m in _ABLATION_PANELS if m in set(df["metric"])]
     if not panels:
         raise ValueError(f"fig3_percentile_ablation: none of {list(_ABLATION_PANELS)} in the table")
     pcts = np.sort(df["percentile"].unique())
     pos = {p: i for i, p in enumerate(pcts)}
     labels = [f"{p:g}" for p in pcts]
-    if tidy and "tail_share" in df.columns:
+    if "tail_share" in df.columns:
         share = df.drop_duplicates("percentile").set_index("percentile")["tail_share"]
         labels = [f"{p:g}\n({share[p]:.0%})" for p in pcts]
     models = _models(df)
@@ -276,28 +266,24 @@ def fig3_percentile_ablation(df: pd.DataFrame) -> Figure:
     for ax, col in zip(axes, panels):
         for m in models:
             st = model_style(m)
-            if tidy:
-                d = df[(df["model"] == m) & (df["metric"] == col)].sort_values("percentile")
-                x, y = d["percentile"].map(pos).to_numpy(float), d["estimate"].to_numpy(float)
-                low = d["ci_low"].to_numpy(float) if "ci_low" in d else np.full(len(d), np.nan)
-                high = d["ci_high"].to_numpy(float) if "ci_high" in d else np.full(len(d), np.nan)
-                spread = d["spread"].to_numpy(float) if "spread" in d else np.full(len(d), np.nan)
-                low = np.where(np.isfinite(low), low, y - spread)
-                high = np.where(np.isfinite(high), high, y + spread)
-                ax.plot(x, y, marker="o", markersize=4, **st)
-                ok = np.isfinite(low) & np.isfinite(high)
-                if ok.any():
-                    ax.fill_between(x[ok], low[ok], high[ok], color=st["color"], alpha=0.15, linewidth=0)
-            else:
-                d = df[df["model"] == m].sort_values("percentile")
-                ax.plot(d["percentile"].map(pos), d[col], marker="o", markersize=4, **st)
+            d = df[(df["model"] == m) & (df["metric"] == col)].sort_values("percentile")
+            x, y = d["percentile"].map(pos).to_numpy(float), d["estimate"].to_numpy(float)
+            low = d["ci_low"].to_numpy(float) if "ci_low" in d else np.full(len(d), np.nan)
+            high = d["ci_high"].to_numpy(float) if "ci_high" in d else np.full(len(d), np.nan)
+            spread = d["spread"].to_numpy(float) if "spread" in d else np.full(len(d), np.nan)
+            low = np.where(np.isfinite(low), low, y - spread)
+            high = np.where(np.isfinite(high), high, y + spread)
+            ax.plot(x, y, marker="o", markersize=4, **st)
+            ok = np.isfinite(low) & np.isfinite(high)
+            if ok.any():
+                ax.fill_between(x[ok], low[ok], high[ok], color=st["color"], alpha=0.15, linewidth=0)
         ax.set_xticks(range(len(pcts)), labels)
         ax.set_ylabel(_ABLATION_PANELS[col])
         ax.grid(True, alpha=0.3)
     for ax in axes[len(panels):]:
         fig.delaxes(ax)
     fig.supxlabel("Percentile of training code frequency (codes at or below it are kept)"
-                  + ("; share of code occurrences kept" if tidy and "tail_share" in df.columns else ""))
+                  + ("; share of code occurrences kept" if "tail_share" in df.columns else ""))
     _legend(fig, models, marker="o")
     return fig
 

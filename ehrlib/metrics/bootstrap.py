@@ -53,7 +53,7 @@ from ehrlib.metrics.prevalence import (
 )
 
 N_BOOTSTRAP = 1000
-"""Replicates per metric, as EVALUATION.md requires."""
+"""Replicates per metric (the book's methods page, "Uncertainty")."""
 
 LEVEL = 0.95
 """Default two-sided confidence level."""

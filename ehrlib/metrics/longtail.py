@@ -22,7 +22,7 @@ Definitions shared by the whole module:
   estimates; ``p`` estimated by the training prevalence). ``rmse_noise`` is the square root of
   its mean over the codes of a subset and ``r2_noise = 1 - sum(var) / SS_tot`` is the R² such an
   ideal generator would get on average. These columns say how much of a bad R² in a narrow
-  frequency band is sampling noise (EVALUATION.md: real vs real gives large negative R² in
+  frequency band is sampling noise (the book's methods page: real vs real gives large negative R² in
   the rare buckets).
 """
 from __future__ import annotations
@@ -119,91 +119,6 @@ def _fit(real: np.ndarray, synth: np.ndarray, noise_var: np.ndarray) -> dict:
         "rmse_noise": float(np.sqrt(noise_var.mean())),
         "r2_noise": 1.0 - float(noise_var.sum()) / ss_tot if ss_tot > 0 else float("nan"),
     }
-
-
-# ---------------------------------------------------------------------------- Fig. 3
-def percentile_ablation(train: Cohort, synthetic, percentiles: Sequence[float] = PERCENTILES, *,
-                        protocol: str = "corrected") -> pd.DataFrame:
-    """Prevalence fit on the codes at or below each percentile of training frequency (Fig. 3).
-
-    For each ``p`` the threshold is the ``p``-th percentile (linear interpolation) of the
-    patient counts of the codes present in ``train``; the subset keeps every code of the
-    train ∪ synthetic union whose training count is at or below it, so the head of the
-    distribution is dropped and the tail kept. Codes the model emits but ``train`` lacks have
-    training count 0 and stay in every subset (they are errors the model makes in the tail).
-    Because many rare codes share a count, a subset can hold more than ``p`` % of the codes.
-
-    Paper: section 4 ablation, Fig. 3 (prevalence R², Pearson, RMSE per percentile). All six
-    panels with intervals: :func:`longtail_ablation`.
-
-    ``protocol="paper"``: percentiles over code occurrences, only training codes kept, and
-    prevalence divided by the patients left after filtering (the paper's notebook); a model with
-    no record left has NaN fits. ``corrected`` (default): as described above.
-    Deviations: comparison over the per-model union vocabulary (the paper used the training
-    vocabulary; its generators emitted no novel codes, so the two agree there); adds the
-    sampling-noise reference columns.
-
-    Args:
-        train: the real training cohort.
-        synthetic: a Cohort or a dict ``name -> Cohort``.
-        percentiles: values in (0, 100].
-
-    Returns:
-        One row per model and percentile: ``model``, ``percentile``, ``threshold`` (training
-        patient count at the percentile), ``n_codes`` (codes in the subset), ``n_novel``
-        (of which absent from train), ``r2``, ``pearson``, ``rmse``, ``rmse_noise``,
-        ``r2_noise``.
-
-    Raises:
-        CohortError: ``train`` or a synthetic cohort has no events.
-        ValueError: a percentile outside (0, 100].
-    """
-    from ehrlib.metrics import names
-
-    names.check_protocol(protocol)
-    pcts = _check_percentiles(percentiles)
-    _require_events(train, REAL)
-    models = _named(synthetic)
-    if protocol == names.PAPER:
-        return _paper_percentile_ablation(train, models, pcts)
-    real = code_counts(train)
-    n_t = train.n_patients
-    thresholds = np.percentile(real.to_numpy(), pcts)
-    rows = []
-    for name, cohort in models.items():
-        synth = code_counts(cohort)
-        n_s = cohort.n_patients
-        _, t, s = _align(real, synth)
-        pt, ps = t / n_t, s / n_s
-        var = _noise_var(pt, n_t, n_s)
-        for p, thr in zip(pcts, thresholds):
-            keep = t <= thr
-            rows.append({
-                "model": name, "percentile": float(p), "threshold": float(thr),
-                "n_codes": int(keep.sum()), "n_novel": int((keep & (t == 0)).sum()),
-                **_fit(pt[keep], ps[keep], var[keep]),
-            })
-    return pd.DataFrame(rows, columns=["model", "percentile", "threshold", "n_codes", "n_novel", *FIT_COLUMNS])
-
-
-def _paper_percentile_ablation(train: Cohort, models: dict, pcts: np.ndarray) -> pd.DataFrame:
-    rows = []
-    for p in pcts:
-        tail = tail_codes(train, p, "paper")
-        keep = tail["codes"]
-        t_r = _restrict(train, keep)
-        for name, cohort in models.items():
-            s_r = _restrict(cohort, keep)
-            row = {"model": name, "percentile": float(p), "threshold": tail["threshold"], "n_codes": tail["n_codes"],
-                   "n_novel": 0}
-            if s_r is None:
-                rows.append({**row, **{k: float("nan") for k in FIT_COLUMNS}})
-                continue
-            real, synth = code_counts(t_r).reindex(sorted(keep), fill_value=0), code_counts(s_r)
-            _, t, s = _align(real, synth)
-            pt, ps = t / t_r.n_patients, s / s_r.n_patients
-            rows.append({**row, **_fit(pt, ps, _noise_var(pt, t_r.n_patients, s_r.n_patients))})
-    return pd.DataFrame(rows, columns=["model", "percentile", "threshold", "n_codes", "n_novel", *FIT_COLUMNS])
 
 
 # ---------------------------------------------------------------------------- Fig. 8
@@ -514,7 +429,7 @@ def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew
     replacement B times (the train resamples shared by every model, so models are compared on
     paired replicates), every column is recomputed from the resampled patient counts, and each
     numeric column gains ``<column>_ci_low`` / ``<column>_ci_high``, the basic bootstrap
-    interval (EVALUATION.md). Counts such as ``unique_codes`` shrink under resampling (a
+    interval (the book's methods page). Counts such as ``unique_codes`` shrink under resampling (a
     resample misses rare codes), so their basic intervals are shifted upwards; read them as the
     sampling uncertainty of a support-dependent statistic, not as a range of plausible counts.
     ``kl_syn_real`` has no interval (NaN) when it is infinite in some resample (a train resample
@@ -728,7 +643,8 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
       long-tail loop's hidden size 16
       (:data:`ehrlib.metrics.discriminator.PAPER_LONGTAIL_LSTM`) unless ``lstm`` is given.
 
-    Paper: section 4 ablation, Fig. 3.
+    Paper: section 4 ablation, Fig. 3. The one Figure 3 implementation: the pipeline draws it and
+    :func:`ehrlib.metrics.protocols.protocol_effects` reads its prevalence panels.
 
     Args:
         train, holdout: the real cohorts.
