@@ -205,10 +205,16 @@ def evaluate(stage: Stage, *families: str, lstm: str = "profile") -> pd.DataFram
             print("This run has no reference split: the attribute-inference baseline (the same attack with a "
                   "disjoint real sample as the release) is left out, and its rows say so.")
         stage.save_metrics(family, out)
-        if family == names.UTILITY:
+        if family == names.UTILITY and names.CORRECTED in protocols:
             from ehrlib import plots
 
-            stage.save_figure("fig_utility", plots.fig_utility(out[out["protocol"] == names.CORRECTED]))
+            corrected = out[out["protocol"] == names.CORRECTED]
+            ratios = corrected[corrected["metric"].map(lambda m: names.split_task_metric(m)[0] == names.TSTR_TRTR_RATIO)]
+            if ratios["estimate"].notna().any():
+                stage.save_figure("fig_utility", plots.fig_utility(corrected))
+            else:
+                print("No phenotype task has enough holdout patients at this profile's size (see the rows' notes): "
+                      "no utility figure.")
         outs.append(out)
     out = pd.concat(outs, ignore_index=True)
     summary = out[out["metric"].map(lambda m: names.split_task_metric(m)[1] is None)]
@@ -253,7 +259,10 @@ def table1(stage: Stage) -> pd.DataFrame:
                          ignore_index=True)
     stage.save_table("table1", wide, show=False)
     for group, columns in names.TABLE1_GROUPS.items():
-        stage.save_table(f"table1_{group}", protocols_where_they_differ(wide, columns))
+        shown = wide
+        if group in names.TABLE1_CORRECTED_ONLY_GROUPS and "protocol" in wide.columns:
+            shown = wide[wide["protocol"] != names.PAPER]  # the paper's protocol has no such family
+        stage.save_table(f"table1_{group}", protocols_where_they_differ(shown, columns))
     odd = odd_intervals(results)
     if odd:
         print(f"Note: {len(odd)} basic interval(s) do not contain their point estimate ({', '.join(odd[:6])}"
