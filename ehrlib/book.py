@@ -76,12 +76,14 @@ ARTIFACTS: dict[str, str] = {
     "table_calibration_chapters": "Calibration. Share of patients with a code of each ICD-9 chapter.",
     "table_calibration_cooccurrence": "Calibration. Top-50 co-occurrence similarity of the simulated cohort to each reference.",
     "table_appendix_f": "Tables 3–11. Every hyperparameter of appendix F beside our paper preset; differs marks a difference, deviation names its reason.",
-    "training_medgan": "Training curves of MedGAN (binary mode).",
-    "training_medgan_count": "Training curves of MedGAN (count mode).",
-    "training_corgan": "Training curves of CorGAN.",
-    "training_promptehr": "Training curves of PromptEHR.",
-    "training_halo": "Training curves of HALO.",
-    "training_gpt": "Training curves of the GPT-2 baseline.",
+    "fig_learning": "Learning curves (this project's figure). Fidelity of each generator's samples against its validation patients over training seconds; filled marker: the restored best check, cross: where training stopped.",
+    "table_stopping": "How each training ended. Per model and phase: epochs trained, the cap, what ended it (patience or cap), the criterion and the best epoch restored.",
+    "training_medgan": "Training curves of MedGAN (binary mode): losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
+    "training_medgan_count": "Training curves of MedGAN (count mode): losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
+    "training_corgan": "Training curves of CorGAN: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
+    "training_promptehr": "Training curves of PromptEHR: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
+    "training_halo": "Training curves of HALO: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
+    "training_gpt": "Training curves of the GPT-2 baseline: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
 }
 
 

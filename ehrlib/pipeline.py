@@ -45,13 +45,48 @@ def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool 
     generator = models.fit_or_load(model, stage.train, stage.model_dir(saved_as), profile=stage.profile, force=force,
                                    seed=stage.seed, **overrides)
     history = list(getattr(generator, "history", []) or [])
-    stage.record(**{saved_as: {"epochs": len(history)}})
+    stopping = list(getattr(generator, "stopping", []) or [])
+    stage.record(**{saved_as: {"epochs": len(history), "stopping": stopping}})
     if history:
-        last = {k: round(v, 4) for k, v in history[-1].items() if k != "epoch" and isinstance(v, float)}
         label = plots.model_label(saved_as)
-        print(f"{label}: {len(history)} epochs; last epoch {last}")
-        stage.save_figure(f"training_{saved_as}", plots.training_curves(history, title=label))
+        print(f"{label}: {len(history)} epochs in {history[-1].get('seconds', float('nan')):.0f} s of training; "
+              + "; ".join(stopping_line(s) for s in stopping))
+        stage.save_figure(f"training_{saved_as}", plots.training_curves(history, title=label, stopping=stopping))
     return generator
+
+
+def stopping_line(s: dict) -> str:
+    """One phase's end in words: ``adversarial: 14 of 30 epochs, stopped by patience (fidelity); best epoch 10``."""
+    how = "stopped by patience" if s["stopped_by"] == "patience" else "ran to its cap"
+    crit = f" ({s['criterion']})" if s.get("criterion") else " (fixed epochs)"
+    best = f"; best epoch {s['best_epoch']} restored" if s.get("best_epoch") else ""
+    return f"{s['phase']}: {s['epochs']} of {s['cap']} epochs, {how}{crit}{best}"
+
+
+def learning_curves(stage: Stage) -> pd.DataFrame:
+    """The learning-curves figure (every saved neural model's fidelity checks over training
+    seconds) and the table of how each training ended; returns that table."""
+    from ehrlib import plots
+    from ehrlib.models.neural import training_log
+
+    logs = {name: training_log(d) for name, d in stage.saved_models(neural=True).items()}
+    if not logs:
+        raise EhrlibError(f"run {stage.run.name}: no trained neural model in {stage.run.path / 'models'}; run the "
+                          "training stages (10-14) first")
+    rows = []
+    for name, log_ in logs.items():
+        hist = {h["epoch"]: h for h in log_["history"]}
+        for s in log_["stopping"]:
+            best = hist.get(s.get("best_epoch"), {})
+            last = hist.get(s["last_epoch"], {})
+            rows.append({"model": plots.model_label(name), "phase": s["phase"], "epochs": s["epochs"], "cap": s["cap"],
+                         "ended by": s["stopped_by"], "criterion": s.get("criterion") or "fixed epochs",
+                         "best epoch": s.get("best_epoch"), "training s": round(last.get("seconds", float("nan")), 1),
+                         "val R² at best": best.get("val_r2"), "distinct / val at best": best.get("val_distinct")})
+    table = pd.DataFrame(rows)
+    stage.save_table("table_stopping", table)
+    stage.save_figure("fig_learning", plots.learning_curves(logs))
+    return table
 
 
 def split_cohort(stage: Stage, cohort, split: str = "random", n_holdout: int = 0) -> dict:

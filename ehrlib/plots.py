@@ -625,30 +625,88 @@ def fig13_cooccurrence(df: pd.DataFrame, ncols: int = 3, cmap: str = "viridis") 
 
 
 # ---------------------------------------------------------------------------- training
-def training_curves(history, title: str = "") -> Figure:
-    """Loss curves of one training run, one panel per logged quantity.
+#: The fidelity-check panels of a training page and of the learning-curves figure: key, title.
+CHECK_PANELS = (("val_r2", "Prevalence R² (validation)"), ("val_distinct", "Distinct codes / validation's"),
+                ("val_empty", "Empty records drawn"))
+
+
+def _stopping_marks(ax, df: pd.DataFrame, stopping, x: str) -> None:
+    """Dashed line at each phase's restored best epoch, dotted at each phase's last epoch."""
+    for s in stopping or []:
+        for epoch, style in ((s.get("best_epoch"), "--"), (s.get("last_epoch"), ":")):
+            row = df[df["epoch"] == epoch]
+            if epoch is not None and len(row):
+                ax.axvline(float(row[x].iloc[0]), color="#999999", linestyle=style, linewidth=1)
+
+
+def training_curves(history, title: str = "", stopping=None) -> Figure:
+    """Training curves of one run over training seconds: losses, then the fidelity checks.
 
     Args:
-        history: ``Generator.history`` of a neural generator: one dict per epoch with an
-            ``epoch`` entry and float losses (``loss``, ``val_loss``, ``d_loss``...).
+        history: ``Generator.history`` of a neural generator: one dict per epoch with ``epoch``,
+            ``seconds`` (training time so far), losses (``loss``, ``val_loss``, ``d_loss``) and, on
+            checked epochs, the fidelity check's ``val_r2``, ``val_distinct`` and ``val_empty``.
         title: figure title, e.g. the model name.
+        stopping: ``Generator.stopping`` (one dict per phase): a dashed line marks each phase's
+            best epoch (its weights are restored), a dotted one its last epoch.
     """
     df = pd.DataFrame(list(history))
     _require(df, ["epoch"], "training_curves")
-    keys = [c for c in df.columns if c != "epoch" and pd.api.types.is_numeric_dtype(df[c])]
-    if not keys:
+    x = "seconds" if "seconds" in df.columns else "epoch"
+    skip = {"epoch", "seconds", "check_seconds", "phase", "tokens", "lr", "fidelity", *[k for k, _ in CHECK_PANELS]}
+    losses = [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])]
+    checks = [(k, t) for k, t in CHECK_PANELS if k in df.columns and df[k].notna().any()]
+    panels = [(k, k) for k in losses] + checks
+    if not panels:
         raise ValueError(f"training_curves: no numeric quantity besides 'epoch' in {list(df.columns)}")
-    nrows, ncols = _grid(len(keys), 4)
-    fig = _figure(3.0 * ncols, 2.4 * nrows + 0.4)
+    nrows, ncols = _grid(len(panels), 3)
+    fig = _figure(3.2 * ncols, 2.5 * nrows + 0.5)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, k in zip(axes, keys):
-        ax.plot(df["epoch"], df[k], marker="o" if len(df) < 30 else None, markersize=3, color="#333333")
-        ax.set_title(k, fontsize=10)
-        ax.set_xlabel("epoch")
-    for ax in axes[len(keys):]:
+    for ax, (k, label) in zip(axes, panels):
+        d = df[df[k].notna()]
+        ax.plot(d[x], d[k], marker="o" if len(d) < 30 else None, markersize=3, color="#333333")
+        _stopping_marks(ax, df, stopping, x)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("training seconds" if x == "seconds" else "epoch")
+    for ax in axes[len(panels):]:
         fig.delaxes(ax)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def learning_curves(curves: dict) -> Figure:
+    """Fidelity against training compute, every generator side by side (this project's figure).
+
+    Args:
+        curves: model name -> ``{"history": ..., "stopping": ...}`` as saved with each model. Each
+            line follows the fidelity checks over training seconds; a filled marker shows the
+            restored (best) check, a cross where training stopped.
+    """
+    panels = [p for p in CHECK_PANELS if any(p[0] in h for c in curves.values() for h in c["history"])]
+    if not panels:
+        raise ValueError("learning_curves: no model's history holds a fidelity check (val_r2)")
+    fig = _figure(4.2 * len(panels), 3.6)
+    axes = fig.subplots(1, len(panels), squeeze=False).ravel()
+    for name, c in curves.items():
+        df = pd.DataFrame(list(c["history"]))
+        if "val_r2" not in df.columns:
+            continue
+        stopping = c.get("stopping") or []
+        best = stopping[-1].get("best_epoch") if stopping else None
+        for ax, (k, label) in zip(axes, panels):
+            d = df[df[k].notna()]
+            style = model_style(name)
+            ax.plot(d["seconds"], d[k], **style)
+            b = d[d["epoch"] == best]
+            if len(b):
+                ax.plot(b["seconds"], b[k], "o", color=style["color"], markersize=6)
+            ax.plot(d["seconds"].iloc[-1:], d[k].iloc[-1:], "x", color=style["color"], markersize=7)
+    for ax, (k, label) in zip(axes, panels):
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("training seconds (one CPU thread unless stated)")
+        ax.set_xscale("log")
+    axes[0].legend(fontsize=8, loc="lower right")
     return fig
 
 

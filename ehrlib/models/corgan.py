@@ -56,9 +56,8 @@ from torch import nn
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, binary_matrix, from_binary_matrix
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.medgan import GEN_CHUNK, REDRAW_ROUNDS, PretrainedGANConfig
-from ehrlib.models.neural import (Running, TorchGenerator, batches, draw_nonempty, optimizer_step,
-                                  sparse_rows_to_dense)
+from ehrlib.models.medgan import GEN_CHUNK, REDRAW_ROUNDS, PretrainedGAN, PretrainedGANConfig
+from ehrlib.models.neural import Running, batches, draw_nonempty, optimizer_step
 
 STRIDES = (2, 2, 3, 3, 3, 3, 5)  # encoder layers 1..7; layer 8 spans its whole input
 MIN_KERNEL = 5
@@ -186,7 +185,7 @@ class CorGANNets(nn.Module):
         return self.critic(x.unsqueeze(1)).reshape(-1)
 
 
-class CorGAN(TorchGenerator):
+class CorGAN(PretrainedGAN):
     """CorGAN (8-layer convolutional autoencoder + WGAN-GP); see the module docstring."""
 
     name = "corgan"
@@ -195,10 +194,7 @@ class CorGAN(TorchGenerator):
     # presets: ehrlib/profiles/<profile>.yaml, key models.corgan
 
     def _prepare(self, train: Cohort) -> None:
-        self.vocab = Vocabulary.from_cohorts(train)
-        if len(self.vocab) == 0:
-            raise GeneratorError(f"{self.name}: the training cohort has no codes (vocabulary of size 0)")
-        self.x = binary_matrix(train, self.vocab).tocsr()
+        self._records(train, binary_matrix)
 
     def _extra_state(self) -> dict:
         return {"codes": list(self.vocab.codes)}
@@ -276,22 +272,15 @@ class CorGAN(TorchGenerator):
         return self._part(torch.randn(k, self.config.latent_dim, generator=rng)).to(self.device)
 
     def _train_epoch(self, epoch: int, rng) -> dict:
-        c, n, nets = self.config, self.x.shape[0], self.modules["nets"]
-        if epoch < c.ae_epochs:
-            total, count = Running(), 0
-            for rows in self._steps(batches(n, c.batch_size, rng)):
-                if not self._keeps(rows, 2):
-                    continue
-                mine = self._part(rows)
-                total.add(self.ae_step(sparse_rows_to_dense(self.x, mine, self.device), sync=False), len(mine))
-                count += len(mine)
-            return {"loss": total.value() / max(count, 1), "phase": 0}
+        c, n, nets = self.config, self.x.n, self.modules["nets"]
+        if self.phase_name == "autoencoder":
+            return self._ae_epoch(rng, 2)
         nets.encoder.eval()
         d_total, g_total, d_steps, g_steps = Running(), Running(), 0, 0
         for rows in self._steps(batches(n, c.batch_size, rng)):
             if not self._keeps(rows, 2):
                 continue
-            x = sparse_rows_to_dense(self.x, self._part(rows), self.device)
+            x = self.x.dense(self._part(rows), self.device)
             eps = self._part(torch.rand(len(rows), 1, generator=rng)).to(self.device)
             d_total.add(self.critic_step(x, self._noise(len(rows), rng), eps, sync=False))
             d_steps += 1
@@ -308,7 +297,7 @@ class CorGAN(TorchGenerator):
                 p = nets.generate(torch.randn(k, self.config.latent_dim, generator=g).to(self.device))
             return (p >= 0.5).cpu().numpy().astype(np.float32)
 
-        rows, _ = draw_nonempty(n, sample, lambda rows: (rows > 0).any(axis=1), name=self.name,
+        rows, self.last_drawn = draw_nonempty(n, sample, lambda rows: (rows > 0).any(axis=1), name=self.name,
                                 generator=torch.Generator().manual_seed(int(seed)), batch_size=GEN_CHUNK,
                                 rounds=REDRAW_ROUNDS)
         return from_binary_matrix(rows, self.vocab)

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
 from ehrlib.data.encode import Vocabulary, from_token_sequences
 from ehrlib.models.base import GeneratorError, ModelLoadError, reading
+from ehrlib.models.fidelity import validation_cohort
 from ehrlib.models.neural import (Running, TorchConfig, TorchGenerator, draw_nonempty, filter_logits, to_device,
                                   transformers_module)
 
@@ -197,6 +198,7 @@ class GPT(TorchGenerator):
         self._len = torch.from_numpy(lengths)
         self._train_idx = torch.from_numpy(train_idx)
         self._val_idx = torch.from_numpy(val_idx)
+        self.validation = validation_cohort(train, val_idx)
         self._steps_per_epoch = len(self._batches(torch.Generator().manual_seed(0)))
         log.info("gpt: %d training records (%d held out for val_loss), %d codes, context %d tokens, %d tokens",
                  len(train_idx), n_val, len(self.vocab), longest, int(lengths.sum()))
@@ -370,6 +372,7 @@ class GPT(TorchGenerator):
         kept, drawn = draw_nonempty(n, lambda k, gen: list(self.sample_tokens(k, gen)), has_code, name="gpt",
                                     generator=g, batch_size=cfg.gen_batch_size, rounds=cfg.max_attempts)
         log.info("gpt: %d of %d sampled records reached the context length %d", hit_context, drawn, self.context)
+        self.last_drawn = drawn
         self.last_generation = {"drawn": drawn, "rejected": drawn - n, "hit_context": hit_context}
         return decode(kept, self.vocab)
 

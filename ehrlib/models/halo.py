@@ -56,6 +56,7 @@ from torch import nn
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, visit_multihot
 from ehrlib.models.base import GeneratorError
+from ehrlib.models.fidelity import validation_cohort
 from ehrlib.models.neural import (Running, TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
                                   to_device, transformers_module)
 
@@ -306,6 +307,7 @@ class HALO(TorchGenerator):
             n_val = n - 1
         perm = np.random.default_rng(cfg.seed).permutation(n)
         self.val_idx, self.train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        self.validation = validation_cohort(train, self.val_idx)
         # Column priors (for the output bias init) over the rows where a column is allowed.
         tgt = self.rows[np.setdiff1d(np.arange(self.rows.shape[0]), self.row_offsets[:-1])][:, :width]
         freq = np.asarray(tgt.sum(0)).ravel()
@@ -472,6 +474,7 @@ class HALO(TorchGenerator):
                                        generator=g, batch_size=self.config.sample_batch_size,
                                        rounds=self.config.max_attempts)
         self.last_rejection_rate = 1 - n / drawn
+        self.last_drawn = drawn
         codes = np.asarray(self.vocab.codes, dtype=object)
         records = [[[str(c) for c in codes[v]] for v in rec] for rec in out]
         return Cohort.from_visits(records)

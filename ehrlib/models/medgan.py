@@ -55,8 +55,9 @@ from torch import nn
 from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, binary_matrix, count_matrix, from_binary_matrix, from_count_matrix
 from ehrlib.models.base import GeneratorError
-from ehrlib.models.neural import (Running, TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
-                                  sparse_rows_to_dense)
+from ehrlib.models.fidelity import validation_cohort
+from ehrlib.models.neural import (Phase, Rows, Running, TorchConfig, TorchGenerator, batches, draw_nonempty,
+                                  optimizer_step, validation_split)
 
 log = logging.getLogger("ehrlib.models")
 
@@ -81,8 +82,64 @@ class PretrainedGANConfig(TorchConfig):
 
     @property
     def epochs_total(self) -> int:
-        """Autoencoder epochs, then adversarial epochs, on one epoch counter."""
+        """Autoencoder epochs, then adversarial epochs, on one epoch counter (caps of the two phases)."""
         return int(self.ae_epochs) + int(self.gan_epochs)
+
+
+class PretrainedGAN(TorchGenerator):
+    """What MedGAN and CorGAN share: a flat records matrix with a seeded validation share of the
+    patients held out, and two phases: the autoencoder (stopped on its validation loss) and the
+    adversarial one (stopped on the fidelity check; :mod:`ehrlib.models.fidelity`)."""
+
+    def phases(self) -> list[Phase]:
+        c = self.config
+        return [Phase("autoencoder", int(c.ae_epochs), "val_loss", checks=False),
+                Phase("adversarial", int(c.gan_epochs), "fidelity")]
+
+    def _records(self, train: Cohort, encode) -> None:
+        """``self.x`` (the fitted patients' rows, as :class:`Rows`) and ``self.x_val`` (the held-out
+        ones) of the matrix ``encode(train, vocab)``, and ``self.validation``."""
+        self.vocab = Vocabulary.from_cohorts(train)
+        if len(self.vocab) == 0:
+            raise GeneratorError(f"{self.name}: the training cohort has no codes (vocabulary of size 0)")
+        x = encode(train, self.vocab).tocsr()
+        train_idx, val_idx = validation_split(x.shape[0], self.config.val_fraction, self.config.seed)
+        if len(val_idx):
+            self.validation = validation_cohort(train, val_idx)
+            self.x_val = Rows(x[val_idx])
+            x = x[train_idx]
+        else:
+            self.x_val = None
+        self.x = Rows(x)
+
+    def _ae_epoch(self, rng, minimum: int) -> dict:
+        """One autoencoder epoch (batches of ``ae_batch_size`` or ``batch_size``); ``val_loss`` on the
+        held-out patients."""
+        c = self.config
+        size = getattr(c, "ae_batch_size", c.batch_size)
+        total, count = Running(), 0
+        for rows in self._steps(batches(self.x.n, size, rng)):
+            if not self._keeps(rows, minimum):
+                continue
+            mine = self._part(rows)
+            total.add(self.ae_step(self.x.dense(mine, self.device), sync=False), len(mine))
+            count += len(mine)
+        stats = {"loss": total.value() / max(count, 1), "phase": 0}
+        if self.x_val is not None:
+            stats["val_loss"] = self.ae_val_loss(size)
+        return stats
+
+    def ae_val_loss(self, size: int) -> float:
+        """Mean reconstruction loss of the held-out patients (eval mode, no gradient)."""
+        for m in self.modules.values():
+            m.eval()
+        total = 0.0
+        with torch.no_grad():
+            for rows in batches(self.x_val.n, size, None, shuffle=False):
+                total += float(self.ae_loss(self.x_val.dense(rows, self.device))) * len(rows)
+        for m in self.modules.values():
+            m.train()
+        return total / self.x_val.n
 
 
 @dataclass(frozen=True)
@@ -161,7 +218,7 @@ class Discriminator(nn.Module):
         return self.net(torch.cat([x, x.mean(0, keepdim=True).expand_as(x)], 1)).squeeze(1)
 
 
-class MedGAN(TorchGenerator):
+class MedGAN(PretrainedGAN):
     """MedGAN (binary or count mode) over flat patient records; see the module docstring."""
 
     name = "medgan"
@@ -172,11 +229,7 @@ class MedGAN(TorchGenerator):
 
     # ---------------------------------------------------------------- data
     def _prepare(self, train: Cohort) -> None:
-        self.vocab = Vocabulary.from_cohorts(train)
-        if len(self.vocab) == 0:
-            raise GeneratorError(f"{self.name}: the training cohort has no codes (vocabulary of size 0)")
-        encode = binary_matrix if self.config.data_mode == "binary" else count_matrix
-        self.x = encode(train, self.vocab).tocsr()
+        self._records(train, binary_matrix if self.config.data_mode == "binary" else count_matrix)
 
     def _extra_state(self) -> dict:
         return {"codes": list(self.vocab.codes)}
@@ -251,22 +304,15 @@ class MedGAN(TorchGenerator):
         return self._part(torch.randn(k, self.config.embedding_dim, generator=rng)).to(self.device)
 
     def _train_epoch(self, epoch: int, rng) -> dict:
-        c, n = self.config, self.x.shape[0]
-        if epoch < c.ae_epochs:
-            total, count = Running(), 0
-            for rows in self._steps(batches(n, c.ae_batch_size, rng)):
-                if not self._keeps(rows):
-                    continue
-                mine = self._part(rows)
-                total.add(self.ae_step(sparse_rows_to_dense(self.x, mine, self.device), sync=False), len(mine))
-                count += len(mine)
-            return {"loss": total.value() / count, "phase": 0}
+        c, n = self.config, self.x.n
+        if self.phase_name == "autoencoder":
+            return self._ae_epoch(rng, 1)
         self.modules["encoder"].eval()
         perms = [[b for b in batches(n, c.batch_size, rng) if self._keeps(b, 2)] for _ in range(c.d_steps)]
         d_total, g_total, steps = Running(), Running(), len(perms[0])
         for i in self._steps(range(steps)):
             for perm in perms:
-                x = sparse_rows_to_dense(self.x, self._part(perm[i]), self.device)
+                x = self.x.dense(self._part(perm[i]), self.device)
                 d_total.add(self.d_step(x, self._noise(len(perm[i]), rng), sync=False))
             g_total.add(self.g_step(self._noise(len(perms[0][i]), rng), sync=False))
         steps = max(steps, 1)
@@ -283,7 +329,7 @@ class MedGAN(TorchGenerator):
                 out = self.fake(torch.randn(k, self.config.embedding_dim, generator=g).to(self.device)).cpu().numpy()
             return (out >= 0.5).astype(np.float32) if binary else np.clip(np.rint(out), 0, None).astype(np.float32)
 
-        rows, _ = draw_nonempty(n, sample, lambda rows: (rows > 0).any(axis=1), name=self.name,
+        rows, self.last_drawn = draw_nonempty(n, sample, lambda rows: (rows > 0).any(axis=1), name=self.name,
                                 generator=torch.Generator().manual_seed(int(seed)), batch_size=GEN_CHUNK,
                                 rounds=REDRAW_ROUNDS)
         return from_binary_matrix(rows, self.vocab) if binary else from_count_matrix(rows, self.vocab)

@@ -37,6 +37,7 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -155,7 +156,10 @@ class TorchConfig(Config):
     seed: int = 0                # every random choice in training derives from it
     device: str = "auto"         # auto | cpu | cuda | cuda:i
     checkpoint_every: int = 1    # epochs between checkpoints (when fit is given a checkpoint_dir)
-    patience: int = 0            # early stopping on val_loss after this many worse epochs (0: off)
+    patience: int = 0            # a phase stops after this many evaluations without improvement (0: fixed epochs)
+    val_fraction: float = 0.0    # training patients held out for validation (0: none; models may default higher)
+    check_every: int = 0         # epochs between fidelity checks against the validation patients (0: none)
+    check_records: int = 1000    # records drawn per check (at most the number of validation patients)
     progress: bool = True        # tqdm progress bar over epochs
     precision: str = "auto"      # auto | fp32 | bf16: autocast of training losses (auto: bf16 on CUDA only)
 
@@ -171,6 +175,12 @@ class TorchConfig(Config):
         self._positive("checkpoint_every")
         if self.patience < 0:
             raise GeneratorError(f"{type(self).__name__}.patience={self.patience}; expected >= 0")
+        if self.check_every < 0:
+            raise GeneratorError(f"{type(self).__name__}.check_every={self.check_every}; expected >= 0 (0: no checks)")
+        self._positive("check_records")
+        if not 0 <= self.val_fraction < 0.5:
+            raise GeneratorError(f"{type(self).__name__}.val_fraction={self.val_fraction!r}; expected a value in "
+                                 "[0, 0.5)")
         self._choice("precision", PRECISIONS)
 
     def _typed(self, name: str, kind: str) -> None:
@@ -211,8 +221,25 @@ class TorchConfig(Config):
 
     @property
     def epochs_total(self) -> int:
-        """Epochs of the whole fit (models with phases override it)."""
+        """Epochs of the whole fit at most (the sum of the phases' caps)."""
         return int(getattr(self, "epochs"))
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a fit: ``name``, an epoch cap, and what decides when it stops.
+
+    ``criterion`` is ``"val_loss"`` (lower is better: the likelihood models and the autoencoder
+    phases), ``"fidelity"`` (higher is better: the adversarial phases; see
+    :mod:`ehrlib.models.fidelity`) or ``None`` (fixed epochs). With ``patience`` > 0 a phase stops
+    after that many evaluations of its criterion without improvement; its best epoch's weights are
+    restored when it ends, by patience or by its cap.
+    """
+
+    name: str
+    epochs: int
+    criterion: str | None
+    checks: bool = True  # whether the fidelity check runs in this phase (not while a GAN's generator is untrained)
 
 
 class TorchGenerator(Generator):
@@ -234,6 +261,10 @@ class TorchGenerator(Generator):
         super().__init__(config)
         self.modules: dict = {}
         self.history: list[dict] = []
+        self.stopping: list[dict] = []  # one dict per phase: how it ended (cap or patience) and its best epoch
+        self.last_drawn = None  # records drawn by the last _generate (empty ones redrawn), where it counts them
+        self.validation = None  # the held-out training patients (a Cohort), set by _prepare
+        self._phase, self._phase_start, self._waited = 0, 0, 0
         self.device = None
         self._dist = None   # a distributed.DistContext under torchrun, else None
         self._ddp = None    # the DistributedDataParallel wrapper of all modules while training
@@ -300,7 +331,9 @@ class TorchGenerator(Generator):
         self.modules = {k: m.to(self.device) for k, m in self._build().items()}
         self.optimizers = self._optimizers()
         self.schedulers = self._schedulers()
-        self.history, self._best, start = [], None, 0
+        self.history, self.stopping, self._best, start = [], [], None, 0
+        self._phase, self._phase_start, self._waited = 0, 0, 0
+        self._reference = self._check_reference()
         ckpt = options.checkpoint_dir / CHECKPOINT if options.checkpoint_dir is not None else None
         main = self._dist is None or self._dist.is_main
         if ckpt is not None and main:
@@ -310,42 +343,137 @@ class TorchGenerator(Generator):
             start = self._restore(ckpt)
         distributed.barrier(self._dist)  # every rank has read the checkpoint before rank 0 replaces it
         self._ddp = self._wrap_ddp()
+        phases = self.phases()
         total = cfg.epochs_total
         n_params = sum(p.numel() for m in self.modules.values() for p in m.parameters())
-        log.info("%s: training on %s, %d patients, %s parameters, epochs %d..%d",
-                 self.name, self.device, train.n_patients, f"{n_params:,}", start + 1, total)
+        log.info("%s: training on %s, %d patients, %s parameters, epochs %d..%d at most (%s)", self.name,
+                 self.device, train.n_patients, f"{n_params:,}", start + 1, total,
+                 ", ".join(f"{ph.name}: {ph.epochs}, {self._stop_rule(ph)}" for ph in phases))
         show = (cfg.progress if options.progress is None else bool(options.progress)) and main
-        bar = tqdm(range(start, total), desc=f"{self.name} ({self.device.type})", unit="epoch",
+        bar = tqdm(total=total, initial=start, desc=f"{self.name} ({self.device.type})", unit="epoch",
                    disable=not show, leave=False)
-        for epoch in bar:
+        seconds = self.history[-1].get("seconds", 0.0) if self.history else 0.0
+        epoch = start
+        while self._phase < len(phases):
+            phase = phases[self._phase]
+            if phase.epochs == 0:  # e.g. no autoencoder pretraining
+                self._end_phase(phase, "cap", epoch)
+                continue
             # the global RNG (dropout) gets its own stream per rank; the batch generator is shared
             torch.manual_seed(epoch_seed(cfg.seed, epoch) + (0 if self._dist is None else self._dist.rank))
             rng = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch) + 1)
             for m in self.modules.values():
                 m.train()
+            began = time.perf_counter()
             stats = {k: float(v) for k, v in self._train_epoch(epoch, rng).items()}
             stats = distributed.average_stats(self._dist, stats, self.device)
-            stats["epoch"] = epoch + 1
+            seconds += time.perf_counter() - began
+            in_phase = epoch + 1 - self._phase_start
+            capped = in_phase >= phase.epochs
+            if self._reference is not None and phase.checks and (capped or in_phase % cfg.check_every == 0):
+                stats.update(self._fidelity_check())
+            stats["epoch"], stats["seconds"] = epoch + 1, seconds
             self.history.append(stats)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in stats.items() if k != "epoch"})
-            stop = self._track_best(stats)
-            last = stop or epoch + 1 == total
-            if ckpt is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in stats.items() if k not in ("epoch", "seconds")})
+            patient = self._track_best(phase, stats)
+            if capped or patient:
+                self._end_phase(phase, "cap" if capped and not patient else "patience", epoch + 1)
+            epoch += 1
+            last = self._phase >= len(phases)
+            if ckpt is not None and (epoch % cfg.checkpoint_every == 0 or last or capped or patient):
                 if main:
-                    self._checkpoint(ckpt, epoch + 1, stopped=stop)
+                    self._checkpoint(ckpt, epoch)
                 distributed.barrier(self._dist)
             if options.callback is not None:
-                options.callback(epoch, stats)
-            if stop:
-                log.info("%s: early stop after epoch %d (best val_loss %.4f)", self.name, epoch + 1, self._best["val_loss"])
-                break
+                options.callback(epoch - 1, stats)
         bar.close()
         self._ddp = None
-        if self._best is not None:
-            for k, m in self.modules.items():
-                m.load_state_dict(self._best["modules"][k])
         for m in self.modules.values():
             m.eval()
+
+    # ---------------------------------------------------------------- phases and stopping
+    def phases(self) -> list[Phase]:
+        """The fit's phases (one by default: ``epochs`` epochs, stopped on ``val_loss``; the
+        pretrained GANs have an autoencoder phase and an adversarial one)."""
+        return [Phase("train", self.config.epochs_total, "val_loss")]
+
+    @property
+    def phase_name(self) -> str:
+        """The name of the phase being trained (for ``_train_epoch``)."""
+        return self.phases()[min(self._phase, len(self.phases()) - 1)].name
+
+    def _stop_rule(self, phase: Phase) -> str:
+        if phase.criterion is None or self.config.patience == 0 or (
+                phase.criterion == "fidelity" and self._reference is None):
+            return "fixed epochs" + (", best val_loss kept" if phase.criterion == "val_loss" else "")
+        unit = "epochs" if phase.criterion == "val_loss" else f"checks every {self.config.check_every} epochs"
+        return f"stops on {phase.criterion} after {self.config.patience} {unit} without improvement"
+
+    def _check_reference(self):
+        """The validation patients' side of the fidelity check (``None`` when checks are off or no
+        patient is held out)."""
+        from ehrlib.models import fidelity
+
+        val = getattr(self, "validation", None)
+        if not self.config.check_every or val is None or val.n_patients == 0:
+            return None
+        return fidelity.Reference(val, self.vocab)
+
+    def _fidelity_check(self) -> dict:
+        """Draw a sample as large as the validation set (at most ``check_records``) with the fixed
+        check seed and score it (:mod:`ehrlib.models.fidelity`); the training RNG is untouched."""
+        from ehrlib.models import fidelity
+
+        began = time.perf_counter()
+        for m in self.modules.values():
+            m.eval()
+        n = min(self.config.check_records, self._reference.n)
+        state = torch.random.get_rng_state()
+        self.last_drawn = None
+        try:
+            sample = self._generate(n, fidelity.CHECK_SEED)
+        except GeneratorError:  # (almost) nothing but empty records yet: scored as no record kept
+            sample, drawn = None, n
+        else:
+            drawn = self.last_drawn or n
+        finally:
+            torch.random.set_rng_state(state)
+        out = self._reference.score(sample, drawn)
+        out["check_seconds"] = time.perf_counter() - began
+        return out
+
+    def _track_best(self, phase: Phase, stats: dict) -> bool:
+        """Keep the phase's best modules by its criterion; True when patience is exhausted."""
+        key = phase.criterion
+        if key is None or key not in stats or not math.isfinite(stats[key]):
+            return False
+        score = stats[key] if key == "val_loss" else -stats[key]
+        if self._best is None or score < self._best["score"]:
+            self._best = {"score": score, "epoch": stats["epoch"], "criterion": key,
+                          "modules": {k: copy.deepcopy({n: t.detach().cpu() for n, t in m.state_dict().items()})
+                                      for k, m in self.modules.items()}}
+            self._waited = 0
+            return False
+        self._waited += 1
+        usable = key == "val_loss" or self._reference is not None
+        return usable and self.config.patience > 0 and self._waited >= self.config.patience
+
+    def _end_phase(self, phase: Phase, reason: str, epochs_done: int) -> None:
+        """Restore the phase's best modules, record how it stopped, move to the next phase."""
+        best = self._best
+        if best is not None:
+            for k, m in self.modules.items():
+                m.load_state_dict(best["modules"][k])
+        self.stopping.append({"phase": phase.name, "stopped_by": reason, "epochs": epochs_done - self._phase_start,
+                              "cap": phase.epochs, "last_epoch": epochs_done,
+                              "best_epoch": None if best is None else int(best["epoch"]),
+                              "criterion": None if best is None else best["criterion"]})
+        log.info("%s: %s phase ended by its %s after %d epochs%s", self.name, phase.name,
+                 "epoch cap" if reason == "cap" else "patience", epochs_done - self._phase_start,
+                 "" if best is None else f"; best epoch {int(best['epoch'])} ({best['criterion']}) restored")
+        self._best, self._waited = None, 0
+        self._phase, self._phase_start = self._phase + 1, epochs_done
 
     # ---------------------------------------------------------------- distributed training
     def _check_world(self) -> None:
@@ -437,24 +565,14 @@ class TorchGenerator(Generator):
         distributed.barrier(ctx)
         return out
 
-    def _track_best(self, stats: dict) -> bool:
-        """Keep the best modules by ``val_loss``; True when patience is exhausted."""
-        if "val_loss" not in stats or not math.isfinite(stats["val_loss"]):
-            return False
-        if self._best is None or stats["val_loss"] < self._best["val_loss"]:
-            self._best = {"val_loss": stats["val_loss"], "epoch": stats["epoch"],
-                          "modules": {k: copy.deepcopy({n: t.detach().cpu() for n, t in m.state_dict().items()})
-                                      for k, m in self.modules.items()}}
-            return False
-        return self.config.patience > 0 and stats["epoch"] - self._best["epoch"] >= self.config.patience
-
-    def _checkpoint(self, path: Path, epochs_done: int, stopped: bool = False) -> None:
+    def _checkpoint(self, path: Path, epochs_done: int) -> None:
         state = {
             "name": self.name,
             "config": asdict(self.config),
             "data": self._data_checksum,
             "epochs_done": epochs_done,
-            "stopped": stopped,
+            "phase": [self._phase, self._phase_start, self._waited],
+            "stopping": self.stopping,
             "world_size": self.world_size,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
@@ -487,9 +605,11 @@ class TorchGenerator(Generator):
             s.load_state_dict(state["schedulers"][k])
         self.history = list(state["history"])
         self._best = state["best"]
+        self._phase, self._phase_start, self._waited = (int(v) for v in state["phase"])
+        self.stopping = list(state["stopping"])
         done = int(state["epochs_done"])
         log.info("%s: resumed from %s after epoch %d", self.name, path, done)
-        return self.config.epochs_total if state.get("stopped") else done
+        return done
 
     # ---------------------------------------------------------------- save / load
     def _save_state(self, d: Path) -> None:
@@ -499,7 +619,7 @@ class TorchGenerator(Generator):
 
         for k, m in self.modules.items():
             save_model(m, str(d / f"{k}.safetensors"))
-        state = {"extra": self._extra_state(), "history": self.history}
+        state = {"extra": self._extra_state(), "history": self.history, "stopping": self.stopping}
         (d / "state.json").write_text(json.dumps(state))
 
     def _load_state(self, d: Path) -> None:
@@ -509,6 +629,7 @@ class TorchGenerator(Generator):
             state = json.loads(path.read_text())
             self._set_extra_state(state["extra"])
             self.history = state.get("history", [])
+            self.stopping = state.get("stopping", [])
         self.device = pick_device(self.config.device)
         with reading(d, "state.json", "the networks' sizes"):
             self.modules = self._build()
@@ -662,3 +783,51 @@ def sparse_rows_to_dense(matrix, rows, device):
     """Rows of a scipy CSR matrix as a dense float tensor on ``device`` (pinned copy on CUDA)."""
     sub = matrix[rows.numpy() if hasattr(rows, "numpy") else rows]
     return to_device(torch.as_tensor(sub.toarray(), dtype=torch.float32), device)
+
+
+#: Largest records matrix (bytes as float32) that :class:`Rows` keeps dense in memory.
+DENSE_LIMIT = 1 << 29
+
+
+class Rows:
+    """The rows of a flat records matrix (scipy CSR), handed out as dense float tensors.
+
+    A matrix of at most :data:`DENSE_LIMIT` bytes as float32 (the demo's 3,600 x 3,000 is 43 MB)
+    is made dense once, so a training step indexes a tensor instead of slicing and densifying
+    CSR rows; a larger one (the paper's 46k x 7k is 1.3 GB) is densified batch by batch. Both
+    give the same values.
+    """
+
+    def __init__(self, matrix):
+        self.matrix = matrix
+        self.n, self.width = matrix.shape
+        self._dense = (torch.as_tensor(matrix.toarray(), dtype=torch.float32)
+                       if self.n * self.width * 4 <= DENSE_LIMIT else None)
+
+    @property
+    def shape(self):
+        return self.matrix.shape
+
+    def dense(self, rows, device):
+        """Rows ``rows`` (an index tensor) as a dense float32 tensor on ``device``."""
+        if self._dense is None:
+            return sparse_rows_to_dense(self.matrix, rows, device)
+        return to_device(self._dense[rows], device)
+
+
+def validation_split(n: int, fraction: float, seed: int):
+    """``(train_idx, val_idx)``: a seeded ``fraction`` of ``range(n)`` held out (at least one row
+    when ``fraction`` > 0 and ``n`` > 1; none when ``fraction`` is 0), both sorted."""
+    import numpy as np
+
+    n_val = 0 if fraction <= 0 or n < 2 else min(max(int(round(fraction * n)), 1), n - 1)
+    perm = np.random.default_rng([int(seed), 4_242]).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def training_log(directory) -> dict:
+    """``{"history": [...], "stopping": [...]}`` of a neural model saved in ``directory`` (read from
+    its ``state.json``, without loading the weights): its learning curve and how each phase ended."""
+    with reading(Path(directory), "state.json") as path:
+        state = json.loads(path.read_text())
+    return {"history": list(state.get("history", [])), "stopping": list(state.get("stopping", []))}

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, VISIT, Cohort
 from ehrlib.data.encode import Vocabulary
 from ehrlib.models.base import GeneratorError
+from ehrlib.models.fidelity import validation_cohort
 from ehrlib.models.neural import Running, TorchGenerator, batches, optimizer_step, to_device
 from ehrlib.models.promptehr.config import (BOS, CODE_OFFSET, DECODER_START, EOS, MASK, PAD, SEX_CODES, UNKNOWN_SEX,
                                             VCLOSE, VOPEN, PromptEHRConfig)
@@ -73,6 +74,7 @@ class PromptEHR(TorchGenerator):
         if cfg.val_fraction > 0 and n > 1:
             n_val = min(max(n_val, 1), n - 1)
         self._val_idx, self._train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        self.validation = validation_cohort(train, self._val_idx)
         self.steps_per_epoch = math.ceil(len(self._train_idx) / cfg.batch_size)
 
     @staticmethod
