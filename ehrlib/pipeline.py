@@ -332,13 +332,15 @@ def longtail(stage: Stage) -> pd.DataFrame:
     ``fig3_data``; ``fig3`` is the corrected protocol, ``fig3_paper`` the paper's)."""
     from ehrlib import plots
     from ehrlib.metrics import names
+    from ehrlib.metrics.context import EvaluationContext
     from ehrlib.metrics.longtail import longtail_ablation
 
     ev = stage.settings.evaluation
     protocols = _protocols(ev)
     synthetic = _longtail_models(stage, ev.longtail_models)
-    frames = [longtail_ablation(stage.train, stage.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
-                                repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class)
+    context = EvaluationContext.build(stage.train, stage.holdout, synthetic)  # one for both protocols
+    frames = [longtail_ablation(context.train, context.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
+                                repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class, context=context)
               .assign(protocol=p) for p in protocols]
     data = pd.concat(frames, ignore_index=True)
     stage.save_table("fig3_data", data, show=False)

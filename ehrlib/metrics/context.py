@@ -247,5 +247,10 @@ def as_context(train: Cohort, holdout: Cohort, synthetic, reference: Cohort | No
     if context is not None:
         if context.train is not train or context.holdout is not holdout:
             raise ValueError("context was built from other train/holdout cohorts than the ones given")
+        named = {"synthetic": synthetic} if isinstance(synthetic, Cohort) else dict(synthetic)
+        foreign = [n for n, c in named.items() if context.synthetic.get(n) is not c]
+        if foreign:
+            raise ValueError(f"synthetic cohort {foreign[0]!r} is not the context's cohort of that name "
+                             f"(the context holds {', '.join(context.synthetic)})")
         return context
     return EvaluationContext.build(train, holdout, synthetic, reference, allow_overlap=allow_overlap)
