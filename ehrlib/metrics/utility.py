@@ -252,12 +252,15 @@ def next_visit_rows(context, name: str, *, n_bootstrap: int = 1000, seed: int = 
             return None
         targets = np.argsort(-np.asarray(l_tr.sum(axis=0)).ravel(), kind="stable")[:NEXT_VISIT_CODES]
         y_te = l_te[:, targets].toarray() > 0
-        keep = y_te.any(axis=1)
+        keep = y_te.any(axis=1)  # recall@k needs a target code in the last visit
+        if keep.sum() < MIN_SEQUENTIAL:
+            return None
         return h_tr, l_tr[:, targets].toarray() > 0, h_te[keep], y_te[keep], targets
 
     real = context.memo("next_visit_real", real_side)
     if real is None:
-        return nan_rows(f"skipped: fewer than {MIN_SEQUENTIAL} train or holdout patients with two visits or more")
+        return nan_rows(f"skipped: fewer than {MIN_SEQUENTIAL} train or holdout patients with two visits or more "
+                        f"(holdout: with one of train's {NEXT_VISIT_CODES} most frequent last-visit codes)")
     h_tr, y_tr, h_te, y_te, targets = real
     h_s, l_s = _history_last(context.synthetic[name], context.vocab)
     if h_s.shape[0] < MIN_SEQUENTIAL:
