@@ -49,6 +49,7 @@ from ehrlib.metrics.context import (  # noqa: F401  (re-exported: the overlap ch
     OVERLAP_MARGIN,
     OVERLAP_P_VALUE,
     EvaluationContext,
+    as_context,
     check_holdout,
     holdout_overlap,
 )
@@ -212,8 +213,7 @@ def evaluate_all(train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort], *
     for name, cohort in synthetic.items():
         if cohort.n_patients == 0:
             raise CohortError(f"synthetic cohort {name!r} is empty: nothing to evaluate")
-    if context is None:
-        context = EvaluationContext.build(train, holdout, dict(synthetic), reference, allow_overlap=allow_overlap)
+    context = as_context(train, holdout, dict(synthetic), reference, allow_overlap=allow_overlap, context=context)
     return evaluate_context(context, seed=seed, n_bootstrap=n_bootstrap, models=list(synthetic), progress=progress,
                             **kwargs)
 
