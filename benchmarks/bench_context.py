@@ -12,8 +12,8 @@ script needs no trained model.
    utility, attribute inference; ``--families`` selects) in both protocols, once with one context for everything (the
    new path) and once as before this change: one context per family and protocol call, each
    with its own encodings, overlap check and real-side resamples (every cohort encoded once per
-   call). Prints the encodings made and the seconds of each (the faster of two alternated runs),
-   and their ratios.
+   call). Prints the encodings made and the wall and CPU seconds of each (the faster of two
+   alternated runs), and their ratios.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_context.py [--profile demo] [--repeats 3]
 """
@@ -104,19 +104,22 @@ def main() -> None:
         timings = {}
         for path in (per_call, one_context, per_call, one_context):  # alternated; the faster of two each
             made.clear()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             path()
-            seconds = time.perf_counter() - t
-            best = timings.get(path.__name__, (float("inf"),))[0]
-            timings[path.__name__] = (min(best, seconds), encodings(), len(made))
-        one, one_enc, one_ctx = timings["one_context"]
-        each, each_enc, each_ctx = timings["per_call"]
+            seconds, cpu = time.perf_counter() - t, time.process_time() - c
+            best, best_cpu = timings.get(path.__name__, (float("inf"), float("inf")))[:2]
+            timings[path.__name__] = (min(best, seconds), min(best_cpu, cpu), encodings(), len(made))
+        one, one_cpu, one_enc, one_ctx = timings["one_context"]
+        each, each_cpu, each_enc, each_ctx = timings["per_call"]
     finally:
         EvaluationContext.__init__ = original
     print(f"one context for {len(families)} families x {len(names.PROTOCOLS)} protocols: {one_ctx} context, "
-          f"{one_enc} cohort encodings, {one:.1f} s", flush=True)
+          f"{one_enc} cohort encodings, {one:.1f} s wall, {one_cpu:.1f} s CPU", flush=True)
     print(f"one context per family and protocol (today's path): {each_ctx} contexts, {each_enc} cohort encodings, "
-          f"{each:.1f} s; ratio {each / one:.2f}x time, {each_enc / one_enc:.1f}x encodings", flush=True)
+          f"{each:.1f} s wall, {each_cpu:.1f} s CPU; today's path / one context: {each / one:.2f}x wall, "
+          f"{each_cpu / one_cpu:.2f}x CPU, {each_enc / one_enc:.1f}x encodings", flush=True)
+    print("(wall times on a machine other work keeps busy vary by more than these differences; compare the CPU "
+          "seconds and the encodings)", flush=True)
 
 
 if __name__ == "__main__":
