@@ -112,6 +112,10 @@ def evaluate_context(context: EvaluationContext, families=None, *, protocol: str
     kinds = _kinds(discriminator, discriminators)
     families = _families(families, kinds)
     models = list(context.synthetic if models is None else models)
+    for name in models:
+        if name not in context.synthetic:
+            raise CohortError(f"no synthetic cohort {name!r} in the evaluation context "
+                              f"(have: {', '.join(context.synthetic)})")
     frames = []
     steps = [(m, f) for m in models for f in families]
     for name, family in tqdm(steps, desc="evaluate", disable=not progress, leave=False):
