@@ -1,6 +1,5 @@
 """The evaluation context: built once, every family reads it, each cohort encoded once."""
 import numpy as np
-import pandas as pd
 import pytest
 
 from ehrlib import models
