@@ -37,12 +37,12 @@ def test_every_sensitive_attribute_has_a_source():
 
 def test_the_memorizer_is_flagged(results):
     r = results.loc[("memorizer", names.ATTRIBUTE_ADVANTAGE)]
-    assert r.ci_low > 0
+    assert r.ci_low > 0 and r.note.startswith("flagged")
 
 
 def test_the_holdout_reference_is_not_flagged(results):
     r = results.loc[("holdout", names.ATTRIBUTE_ADVANTAGE)]
-    assert r.ci_low <= 0 <= r.ci_high
+    assert r.ci_low <= 0 <= r.ci_high and r.note.startswith("not flagged")
 
 
 def test_members_are_inferred_better_than_the_reference_baseline_only_under_memorisation(results):

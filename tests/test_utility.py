@@ -88,3 +88,21 @@ def test_a_phenotype_with_too_few_holdout_patients_is_skipped_with_the_reason():
     rows = utility_from_context(context, "m", n_bootstrap=20).set_index("metric")
     skipped = rows[rows.note.str.startswith("skipped")]
     assert len(skipped) and skipped.estimate.isna().all()
+
+
+def test_the_phenotypes_own_codes_are_not_features():
+    # diabetic patients carry two diabetes codes and nothing else that differs: with every 250* code
+    # removed from the features, no classifier can find them (AUROC ~ 0.5); with one left, it would (~1)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(1200):
+        codes = {f"C{j:02d}" for j in rng.choice(30, 3, replace=False)}
+        if i % 3 == 0:
+            codes |= {"25000", "25002"}
+        rows += [(f"P{i:04d}", 0, c) for c in codes]
+    cohort = Cohort.from_events(pd.DataFrame(rows, columns=["subject_id", "visit_id", "code"]))
+    train = cohort.subset(cohort.subject_ids[:800])
+    holdout = cohort.subset(cohort.subject_ids[800:])
+    context = EvaluationContext.build(train, holdout, {"copy": train}, allow_overlap=True)
+    rows = utility_from_context(context, "copy", n_bootstrap=50).set_index("metric")
+    assert abs(rows.loc[names.task_metric(names.TRTR_AUROC, "diabetes"), "estimate"] - 0.5) < 0.1

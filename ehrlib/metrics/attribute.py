@@ -220,10 +220,12 @@ def attribute_from_context(context, name: str, *, n_bootstrap: int = 1000, seed:
             adv = f1[TRAIN][0] - f1[HOLDOUT][0]
             reps = f1[TRAIN][1] - f1[HOLDOUT][1]
             low, high = basic_interval(adv, reps, level, (-1.0, 1.0)) if np.isfinite(adv) else (np.nan, np.nan)
+            verdict = "flagged: the interval is above 0" if low > 0 else "not flagged: the interval reaches 0"
             rows.append({"metric": names.ATTRIBUTE_ADVANTAGE, "estimate": float(adv), "ci_low": low, "ci_high": high,
                          "spread": np.nan,
-                         "note": f"pooled F1 on members minus on non-members over {', '.join(a.name for a in ATTRIBUTES)}; "
-                                 f"{size}; nearest records by the set distance on the known codes; {ci}"})
+                         "note": f"{verdict}; pooled F1 on members minus on non-members over "
+                                 f"{', '.join(a.name for a in ATTRIBUTES)}; {size}; nearest records by the set "
+                                 f"distance on the known codes; {ci}"})
     return pd.DataFrame(rows, columns=["metric", "estimate", "ci_low", "ci_high", "spread", "note"])
 
 
