@@ -391,9 +391,7 @@ def prevalence_from_context(context, name: str, *, n_bootstrap: int = N_BOOTSTRA
     with the context's real-side resamples (drawn once for B and ``seed``, shared by every
     generator) and the context's binary matrix of the synthetic cohort.
     """
-    from ehrlib.metrics.context import TRAIN
-
-    vocab = context.union(TRAIN, name)
+    vocab = context.union(context.real_key("train"), name)
     real_resamples = context.real_resamples(n_bootstrap, seed)
     estimates, replicates = _replicates(real_resamples, context.binary(name, vocab), vocab, seed)
     df = interval_table(estimates, replicates, level)

@@ -18,6 +18,9 @@ import pandas as pd
 from scipy.stats import binom
 
 from ehrlib.cohort import VISIT, Cohort, CohortError
+from ehrlib.data.encode import Vocabulary, binary_matrix, visit_position_matrix
+from ehrlib.metrics.bootstrap import RealResamples
+from ehrlib.metrics.distance import EncodedCohort
 
 OVERLAP_P_VALUE = 1e-6
 """A holdout is refused when this many exact train copies would happen by chance with at most this probability."""
@@ -117,8 +120,6 @@ class EvaluationContext:
         self.cohorts = {TRAIN: train, HOLDOUT: holdout, **({REFERENCE: reference} if reference is not None else {}),
                         **self.synthetic}
         self.codes = {k: frozenset(pd.unique(c.events["code"]).tolist()) for k, c in self.cohorts.items()}
-        from ehrlib.data.encode import Vocabulary
-
         self.vocab = Vocabulary(frozenset().union(*self.codes.values()))
         self.n_positions = max((int(c.events[VISIT].max()) + 1 for c in self.cohorts.values() if c.n_events),
                                default=1)
@@ -171,9 +172,6 @@ class EvaluationContext:
         """The cohort's :class:`ehrlib.metrics.distance.EncodedCohort` (shared vocabulary and positions)."""
         key = self.key(role)
         if key not in self._enc:
-            from ehrlib.data.encode import visit_position_matrix
-            from ehrlib.metrics.distance import EncodedCohort
-
             self._count(f"encoded:{key}")
             self._enc[key] = EncodedCohort.from_matrix(
                 visit_position_matrix(self.cohorts[key], self.vocab, self.n_positions), len(self.vocab))
@@ -181,8 +179,6 @@ class EvaluationContext:
 
     def union(self, *roles: str):
         """The vocabulary of the named cohorts' codes (each family compares over its pair's union)."""
-        from ehrlib.data.encode import Vocabulary
-
         return Vocabulary(frozenset().union(*(self.codes[self.key(r)] for r in roles)))
 
     def binary(self, role: str, vocab=None):
@@ -190,8 +186,6 @@ class EvaluationContext:
         sub-vocabulary of it): built once over :attr:`vocab`, then its columns taken."""
         key = self.key(role)
         if key not in self._binary:
-            from ehrlib.data.encode import binary_matrix
-
             self._count(f"binary:{key}")
             self._binary[key] = binary_matrix(self.cohorts[key], self.vocab)
         full = self._binary[key]
@@ -201,8 +195,6 @@ class EvaluationContext:
         """:class:`ehrlib.metrics.bootstrap.RealResamples` of ``train`` (drawn once per B and seed)."""
         k = (int(n_bootstrap), int(seed))
         if k not in self._resamples:
-            from ehrlib.metrics.bootstrap import RealResamples
-
             self._count("resamples:train")
             self._resamples[k] = RealResamples.draw(self.train, n_bootstrap=n_bootstrap, seed=seed)
         return self._resamples[k]

@@ -35,6 +35,7 @@ import pandas as pd
 from ehrlib.metrics import prevalence
 from ehrlib.cohort import Cohort, CohortError
 from ehrlib.data.encode import Vocabulary, binary_matrix
+from ehrlib.metrics.context import HOLDOUT, TRAIN, as_context
 
 #: Name of the real training cohort in outputs that include it.
 REAL = "train"
@@ -678,7 +679,6 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
 
     from ehrlib.metrics import names
     from ehrlib.metrics import discriminator as disc
-    from ehrlib.metrics.context import HOLDOUT, TRAIN, as_context
     from ehrlib.metrics.privacy import privacy_from_context
 
     names.check_protocol(protocol)

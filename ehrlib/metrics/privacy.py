@@ -712,8 +712,7 @@ def privacy_from_context(context, name: str, *, seed: int = 0, repeats: int = 10
     synthetic)``, on the context's encodings (each cohort encoded once for every generator).
     ``options``: ``metric``, ``length_penalty``, ``chunk_size`` of :func:`privacy_metrics`.
     """
-    from ehrlib.metrics.context import HOLDOUT, TRAIN
-
-    encoded = (context.encoded(TRAIN), context.encoded(HOLDOUT), context.encoded(name))
+    encoded = (context.encoded(context.real_key("train")), context.encoded(context.real_key("holdout")),
+               context.encoded(name))
     return privacy_metrics(context.train, context.holdout, context.synthetic[name], seed=seed, repeats=repeats,
                            protocol=protocol, encoded=encoded, **options)
