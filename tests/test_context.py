@@ -65,3 +65,14 @@ def test_the_paper_protocol_records_that_it_has_no_utility_or_attribute_family(c
     assert list(out.metric) == [names.UTILITY_RATIO, names.ATTRIBUTE_ADVANTAGE]
     assert out.estimate.isna().all()
     assert out.note.str.contains("paper protocol has no").all()
+
+
+def test_the_context_prevalence_equals_the_standalone_bootstrap(cohorts):
+    from ehrlib.metrics.bootstrap import bootstrap_prevalence
+
+    train, holdout, reference, synthetic = cohorts
+    context = EvaluationContext.build(train, holdout, synthetic, reference)
+    ours = evaluate_context(context, [names.PREVALENCE], n_bootstrap=30, seed=4, models=["marginals"], progress=False)
+    alone = bootstrap_prevalence(train, synthetic["marginals"], n_bootstrap=30, seed=4)
+    np.testing.assert_allclose(ours[["estimate", "ci_low", "ci_high"]].to_numpy(),
+                               alone[["estimate", "ci_low", "ci_high"]].to_numpy())

@@ -150,8 +150,12 @@ class RealResamples:
     n_events: int
 
     @classmethod
-    def draw(cls, real: Cohort, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> "RealResamples":
+    def draw(cls, real: Cohort, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0, *, matrix=None,
+             vocab: Vocabulary | None = None) -> "RealResamples":
         """Resample the real cohort's patients ``n_bootstrap`` times with replacement.
+
+        ``matrix`` and ``vocab``: the cohort's patients x codes 0/1 matrix over its own codes,
+        when the caller has it (the evaluation context); built here otherwise.
 
         Raises:
             CohortError: the real cohort is empty.
@@ -159,8 +163,9 @@ class RealResamples:
         """
         _check_nonempty(real, "real")
         _check_n_bootstrap(n_bootstrap)
-        vocab = Vocabulary.from_cohorts(real)
-        matrix = binary_matrix(real, vocab)
+        if matrix is None or vocab is None:
+            vocab = Vocabulary.from_cohorts(real)
+            matrix = binary_matrix(real, vocab)
         rng = np.random.default_rng(_seed_sequences(seed)[0])
         return cls(vocab, prevalence_from_matrix(matrix), _draw_replicates(matrix, n_bootstrap, rng), seed,
                    real.n_patients, real.n_events)

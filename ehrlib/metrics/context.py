@@ -196,7 +196,9 @@ class EvaluationContext:
         k = (int(n_bootstrap), int(seed))
         if k not in self._resamples:
             self._count("resamples:train")
-            self._resamples[k] = RealResamples.draw(self.train, n_bootstrap=n_bootstrap, seed=seed)
+            vocab = self.union(TRAIN)
+            self._resamples[k] = RealResamples.draw(self.train, n_bootstrap=n_bootstrap, seed=seed,
+                                                    matrix=self.binary(TRAIN, vocab), vocab=vocab)
         return self._resamples[k]
 
     def memo(self, key, build):
