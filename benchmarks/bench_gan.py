@@ -29,7 +29,7 @@ import torch
 from ehrlib.cohort import Cohort
 from ehrlib.data import simulate, split
 from ehrlib.models import GeneratorError, get
-from ehrlib.models.neural import pick_device
+from ehrlib.models.neural import Rows, pick_device
 
 N_PAPER = 45_520  # paper training patients
 N_GENERATE = 10_000
@@ -60,9 +60,10 @@ def time_epoch(gen, phase: str, n_patients: int | None) -> tuple[float, int]:
     """Seconds and patients of one epoch of ``phase`` (``ae`` or ``gan``) over the first ``n_patients``."""
     c = gen.config
     full = gen.x
-    n = full.shape[0] if n_patients is None else min(full.shape[0], n_patients)
-    gen.x = full[:n]
+    n = full.n if n_patients is None else min(full.n, n_patients)
+    gen.x = Rows(full.matrix[:n])
     epoch = 0 if phase == "ae" else c.ae_epochs
+    gen._phase = 0 if phase == "ae" else 1
     if phase == "ae" and c.ae_epochs == 0:
         return float("nan"), n
     for m in gen.modules.values():

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ehrlib.errors import ConfigError
 from ehrlib.io import atomic_write
-from ehrlib.metrics.display import with_intervals
+from ehrlib.metrics.display import OUTSIDE_FLAG, OUTSIDE_NOTE, plain_number, with_intervals
 
 FIGURES_DIR = "figures"
 TABLES_DIR = "tables"
@@ -37,6 +37,7 @@ ARTIFACTS: dict[str, str] = {
     "table14": "Table 14. Similarity of the top-50 code co-occurrence matrices.",
     "table_reference_generators": "Reference generators. Size and structure of the calibration rows' cohorts (holdout, marginals, memorizer).",
     "table_generated": "Generated cohorts. Size and structure of each model's synthetic cohort.",
+    "table_user_generators": "User-supplied generators. Status, and size and structure of each one's synthetic cohort.",
     "table_corgan_pathway": "CorGAN encoder pathway. Length, kernel and stride of each convolution.",
     "fig2": "Figure 2. The long-tailed distribution of ICD-9 codes in the training data.",
     "fig3": "Figure 3. Long-tail ablation (corrected protocol): metrics recomputed on the codes at or below each frequency percentile.",
@@ -64,6 +65,11 @@ ARTIFACTS: dict[str, str] = {
     "table_audit_distances": "Memorisation audit (data). Nearest set and Jaccard distances per role.",
     "table_audit_pairs": "Memorisation audit. Every copied (real patient, synthetic record) pair.",
     "table_paper_vs_ours": "The paper's printed numbers beside ours for this run (different data: not expected to agree).",
+    "table_paper_vs_ours_1": "Table 1 as the paper's text states it, beside ours.",
+    "table_paper_vs_ours_12": "Table 12 as the paper prints it, beside ours.",
+    "table_paper_vs_ours_13": "Table 13 as the paper prints it, beside ours.",
+    "table_paper_vs_ours_14": "Table 14 as the paper prints it, beside ours.",
+    "claims": "The claims ledger. Each checkable claim of the paper, its verdict, the numbers its rule used and their source.",
     "fig4_released": "Figure 4 (released samples). Rank-frequency of codes in the paper's five released samples.",
     "fig9_released": "Figure 9 (released samples). Visits per patient in the paper's released samples.",
     "fig10_released": "Figure 10 (released samples). Codes per visit in the paper's released samples.",
@@ -77,6 +83,7 @@ ARTIFACTS: dict[str, str] = {
     "table_calibration_cooccurrence": "Calibration. Top-50 co-occurrence similarity of the simulated cohort to each reference.",
     "table_appendix_f": "Tables 3–11. Every hyperparameter of appendix F beside our paper preset; differs marks a difference, deviation names its reason.",
     "fig_learning": "Learning curves (this project's figure). Fidelity of each generator's samples against its validation patients over training seconds; filled marker: the restored best check, cross: where training stopped.",
+    "table_floors": "Convergence floors. Each generated model's prevalence R² against train, distinct codes over the holdout reference's on as many records, and empty records drawn, beside the demo profile's floors, and how its training phases ended.",
     "table_stopping": "How each training ended. Per model and phase: epochs trained, the cap, what ended it (patience or cap), the criterion and the best epoch restored.",
     "training_medgan": "Training curves of MedGAN (binary mode): losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
     "training_medgan_count": "Training curves of MedGAN (count mode): losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
@@ -85,6 +92,11 @@ ARTIFACTS: dict[str, str] = {
     "training_halo": "Training curves of HALO: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
     "training_gpt": "Training curves of the GPT-2 baseline: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
 }
+
+
+def notebooks(root: Path) -> list[Path]:
+    """The stage notebooks (the book's stage pages) under ``root``, in run order (their numeric prefix)."""
+    return sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def caption(artifact_id: str) -> str:
@@ -126,9 +138,44 @@ def show(artifact_id: str, obj) -> None:
     if isinstance(obj, (str, Path)):
         display(Image(filename=str(obj)))
     elif isinstance(obj, pd.DataFrame):
-        display(obj.style.hide(axis="index"))
+        # the Styler's default writes every float with six decimals (45517.000000)
+        display(obj.style.hide(axis="index").format(plain_number))
     else:
         display(obj)
+
+
+def page_outputs() -> None:
+    """In a notebook kernel, make what a stage prints fit for its page: each warning and each
+    ``ehrlib`` log warning becomes one plain line (``Note: ...``) instead of a stderr block with the
+    build machine's file paths, and a DataFrame shown as it is writes its floats with
+    :func:`ehrlib.metrics.display.plain_number` (``45517``, not ``45517.000000``). Outside a kernel
+    nothing changes."""
+    if not in_notebook():
+        return
+    import logging
+    import sys
+    import warnings
+
+    def note(message, category, filename, lineno, file=None, line=None):
+        print(f"Note: {message}")
+
+    warnings.showwarning = note
+    logger = logging.getLogger("ehrlib")
+    if not any(getattr(h, "ehrlib_page", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("Note: %(message)s"))
+        handler.ehrlib_page = True
+        logger.addHandler(handler)
+    pd.set_option("display.float_format", plain_number)
+
+
+def show_note(text: str) -> None:
+    """Display a line of Markdown in the notebook (nothing outside a notebook kernel)."""
+    if not in_notebook():
+        return
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
 
 
 def save_table(table: pd.DataFrame, paper_id: str, run, floatfmt: str = ".4g", show_it: bool = False) -> Path:
@@ -136,10 +183,14 @@ def save_table(table: pd.DataFrame, paper_id: str, run, floatfmt: str = ".4g", s
     caption(paper_id)
     d = run.dir(TABLES_DIR)
     shown = with_intervals(table)  # rounded to what each interval supports; the CSV keeps every digit
-    atomic_write(d / f"{paper_id}.md", lambda tmp: Path(tmp).write_text(shown.to_markdown(index=False, floatfmt=floatfmt)))
+    text_columns = [i for i, c in enumerate(shown.columns) if not pd.api.types.is_numeric_dtype(shown[c])]  # as written
+    atomic_write(d / f"{paper_id}.md", lambda tmp: Path(tmp).write_text(
+        shown.to_markdown(index=False, floatfmt=floatfmt, disable_numparse=text_columns or False)))
     path = atomic_write(d / f"{paper_id}.csv", lambda tmp: table.to_csv(tmp, index=False))
     if show_it:
         show(paper_id, shown)
+        if shown.astype(str).apply(lambda c: c.str.contains(OUTSIDE_FLAG, regex=False)).any().any():
+            show_note(OUTSIDE_NOTE)
     return path
 
 

@@ -1,11 +1,12 @@
 """``ehrbench``: reproduce the book, fetch open data, print Table 12 statistics, evaluate files.
 
     ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--seeds 0,1,2] [--threads N] [--jobs N] [--set KEY=VALUE ...]
-                       [--only PREFIX ...] [--force] [--no-book | --book-only]
+                       [--generator NAME=module:Class ...] [--only PREFIX ...] [--force] [--no-book | --book-only]
     ehrbench fetch mimic3-demo | mimic4-demo | paper-samples
     ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
     ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
     ehrbench stats FILE [FILE ...]
+    ehrbench export --format meds (--cohort FILE | --run NAME --what real|synthetic) --out DIR
     ehrbench evaluate --train A --holdout B --synthetic C [C ...] --out DIR
 
 Library errors are printed as one line (``ehrbench: error: ...``, exit 2); ``--debug`` shows the
@@ -38,7 +39,16 @@ def _reader(args):
         opts["time_column"] = False if args.time_column == "none" else args.time_column
     if getattr(args, "icd_version", None):
         opts["icd_version"] = args.icd_version
-    return partial(read_long, **opts)
+    plain = partial(read_long, **opts)
+
+    def read(path: str):
+        if str(path).startswith("meds:"):  # a MEDS dataset folder (ehrlib.data.load_meds)
+            from ehrlib.data import load_meds
+
+            return load_meds(str(path)[len("meds:"):], icd_version=opts.get("icd_version", 9))
+        return plain(path)
+
+    return read
 
 
 def stats(paths: list[str], reader=None):
@@ -113,6 +123,16 @@ def _setting(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _generator(text: str) -> str:
+    from ehrlib.models import user
+
+    try:
+        user.parse(text)
+    except EhrlibError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _layout_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--visit-column", help="the column that identifies visits ('none': one visit per patient)")
     p.add_argument("--time-column", help="the column that orders visits in time ('none': ignore a time column)")
@@ -127,7 +147,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("reproduce", help="run every stage notebook (papermill) and build the book")
     r.add_argument("--profile", default="demo", choices=NAMES)
-    r.add_argument("--data", default="simulated", help="simulated | mimic3-demo | mimic4-demo | mimic3:PATH | long:PATH")
+    r.add_argument("--data", default="simulated",
+                   help="simulated | mimic3-demo | mimic4-demo | mimic3:PATH | long:PATH | meds:PATH")
     r.add_argument("--run", default=None, help="run folder name (default: the profile name)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")], default=None, metavar="S1,S2,...",
@@ -139,6 +160,9 @@ def parser() -> argparse.ArgumentParser:
                         "else the cores up to 4; 1 runs them one after another)")
     r.add_argument("--set", dest="settings", action="append", type=_setting, default=[], metavar="KEY=VALUE",
                    help="a notebook parameter for every notebook that declares it (repeatable)")
+    r.add_argument("--generator", dest="generators", action="append", default=[], type=_generator,
+                   metavar="NAME=module:Class", help="your own generator (a class with the ehrlib Generator interface), "
+                   "put through every stage beside the paper's (repeatable; see ehrlib.models.user)")
     r.add_argument("--root", type=Path, default=Path("."), help="repository root (holds notebooks/ and _config.yml)")
     r.add_argument("--out", type=Path, default=None, help="build folder (default: <root>/_build)")
     r.add_argument("--force", action="store_true", help="run every stage, even those that are up to date")
@@ -152,8 +176,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="+")
     _layout_options(s)
     e = sub.add_parser("evaluate", help="evaluate long-format synthetic files against train/holdout files")
-    e.add_argument("--train", required=True, help="long-format file the generator was trained on")
-    e.add_argument("--holdout", required=True, help="long-format file of real patients it never saw")
+    e.add_argument("--train", required=True, help="long-format file the generator was trained on (or meds:DIR)")
+    e.add_argument("--holdout", required=True, help="long-format file of real patients it never saw (or meds:DIR)")
     e.add_argument("--synthetic", required=True, nargs="+", help="long-format synthetic file(s)")
     e.add_argument("--out", required=True, type=Path, help="folder for metrics.csv and table1.csv/.md")
     e.add_argument("--reference", help="long-format file of real patients in neither train nor holdout: the "
@@ -171,6 +195,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--n-bootstrap", type=int, default=1000)
     e.add_argument("--seed", type=int, default=0)
     _layout_options(e)
+    x = sub.add_parser("export", help="write a cohort file, a run's real splits or its synthetic cohorts as MEDS")
+    x.add_argument("--format", required=True, choices=("meds",), help="the output format (MEDS 0.4)")
+    src = x.add_mutually_exclusive_group(required=True)
+    src.add_argument("--cohort", help="a cohort file (Cohort.save parquet or long-format CSV/parquet)")
+    src.add_argument("--run", help="a run folder name under runs/ (or $EHRLIB_RUNS_DIR)")
+    x.add_argument("--what", default="synthetic", choices=("real", "synthetic"),
+                   help="with --run: the real splits (one dataset) or every synthetic cohort (one dataset each)")
+    x.add_argument("--icd-version", type=int, choices=(9, 10), default=9, help="with --cohort: the codes' ICD version")
+    x.add_argument("--include-real-records", action="store_true",
+                   help="with --what synthetic: also the holdout and memorizer cohorts (real patients' records)")
+    x.add_argument("--out", required=True, type=Path, help="the dataset folder (with --what synthetic: their parent)")
     a = sub.add_parser("audit", help="memorisation audit: copies of real patients in synthetic files, beside controls")
     a.add_argument("--real", required=True, help="real source: mimic3-demo | mimic3:PATH | long:PATH | ...")
     a.add_argument("--split", default="paper", choices=("paper", "none"), help="roles from the paper's released split")
@@ -190,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "reproduce":
             if not (args.root / "notebooks").is_dir():
                 ap.error(f"{args.root.resolve()} has no notebooks/ folder: run from the repository root or pass --root")
-            common = dict(only=args.only, threads=args.threads, jobs=args.jobs, force=args.force, settings=dict(args.settings))
+            settings = dict(args.settings)
+            if args.generators:
+                settings["generators"] = ",".join(args.generators)
+            common = dict(only=args.only, threads=args.threads, jobs=args.jobs, force=args.force, settings=settings)
             if args.seeds:
                 sweep(args.root, args.seeds, profile=args.profile, run=args.run, out=args.out, book=not args.no_book,
                       data=args.data, **common)
@@ -207,6 +245,22 @@ def main(argv: list[str] | None = None) -> int:
             from ehrlib.audit_cli import main as audit_main
 
             return audit_main(args)
+        elif args.cmd == "export":
+            from ehrlib import export
+
+            if args.cohort:
+                written = [export.export_cohort(args.cohort, args.out, icd_version=args.icd_version)]
+            else:
+                from ehrlib.runs import runs_root
+
+                if not (runs_root() / args.run).is_dir():
+                    raise EhrlibError(f"--run {args.run!r}: no run folder {runs_root() / args.run}")
+                from ehrlib.runs import open_run
+
+                written = export.export_run(open_run(args.run), args.out, args.what,
+                                            include_real_records=args.include_real_records)
+            for path in written:
+                print(path)
         elif args.cmd == "stats":
             print(stats(args.paths, _reader(args)).to_string(index=False))
     except (EhrlibError, OSError) as exc:

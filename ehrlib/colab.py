@@ -25,6 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ehrlib.book import notebooks
 from ehrlib.errors import ConfigError
 
 CONFIG = "_config.yml"
@@ -127,24 +128,18 @@ def write_install_cell(path: Path, url: str, ref: str) -> bool:
     return changed
 
 
-def _notebooks(root: Path) -> list[Path]:
-    from ehrlib.runner import notebooks
-
-    return notebooks(root)
-
-
 def sync_notebooks(root: Path) -> list[Path]:
     """Rewrite the install cell of every stage notebook under ``root`` from its ``_config.yml``;
     returns the notebooks that changed."""
     url, ref = repository(root)
-    return [nb for nb in _notebooks(root) if write_install_cell(nb, url, ref)]
+    return [nb for nb in notebooks(root) if write_install_cell(nb, url, ref)]
 
 
 def stale_notebooks(root: Path) -> list[Path]:
     """The stage notebooks whose first code cell is not the install cell rendered from ``_config.yml``."""
     source = render(*repository(root))
     stale = []
-    for path in _notebooks(root):
+    for path in notebooks(root):
         code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
         if not code or not is_install_cell(code[0]) or "".join(code[0]["source"]) != source:
             stale.append(path)

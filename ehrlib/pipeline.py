@@ -6,6 +6,7 @@ outputs go) and calls the library layers below it; the notebooks stay four cells
 from __future__ import annotations
 
 import logging
+import warnings
 
 import pandas as pd
 
@@ -96,7 +97,9 @@ def split_cohort(stage: Stage, cohort, split: str = "random", n_holdout: int = 0
     overrides the holdout size). ``split="paper"``: the paper's released train/test id lists
     (MIMIC-III ``SUBJECT_ID``s; a warning says how many listed ids the data lacks); the
     ``reference`` split is then the patients on neither list, and when there are none the
-    ``holdout`` reference generator is disabled with a message (stage 15).
+    ``holdout`` reference generator is disabled with a message (stage 15). ``split="meds"`` (with
+    ``data="meds:PATH"``): the dataset's own ``metadata/subject_splits.parquet`` (``train``,
+    ``held_out`` as holdout, ``tuning`` as reference; :func:`ehrlib.data.meds_splits`).
     """
     from ehrlib.data import make_splits, paper_split
     from ehrlib.errors import CohortError, ConfigError
@@ -112,8 +115,19 @@ def split_cohort(stage: Stage, cohort, split: str = "random", n_holdout: int = 0
             splits["reference"] = ps.reference
         except CohortError as exc:
             print(f"No reference split: {exc}. The holdout reference generator is disabled for this run.")
+    elif split == "meds":
+        from ehrlib.data import meds_splits
+
+        kind, _, path = str(stage.params.get("data", "")).partition(":")
+        if kind not in ("meds", "meds-icd10") or not path:
+            raise ConfigError(f"split='meds' uses a MEDS dataset's own splits: expected data='meds:PATH', "
+                              f"got data={stage.params.get('data')!r}")
+        splits = meds_splits(path, cohort)
+        if "reference" not in splits:
+            print("The MEDS dataset has no 'tuning' split: no reference split, so the holdout reference generator is "
+                  "disabled for this run.")
     else:
-        raise ConfigError(f"split={split!r}: expected 'random' or 'paper'")
+        raise ConfigError(f"split={split!r}: expected 'random', 'paper' or 'meds'")
     stage.record(split=split, **{f"n_{k}": v.n_patients for k, v in splits.items()})
     return stage.save_splits(**splits)
 
@@ -140,16 +154,71 @@ def generate(stage: Stage, model: str = "all", n: int = 0) -> pd.DataFrame:
     rows, failed = [], {}
     for name, folder in folders.items():
         try:
-            cohort = models.load(folder).generate(n, seed=stage.seed)
+            generator = models.load(folder)
+            cohort = generator.generate(n, seed=stage.seed)
         except EhrlibError as exc:
             failed[name] = str(exc)
             rows.append({"dataset": name, "status": "failed", "reason": str(exc)})
             continue
         stage.save_synthetic(name, cohort)
-        rows.append({"dataset": name, "status": "ok", "reason": "", **summary(cohort)})
+        drawn = getattr(generator, "last_drawn", None) or cohort.n_patients
+        rows.append({"dataset": name, "status": "ok", "reason": "", **summary(cohort),
+                     "empty_drawn": 1.0 - cohort.n_patients / drawn})
     stage.record(n_synthetic=n, failed=failed)
     for name, reason in failed.items():
         log.error("%s failed to generate: %s", name, reason)
+    return pd.DataFrame(rows)
+
+
+#: The ``demo`` profile's convergence floors (book: *Training to convergence*): prevalence R² against
+#: train for the models listed, distinct codes as a share of the holdout reference's on as many
+#: records (CorGAN, the paper's weakest model, a lower one), and empty records drawn before redrawing.
+FLOORS = {"r2": 0.80, "distinct": 0.40, "distinct_corgan": 0.20, "empty_drawn": 0.01}
+R2_FLOOR_MODELS = ("medgan", "medgan_count", "promptehr", "halo", "gpt")
+
+
+def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
+    """Each generated model against the convergence floors (:data:`FLOORS`, set for the ``demo``
+    profile): prevalence R² against train, distinct codes over the holdout reference's on the same
+    number of records, the share of empty records drawn (``generated``: :func:`generate`'s table), and
+    whether each training phase ended by its criterion or its cap."""
+    import numpy as np
+
+    from ehrlib.metrics.prevalence import prevalence_metrics
+    from ehrlib.models.neural import training_log
+
+    from ehrlib.cohort import Cohort
+
+    folder = stage.run.path / "synthetic"
+    if not (folder / "holdout.parquet").is_file():
+        raise EhrlibError(f"run {stage.run.name}: no holdout reference cohort in {folder} (stage "
+                          "15_reference_generators) to compare distinct codes with")
+    stage._note("inputs", folder / "holdout.parquet")
+    reference, train = Cohort.load(folder / "holdout.parquet"), stage.train
+    folders = stage.saved_models(neural=True)
+    rows = []
+    for rec in generated.to_dict("records"):
+        name = rec["dataset"]
+        if rec["status"] != "ok":
+            rows.append({"model": LABELS.get(name, name), "status": "failed"})
+            continue
+        syn = Cohort.load(folder / f"{name}.parquet")  # written by generate(), this stage's output
+        n = min(syn.n_patients, reference.n_patients)
+        pick = np.random.default_rng(stage.seed).permutation
+        ref_n = reference.subset(reference.subject_ids[np.sort(pick(reference.n_patients)[:n])])
+        syn_n = syn.subset(syn.subject_ids[np.sort(pick(syn.n_patients)[:n])])
+        r2 = prevalence_metrics(train, syn)["prevalence_r2"]
+        distinct = syn_n.events["code"].nunique() / max(ref_n.events["code"].nunique(), 1)
+        floor = FLOORS["distinct_corgan"] if name == "corgan" else FLOORS["distinct"]
+        ends = [s["stopped_by"] for s in training_log(folders[name])["stopping"] if s["cap"]] if name in folders else []
+        row = {"model": LABELS.get(name, name), "status": "ok", "prevalence R² vs train": r2,
+               "R² floor": FLOORS["r2"] if name in R2_FLOOR_MODELS else None,
+               "distinct codes / holdout's": distinct, "distinct floor": floor,
+               "empty drawn": rec["empty_drawn"], "empty ceiling": FLOORS["empty_drawn"],
+               "phases ended by": ", ".join("criterion" if e == "patience" else "cap" for e in ends)}
+        row["meets floors"] = bool((row["R² floor"] is None or r2 >= row["R² floor"]) and distinct >= floor
+                                   and rec["empty_drawn"] <= FLOORS["empty_drawn"])
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -179,6 +248,57 @@ def reference_generators(stage: Stage) -> pd.DataFrame:
     # their saved models and cohorts are real records (renamed): labelled so in the manifest
     stage.record(n_synthetic=n, holds_real_records=real_records)
     return pd.DataFrame(rows)
+
+
+def user_generators(stage: Stage, generators: str = "", timeout_s: float = 3600) -> pd.DataFrame:
+    """Fit and generate with every user generator (the ``ehrlib.generators`` entry points and
+    ``generators``, ``"NAME=module:Class,..."``), each in a process of its own stopped after
+    ``timeout_s`` seconds, and save their cohorts as ``synthetic/user_<NAME>`` for every later
+    stage (:mod:`ehrlib.models.user`). Returns one row per generator (``ok`` or ``failed``).
+
+    A generator that fails is recorded by name with the reason (Table 1 and the results page list
+    it, ``ehrbench reproduce`` reports it) and leaves no cohort behind; the others go on. Cohorts
+    of user generators no longer named are removed, so the run evaluates only those of this stage.
+    """
+    from ehrlib.errors import ConfigError
+    from ehrlib.metrics.structure import summary
+    from ehrlib.models import user
+
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+        raise ConfigError(f"timeout_s={timeout_s!r}: expected a positive number of seconds")
+    failed: dict[str, str] = {}
+    chosen = user.named(generators, problems=failed)  # a broken installed entry point fails alone
+    keys = {g.key for g in chosen}
+    folder = stage.run.path / "synthetic"
+    for old in sorted(folder.glob(f"{user.USER_PREFIX}*.parquet")) if folder.is_dir() else []:
+        if old.stem not in keys:
+            print(f"{old.stem}: no longer named; its cohort from an earlier run is removed")
+            old.unlink()
+    if not chosen:
+        print("No user generator named (ehrbench reproduce --generator NAME=module:Class, or the "
+              f"{user.ENTRY_POINT_GROUP!r} entry points).")
+    n = stage.settings.evaluation.n_synthetic
+    train = stage.train
+    real_ids = set(train.subject_ids) | set(stage.holdout.subject_ids)
+    if (stage.run.path / "data" / "reference.parquet").is_file():
+        real_ids |= set(stage.reference.subject_ids)
+    rows = [{"dataset": key, "spec": "", "status": "failed", "reason": reason} for key, reason in failed.items()]
+    for g in chosen:
+        print(f"{g.name}: {g.spec} ({g.origin})")
+        try:
+            cohort = user.fit_and_generate(g, stage.run.path / "data" / "train.parquet", n, stage.seed, timeout_s,
+                                           real_ids)
+        except Exception as exc:  # whatever one generator does, it fails alone (recorded, shown, reported)
+            failed[g.key] = str(exc) if isinstance(exc, EhrlibError) else f"{g.name}: {type(exc).__name__}: {exc}"
+            (folder / f"{g.key}.parquet").unlink(missing_ok=True)
+            rows.append({"dataset": g.key, "spec": g.spec, "status": "failed", "reason": failed[g.key]})
+            continue
+        stage.save_synthetic(g.key, cohort)
+        rows.append({"dataset": g.key, "spec": g.spec, "status": "ok", "reason": "", **summary(cohort)})
+    stage.record(n_synthetic=n, user_generators={g.key: g.spec for g in chosen}, failed=failed)
+    for name, reason in failed.items():
+        log.error("%s failed: %s", name, reason)
+    return pd.DataFrame(rows, columns=None if rows else ["dataset", "spec", "status", "reason"])
 
 
 def _protocols(ev) -> tuple[str, ...]:
@@ -257,10 +377,15 @@ def evaluate(stage: Stage, *families: str, lstm: str = "profile") -> pd.DataFram
 
 
 def odd_intervals(results: pd.DataFrame) -> list[str]:
-    """Cells whose basic bootstrap interval does not contain the point estimate (``model/metric``)."""
+    """Cells whose interval does not contain the estimate shown (bias-corrected where the row has a
+    ``bias``), as ``model/metric``."""
+    from ehrlib.metrics.bootstrap import bias_corrected
+
     ok = results[["estimate", "ci_low", "ci_high"]].notna().all(axis=1)
     r = results[ok]
-    odd = r[(r["estimate"] < r["ci_low"]) | (r["estimate"] > r["ci_high"])]
+    bias = r["bias"] if "bias" in r.columns else pd.Series(float("nan"), index=r.index)
+    shown = pd.Series([bias_corrected(e, b, m) for e, b, m in zip(r["estimate"], bias, r["metric"])], index=r.index)
+    odd = r[(shown < r["ci_low"]) | (shown > r["ci_high"])]
     keys = odd["model"] + "/" + odd["metric"] + (("/" + odd["protocol"]) if "protocol" in odd else "")
     return sorted(set(keys))
 
@@ -288,22 +413,26 @@ def table1(stage: Stage) -> pd.DataFrame:
     results = stage.metrics()
     stage.save_table("table1_tidy", results.sort_values(["model", "family", "metric"]), show=False)
     wide = wide_table1(results)
-    failed = stage.run.manifest().get("stages", {}).get("20_generate", {}).get("results", {}).get("failed", {})
+    from ehrlib.runs import failed_generators
+
+    failed = failed_generators(stage.run.manifest())
     if failed:
         wide = pd.concat([wide, pd.DataFrame([{"model": k, "status": f"failed: {v}"} for k, v in failed.items()])],
                          ignore_index=True)
     stage.save_table("table1", wide, show=False)
-    for group, columns in names.TABLE1_GROUPS.items():
-        shown = wide
+    for group, columns in names.TABLE1_GROUPS.items():  # headed by the paper's names (ids: table1.csv)
+        rows = wide
         if group in names.TABLE1_CORRECTED_ONLY_GROUPS and "protocol" in wide.columns:
-            shown = wide[wide["protocol"] != names.PAPER]  # the paper's protocol has no such family
-        stage.save_table(f"table1_{group}", protocols_where_they_differ(shown, columns))
+            rows = wide[wide["protocol"] != names.PAPER]  # the paper's protocol has no such family
+        shown = protocols_where_they_differ(rows, columns)
+        shown = shown.astype(object).where(shown.notna(), "–")  # a metric a protocol does not compute
+        stage.save_table(f"table1_{group}", shown.rename(columns={c: names.header(c) for c in shown.columns}))
     odd = odd_intervals(results)
     if odd:
-        print(f"Note: {len(odd)} basic interval(s) do not contain their point estimate ({', '.join(odd[:6])}"
-              f"{', ...' if len(odd) > 6 else ''}). A basic interval targets the population value; for a generator "
-              "as good as real data (e.g. holdout, population R² = 1) sampling noise biases the estimate down, so "
-              "the interval can lie above it.")
+        from ehrlib.metrics.display import OUTSIDE_NOTE
+
+        print(f"{len(odd)} estimate(s) lie outside their interval ({', '.join(odd[:6])}{', ...' if len(odd) > 6 else ''}"
+              f"). {OUTSIDE_NOTE}")
     return wide
 
 
@@ -339,14 +468,42 @@ def longtail(stage: Stage) -> pd.DataFrame:
     protocols = _protocols(ev)
     synthetic = _longtail_models(stage, ev.longtail_models)
     context = EvaluationContext.build(stage.train, stage.holdout, synthetic)  # one for both protocols
-    frames = [longtail_ablation(context.train, context.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
-                                repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class, context=context)
-              .assign(protocol=p) for p in protocols]
+    with warnings.catch_warnings(record=True) as caught:  # stated under the figure, not as stderr
+        warnings.simplefilter("always")
+        frames = [longtail_ablation(context.train, context.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
+                                    repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class, context=context)
+                  .assign(protocol=p) for p in protocols]
     data = pd.concat(frames, ignore_index=True)
     stage.save_table("fig3_data", data, show=False)
     for p, frame in zip(protocols, frames):
         stage.save_figure("fig3" if p == "corrected" else f"fig3_{p}", plots.fig3_percentile_ablation(frame))
+    sentence = longtail_note(data, caught, ev.n_bootstrap)
+    print(sentence)
+    stage.record(note=sentence)
     return data
+
+
+def longtail_note(data: pd.DataFrame, caught, n_bootstrap: int) -> str:
+    """The sentence under Figure 3: how many values could not be computed on a small tail, and how
+    many intervals rest on fewer than all replicates (a resample holding none of a tail's codes
+    has no R²), with the counts; other warnings are quoted."""
+    from ehrlib.metrics.bootstrap import NONFINITE, nonfinite_replicates
+
+    intervals, replicates = nonfinite_replicates(caught)
+    missing = data[data["estimate"].isna()]
+    parts = []
+    if len(missing):
+        where = ", ".join(sorted({f"p{p:g}" for p in missing["percentile"]}))
+        parts.append(f"{len(missing)} of {len(data)} values could not be computed (too few patients or codes left "
+                     f"in the tail at {where}) and are left out of the plot rather than drawn as zeros")
+    if intervals:
+        parts.append(f"{intervals} interval(s) rest on fewer than the B = {n_bootstrap} bootstrap replicates "
+                     f"({replicates} replicates in all were not finite, typically a resample that holds none of a "
+                     "tail's codes, and were left out)")
+    other = sorted({str(w.message) for w in caught if not str(w.message).endswith(NONFINITE)
+                    and "could not be computed" not in str(w.message)})
+    text = ("Figure 3 notes: " + "; ".join(parts) + ".") if parts else "Figure 3: every value and interval was computed."
+    return text + "".join(f" Note: {m}" for m in other)
 
 
 # ---------------------------------------------------------------------------- the paper's artifacts
@@ -437,7 +594,9 @@ def audit_samples(stage: Stage, samples: dict | None, real: str) -> None:
 
 
 def paper_vs_ours(stage: Stage) -> pd.DataFrame:
-    """Every printed number of the paper's Tables 1 and 12-14 beside ours for this run."""
+    """Every printed number of the paper's Tables 1 and 12-14 beside ours for this run, one table
+    per paper table, each under one note naming the data its two columns come from."""
+    from ehrlib import book
     from ehrlib.metrics import paper
 
     data = stage.run.manifest().get("stages", {}).get("00_data", {}).get("params", {}).get("data", "unknown")
@@ -446,6 +605,10 @@ def paper_vs_ours(stage: Stage) -> pd.DataFrame:
     if t1 is not None:
         if "protocol" in t1.columns:
             t1 = t1[t1["protocol"] == "paper"]
+        if "bias" in t1.columns:  # the estimate Table 1 shows: bias-corrected where it has a bias
+            from ehrlib.metrics.bootstrap import bias_corrected
+
+            t1 = t1.assign(estimate=[bias_corrected(e, b, m) for e, b, m in zip(t1["estimate"], t1["bias"], t1["metric"])])
         frames.append(t1[["model", "metric", "estimate", "ci_low", "ci_high"]])
     for table_id, key in (("table12", "dataset"), ("table13", "model"), ("table14", "model")):
         table = stage.read_table(table_id)
@@ -453,10 +616,30 @@ def paper_vs_ours(stage: Stage) -> pd.DataFrame:
             frames.append(paper.tidy(table, key))
     ours = pd.concat(frames, ignore_index=True).drop_duplicates(["model", "metric"]) if frames else \
         pd.DataFrame(columns=["model", "metric", "estimate"])
-    out = paper.compare(ours, data=f"this run ({stage.run.name}: data {data}, profile {stage.profile})")
+    source = f"this run ({stage.run.name}: data {data}, profile {stage.profile})"
+    out = paper.compare(ours, data=source)
     stage.save_table("table_paper_vs_ours", out[["table", "row", "column", "paper", "ours", "ours_ci_low",
-                                                 "ours_ci_high", "ours_data"]])
+                                                 "ours_ci_high", "ours_data"]], show=False)
+    protocol = " (our Table 1 values in the paper's protocol)"
+    for table, group in out.groupby("table", sort=False):
+        extra = {"1": protocol, "12": " (the released samples' own Table 12, recomputed, is on page 50)"}
+        book.show_note(f"**Table {table}.** Paper: {paper.PAPER_DATA}. Ours: {source}{extra.get(str(table), '')}.")
+        stage.save_table(f"table_paper_vs_ours_{table}", paper.shown_beside(group))
     return out
+
+
+def claims(stage: Stage) -> pd.DataFrame:
+    """The claims ledger decided on this run's evidence (:mod:`ehrlib.claims`): a summary line, then
+    each claim with its verdict, the numbers its rule used and where they come from."""
+    from ehrlib import book
+    from ehrlib.claims import ledger_of_run, summary
+    from ehrlib.claims.ledger import display_table, saved_form
+
+    ledger = ledger_of_run(stage.run, stage.read_table)
+    stage.save_table("claims", saved_form(ledger), show=False)
+    book.show_note(f"**{summary(ledger)}**")
+    book.show("claims", display_table(ledger, markdown=False))
+    return ledger
 
 
 # ---------------------------------------------------------------------------- the simulated cohort

@@ -73,7 +73,12 @@ def model_color(model: str) -> str:
 
 
 def model_label(model: str) -> str:
-    """The model's display name (``halo`` -> ``HALO``); unknown names are returned unchanged."""
+    """The model's display name (``halo`` -> ``HALO``, a user generator's ``user_markov`` ->
+    ``markov (user-supplied)``); unknown names are returned unchanged."""
+    from ehrlib.models import user
+
+    if user.is_user(model):
+        return user.label(model)
     return MODEL_LABELS.get(_key(model), str(model))
 
 

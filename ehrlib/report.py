@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from ehrlib import book
-from ehrlib.metrics.names import TABLE1_GROUPS
+from ehrlib.metrics.display import OUTSIDE_FLAG, OUTSIDE_NOTE
+from ehrlib.metrics.names import TABLE1_GROUPS, header
 from ehrlib.runs import Run
 
 #: The figures shown on the results page, and the notebook (stage) that makes each.
@@ -55,6 +56,62 @@ def _last_invocation(runner: dict) -> str:
             f"done) in {runner['wall_seconds']:.0f} s of wall time; {skipped} were up to date.")
 
 
+def _plug_in_footnote(run: Run) -> list[str]:
+    """The footnote under Table 1: where a cell shows a bias-corrected estimate, the plug-in value
+    and the bias (from ``table1_tidy``)."""
+    from ehrlib.claims.evidence import number
+
+    path = run.path / book.TABLES_DIR / "table1_tidy.csv"
+    if not path.is_file():
+        return []
+    t = pd.read_csv(path)
+    if "bias" not in t.columns:
+        return []
+    t = t[t["bias"].notna()].drop_duplicates(["model", "metric"])
+    if t.empty:
+        return []
+    cells = "; ".join(f"{r.model} {header(r.metric)} {number(r.estimate)} (bias {number(r.bias)})"
+                      for r in t.itertuples())
+    return ["<small>Cells with a bootstrap bias show the bias-corrected estimate 2θ̂ − mean(θ*), the quantity its "
+            "basic interval is for (the methods page shows why). Plug-in values θ̂ and the bias mean(θ*) − θ̂: "
+            f"{cells}.</small>", ""]
+
+
+def _notebook_link(stage: str) -> str:
+    return f"{{doc}}`{stage} <../notebooks/{stage}>`"
+
+
+def claims_section(run: Run) -> list[str]:
+    """The verdicts, first: the summary line and the claims ledger (:mod:`ehrlib.claims`), decided
+    now from the run's saved tables, each claim linked to the notebook that computes its evidence."""
+    from ehrlib.claims import ledger_of_run, summary
+    from ehrlib.claims.ledger import display_table
+
+    from ehrlib.claims.evidence import AUTHORS_RESULTS
+    from ehrlib.data.registry import data_dir
+
+    from ehrlib.errors import MetricError
+
+    try:
+        ledger = ledger_of_run(run)
+    except MetricError as exc:  # the paper's printed numbers live in the repository, not the package
+        return ["## Which of the paper's claims hold", "", f"*The claims could not be decided here: {exc}.*", ""]
+    table = display_table(ledger, link=_notebook_link).to_markdown(index=False)
+    authors = ("" if (data_dir() / AUTHORS_RESULTS).is_file() else
+               " The authors' own Figure 3 values (`results/long_tailed_ablation.csv` of their repository) are not in "
+               f"the data folder (`{AUTHORS_RESULTS}`), so the Figure 3 claims are decided on this run's Figure 3; "
+               "`ehrbench fetch` does not download that file yet, as no verified checksum for it is published.")
+    return ["## Which of the paper's claims hold", "", f"**{summary(ledger)}**", "",
+            "Each claim of the paper's sections 4–4.1 and appendix G is quoted with its line in the paper's text "
+            "and decided by a rule in code (`ehrlib.claims.rules`) from measured values and their intervals, using "
+            "the strongest evidence available: the paper's own artifacts (its released samples, its printed "
+            "tables), then the open MIMIC-III demo's paper-training patients, then this run's own cohort and "
+            "profile; a verdict on this run's data says so. *Not computed in this run*: open data would decide the "
+            "claim, but this run lacks the notebook named. Each rule's thresholds are in `ehrlib/claims/claims.yaml`; "
+            f"{_notebook_link('52_paper_vs_ours')} shows the same ledger beside the paper's printed numbers.{authors}", "",
+            table, ""] + ([OUTSIDE_NOTE, ""] if OUTSIDE_FLAG in table else [])
+
+
 def results_page(run: Run, dest: Path) -> Path:
     """Write the results page of ``run`` into the book source folder ``dest`` (and copy its figures)."""
     m = run.manifest()
@@ -62,7 +119,9 @@ def results_page(run: Run, dest: Path) -> Path:
     params = data_stage.get("params", {})
     lines = ["# Results", "",
              "Every number and figure on this page was computed by the run the book was built from; "
-             "each links to the notebook that made it.", "",
+             "each links to the notebook that made it.", ""]
+    lines += claims_section(run)
+    lines += ["## This run", "",
              "| | |", "|---|---|",
              f"| data | `{params.get('data', 'unknown')}` |",
              f"| profile | `{params.get('profile', 'unknown')}` |",
@@ -71,21 +130,40 @@ def results_page(run: Run, dest: Path) -> Path:
              f"| commit | `{m.get('git_commit') or 'unknown'}` |",
              f"| run folder | `{run.name}` |", ""]
     lines += ["## Table 1", "", f"{book.caption('table1')} From {{doc}}`33_table1 <../notebooks/33_table1>`; "
-              "`[a, b]` is a 95% basic bootstrap interval, `± s` the spread over repeated subsamples.", ""]
-    groups = [p for p in (run.path / book.TABLES_DIR / f"table1_{g}.md" for g in TABLE1_GROUPS) if p.is_file()]
+              "`[a, b]` is a 95% basic bootstrap interval, `± s` the spread over repeated subsamples. The `holdout` "
+              "row holds real records no generator saw, scored like a generator: it is the ceiling this sample size "
+              "allows, so a model is as good as real data when it reaches the holdout row, not when it reaches the "
+              "metric's ideal value (R² = 1, RMSE = 0).", ""]
+    groups = {g: p for g in TABLE1_GROUPS if (p := run.path / book.TABLES_DIR / f"table1_{g}.md").is_file()}
     if not groups:
         lines += ["*Table 1 was not computed in this run.*", ""]
-    for path in groups:
-        lines += [f"**{book.caption(path.stem)}**", "", path.read_text(), ""]
+    flagged = False
+    for group, path in groups.items():
+        text = path.read_text()
+        flagged |= OUTSIDE_FLAG in text
+        ids = [f"{header(c)}: `{c}`" for c in TABLE1_GROUPS[group] if header(c) != c]
+        lines += [f"**{book.caption(path.stem)}**", "", text, ""]
+        if ids:
+            lines += [f"<small>Metric ids (in `table1.csv` and `ehrlib.metrics.names`): {'; '.join(ids)}.</small>", ""]
+    lines += _plug_in_footnote(run)
+    if flagged:
+        lines += [OUTSIDE_NOTE, ""]
     seeds = run.path / book.TABLES_DIR / "table1_seeds.md"
     if seeds.is_file():
         lines += ["### Across seeds", "", book.caption("table1_seeds") + " `sd_across_seeds` is the spread "
                   "between whole reruns; `mean_ci_width_within_run` the mean width of the intervals of one run.", "",
                   seeds.read_text(), ""]
-    failed = m.get("stages", {}).get("20_generate", {}).get("results", {}).get("failed", {})
+    from ehrlib.runs import failed_generators
+
+    failed = failed_generators(m)
     if failed:
-        lines += ["**Failed generators** (recorded by `20_generate`, absent from Table 1):", ""]
+        lines += ["**Failed generators** (recorded by `17_user_generators` and `20_generate`, absent from Table 1):", ""]
         lines += [f"* `{k}`: {v}" for k, v in failed.items()] + [""]
+    supplied = m.get("stages", {}).get("17_user_generators", {}).get("results", {}).get("user_generators", {})
+    if supplied:
+        lines += ["**User-supplied generators** (stage {doc}`17_user_generators <../notebooks/17_user_generators>`; "
+                  "rows `user_<name>` in the tables, `<name> (user-supplied)` in the figures):", ""]
+        lines += [f"* `{k}`: `{v}`" + (" (failed)" if k in failed else "") for k, v in supplied.items()] + [""]
     fig_dir = dest / "book" / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     lines += ["## Headline figures", ""]
@@ -94,8 +172,10 @@ def results_page(run: Run, dest: Path) -> Path:
         if not png.is_file():
             continue
         shutil.copy2(png, fig_dir / png.name)
+        note = m.get("stages", {}).get(stage, {}).get("results", {}).get("note", "")  # e.g. Figure 3's counts
         lines += [f"```{{figure}} figures/{png.name}", f":name: results-{fig_id}", "",
                   f"{book.caption(fig_id)} From {{doc}}`{stage} <../notebooks/{stage}>`.", "```", ""]
+        lines += [note, ""] if note else []
     stages = _stage_table(m)
     if not stages.empty:
         total = stages["seconds"].sum()

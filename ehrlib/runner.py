@@ -28,22 +28,20 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ehrlib.book import notebooks
 from ehrlib.errors import RunError
 from ehrlib.runs import Run, _now, open_run
 
 log = logging.getLogger("ehrbench")
 
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "_static")
 #: Written into every build folder the runner creates; only such folders are ever cleared.
 MARKER = ".ehrbench-build"
 EXECUTED_DIR = "executed"
+#: The stage that fits the user's own generators (``--generator``; :mod:`ehrlib.models.user`).
+USER_STAGE = "17_user_generators"
 #: Files above this size are fingerprinted by size and modification time instead of content.
 HASH_LIMIT = 64 << 20
-
-
-def notebooks(root: Path) -> list[Path]:
-    """The stage notebooks in run order (their numeric prefix)."""
-    return sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 #: Notebook metadata key: ``{"ehrbench": {"needs": ["00_data", ...]}}`` names the stages whose
@@ -481,7 +479,9 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
         only: notebook name prefixes to run (others are neither run nor skipped).
         threads: thread count for every stage (default: chosen per stage, see :mod:`ehrlib.threads`).
         force: run every selected stage even when it is up to date.
-        settings: extra notebook parameters (``--set key=value``), passed to the notebooks declaring them.
+        settings: extra notebook parameters (``--set key=value``), passed to the notebooks declaring them;
+            ``generators`` (``--generator``) names the user generators of stage ``17_user_generators``,
+            each of which that fails is reported as a failed stage by name.
         book_only: build the book from the run's executed notebooks without executing anything.
         jobs: stages run at once (default :func:`default_jobs`); 1 runs them one after another.
 
@@ -539,6 +539,11 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
         run_dir.update_manifest(lambda m: m.__setitem__("runner", {
             "jobs": jobs, "wall_seconds": round(wall, 1), "executed": executed,
             "skipped": sum(r.status == "skipped" for r in results), "finished": _now()}))
+        if any(nb.stem == USER_STAGE for nb in selected):  # a failed user generator is a failed stage, by name
+            from ehrlib.runs import failed_generators
+
+            results += [StageResult(f"{USER_STAGE}: {name}", "failed", error=f"{name}: {reason}")
+                        for name, reason in failed_generators(run_dir.manifest(), stages=(USER_STAGE,)).items()]
         for problem in undeclared_reads(run_dir, selected):
             log.warning("needs: %s", problem)
         log.info("\n%s", summary_table(results, wall if jobs > 1 else None))

@@ -149,6 +149,18 @@ def open_run(name: str = "default", root: Path | None = None) -> Run:
     return Run(path)
 
 
+#: The stages that make synthetic cohorts and record the generators that failed (``results.failed``).
+GENERATING_STAGES = ("17_user_generators", "20_generate")
+
+
+def failed_generators(manifest: dict, stages=GENERATING_STAGES) -> dict[str, str]:
+    """``{generator: reason}`` of every generator that failed in ``stages`` of a run manifest."""
+    out = {}
+    for name in stages:
+        out.update(manifest.get("stages", {}).get(name, {}).get("results", {}).get("failed", {}) or {})
+    return out
+
+
 # ---------------------------------------------------------------------------- stage context
 METRICS_DIR = "metrics"
 #: Metric families saved by the evaluation stages, in the order Table 1 reads them.
@@ -349,4 +361,7 @@ def stage(name: str, *, run: str = DEFAULT, profile: str = DEFAULT, seed: int = 
         raise ConfigError(f"profile={profile!r}: expected one of {profiles.NAMES} (or 'default')")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r}: expected a non-negative integer")
+    from ehrlib.book import page_outputs
+
+    page_outputs()  # no page shows a stderr block or a six-decimal float
     return Stage(name, open_run(profile if run == DEFAULT else run), profile, seed, params)

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from ehrlib.data import load_mimic3, load_mimic4, read_long
-from ehrlib.data.codeprofile import BuildSettings, build_profile, calibrate, check_sources, save_profile
+from ehrlib.data.codeprofile import BuildSettings, build_profile, check_sources, save_profile
+from ehrlib.data.simulate import calibrate
 from ehrlib.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,6 +11,9 @@ MIMIC4_DEMO = SHARED_DATA / "mimic-iv-demo"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+#: The user generators of the smoke book (``ehrbench reproduce --generator``).
+SMOKE_GENERATORS = "markov=examples.visit_markov:VisitMarkov"
+
 needs_demo = pytest.mark.skipif(not MIMIC3_DEMO.is_dir(), reason="../shared/data (open MIMIC demos) not present")
 
 
@@ -60,7 +63,8 @@ def smoke_build(tmp_path_factory):
     console, saved_fd = open(base / CONSOLE, "w+b"), os.dup(2)
     os.dup2(console.fileno(), 2)
     try:
-        html = reproduce(ROOT, profile="smoke", out=base / "build")
+        # with the worked example of a user generator, so the built book shows one (tests/test_user_generators.py)
+        html = reproduce(ROOT, profile="smoke", out=base / "build", settings={"generators": SMOKE_GENERATORS})
     finally:
         os.dup2(saved_fd, 2)
         os.close(saved_fd)

@@ -197,3 +197,26 @@ def test_basic_intervals_cover_the_true_prevalence_metrics_near_the_nominal_rate
     assert basic["prevalence_rmse"] >= 0.75
     for m in basic:
         assert percentile[m] <= 0.2 < basic[m] - 0.5
+
+
+def test_the_bias_corrected_estimate_lies_inside_its_basic_interval_and_nearer_the_truth():
+    from ehrlib.metrics.bootstrap import bias_corrected, interval_table
+
+    rank = np.arange(1, 101)
+    p = 0.4 / rank  # a generator exactly as good as real data: true R² = 1, RMSE = 0
+    rng = np.random.default_rng(1)
+    inside_plug, inside_bc, err_plug, err_bc = 0, 0, [], []
+    for _ in range(30):
+        x_real = (rng.random((300, 100)) < p).astype(np.float32)
+        x_syn = (rng.random((1000, 100)) < p).astype(np.float32)
+        est = prevalence_scores(x_real.mean(0, dtype=np.float64), x_syn.mean(0, dtype=np.float64))
+        rep = prevalence_scores(replicate_prevalences(x_real, resample_weights(300, 200, rng)),
+                                replicate_prevalences(x_syn, resample_weights(1000, 200, rng)))
+        row = interval_table(est, rep).set_index("metric").loc["prevalence_r2"]
+        bc = bias_corrected(row["estimate"], row["bias"], "prevalence_r2")
+        inside_plug += row["ci_low"] <= row["estimate"] <= row["ci_high"]
+        inside_bc += row["ci_low"] <= bc <= row["ci_high"]
+        err_plug.append(abs(row["estimate"] - 1.0))
+        err_bc.append(abs(bc - 1.0))
+    assert inside_bc == 30 and inside_plug < 15
+    assert np.mean(err_bc) < 0.5 * np.mean(err_plug)

@@ -1,9 +1,12 @@
 """The built smoke book as a reader sees it, in headless Chromium (Debian's ``chromium``).
 
 Opens the index, the results page and every notebook page; fails on a figure page without its
-figures, an image that does not load, a broken internal link, a Python traceback, or a results
-page without Table 1's numbers. Screenshots of the results page and one figure page are kept in
-the test's temporary folder.
+figures, an image that does not load, a broken internal link, a Python traceback, a stderr block,
+a number written with six trailing zeros (``45517.000000``), an estimate outside its own interval
+without the flag that says so, a table running off the page's right edge, or a results page
+without the claims ledger's verdicts before Table 1's numbers. Screenshots of the results page
+and one figure page are kept in the test's temporary folder. :func:`page_defects` is the check
+itself, also tested on crafted pages without a browser (``tests/test_pages.py``).
 """
 import json
 import re
@@ -12,6 +15,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+
+from ehrlib.metrics.display import OUTSIDE_FLAG
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.slow,
@@ -27,6 +32,26 @@ def browser():
         b.close()
 
 
+SIX_ZEROS = re.compile(r"\d+\.\d*0{6}(?!\d)")
+NUMBER = r"-?\d+(?:\.\d+)?"
+INTERVAL = re.compile(rf"({NUMBER})({re.escape(OUTSIDE_FLAG)}?) \[({NUMBER}), ({NUMBER})\]")
+
+
+def page_defects(info: dict) -> list[str]:
+    """What a reader must not see on a page, from the page's ``text``, its number of ``stderr``
+    output blocks and the ``cut`` tables (wider than the page, not scrollable)."""
+    out = []
+    if info.get("stderr"):
+        out.append(f"{info['stderr']} stderr block(s)")
+    out += [f"a number with six trailing zeros: {m.group(0)}" for m in SIX_ZEROS.finditer(info["text"])][:3]
+    for m in INTERVAL.finditer(info["text"]):
+        e, flag, lo, hi = float(m.group(1)), m.group(2), float(m.group(3)), float(m.group(4))
+        if not flag and not lo <= e <= hi:
+            out.append(f"an estimate outside its interval without the flag {OUTSIDE_FLAG}: {m.group(0)}")
+    out += [f"a table cut off at the right edge ({w} px wide)" for w in info.get("cut", [])]
+    return out
+
+
 def _check_page(browser, path: Path, screenshot: Path | None = None) -> dict:
     page = browser.new_page(viewport={"width": 1366, "height": 900})
     page.goto(path.as_uri())
@@ -35,6 +60,15 @@ def _check_page(browser, path: Path, screenshot: Path | None = None) -> dict:
         images: Array.from(document.querySelectorAll('main img, article img')).map(i => [i.getAttribute('src'), i.naturalWidth]),
         links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
         text: document.body ? document.body.innerText : "",
+        stderr: document.querySelectorAll('div.output.stderr, div.stderr').length,
+        cut: Array.from(document.querySelectorAll('article table, main table')).filter(t => {
+            if (t.getBoundingClientRect().right <= document.documentElement.clientWidth + 1) return false;
+            for (let e = t; e; e = e.parentElement) {
+                const o = getComputedStyle(e).overflowX;
+                if ((o === 'auto' || o === 'scroll') && e.clientWidth < e.scrollWidth) return false;
+            }
+            return true;
+        }).map(t => Math.round(t.getBoundingClientRect().width)),
     })""")
     if screenshot:
         page.screenshot(path=str(screenshot), full_page=True)
@@ -47,6 +81,8 @@ def _check_page(browser, path: Path, screenshot: Path | None = None) -> dict:
             target = Path(unquote(url.path))
             assert target.exists(), f"{path.name}: broken internal link {href}"
     assert "Traceback (most recent call last)" not in info["text"], f"{path.name} shows a traceback"
+    defects = page_defects(info)
+    assert not defects, f"{path.name}: " + "; ".join(defects)
     return info
 
 
@@ -55,6 +91,9 @@ def test_every_page_of_the_smoke_book_renders_with_its_figures(browser, smoke_bu
     manifest = json.loads((run / "manifest.json").read_text())
     _check_page(browser, html / "book" / "intro.html")  # index.html redirects here
     results = _check_page(browser, html / "book" / "results.html", tmp_path / "results.png")
+    text = results["text"]
+    assert re.search(r"\d+ claims: \d+ hold", text), "the results page does not lead with the claims' verdicts"
+    assert text.index("Which of the paper's claims hold") < text.index("Table 1"), "Table 1 comes before the verdicts"
     table1 = (run / "tables" / "table1.csv").read_text().splitlines()
     first_row = table1[1].split(",")
     assert first_row[0] in results["text"], "Table 1's first model is not on the results page"

@@ -73,6 +73,15 @@ def test_patience_stops_the_phase_and_restores_the_best_epoch(train):
     assert all(torch.equal(v, gen.snapshots[3][k]) for k, v in weights(gen).items())
 
 
+def test_min_delta_counts_only_improvements_by_that_share(train):
+    # val_loss 5.0, 4.0, 3.0, ...: with min_delta 0.2, 4.0 does not beat 5.0 by more than 20% but 3.0 does;
+    # with 0.45 neither does, and epoch 1 stays the best
+    gen = Scripted.from_profile("demo", progress=False, patience=2, min_delta=0.2).fit(train)
+    assert gen.stopping[0]["best_epoch"] == 3 and gen.stopping[0]["last_epoch"] == 5
+    gen = Scripted.from_profile("demo", progress=False, patience=2, min_delta=0.45).fit(train)
+    assert gen.stopping[0]["best_epoch"] == 1 and gen.stopping[0]["last_epoch"] == 3
+
+
 def test_without_patience_the_cap_ends_the_phase_and_the_best_epoch_is_kept(train):
     gen = Scripted.from_profile("demo", progress=False).fit(train)
     assert len(gen.history) == 8 and gen.stopping[0]["stopped_by"] == "cap"
@@ -145,7 +154,8 @@ def test_a_zero_epoch_phase_is_skipped(train):
 def test_bad_stopping_settings_name_the_field():
     from ehrlib.models.base import GeneratorError
 
-    for field, value in [("check_every", -1), ("check_records", 0), ("val_fraction", 0.7), ("patience", -2)]:
+    for field, value in [("check_every", -1), ("check_records", 0), ("val_fraction", 0.7), ("patience", -2),
+                         ("min_delta", 1.5)]:
         with pytest.raises(GeneratorError, match=field):
             models.get("medgan", "smoke", **{field: value})
 
@@ -154,3 +164,12 @@ def test_phases_are_declared_by_the_models():
     assert [p.name for p in models.get("corgan", "smoke").phases()] == ["autoencoder", "adversarial"]
     assert models.get("halo", "smoke").phases() == [Phase("train", models.get("halo", "smoke").config.epochs,
                                                           "val_loss")]
+
+
+@pytest.mark.parametrize("name", ["medgan", "corgan", "promptehr", "halo", "gpt"])
+def test_the_paper_profile_keeps_fixed_epochs_and_demo_stops_on_criteria(name):
+    paper, demo = models.get(name, "paper").config, models.get(name, "demo").config
+    assert paper.patience == 0 and paper.check_every == 0  # appendix F's fixed epochs unless a user opts in
+    if name in ("medgan", "corgan"):
+        assert paper.val_fraction == 0  # the paper trains the GANs on every patient
+    assert demo.patience > 0 and demo.check_every > 0 and demo.val_fraction > 0

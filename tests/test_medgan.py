@@ -46,8 +46,9 @@ def test_minibatch_averaging_uses_the_batch_mean():
     disc = medgan().build(6)["discriminator"]
     x = torch.rand(4, 6)
     full = disc(x)
-    concat = disc.net(torch.cat([x, x.mean(0, keepdim=True).expand_as(x)], 1)).squeeze(1)
-    assert torch.allclose(full, concat, atol=1e-6)
+    weight = torch.cat([disc.weight_x, disc.weight_m], 1)  # the original's one Linear(2V, 256)
+    first = torch.nn.functional.linear(torch.cat([x, x.mean(0, keepdim=True).expand_as(x)], 1), weight, disc.bias)
+    assert torch.allclose(full, disc.rest(first).squeeze(1), atol=1e-6)
     assert not torch.allclose(disc(x[:2]), full[:2])  # a row's score depends on its batch
 
 
@@ -58,7 +59,7 @@ def test_one_step_lowers_the_losses(train, mode):
     gen._prepare(train)
     gen.modules = gen._build()
     gen.optimizers = gen._optimizers()
-    x = torch.as_tensor(gen.x[:32].toarray())
+    x = torch.as_tensor(gen.x.matrix[:32].toarray())
     z = torch.randn(32, 16, generator=torch.Generator().manual_seed(0))
     before = gen.ae_loss(x).item()
     gen.ae_step(x)

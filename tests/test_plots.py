@@ -198,6 +198,45 @@ def test_training_curves_one_panel_per_quantity():
         plots.training_curves([{"epoch": 1}])
 
 
+HISTORY = [{"epoch": 1, "seconds": 1.0, "loss": 3.0, "phase": 0.0},
+           {"epoch": 2, "seconds": 2.0, "loss": 2.0, "d_loss": 0.5, "phase": 1.0, "val_r2": 0.4, "val_distinct": 0.2,
+            "val_empty": 0.3, "fidelity": 0.3},
+           {"epoch": 3, "seconds": 3.5, "loss": 1.5, "d_loss": 0.6, "phase": 1.0, "val_r2": 0.8, "val_distinct": 0.5,
+            "val_empty": 0.0, "fidelity": 0.8},
+           {"epoch": 4, "seconds": 5.0, "loss": 1.4, "d_loss": 0.6, "phase": 1.0, "val_r2": 0.7, "val_distinct": 0.6,
+            "val_empty": 0.0, "fidelity": 0.7}]
+STOPPING = [{"phase": "autoencoder", "stopped_by": "cap", "epochs": 1, "cap": 1, "last_epoch": 1, "best_epoch": None,
+             "criterion": None},
+            {"phase": "adversarial", "stopped_by": "patience", "epochs": 3, "cap": 9, "last_epoch": 4, "best_epoch": 3,
+             "criterion": "fidelity"}]
+
+
+def test_training_curves_over_seconds_with_checks_and_the_stopping_point():
+    fig = plots.training_curves(HISTORY, title="toy", stopping=STOPPING)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["loss", "d_loss", "Prevalence R² (validation)", "Distinct codes / validation's",
+                      "Empty records drawn"]
+    r2 = fig.axes[2]
+    assert list(r2.lines[0].get_xdata()) == [2.0, 3.5, 5.0] and list(r2.lines[0].get_ydata()) == [0.4, 0.8, 0.7]
+    marks = sorted((ln.get_linestyle(), ln.get_xdata()[0]) for ln in r2.lines[1:])
+    assert marks == [("--", 3.5), (":", 1.0), (":", 5.0)]  # best epoch 3; each phase's last epoch
+    assert r2.get_xlabel() == "training seconds"
+
+
+def test_learning_curves_one_line_per_model_with_best_and_stop_marks():
+    fig = plots.learning_curves({"medgan": {"history": HISTORY, "stopping": STOPPING},
+                                 "halo": {"history": [{**h, "val_r2": h.get("val_r2", 0.1) + 0.1} for h in HISTORY],
+                                          "stopping": []}})
+    ax = fig.axes[0]
+    labelled = [ln.get_label() for ln in ax.lines if not ln.get_label().startswith("_")]
+    assert labelled == ["MedGAN", "HALO"]
+    best = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert [(list(b.get_xdata()), list(b.get_ydata())) for b in best] == [([3.5], [0.8])]
+    assert sum(ln.get_marker() == "x" for ln in ax.lines) == 2
+    with pytest.raises(ValueError, match="fidelity check"):
+        plots.learning_curves({"x": {"history": [{"epoch": 1, "loss": 1.0, "seconds": 1.0}], "stopping": []}})
+
+
 def test_fig14_alpha_ablation_panels_and_reference_lines():
     df = pd.DataFrame({"alpha": [2.0, 0.0, 1.0], "prevalence_r2": [0.9, 0.5, 0.7], "unique_codes": [10, 30, 20],
                        "codes_per_visit": [5.0, 9.0, 7.0], "real_codes_per_visit": 8.0})

@@ -96,7 +96,7 @@ def test_interrupted_write_leaves_no_partial_folder(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- the public code profile
 from ehrlib.data import codeprofile  # noqa: E402
-from ehrlib.data.simulate import SimulationConfig, simulate_events  # noqa: E402
+from ehrlib.data.simulate import SimulationConfig, calibrate, simulate_events  # noqa: E402
 
 
 def test_default_cohort_leads_with_mimics_common_diagnoses(cohort):
@@ -184,7 +184,7 @@ def test_build_calibrate_save_load_round_trip(tmp_path):
     prof = codeprofile.build_profile({"a": a, "b": b}, settings, licences={"a": "x", "b": "y"})
     assert prof.phenotypes.shape == (6, len(icd9.codes()))
     np.testing.assert_allclose(prof.phenotypes.sum(axis=1), 1.0)
-    prof = codeprofile.calibrate(prof, 500, target_unique=800, iterations=1, progress=lambda m: None)
+    prof = calibrate(prof, 500, target_unique=800, iterations=1, progress=lambda m: None)
     root = codeprofile.save_profile(prof, tmp_path / "profile", notice="test\n")
     back = codeprofile.load_code_profile(str(root))
     np.testing.assert_allclose(back.phenotypes, prof.phenotypes, rtol=1e-4, atol=1e-9)

@@ -187,7 +187,8 @@ def load(source: str = "simulated", *, n_patients: int | None = None, seed: int 
 
     Args:
         source: ``simulated``, ``mimic3-demo``, ``mimic4-demo``, ``mimic3:PATH``,
-            ``mimic4:PATH`` (ICD-9), ``mimic4-icd10:PATH`` or ``long:PATH``.
+            ``mimic4:PATH`` (ICD-9), ``mimic4-icd10:PATH``, ``long:PATH``, or ``meds:PATH`` /
+            ``meds-icd10:PATH`` (a MEDS dataset folder, :func:`ehrlib.data.load_meds`).
         n_patients: size of the simulated cohort (required for ``simulated``).
         seed: seed of the simulated cohort.
         download: allow downloading the open demos.
@@ -222,9 +223,13 @@ def load(source: str = "simulated", *, n_patients: int | None = None, seed: int 
             return load_mimic4(path, icd_version=10)
         if kind == "long":
             return read_long(path)
+        if kind in ("meds", "meds-icd10"):
+            from ehrlib.data.medsformat import load_meds
+
+            return load_meds(path, icd_version=10 if kind == "meds-icd10" else 9)
     raise CohortError(
         f"data={source!r}: expected 'simulated', 'mimic3-demo', 'mimic4-demo', 'mimic3:PATH', "
-        "'mimic4:PATH', 'mimic4-icd10:PATH' or 'long:PATH'"
+        "'mimic4:PATH', 'mimic4-icd10:PATH', 'long:PATH', 'meds:PATH' or 'meds-icd10:PATH'"
     )
 
 

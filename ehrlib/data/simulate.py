@@ -32,7 +32,7 @@ admissions ordered by ``ADMITTIME`` but ``HADM_ID`` in random order and ages abo
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,10 @@ import pandas as pd
 from ehrlib.cohort import CODE, SEX, Cohort, check_int, check_seed
 from ehrlib.errors import ConfigError
 from ehrlib.data import icd9
+from ehrlib.data.codeprofile import (
+    CodeProfile, code_distributions, female_only_mask, first_visit_only_mask, load_code_profile, male_only_mask,
+    newborn_code_mask, pregnancy_code_mask,
+)
 from ehrlib.data.mimic3 import assemble
 
 #: ``SimulationConfig.code_profile`` values: the public MIMIC-like profile or random popularity.
@@ -200,8 +204,6 @@ def _random_setup(rng, n_patients: int, cfg: SimulationConfig):
 
 def _gate_classes(codes) -> np.ndarray:
     """0: any patient; 1: newborns only; 2: women aged 15-49 only; 3: men only; 4: women only."""
-    from ehrlib.data.codeprofile import female_only_mask, male_only_mask, newborn_code_mask, pregnancy_code_mask
-
     cls = np.zeros(len(codes), dtype=np.int8)
     cls[female_only_mask(codes)] = 4
     cls[male_only_mask(codes)] = 3
@@ -212,8 +214,6 @@ def _gate_classes(codes) -> np.ndarray:
 
 def _prepared(profile):
     """Per-profile arrays that do not depend on the patients, computed once per profile object."""
-    from ehrlib.data.codeprofile import code_distributions, first_visit_only_mask
-
     import hashlib
 
     # ``dataclasses.replace`` shares ``tables`` between profiles: key the cache by the contents it uses
@@ -277,8 +277,6 @@ def _events(rng, n_patients: int, cfg: SimulationConfig, profile=None) -> dict:
         age, male, theta_cum, code_cums, recurrence, gate = _random_setup(rng, n_patients, cfg)
     elif cfg.code_profile == "public":
         if profile is None:
-            from ehrlib.data.codeprofile import load_code_profile
-
             profile = load_code_profile()
         age, male, theta_cum, code_cums, recurrence, gate = _profile_setup(rng, n_patients, cfg, profile)
     else:
@@ -441,3 +439,72 @@ def write_simulated(root, n_patients: int, seed: int = 0, config: SimulationConf
         for f in tmp.iterdir():
             f.replace(root / f.name)
     return root
+
+
+def calibrate(profile: CodeProfile, n_patients: int, target_unique: int, iterations: int = 6,
+              step: float = 0.8, chapter_step: float = 2.0, seed: int = 0, config=None,
+              progress=print) -> CodeProfile:
+    """Adjust code weights so that simulated prevalence matches the pooled prevalence.
+
+    Each iteration simulates ``n_patients`` and multiplies every observed code's weight (in
+    the phenotypes and the background alike) by ``(pooled / simulated) ** step`` (counts
+    smoothed by one pseudo-patient, the ratio clipped to [1/3, 3], after scaling both to the same
+    total); the background's share of draws stays at the non-head codes' share of pooled
+    prevalence, and the tail's share is scaled until the cohort holds ``target_unique`` distinct
+    codes. Chapters that more patients hold than in the pooled profile (rare codes are spread
+    over patients more evenly than in the sources) have their background and tail codes scaled
+    by ``(pooled share / simulated share) ** chapter_step`` (never up, at most down to 0.2):
+    this trades some fidelity of rare codes' prevalence for chapter shares.
+    """
+    cfg = config or SimulationConfig()
+    codes_df = profile.tables["codes"].copy()
+    observed = codes_df["observed_background"].to_numpy()
+    target = profile.pooled
+    seen = target > 0
+    V = len(profile.codes)
+    factor = np.ones(V)
+    chapters = icd9.chapters(profile.codes)
+    names = list(icd9.CHAPTER_NAMES)
+    ch_idx = pd.Index(names).get_indexer(chapters)
+    ch_target = profile.chapters.set_index("chapter")["pooled"].reindex(names).to_numpy()
+    rare = observed > 0
+    ch_factor = np.ones(len(names))
+    tail_share = profile.tail_share
+    prof = profile
+    for it in range(iterations + 1):
+        ev = simulate_events(n_patients, seed, cfg, prof)
+        pairs = np.unique(ev["patient"] * V + ev["code"])
+        sim = np.bincount(pairs % V, minlength=V) / n_patients
+        unique = int((sim > 0).sum())
+        r = float(np.corrcoef(sim[seen], target[seen])[0, 1])
+        pc = np.unique(ev["patient"] * len(names) + ch_idx[ev["code"]])
+        ch_sim = np.bincount(pc % len(names), minlength=len(names)) / n_patients
+        progress(f"calibration {it}: unique codes {unique}, prevalence r {r:.4f}, "
+                 f"chapter share max diff {np.abs(ch_sim - ch_target).max():.3f}, "
+                 f"background share {prof.background_share:.4f}, tail share {tail_share:.4g}")
+        if it == iterations:
+            break
+        scale = sim[seen].sum() / target[seen].sum()
+        # counts with one pseudo-patient each, so that a rare code's sampling noise (0 or 1
+        # patients) does not drive its weight
+        ratio = (target * scale * n_patients + 1.0) / (sim * n_patients + 1.0)
+        factor = np.where(seen, factor * np.clip(ratio, 1 / 3, 3) ** step, 1.0)
+        # chapters shared by more patients than in the pooled profile lose some rare-code mass
+        ch_factor = np.clip(ch_factor * (np.maximum(ch_target, 1e-3) / np.maximum(ch_sim, 1e-3)) ** chapter_step,
+                            0.2, 1.0)
+        seen_sim = int(((sim > 0) & seen).sum())
+        unseen_sim = int(((sim > 0) & ~seen).sum())
+        want_unseen = max(target_unique - seen_sim, 1)
+        tail_share = float(np.clip(tail_share * np.clip(want_unseen / max(unseen_sim, 1), 0.25, 4) ** 1.2, 0, 0.05))
+        phen = profile.phenotypes * factor[None, :]
+        phen /= phen.sum(axis=1, keepdims=True)
+        bg = observed * factor * ch_factor[ch_idx]
+        tail = profile.tail * ch_factor[ch_idx]
+        prof = replace(prof, phenotypes=phen, background=bg / bg.sum(), tail=tail / tail.sum(), tail_share=tail_share)
+    meta = {**prof.meta, "tail_share": tail_share, "background_share": prof.background_share,
+            "calibration": {"n_patients": n_patients, "target_unique": target_unique, "iterations": iterations,
+                            "step": step, "seed": seed, "final_unique": unique, "final_pearson_r": r}}
+    codes_df["background"] = prof.background
+    codes_df["tail"] = prof.tail
+    codes_df["calibration_factor"] = factor * np.where(rare | ~seen, ch_factor[ch_idx], 1.0)
+    return replace(prof, meta=meta, tables={"codes": codes_df})

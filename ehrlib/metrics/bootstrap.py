@@ -61,7 +61,8 @@ LEVEL = 0.95
 BLOCK = 100
 """Replicates per weights block (memory: BLOCK x N weights plus BLOCK x V prevalences)."""
 
-INTERVAL_COLUMNS = ("metric", "estimate", "ci_low", "ci_high")
+INTERVAL_COLUMNS = ("metric", "estimate", "ci_low", "ci_high", "bias")
+"""``bias``: the bootstrap estimate of the plug-in estimate's bias, mean(θ*) - θ̂ (see :func:`bias_corrected`)."""
 
 
 # ---------------------------------------------------------------------------- resampling core
@@ -269,6 +270,18 @@ def _replicates(real_resamples: RealResamples, matrix, vocab: Vocabulary, seed: 
 
 
 # ---------------------------------------------------------------------------- intervals
+NONFINITE = "non-finite bootstrap replicate(s) left out of the interval"
+"""The warning :func:`basic_interval` gives, after the count, when some replicates are NaN or infinite
+(e.g. R² of a resample that holds none of a tail's codes)."""
+
+
+def nonfinite_replicates(caught) -> tuple[int, int]:
+    """``(intervals, replicates)``: how many of the recorded warnings ``caught``
+    (``warnings.catch_warnings(record=True)``) are :data:`NONFINITE` ones, and the replicates they left out."""
+    counts = [int(str(w.message).split(" ", 1)[0]) for w in caught if str(w.message).endswith(NONFINITE)]
+    return len(counts), sum(counts)
+
+
 def _finite_quantiles(replicates, probs) -> np.ndarray:
     r = np.asarray(replicates, dtype=np.float64)
     if r.ndim == 0 or r.shape[0] < 2:
@@ -276,7 +289,7 @@ def _finite_quantiles(replicates, probs) -> np.ndarray:
     r = np.where(np.isfinite(r), r, np.nan)
     dropped = int(np.isnan(r).sum())
     if dropped:
-        warnings.warn(f"{dropped} non-finite bootstrap replicate(s) left out of the interval", stacklevel=3)
+        warnings.warn(f"{dropped} {NONFINITE}", stacklevel=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN quantiles
         return np.nanquantile(r, probs, axis=0)
@@ -347,8 +360,28 @@ def interval_table(estimates: Mapping[str, float], replicates: Mapping[str, np.n
     for name, estimate in estimates.items():
         low, high = basic_interval(estimate, replicates[name], level,
                                    ranges.get(name, (-np.inf, np.inf)))
-        rows.append((name, float(estimate), low, high))
+        r = np.asarray(replicates[name], dtype=np.float64)
+        r = r[np.isfinite(r)]
+        bias = float(r.mean() - estimate) if r.size else float("nan")
+        rows.append((name, float(estimate), low, high, bias))
     return pd.DataFrame(rows, columns=list(INTERVAL_COLUMNS))
+
+
+def bias_corrected(estimate: float, bias: float, metric: str = "") -> float:
+    """The bias-corrected estimate ``θ̂ - bias = 2θ̂ - mean(θ*)``, clipped to the metric's range
+    (:data:`ehrlib.metrics.prevalence.PREVALENCE_RANGES`); ``estimate`` itself when ``bias`` is
+    missing.
+
+    It estimates the same thing as the basic interval (the metric of the population, not of two
+    finite samples), so a table shows one estimand per cell. In the coverage simulation of the
+    methods page it lies inside its basic interval in every simulated dataset, with a smaller
+    error than the plug-in θ̂, which for a generator as good as real data lies outside its own
+    interval in most datasets (R² and Pearson r of two samples are biased low, RMSE high).
+    """
+    if bias is None or not np.isfinite(bias):
+        return float(estimate)
+    low, high = PREVALENCE_RANGES.get(metric, (-np.inf, np.inf))
+    return float(np.clip(estimate - bias, low, high))
 
 
 def bootstrap_prevalence(

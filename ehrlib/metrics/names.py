@@ -171,9 +171,29 @@ can synthetic records stand in for real ones), paper columns first in each group
 TABLE1_CORRECTED_ONLY_GROUPS = ("utility_tstr", "attribute_inference")
 """Table 1 groups of :data:`CORRECTED_ONLY_FAMILIES`: shown for the corrected protocol only."""
 
+TABLE1_HEADERS = {
+    NNAAR: "NNAAR", MIA_F1: "MIA F1", MIA_ACCURACY: "MIA accuracy", PREVALENCE_R2: "Prev. R²",
+    PREVALENCE_PEARSON: "Prev. Pearson r", PREVALENCE_RMSE: "Prev. RMSE", PAPER_DISC_SCORE: "Disc. Score",
+    PAPER_DISC_KIND: "discriminator", disc_metric(RF, "auc"): "RF disc. AUC", disc_metric(LSTM, "auc"): "LSTM disc. AUC",
+    MIA_AUC: "MIA AUC", MIA_TPR_AT_1PCT_FPR: "MIA TPR at 1% FPR", EXACT_COPY_RATE: "exact-copy rate",
+    DCR_SHARE: "DCR share",
+    UTILITY_RATIO: "TSTR/TRTR AUROC", TABLE1_UTILITY_COLUMNS[1]: "next visit TSTR recall@k",
+    ATTRIBUTE_ADVANTAGE: "attr. inference advantage", TABLE1_ATTRIBUTE_COLUMNS[1]: "attr. F1 members",
+    TABLE1_ATTRIBUTE_COLUMNS[2]: "attr. F1 non-members", TABLE1_ATTRIBUTE_COLUMNS[3]: "attr. F1 reference",
+}
+"""How Table 1's columns are headed on a page (the paper's names where it has them); a metric
+without an entry is headed by its id."""
+
+
+def header(metric: str) -> str:
+    """The page heading of ``metric`` (:data:`TABLE1_HEADERS`, else the id itself)."""
+    return TABLE1_HEADERS.get(metric, metric)
+
+
 # ------------------------------------------------------------------------------ Figure 3
 FIG3_METRICS = (NNAAR, MIA_F1, MIA_ACCURACY, PREVALENCE_R2, PREVALENCE_RMSE, "disc_score")
 """The six panels of the paper's Fig. 3; ``disc_score`` is the discriminator's privacy score."""
 
 __all__ = [name for name in dir() if name.isupper() or name in (
-    "check_protocol", "check_kind", "disc_metric", "paper_discriminator", "task_metric", "split_task_metric", "attribute_metric")]
+    "check_protocol", "check_kind", "disc_metric", "paper_discriminator", "task_metric", "split_task_metric",
+    "attribute_metric", "header")]

@@ -25,10 +25,10 @@ PAPER_RESULTS = Path(__file__).resolve().parents[2] / "book" / "paper_results.cs
 PAPER_DATA = "MIMIC-III (the paper's 45,520 training patients) and the paper's 10,000-record samples"
 RESULT_COLUMNS = ("table", "row", "column", "model", "metric", "value", "printed", "line", "note", "source")
 COMPARE_COLUMNS = ("table", "row", "column", "model", "metric", "paper", "paper_data", "ours", "ours_ci_low",
-                   "ours_ci_high", "ours_data", "comparable", "difference", "within_rounding", "line", "note")
+                   "ours_ci_high", "ours_data", "comparable", "difference", "within_rounding", "line", "note", "printed")
 
 
-def _decimals(printed: str) -> int:
+def printed_decimals(printed: str) -> int:
     """Digits after the decimal point of a printed number (``"0.3550"`` -> 4, ``"45,517"`` -> 0)."""
     text = str(printed).strip()
     return len(text.split(".", 1)[1]) if "." in text else 0
@@ -84,7 +84,8 @@ def compare(ours: pd.DataFrame, data: str, *, same_artifacts: bool = False, tabl
         path: the paper's numbers (see :func:`paper_results`).
 
     Returns:
-        One row per printed number (columns :data:`COMPARE_COLUMNS`), ours NaN where the run
+        One row per printed number (columns :data:`COMPARE_COLUMNS`; ``printed`` is the number
+        as the paper prints it), ours NaN where the run
         did not compute that metric for that model. ``within_rounding`` (comparable rows
         only) says whether ours rounds to the printed value: ``|ours - paper|`` at most half a
         unit of the printed number's last digit.
@@ -119,8 +120,9 @@ def compare(ours: pd.DataFrame, data: str, *, same_artifacts: bool = False, tabl
         "ours_data": str(data), "comparable": comparable,
         "difference": np.where(comparable, merged["estimate"] - merged["value"], np.nan),
         "within_rounding": np.nan, "line": merged["line"], "note": merged["note"].fillna(""),
+        "printed": merged["printed"],
     }, columns=list(COMPARE_COLUMNS))
-    half_unit = 0.5 * 10.0 ** -merged["printed"].map(_decimals).to_numpy(dtype=float)
+    half_unit = 0.5 * 10.0 ** -merged["printed"].map(printed_decimals).to_numpy(dtype=float)
     close = np.abs(out["difference"].to_numpy(dtype=float)) <= half_unit + 1e-12
     out["within_rounding"] = pd.array(np.where(comparable & out["ours"].notna(), close, pd.NA), dtype="boolean")
     return out.reset_index(drop=True)
@@ -158,3 +160,24 @@ def between_samples(samples: dict, k: int = 50) -> pd.DataFrame:
         frames.append(tidy(wide).assign(reference=ref_name))
     out = pd.concat(frames, ignore_index=True)
     return out[["reference", "model", "metric", "estimate"]]
+
+
+def shown_beside(compared: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`compare` table for reading: ``row``, ``column``, ``paper`` as printed and ``ours``
+    with its interval where it has one (rounded to what the interval supports), else to the
+    printed number's decimals; ``difference`` kept where it is meaningful (``comparable`` rows)."""
+    from ehrlib.metrics.display import interval_cell
+
+    ours = []
+    for r in compared.itertuples():
+        if pd.isna(r.ours):
+            ours.append("not computed")
+        elif pd.notna(r.ours_ci_low) and pd.notna(r.ours_ci_high):
+            ours.append(interval_cell(float(r.ours), float(r.ours_ci_low), float(r.ours_ci_high)))
+        else:
+            ours.append(f"{float(r.ours):.{printed_decimals(r.printed)}f}")
+    out = pd.DataFrame({"row": compared["row"].to_numpy(), "column": compared["column"].to_numpy(),
+                        "paper": compared["printed"].to_numpy(), "ours": ours})
+    if compared["comparable"].any():
+        out["within rounding"] = compared["within_rounding"].astype("object").where(compared["comparable"], "")
+    return out

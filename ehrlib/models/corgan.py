@@ -219,9 +219,9 @@ class CorGAN(PretrainedGAN):
             g_groups.append({"params": list(nets.decoder.parameters()), "lr": c.decoder_lr})
         return {
             "ae": torch.optim.Adam([*nets.encoder.parameters(), *nets.decoder.parameters()], lr=c.ae_lr,
-                                   betas=(c.ae_beta1, c.ae_beta2)),
-            "g": torch.optim.Adam(g_groups, lr=c.lr, betas=(c.beta1, c.beta2)),
-            "critic": torch.optim.Adam(nets.critic.parameters(), lr=c.lr, betas=(c.beta1, c.beta2)),
+                                   betas=(c.ae_beta1, c.ae_beta2), fused=True),
+            "g": torch.optim.Adam(g_groups, lr=c.lr, betas=(c.beta1, c.beta2), fused=True),
+            "critic": torch.optim.Adam(nets.critic.parameters(), lr=c.lr, betas=(c.beta1, c.beta2), fused=True),
         }
 
     # ---------------------------------------------------------------- losses and steps

@@ -157,6 +157,7 @@ class TorchConfig(Config):
     device: str = "auto"         # auto | cpu | cuda | cuda:i
     checkpoint_every: int = 1    # epochs between checkpoints (when fit is given a checkpoint_dir)
     patience: int = 0            # a phase stops after this many evaluations without improvement (0: fixed epochs)
+    min_delta: float = 0.0       # an improvement must beat the best by this share of it (0.005: by 0.5%)
     val_fraction: float = 0.0    # training patients held out for validation (0: none; models may default higher)
     check_every: int = 0         # epochs between fidelity checks against the validation patients (0: none)
     check_records: int = 1000    # records drawn per check (at most the number of validation patients)
@@ -178,6 +179,7 @@ class TorchConfig(Config):
         if self.check_every < 0:
             raise GeneratorError(f"{type(self).__name__}.check_every={self.check_every}; expected >= 0 (0: no checks)")
         self._positive("check_records")
+        self._unit_interval("min_delta")
         if not 0 <= self.val_fraction < 0.5:
             raise GeneratorError(f"{type(self).__name__}.val_fraction={self.val_fraction!r}; expected a value in "
                                  "[0, 0.5)")
@@ -449,7 +451,7 @@ class TorchGenerator(Generator):
         if key is None or key not in stats or not math.isfinite(stats[key]):
             return False
         score = stats[key] if key == "val_loss" else -stats[key]
-        if self._best is None or score < self._best["score"]:
+        if self._best is None or score < self._best["score"] - self.config.min_delta * abs(self._best["score"]):
             self._best = {"score": score, "epoch": stats["epoch"], "criterion": key,
                           "modules": {k: copy.deepcopy({n: t.detach().cpu() for n, t in m.state_dict().items()})
                                       for k, m in self.modules.items()}}

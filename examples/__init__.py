@@ -1,0 +1,1 @@
+"""Worked examples: your own generator through the book (see book/reproducing.md)."""
