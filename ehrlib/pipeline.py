@@ -186,6 +186,7 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
 
     from ehrlib.metrics.prevalence import prevalence_metrics
     from ehrlib.models.neural import training_log
+    from ehrlib.plots import model_label
 
     from ehrlib.cohort import Cohort
 
@@ -200,7 +201,7 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
     for rec in generated.to_dict("records"):
         name = rec["dataset"]
         if rec["status"] != "ok":
-            rows.append({"model": LABELS.get(name, name), "status": "failed"})
+            rows.append({"model": model_label(name), "status": "failed"})
             continue
         syn = Cohort.load(folder / f"{name}.parquet")  # written by generate(), this stage's output
         n = min(syn.n_patients, reference.n_patients)
@@ -211,7 +212,7 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
         distinct = syn_n.events["code"].nunique() / max(ref_n.events["code"].nunique(), 1)
         floor = FLOORS["distinct_corgan"] if name == "corgan" else FLOORS["distinct"]
         ends = [s["stopped_by"] for s in training_log(folders[name])["stopping"] if s["cap"]] if name in folders else []
-        row = {"model": LABELS.get(name, name), "status": "ok", "prevalence R² vs train": r2,
+        row = {"model": model_label(name), "status": "ok", "prevalence R² vs train": r2,
                "R² floor": FLOORS["r2"] if name in R2_FLOOR_MODELS else None,
                "distinct codes / holdout's": distinct, "distinct floor": floor,
                "empty drawn": rec["empty_drawn"], "empty ceiling": FLOORS["empty_drawn"],
