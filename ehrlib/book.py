@@ -183,7 +183,8 @@ def save_table(table: pd.DataFrame, paper_id: str, run, floatfmt: str = ".4g", s
     caption(paper_id)
     d = run.dir(TABLES_DIR)
     shown = with_intervals(table)  # rounded to what each interval supports; the CSV keeps every digit
-    text_columns = [i for i, c in enumerate(shown.columns) if not pd.api.types.is_numeric_dtype(shown[c])]  # as written
+    # text columns as written (tabulate sees no column of a table without rows)
+    text_columns = [i for i, c in enumerate(shown.columns) if not pd.api.types.is_numeric_dtype(shown[c])] if len(shown) else []
     atomic_write(d / f"{paper_id}.md", lambda tmp: Path(tmp).write_text(
         shown.to_markdown(index=False, floatfmt=floatfmt, disable_numparse=text_columns or False)))
     path = atomic_write(d / f"{paper_id}.csv", lambda tmp: table.to_csv(tmp, index=False))

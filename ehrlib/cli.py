@@ -10,7 +10,7 @@
     ehrbench evaluate --train A --holdout B --synthetic C [C ...] --out DIR
 
 Library errors are printed as one line (``ehrbench: error: ...``, exit 2); ``--debug`` shows the
-traceback.
+traceback. Ctrl-C ends the command with one line (exit 130).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ehrlib.errors import EhrlibError
+from ehrlib.errors import EhrlibError, RunInterrupted
 from ehrlib.runner import BOOK_SOURCES, notebooks, reproduce, sweep  # noqa: F401  (public: ehrlib.cli.reproduce)
 
 log = logging.getLogger("ehrbench")
@@ -79,38 +79,100 @@ def _synthetic_names(paths: list[str]) -> dict[str, str]:
     return names
 
 
+#: The files ``ehrbench evaluate`` writes into ``--out``; it never replaces one that exists.
+EVALUATE_OUTPUTS = ("metrics.csv", "table1.csv", "table1.md")
+
+
 def evaluate_files(args) -> Path:
     """``ehrbench evaluate``: every metric family (utility and attribute inference included) for each
-    synthetic file, from one evaluation context, written atomically into ``--out``."""
-    import pandas as pd
+    synthetic file, written atomically into ``--out``; both protocols share one evaluation context.
 
-    from ehrlib.io import atomic_write
-    from ehrlib.metrics import names as metric_names
-    from ehrlib.metrics.context import EvaluationContext
-    from ehrlib.metrics.evaluate import evaluate_all, table1
+    ``--out`` must not hold the outputs of an earlier evaluation (:data:`EVALUATE_OUTPUTS`): they
+    are never overwritten. A synthetic file that cannot be read or evaluated is reported (the
+    file, the metric family and why) while the others' results are still written; the command
+    then ends with an error naming it.
+    """
+    from ehrlib.io import atomic_write, blocking_file
+    from ehrlib.metrics.evaluate import table1
 
     read_long = _reader(args)
     out = args.out
     if out.exists() and not out.is_dir():
         raise EhrlibError(f"--out {out}: exists and is not a folder")
+    if blocking_file(out) is not None:
+        raise EhrlibError(f"--out {out}: cannot be made: {blocking_file(out)} is a file, not a folder")
+    there = [n for n in EVALUATE_OUTPUTS if (out / n).exists()]
+    if there:
+        raise EhrlibError(f"--out {out}: already holds {', '.join(there)}; refusing to overwrite them: choose a new "
+                          "or empty folder (or move them away)")
     names = _synthetic_names(args.synthetic)
     train, holdout = read_long(args.train), read_long(args.holdout)
-    synthetic = {name: read_long(p) for name, p in names.items()}
+    synthetic, bad = {}, {}
+    for name, p in names.items():
+        try:
+            synthetic[name] = read_long(p)
+        except EhrlibError as exc:
+            bad[name] = f"not read: {exc}"
     reference = read_long(args.reference) if args.reference else None
-    kinds = tuple(k for k in args.discriminators if k != "none")
-    families = None if kinds else [f for f in metric_names.FAMILIES if f != metric_names.DISCRIMINATOR]
-    context = EvaluationContext.build(train, holdout, synthetic, reference, allow_overlap=args.allow_overlap)
-    results = pd.concat([evaluate_all(train, holdout, synthetic, seed=args.seed, n_bootstrap=args.n_bootstrap,
-                                      families=families, discriminators=kinds or None, protocol=p,
-                                      real=args.real_class, context=context).assign(protocol=p)
-                         for p in args.protocol], ignore_index=True)
+    results, more_bad = _evaluate_each(args, train, holdout, synthetic, reference)
+    bad.update(more_bad)
+    problems = "; ".join(f"--synthetic {names[n]}: {why}" for n, why in bad.items())
+    if results is None:
+        raise EhrlibError(f"no synthetic file could be evaluated: {problems}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "metrics.csv", lambda tmp: results.to_csv(tmp, index=False))
     wide = table1(results)
     atomic_write(out / "table1.csv", lambda tmp: wide.to_csv(tmp, index=False))
     atomic_write(out / "table1.md", lambda tmp: Path(tmp).write_text(wide.to_markdown(index=False)))
     print(wide.to_string(index=False))
+    if bad:
+        raise EhrlibError(f"{len(bad)} of {len(names)} synthetic file(s) not in {out}: {problems}")
     return out
+
+
+def _evaluate_each(args, train, holdout, synthetic: dict, reference=None):
+    """``(results or None, {name: why})``: every cohort evaluated together; when that fails, each
+    alone, and for a failing one each metric family alone, to name the file and the family. Each
+    evaluated set is one evaluation context, shared by both protocols; ``reference`` (optional) is
+    the attribute-inference baseline."""
+    import pandas as pd
+
+    from ehrlib.metrics import names as metric_names
+    from ehrlib.metrics.context import EvaluationContext
+    from ehrlib.metrics.evaluate import FAMILIES, check_holdout, evaluate_all
+
+    kinds = tuple(k for k in args.discriminators if k != "none")
+    families = None if kinds else [f for f in metric_names.FAMILIES if f != metric_names.DISCRIMINATOR]
+    # about train and holdout, so no synthetic file is to blame; run once for every context below
+    overlap = check_holdout(train, holdout, args.allow_overlap)
+
+    def run(cohorts, fams=None):
+        context = EvaluationContext(train, holdout, cohorts, reference, overlap=overlap)
+        return pd.concat([evaluate_all(train, holdout, cohorts, seed=args.seed, n_bootstrap=args.n_bootstrap,
+                                       families=fams or families, discriminators=kinds or None,
+                                       protocol=p, real=args.real_class, context=context).assign(protocol=p)
+                          for p in args.protocol], ignore_index=True)
+
+    if not synthetic:
+        return None, {}
+    try:
+        return run(synthetic), {}
+    except EhrlibError:
+        pass
+    frames, bad = [], {}
+    for name, cohort in synthetic.items():
+        try:
+            frames.append(run({name: cohort}))
+        except EhrlibError as exc:
+            why = f"not evaluated: {exc}"
+            for family in families or FAMILIES:
+                try:
+                    run({name: cohort}, [family])
+                except EhrlibError as exc_f:
+                    why = f"not evaluated: {family} metrics: {exc_f}"
+                    break
+            bad[name] = why
+    return (pd.concat(frames, ignore_index=True) if frames else None), bad
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -263,6 +325,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
         elif args.cmd == "stats":
             print(stats(args.paths, _reader(args)).to_string(index=False))
+    except RunInterrupted as exc:
+        print(f"ehrbench: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("ehrbench: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     except (EhrlibError, OSError) as exc:
         if args.debug:
             raise

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ehrlib.errors import CohortError, ConfigError
-from ehrlib.io import atomic_write, frames_checksum
+from ehrlib.io import atomic_write, blocking_file, frames_checksum
 
 SUBJECT = "subject_id"
 VISIT = "visit_id"
@@ -123,9 +123,15 @@ def _key_kind(value) -> str:
     return type(value).__name__
 
 
+#: The largest seed anything in ``ehrlib`` takes: what numpy, torch and a JSON/parquet integer all hold.
+MAX_SEED = 2**63 - 1
+
+
 def check_seed(seed, name: str = "seed") -> int:
-    """A random seed: a non-negative integer (numpy's ``default_rng`` refuses negative seeds)."""
-    return check_int(seed, name, minimum=0)
+    """A random seed: an integer from 0 to :data:`MAX_SEED` (numpy's ``default_rng`` refuses negative
+    seeds, torch's generators larger ones); the same rule as every generator's
+    (:func:`ehrlib.models.base.check_seed`)."""
+    return check_int(seed, name, minimum=0, maximum=MAX_SEED)
 
 
 def normalise_codes(codes: pd.Series, source: str | None = None, column: str = CODE, *,
@@ -179,6 +185,12 @@ def normalise_codes(codes: pd.Series, source: str | None = None, column: str = C
                 None: "codes are 1-20 letters, digits, '_' or '-'"}[icd_version]
         detail = (f"{n_bad} of {n_all} value(s) ({int(invalid.sum())} distinct) are not {what} codes "
                   f"(e.g. {_examples(raw[invalid])}); {rule}")
+        if icd_version == 9:
+            other = (u[invalid].str.replace(".", "", regex=False).str.fullmatch(CODE_SHAPES[10])
+                     .fillna(False).to_numpy(dtype=bool))
+            if other.any():
+                detail += (f"; {int(other.sum())} of them have the ICD-10 shape (e.g. {_examples(u[invalid][other])}): "
+                           "if the file holds ICD-10 codes, read it with icd_version=10")
         if n_bad > MAX_INVALID_SHARE * n_all:
             raise CohortError(f"{_where(source)}column {column!r}: {detail}. Is this the right column/ICD version?")
         warnings.warn(f"{_where(source)}column {column!r}: {detail}; these rows were dropped",
@@ -568,7 +580,16 @@ class Cohort:
         """Write the cohort as one parquet file (demographics repeated per row), atomically."""
         path = Path(path)
         frame = self.to_frame()
-        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        blocked = blocking_file(path)
+        if blocked is not None:
+            raise CohortError(f"{path}: cannot be written: {blocked} is a file, not a folder; expected a path in a "
+                              "folder (or where a folder can be made)")
+        if path.is_dir():
+            raise CohortError(f"{path}: cannot be written: it is a folder; expected a file path (e.g. cohort.parquet)")
+        try:
+            atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        except PermissionError:
+            raise CohortError(f"{path}: cannot be written: permission denied") from None
         return path
 
     @classmethod
@@ -582,7 +603,13 @@ class Cohort:
         if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
             raise ConfigError(f"path={short(path, 40)} ({type(path).__name__}): expected a file path")
         path = Path(path)
-        if not path.is_file():
+        try:
+            found, folder = path.is_file(), path.is_dir()
+        except PermissionError:
+            raise CohortError(f"{path}: cannot be read: permission denied (on the file or a folder above it)") from None
+        if folder:
+            raise CohortError(f"{path}: is a folder, not a file; expected a cohort file written by Cohort.save")
+        if not found:
             raise CohortError(f"{path}: file not found")
         try:
             frame = pd.read_parquet(path)

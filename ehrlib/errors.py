@@ -26,6 +26,14 @@ class RunError(EhrlibError):
     """A run folder, stage or manifest is missing, unsafe to touch, or inconsistent."""
 
 
+class RunInterrupted(RunError):
+    """Ctrl-C stopped ``ehrbench reproduce``; ``results`` holds every selected stage's outcome."""
+
+    def __init__(self, message: str, results=None):
+        super().__init__(message)
+        self.results = list(results or [])
+
+
 class GeneratorError(EhrlibError):
     """A generator was misused (bad ``n``, ``generate`` before ``fit``) or failed to produce data."""
 
@@ -38,4 +46,4 @@ class MetricError(EhrlibError):
     """A metric was asked for something it cannot compute (unknown family, empty input, ...)."""
 
 
-__all__ = ["EhrlibError", "CohortError", "ConfigError", "RunError", "GeneratorError", "ModelLoadError", "MetricError"]
+__all__ = ["EhrlibError", "CohortError", "ConfigError", "RunError", "RunInterrupted", "GeneratorError", "ModelLoadError", "MetricError"]

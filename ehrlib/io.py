@@ -36,6 +36,12 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     return path
 
 
+def blocking_file(path: str | os.PathLike) -> Path | None:
+    """The first of ``path``'s parent folders that exists as something else than a folder (so
+    nothing can be written at ``path``), or ``None``."""
+    return next((q for q in Path(path).parents if q.exists() and not q.is_dir()), None)
+
+
 def clean_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Remove the temporary files :func:`atomic_write` left in ``folder`` when its process was killed.
 

@@ -57,11 +57,18 @@ def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool 
 
 
 def stopping_line(s: dict) -> str:
-    """One phase's end in words: ``adversarial: 14 of 30 epochs, stopped by patience (fidelity); best epoch 10``."""
-    how = "stopped by patience" if s["stopped_by"] == "patience" else "ran to its cap"
-    crit = f" ({s['criterion']})" if s.get("criterion") else " (fixed epochs)"
-    best = f"; best epoch {s['best_epoch']} restored" if s.get("best_epoch") else ""
-    return f"{s['phase']}: {s['epochs']} of {s['cap']} epochs, {how}{crit}{best}"
+    """One phase's end in words, e.g. ``adversarial: 14 of 30 epochs, stopped by its criterion (fidelity);
+    best epoch 10 restored``, or why it ran to its cap."""
+    head = f"{s['phase']}: {s['epochs']} of {s['cap']} epochs"
+    if not s.get("criterion"):
+        return f"{head}, fixed epochs"
+    best = f"best epoch {s['best_epoch']} restored"
+    if s["stopped_by"] == "patience":
+        return f"{head}, stopped by its criterion ({s['criterion']}); {best}"
+    if s["best_epoch"] == s["last_epoch"]:
+        return (f"{head}, ran to its cap with its {s['criterion']} still improving (a larger budget would train "
+                "further: see the curve)")
+    return f"{head}, ran to its cap before its patience ran out ({s['criterion']}); {best}"
 
 
 def learning_curves(stage: Stage) -> pd.DataFrame:
@@ -80,10 +87,15 @@ def learning_curves(stage: Stage) -> pd.DataFrame:
         for s in log_["stopping"]:
             best = hist.get(s.get("best_epoch"), {})
             last = hist.get(s["last_epoch"], {})
+            def shown(v, fmt="{:.3f}"):
+                return "–" if v is None else fmt.format(v)
+
             rows.append({"model": plots.model_label(name), "phase": s["phase"], "epochs": s["epochs"], "cap": s["cap"],
-                         "ended by": s["stopped_by"], "criterion": s.get("criterion") or "fixed epochs",
-                         "best epoch": s.get("best_epoch"), "training s": round(last.get("seconds", float("nan")), 1),
-                         "val R² at best": best.get("val_r2"), "distinct / val at best": best.get("val_distinct")})
+                         "ended by": "its criterion" if s["stopped_by"] == "patience" else "its cap",
+                         "criterion": s.get("criterion") or "fixed epochs",
+                         "best epoch": shown(s.get("best_epoch"), "{}"), "training s": shown(last.get("seconds"), "{:.1f}"),
+                         "val R² at best": shown(best.get("val_r2")),
+                         "distinct / val at best": shown(best.get("val_distinct"))})
     table = pd.DataFrame(rows)
     stage.save_table("table_stopping", table)
     stage.save_figure("fig_learning", plots.learning_curves(logs))
@@ -167,6 +179,12 @@ def generate(stage: Stage, model: str = "all", n: int = 0) -> pd.DataFrame:
     stage.record(n_synthetic=n, failed=failed)
     for name, reason in failed.items():
         log.error("%s failed to generate: %s", name, reason)
+    if not rows or len(failed) == len(rows):  # nothing generated: the stages after this one have no input
+        from ehrlib.errors import RunError
+
+        raise RunError(f"run {stage.run.name!r}: no synthetic cohort generated: " + (
+            "; ".join(f"{k}: {v}" for k, v in failed.items()) if failed else
+            f"no trained model in {stage.run.path / 'models'}; run the training stages (10-14) first"))
     return pd.DataFrame(rows)
 
 

@@ -670,6 +670,8 @@ def training_curves(history, title: str = "", stopping=None) -> Figure:
     for ax, (k, label) in zip(axes, panels):
         d = df[df[k].notna()]
         ax.plot(d[x], d[k], marker="o" if len(d) < 30 else None, markersize=3, color="#333333")
+        if k == "val_empty":
+            ax.set_ylim(0, max(0.05, 1.1 * float(d[k].max())))
         _stopping_marks(ax, df, stopping, x)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("training seconds" if x == "seconds" else "epoch")
@@ -707,10 +709,16 @@ def learning_curves(curves: dict) -> Figure:
             if len(b):
                 ax.plot(b["seconds"], b[k], "o", color=style["color"], markersize=6)
             ax.plot(d["seconds"].iloc[-1:], d[k].iloc[-1:], "x", color=style["color"], markersize=7)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     for ax, (k, label) in zip(axes, panels):
         ax.set_title(label, fontsize=10)
-        ax.set_xlabel("training seconds (one CPU thread unless stated)")
+        ax.set_xlabel("training seconds (log scale)")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if k == "val_empty":
+            ax.set_ylim(0, max(0.05, ax.get_ylim()[1]))
     axes[0].legend(fontsize=8, loc="lower right")
     return fig
 

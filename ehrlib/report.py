@@ -16,8 +16,8 @@ from ehrlib.metrics.names import TABLE1_GROUPS, header
 from ehrlib.runs import Run
 
 #: The figures shown on the results page, and the notebook (stage) that makes each.
-HEADLINE_FIGURES = {"fig3": "40_longtail_percentiles", "fig5": "41_longtail_marginals", "fig12": "43_chapters",
-                    "fig13": "44_cooccurrence"}
+HEADLINE_FIGURES = {"fig_learning": "18_learning_curves", "fig3": "40_longtail_percentiles",
+                    "fig5": "41_longtail_marginals", "fig12": "43_chapters", "fig13": "44_cooccurrence"}
 PAGE = "book/results.md"
 
 
@@ -112,6 +112,39 @@ def claims_section(run: Run) -> list[str]:
             table, ""] + ([OUTSIDE_NOTE, ""] if OUTSIDE_FLAG in table else [])
 
 
+#: The training notebook of each generated model (for the floors section's links).
+TRAINING_STAGES = {"MedGAN": "10_train_medgan", "MedGAN (count)": "10_train_medgan", "CorGAN": "11_train_corgan",
+                   "PromptEHR": "12_train_promptehr", "HALO": "13_train_halo", "GPT-2 baseline": "14_train_gpt"}
+
+
+def _floors_section(run: Run) -> list[str]:
+    """Did the models learn? The convergence floors table of stage 20 and, by name, each model
+    that misses a floor, with its training page (where its learning curve shows why)."""
+    path = run.path / book.TABLES_DIR / "table_floors.csv"
+    if not path.is_file():
+        return []
+    floors = pd.read_csv(path)
+    lines = ["### Did the models learn?", "", f"{book.caption('table_floors')} From {_notebook_link('20_generate')}; "
+             f"the learning curves are in {_notebook_link('18_learning_curves')}. The floors are set for the `demo` "
+             "profile; on another profile they are a reference only.", "",
+             (run.path / book.TABLES_DIR / "table_floors.md").read_text(), ""]
+    missed = floors[(floors["status"] == "ok") & ~floors["meets floors"].astype(bool)]
+    for row in missed.to_dict("records"):
+        why = []
+        if pd.notna(row["R² floor"]) and row["prevalence R² vs train"] < row["R² floor"]:
+            why.append(f"prevalence R² {row['prevalence R² vs train']:.3f} < {row['R² floor']:.2f}")
+        distinct = row["distinct codes / holdout's"]
+        if distinct < row["distinct floor"]:
+            why.append(f"distinct codes {distinct:.0%} of the holdout's < {row['distinct floor']:.0%}")
+        if row["empty drawn"] > row["empty ceiling"]:
+            why.append(f"{row['empty drawn']:.1%} empty records drawn > {row['empty ceiling']:.0%}")
+        stage = TRAINING_STAGES.get(row["model"])
+        where = f"; its curve: {_notebook_link(stage)}" if stage else ""
+        lines += [f"* **{row['model']}** misses a floor: {', '.join(why)} (phases ended by: "
+                  f"{row['phases ended by']}){where}."]
+    return lines + ([""] if len(missed) else [])
+
+
 def results_page(run: Run, dest: Path) -> Path:
     """Write the results page of ``run`` into the book source folder ``dest`` (and copy its figures)."""
     m = run.manifest()
@@ -148,6 +181,7 @@ def results_page(run: Run, dest: Path) -> Path:
     lines += _plug_in_footnote(run)
     if flagged:
         lines += [OUTSIDE_NOTE, ""]
+    lines += _floors_section(run)
     seeds = run.path / book.TABLES_DIR / "table1_seeds.md"
     if seeds.is_file():
         lines += ["### Across seeds", "", book.caption("table1_seeds") + " `sd_across_seeds` is the spread "

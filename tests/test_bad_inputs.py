@@ -8,12 +8,15 @@ the case's check of the result), or ``None`` (a tricky but valid input that must
 every case nothing in the folder may change (no file written, removed or modified) and no
 exception other than an ``EhrlibError`` may escape.
 
-Cases are classes of input (file formats, encodings, visit orders, code shapes,
-demographics, sizes and seeds), so new cases of the same kinds can be added as rows.
+Cases are classes of input (file formats, encodings, permissions, delimiters and rows that do not
+fit the header, visit orders, code shapes and code kinds, demographics, sizes and seeds, writing),
+so new cases of the same kinds can be added as rows. The words are looked for in the message with
+the test's own folder left out, so no word can come from pytest's folder name.
 """
 from __future__ import annotations
 
 import gzip
+import os
 import warnings
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import pytest
 
 from ehrlib.cohort import Cohort, CohortWarning
 from ehrlib.data import load, load_mimic3, load_mimic4, read_long, simulate, split
-from ehrlib.errors import CohortError, ConfigError, EhrlibError
+from ehrlib.errors import CohortError, ConfigError, EhrlibError, GeneratorError
 
 MAX_MESSAGE = 1000  # characters: messages name the problem, they do not dump the input
 LONG = "SUBJECT_ID,HADM_ID,ICD9_CODE\n1,1,4019\n1,1,0389\n1,2,V5861\n2,1,25000\n"
@@ -77,6 +80,65 @@ def folder(name: str):
     def build(tmp: Path) -> Path:
         (tmp / name).mkdir()
         return tmp / name
+    return build
+
+
+def under_file(name: str):
+    """A path whose parent folder is a file (``f/<name>``)."""
+    def build(tmp: Path) -> Path:
+        (tmp / "f").write_text("a file, not a folder")
+        return tmp / "f" / name
+    return build
+
+
+def denied(call, what: str = "file", name: str | None = None):
+    """``call`` run as a user the operating system refuses: ``what="file"``: the input (or its
+    file ``name`` inside it) has no read permission (``stat`` works, ``open`` fails, as after
+    ``chmod 000``); ``"folder"``: the input's folder has no search permission (``stat`` of
+    anything in it fails); ``"listing"``: the input folder cannot be listed. Simulated, since the
+    tests may run as root, whom permissions do not stop."""
+    import builtins
+    from unittest import mock
+
+    def wrapped(arg):
+        target = os.fspath(arg if name is None else Path(arg) / name)
+        real_open, real_stat, real_access, real_scandir = builtins.open, os.stat, os.access, os.scandir
+
+        def refused(p, inside: bool) -> bool:
+            if isinstance(p, int) or not isinstance(p, (str, bytes, os.PathLike)):
+                return False
+            q = os.fsdecode(os.fspath(p))
+            return q.startswith(str(Path(target).parent) + os.sep) if inside else q == target
+
+        def fake_stat(p, *a, **k):
+            if what == "folder" and refused(p, inside=True):
+                raise PermissionError(13, "Permission denied", os.fspath(p))
+            return real_stat(p, *a, **k)
+
+        def fake_open(p, *a, **k):
+            if (what == "file" and refused(p, inside=False)) or (what == "folder" and refused(p, inside=True)):
+                raise PermissionError(13, "Permission denied", os.fspath(p))
+            return real_open(p, *a, **k)
+
+        def fake_access(p, mode, *a, **k):
+            return False if what == "file" and refused(p, inside=False) else real_access(p, mode, *a, **k)
+
+        def fake_scandir(p=".", *a, **k):
+            if what == "listing" and refused(p, inside=False):
+                raise PermissionError(13, "Permission denied", os.fspath(p))
+            return real_scandir(p, *a, **k)
+
+        with mock.patch("builtins.open", fake_open), mock.patch("os.stat", fake_stat), \
+                mock.patch("os.access", fake_access), mock.patch("os.scandir", fake_scandir):
+            return call(arg)
+    return wrapped
+
+
+def in_folder(name: str, inner):
+    """``inner`` built inside a subfolder ``name`` (for a folder without search permission)."""
+    def build(tmp: Path) -> Path:
+        (tmp / name).mkdir()
+        return inner(tmp / name)
     return build
 
 
@@ -185,6 +247,12 @@ JUNK_CODES = ["DROP TABLE patients;--", "=HYPERLINK(\"x\")", "../../etc/passwd",
               "x" * 5_000_000]
 SMALL = Cohort.from_events(events([(s, 0, "4019") for s in range(4)]))
 BAD_UTF8 = LONG.encode() + b"3,1,40\xe919\n"  # invalid byte at offset len(LONG) + 6, line 6
+def _marginals():
+    from ehrlib import models
+
+    return models.get("marginals").fit(SMALL)
+
+
 GOOD = [(s, v, c) for s in range(1, 5) for v, c in ((1, "4019"), (1, "0389"), (2, "25000"), (2, "V5861"))]
 
 # ---------------------------------------------------------------- the corpus
@@ -193,7 +261,40 @@ GOOD = [(s, v, c) for s in range(1, 5) for v, c in ((1, "4019"), (1, "0389"), (2
 CASES = {
     # ---- files: existence, format by content, compression, encoding, header size, parsing
     "missing file": (lambda t: t / "nope.csv", read_long, CohortError, ["nope.csv", "no such file"], None),
-    "folder instead of file": (folder("d.csv"), read_long, CohortError, ["d.csv", "no such file"], None),
+    "folder instead of file": (folder("d.csv"), read_long, CohortError, ["d.csv", "is a folder, not a file"], None),
+    "file in a folder that does not exist": (lambda t: t / "gone" / "x.csv", read_long, CohortError,
+                                             ["x.csv", "no such file", "does not exist either"], None),
+    "file instead of a MIMIC folder": (text("m.csv", LONG), load_mimic3, CohortError,
+                                       ["m.csv", "is a file, not a folder"], None),
+    "file instead of a MIMIC-IV folder": (text("m.csv", LONG), load_mimic4, CohortError,
+                                          ["m.csv", "is a file, not a folder"], None),
+    "Cohort.load of a folder": (folder("c.parquet"), Cohort.load, CohortError, ["c.parquet", "is a folder"], None),
+
+    # ---- permissions (simulated: see ``denied``)
+    "no read permission on the file": (text("x.csv", LONG), denied(read_long), CohortError,
+                                       ["x.csv", "cannot be read: permission denied"], None),
+    "no read permission on a parquet file": (parquet("x.parquet", events([(1, 0, "4019")])), denied(read_long),
+                                             CohortError, ["x.parquet", "permission denied"], None),
+    "no search permission on the file's folder": (in_folder("locked", text("x.csv", LONG)),
+                                                  denied(read_long, "folder"), CohortError,
+                                                  ["x.csv", "permission denied", "a folder above it"], None),
+    "no read permission on a MIMIC table": (mimic3(), denied(load_mimic3, name="DIAGNOSES_ICD.csv"), CohortError,
+                                            ["DIAGNOSES_ICD.csv", "permission denied"], None),
+    "no permission to list the MIMIC folder": (mimic3(), denied(load_mimic3, "listing"), CohortError,
+                                               ["MIMIC-III folder", "permission denied"], None),
+    "no read permission on a MIMIC-IV table": (mimic4(), denied(load_mimic4, name="hosp/patients.csv.gz"),
+                                               CohortError, ["patients.csv.gz", "permission denied"], None),
+    "no read permission for Cohort.load": (parquet("c.parquet", events([(1, 0, "4019")])), denied(Cohort.load, "folder"),
+                                           CohortError, ["c.parquet", "permission denied"], None),
+    "load long: no read permission": (text("x.csv", LONG), denied(lambda p: load(f"long:{p}")), CohortError,
+                                      ["x.csv", "permission denied"], None),
+
+    # ---- writing a cohort
+    "save where a parent folder is a file": (under_file("c.parquet"), SMALL.save, CohortError,
+                                             ["c.parquet", "cannot be written", "is a file, not a folder"], None),
+    "save onto a folder": (folder("c.parquet"), SMALL.save, CohortError, ["c.parquet", "it is a folder"], None),
+    "model save where a parent folder is a file": (under_file("model"), lambda p: _marginals().save(p), GeneratorError,
+                                                   ["model", "cannot be made", "is a file, not a folder"], None),
     "path is not a path": (nothing, read_long, ConfigError, ["path", "NoneType"], None),
     "unsupported suffix": (text("x.json", '{"a": 1}'), read_long, CohortError, ["x.json", "unsupported file type"], None),
     "truncated csv.gz": (gz("x.csv.gz", LONG * 200, truncate=60), read_long, CohortError,
@@ -222,6 +323,11 @@ CASES = {
     "zip archive named .csv": (zipped("x.csv"), read_long, CohortError, ["x.csv", "zip archive"], None),
     "UTF-8 BOM header is read": (text("x.csv", "\ufeff" + LONG), read_long, None, [], visits_are(3)),
     "empty file": (text("x.csv", ""), read_long, CohortError, ["x.csv", "empty"], None),
+    "empty .csv.gz (0 bytes)": (text("x.csv.gz", b""), read_long, CohortError, ["x.csv.gz", "empty (0 bytes)"], None),
+    "empty .parquet (0 bytes)": (text("x.parquet", b""), read_long, CohortError, ["x.parquet", "empty (0 bytes)"], None),
+    "empty MIMIC table (0 bytes)": (mimic3(gzip_table="DIAGNOSES_ICD", truncate=None, edit=lambda t: t.update(DIAGNOSES_ICD=[])),
+                                    load_mimic3, CohortError, ["DIAGNOSES_ICD.csv.gz", "empty"], None),
+    "gzip of nothing": (gz("x.csv.gz", ""), read_long, CohortError, ["x.csv.gz", "empty"], None),
     "header only": (text("x.csv", "SUBJECT_ID,HADM_ID,ICD9_CODE\n"), read_long, CohortError, ["empty cohort"], None),
     "huge header": (text("x.csv", "SUBJECT_ID,ICD9_CODE," + "A" * 3_000_000 + "\n1,4019,x\n"), read_long,
                     CohortError, ["x.csv", "header line is longer"], None),
@@ -229,7 +335,32 @@ CASES = {
                                   CohortError, ["missing column", "5000 in all"], None),
     "a column named twice": (text("x.csv", "SUBJECT_ID,subject_id,ICD9_CODE\n1,2,4019\n"), read_long, CohortError,
                              ["x.csv", "'subject_id' twice"], None),
-    "semicolon-delimited": (text("x.csv", LONG.replace(",", ";")), read_long, CohortError, ["semicolon"], None),
+    "semicolon-delimited": (text("x.csv", LONG.replace(",", ";")), read_long, CohortError,
+                            ["x.csv", "semicolon-delimited, expected comma-separated"], None),
+    "tab-delimited": (text("x.csv", LONG.replace(",", "\t")), read_long, CohortError,
+                      ["x.csv", "tab-delimited, expected comma-separated"], None),
+    "semicolon-delimited MIMIC table": (mimic3(edit=lambda t: t.update(PATIENTS=[[";".join(map(str, r))]
+                                                                            for r in t["PATIENTS"]])),
+                                        load_mimic3, CohortError, ["PATIENTS.csv", "semicolon-delimited"], None),
+    "comma header over tab-separated rows": (text("x.csv", "SUBJECT_ID,HADM_ID,ICD9_CODE\n1\t1\t4019\n2\t1\t0389\n"),
+                                             read_long, CohortError, ["x.csv", "line 2 is tab-delimited",
+                                                                      "2 such line(s)", "comma"], None),
+    "comma header over semicolon rows in MIMIC": (
+        mimic3(edit=lambda t: t.update(DIAGNOSES_ICD=[t["DIAGNOSES_ICD"][0], ["1;11;4019"], ["2;21;4019"]])),
+        load_mimic3, CohortError, ["DIAGNOSES_ICD.csv", "semicolon-delimited"], None),
+    "trailing comma on data rows only": (text("x.csv", "SUBJECT_ID,HADM_ID,ICD9_CODE\n1,1,4019,\n2,1,0389,\n"),
+                                         read_long, CohortError, ["x.csv", "4 fields but the header names 3",
+                                                                  "trailing comma"], None),
+    "trailing comma on MIMIC data rows": (
+        mimic3(edit=lambda t: t.update(DIAGNOSES_ICD=[t["DIAGNOSES_ICD"][0]] + [r + [""] for r in t["DIAGNOSES_ICD"][1:]])),
+        load_mimic3, CohortError, ["DIAGNOSES_ICD.csv", "trailing comma"], None),
+    "header repeated mid-file": (text("x.csv", LONG + LONG), read_long, CohortError,
+                                 ["x.csv", "line 6 repeats the header", "concatenated"], None),
+    "header repeated in a MIMIC table": (mimic3(addrow("DIAGNOSES_ICD", ("subject_id", "hadm_id", "icd9_code"))),
+                                         load_mimic3, CohortError, ["DIAGNOSES_ICD.csv", "line 7 repeats the header"],
+                                         None),
+    "missing visit id": (long_rows([(1, "", "4019"), (1, 2, "0389")]), read_long, CohortError,
+                         ["long.csv", "visit column 'HADM_ID', line 2: missing visit id"], None),
     "ragged line": (text("x.csv", LONG + "3,1,4019,extra,fields\n"), read_long, CohortError,
                     ["x.csv", "could not parse"], None),
     "icd_version that does not exist": (text("x.csv", LONG), lambda p: read_long(p, icd_version=11), ConfigError,
@@ -299,7 +430,32 @@ CASES = {
     "mostly junk codes": (long_rows([(1, 1, c) for c in JUNK_CODES] + [(1, 1, "4019")]), read_long, CohortError,
                           ["6 of 7", "not ICD-9 codes", "right column"], None),
     "ICD-10 file read as ICD-9": (long_rows([(1, 1, "I10"), (1, 1, "E119"), (2, 1, "S72001A")]), read_long,
-                                  CohortError, ["not ICD-9 codes", "ICD version"], None),
+                                  CohortError, ["not ICD-9 codes", "ICD version", "ICD-10 shape", "icd_version=10"],
+                                  None),
+    "ICD-10 E-codes that have the ICD-9 shape": (
+        long_rows(GOOD + [(9, 1, "E119"), (9, 1, "E785"), (9, 2, "E039"), (9, 2, "E871"), (9, 2, "E1122")]), read_long,
+        CohortWarning, ["long.csv", "4 of 21 code(s)", "'E119'", "look like ICD-10", "icd_version=10"],
+        codes_are("4019", "0389", "25000", "V5861", "E119", "E785", "E039", "E871", "E1122")),
+    "dotted ICD-10 file read as ICD-9": (long_rows([(1, 1, "E11.9"), (1, 1, "I10"), (2, 1, "J18.9")]), read_long,
+                                         CohortError, ["not ICD-9 codes", "ICD-10 shape", "icd_version=10"], None),
+    "ICD-10 E-codes only, ICD-9 shaped": (long_rows([(1, 1, "E119"), (1, 1, "E785"), (2, 1, "E6601")]), read_long,
+                                          CohortWarning, ["3 of 3 code(s)", "look like ICD-10", "icd_version=10"],
+                                          visits_are(2)),
+    "ICD-10 E-code in MIMIC": (mimic3(addrow("DIAGNOSES_ICD", (2, 21, "E785"))), load_mimic3, CohortWarning,
+                               ["DIAGNOSES_ICD.csv", "1 of 6 code(s)", "'E785'", "icd_version=10"], visits_are(3)),
+    "real E-codes are not ICD-10": (long_rows(GOOD + [(9, 1, "E8497"), (9, 1, "E0000"), (9, 1, "E030"), (9, 1, "E888")]),
+                                    read_long, None, [], visits_are(9)),
+    "leading zeros lost (a spreadsheet's numbers)": (
+        long_rows([(1, 1, "389"), (1, 1, "4019"), (1, 2, "845"), (2, 1, "414"), (2, 1, "25000")]), read_long,
+        CohortWarning, ["long.csv", "3 of 5 code(s)", "'389' for '0389'", "lost their leading zeros", "as text"],
+        codes_are("389", "4019", "845", "414", "25000")),
+    "a code of two digits beside zero-led codes": (long_rows(GOOD + [(9, 1, "42")]), read_long, CohortWarning,
+                                                   ["'42' for '042'", "lost their leading zeros", "not ICD-9 codes"],
+                                                   codes_are("4019", "0389", "25000", "V5861")),
+    "leading zeros lost in MIMIC": (mimic3(setcell("DIAGNOSES_ICD", 2, 2, "389")), load_mimic3, CohortWarning,
+                                    ["DIAGNOSES_ICD.csv", "'389' for '0389'", "as text"], visits_are(3)),
+    "older ICD-9 codes beside zero-led ones are not lost zeros": (
+        long_rows(GOOD + [(9, 1, "7070"), (9, 1, "7798")]), read_long, None, [], visits_are(9)),
     "ICD-10 file read as ICD-10": (long_rows([(1, 1, "I10"), (1, 1, "E11.9"), (2, 1, "S72001A")]),
                                    lambda p: read_long(p, icd_version=10), CohortWarning, ["written with a dot"],
                                    codes_are("I10", "E119", "S72001A")),
@@ -388,6 +544,12 @@ CASES = {
     "simulate seed -1": (nothing, lambda _: simulate(10, seed=-1), ConfigError, ["seed=-1"], None),
     "simulate seed True": (nothing, lambda _: simulate(10, seed=True), ConfigError, ["seed=True"], None),
     "simulate seed 1.5": (nothing, lambda _: simulate(10, seed=1.5), ConfigError, ["seed=1.5"], None),
+    "simulate seed 2**64": (nothing, lambda _: simulate(10, seed=2**64), ConfigError,
+                            [f"seed={2**64}", f"<= {2**63 - 1}"], None),
+    "split seed 2**64": (lambda t: SMALL, lambda c: split(c, n_holdout=1, seed=2**64), ConfigError,
+                         [f"seed={2**64}", f"<= {2**63 - 1}"], None),
+    "generate seed 2**64": (nothing, lambda _: _marginals().generate(3, seed=2**64), GeneratorError,
+                            ["marginals", f"seed={2**64}", "2**63 - 1"], None),
     "split n_holdout True": (lambda t: SMALL, lambda c: split(c, n_holdout=True), ConfigError,
                              ["n_holdout=True"], None),
     "split n_holdout -2": (lambda t: SMALL, lambda c: split(c, n_holdout=-2), ConfigError, ["n_holdout=-2"], None),
@@ -450,6 +612,7 @@ def test_bad_input(case, tmp_path):
                 message = " | ".join(str(w.message) for w in ours)
             if check is not None:
                 check(result)
+    message = message.replace(str(tmp_path), "<tmp>")  # the words must not come from the folder's name
     for word in words:
         assert word in message, f"{word!r} not in {message[:MAX_MESSAGE]!r}"
     for line in message.split(" | "):
@@ -462,3 +625,19 @@ def test_dotted_warning_is_not_used_for_things_that_are_not_dotted_codes(tmp_pat
     with pytest.warns(CohortWarning) as caught:
         read_long(p)
     assert not any("written with a dot" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("folder, column", [("mimic-iii-demo", "icd9_code"), ("paper-samples", "ICD9_CODE")])
+def test_real_icd9_files_are_not_taken_for_icd10_or_lost_zeros(folder, column):
+    from conftest import SHARED_DATA
+
+    from ehrlib.data.icd9 import check_code_kinds
+
+    files = sorted(p for p in (SHARED_DATA / folder).glob("*.csv*") if "DIAGNOSES" in p.name.upper() or "synthetic" in p.name)
+    if not files:
+        pytest.skip(f"../shared/data/{folder} not present")
+    for p in files:
+        codes = pd.read_csv(p, dtype=str, usecols=lambda c: c.lower() == column.lower()).iloc[:, 0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CohortWarning)
+            assert check_code_kinds(codes, str(p)) == []

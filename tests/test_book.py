@@ -94,6 +94,23 @@ def test_smoke_profile_runs_every_notebook_and_shows_every_artifact(smoke_build)
 
 
 @pytest.mark.slow
+def test_the_book_shows_learning_curves_stopping_and_floors(smoke_build):
+    html, run = smoke_build
+    stopping = (run / "tables" / "table_stopping.csv").read_text()
+    for label in ("MedGAN", "CorGAN", "PromptEHR", "HALO", "GPT-2 baseline"):
+        assert label in stopping, f"table_stopping has no row for {label}"
+    page = (html / "notebooks" / "18_learning_curves.html").read_text()
+    assert "fig_learning" in page and "table_stopping" in page
+    for nb in ("10_train_medgan", "13_train_halo", "14_train_gpt"):  # each training page says how it ended
+        assert re.search(r"epochs, (fixed epochs|stopped by its criterion|ran to its cap)",
+                         (html / "notebooks" / f"{nb}.html").read_text()), nb
+    floors = (run / "tables" / "table_floors.csv").read_text()
+    assert "meets floors" in floors and "CorGAN" in floors
+    results = (html / "book" / "results.html").read_text()
+    assert "Did the models learn?" in results and "fig_learning.png" in results
+
+
+@pytest.mark.slow
 def test_a_rerun_with_nothing_changed_skips_every_stage(tmp_path, monkeypatch):
     monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
     reproduce(ROOT, profile="smoke", run="ci", book=False, only=["00", "15", "30"])

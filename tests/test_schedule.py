@@ -195,3 +195,22 @@ def test_a_stage_whose_need_failed_is_recorded_as_not_run_and_the_command_fails(
     assert stages["10_second"]["runner"] == {**stages["10_second"]["runner"], "status": "not run",
                                              "error": "needs 00_first, which failed"}
     assert stages["20_free"]["runner"]["status"] == "ok"
+
+
+def test_stages_run_in_the_repository_root_and_leave_this_process_folder_alone(tmp_path, monkeypatch):
+    import os
+
+    import nbformat
+
+    monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    for name, seconds in (("00_a", 0), ("01_b", 3), ("02_c", 3)):  # the first to start ends first
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+            f"import os, time; time.sleep({seconds}); open({name!r} + '.cwd', 'w').write(os.getcwd())")])
+        nb.metadata[runner.NEEDS_KEY] = {"needs": []}
+        nbformat.write(nb, repo / "notebooks" / f"{name}.ipynb")
+    here = os.getcwd()
+    runner.reproduce(repo, profile="smoke", run="r", book=False, jobs=3)
+    assert os.getcwd() == here
+    assert {(repo / f"{n}.cwd").read_text() for n in ("00_a", "01_b", "02_c")} == {str(repo)}

@@ -108,3 +108,72 @@ def ccs_groups(codes) -> np.ndarray:
     """Single-level CCS diagnosis group of each code (``None`` if unmapped)."""
     m = _ccs_map()
     return np.array([m.get(c) for c in np.asarray(codes, dtype=object)], dtype=object)
+
+
+# ---------------------------------------------------------------------------- codes of another kind
+@lru_cache(maxsize=1)
+def _prefixes() -> frozenset:
+    """Every leading part (3 characters or more) of a v32 code: its categories and subcategories."""
+    return frozenset(c[:k] for c in codes() for k in range(3, len(c) + 1))
+
+
+#: The categories of ICD-9-CM E-codes in any version (E000-E030 since 2009, E800-E999).
+ICD9_E_RANGES = ((0, 30), (800, 999))
+
+
+def check_code_kinds(codes_: pd.Series, source: str = "", column: str = "code") -> list[str]:
+    """Warn (:class:`~ehrlib.cohort.CohortWarning`) about codes of a file read as ICD-9 that are
+    of another kind; returns the warnings' texts.
+
+    * **ICD-10 codes read as ICD-9**: E codes that have the ICD-9 shape but whose category is
+      none that ICD-9 ever had (ICD-9 E-codes are E000-E030 and E800-E999 in every version;
+      ICD-10 E00-E89 are endocrine codes: ``E119``, ``E785``, ``E039``, ``E1122``). Codes
+      that may be either (``E871``: ICD-9 category E871 or ICD-10 E87.1) are not counted, nor
+      are V codes (ICD-10 V codes have seven characters and fail the ICD-9 shape). The fix:
+      ``icd_version=10`` (``--icd-version 10``).
+    * **Leading zeros lost** (what a spreadsheet does to a column it reads as numbers): all-digit
+      codes that are no v32 code while the same digits with one or two leading zeros are a v32
+      code or subcategory (``389`` for ``0389``, ``845`` for ``0845``/``00845``, ``414`` for
+      ``0414``), in a file where no code starts with ``0`` (so every code of chapter 1 lost its
+      zero; a file that has ``0389`` beside ``7070`` holds an older code, not a lost zero), or
+      codes of one or two digits (``42`` for ``042``). The fix: re-export the column as text.
+
+    Codes are compared upper-case, dotless and stripped; each distinct code is looked at once.
+    """
+    import warnings
+
+    from ehrlib.cohort import CohortWarning, _examples
+
+    s = codes_.dropna().astype("string").str.strip().str.upper().str.replace(".", "", regex=False)
+    s = s[s.ne("")]
+    if s.empty:
+        return []
+    counts = s.value_counts()
+    u = pd.Series(counts.index.astype(str), dtype="string")
+    known, prefixes = frozenset(codes()), _prefixes()
+    where = f"{source}: " if source else ""
+    texts = []
+    ecode = u.str.fullmatch(r"E[0-9]{3,4}").fillna(False).to_numpy(dtype=bool)
+    category = pd.to_numeric(u.str[1:4].where(pd.Series(ecode)), errors="coerce").to_numpy()
+    icd10 = ecode & (category > ICD9_E_RANGES[0][1]) & (category < ICD9_E_RANGES[1][0])
+    if icd10.any():
+        n = int(counts.to_numpy()[icd10].sum())
+        texts.append(f"{where}column {column!r}: {n} of {int(counts.sum())} code(s) ({int(icd10.sum())} distinct, e.g. "
+                     f"{_examples(u[icd10])}) look like ICD-10 codes: ICD-9 has no such E-code (its E-codes are "
+                     "external causes, E000-E030 and E800-E999), while ICD-10 E00-E89 are endocrine codes such as "
+                     "E119; if the file holds ICD-10 codes, read it with icd_version=10 (--icd-version 10)")
+    digits = u.str.fullmatch(r"[0-9]{1,4}").fillna(False).to_numpy(dtype=bool) & ~u.isin(known).to_numpy(dtype=bool)
+    padded = [next((z + c for group in (known, prefixes) for z in ("0", "00") if len(z + c) <= 5 and z + c in group),
+                   None) if d else None for c, d in zip(u.tolist(), digits)]
+    lost = np.array([p is not None for p in padded], dtype=bool)
+    if u.str.startswith("0").fillna(False).to_numpy(dtype=bool).any():  # chapter-1 codes kept their zeros
+        lost &= u.str.len().lt(3).fillna(False).to_numpy(dtype=bool)
+    if lost.any():
+        n = int(counts.to_numpy()[lost].sum())
+        pairs = ", ".join(f"{c!r} for {p!r}" for c, p in list(zip(u[lost].tolist(), np.array(padded, dtype=object)[lost]))[:3])
+        texts.append(f"{where}column {column!r}: {n} of {int(counts.sum())} code(s) ({int(lost.sum())} distinct, e.g. "
+                     f"{pairs}) look like ICD-9 codes that lost their leading zeros, as when a spreadsheet reads the "
+                     "column as numbers: re-export the code column as text (leading zeros kept)")
+    for text in texts:
+        warnings.warn(text, CohortWarning, stacklevel=3)
+    return texts

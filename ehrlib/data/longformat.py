@@ -24,7 +24,9 @@ Rules (each a :class:`~ehrlib.errors.CohortError` or a :class:`~ehrlib.cohort.Co
   subject and code (and age/sex) columns, like the paper's MedGAN sample, is read as one visit
   per patient with a warning.
 * **Codes**: ICD-9 shapes by default (``icd_version``); see
-  :func:`ehrlib.cohort.normalise_codes`. Rows with a missing code and codes repeated within a
+  :func:`ehrlib.cohort.normalise_codes`. Read as ICD-9, codes that look like ICD-10 (``E119``)
+  or like ICD-9 codes that lost their leading zeros (``389`` for ``0389``) are warned about with
+  counts, examples and the fix (:func:`ehrlib.data.icd9.check_code_kinds`). Rows with a missing code and codes repeated within a
   visit are dropped with a warning giving both counts and the file.
 * **Demographics** (when both ``age`` and ``sex`` columns exist): a subject's age is the age on
   its first visit; a subject with two sexes (or two ages on its first visit), a sex other than
@@ -42,7 +44,9 @@ import pandas as pd
 
 from ehrlib.errors import ConfigError
 from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, VISIT, Cohort, CohortError, CohortWarning, short
-from ehrlib.data.tables import QUOTE_CHARS, as_path, file_kind, read_csv, read_header, short_list
+from ehrlib.data.icd9 import check_code_kinds
+from ehrlib.data.tables import (QUOTE_CHARS, as_path, delimiter_hint, file_kind, read_csv, read_header,
+                                 require_file, short_list)
 
 ALIASES = {
     SUBJECT: ("subject_id", "patient_id", "patient", "pid", "person_id", "subject"),
@@ -153,6 +157,11 @@ def _visit_keys(df: pd.DataFrame, path: Path, visit_name: str | None, time_name:
         return pd.Series(rank.reindex(pd.MultiIndex.from_frame(table[["s", "raw"]])).to_numpy(), index=df.index)
     if VISIT not in df.columns:
         return pd.Series(0, index=df.index)
+    missing = df[VISIT].isna().to_numpy(dtype=bool)
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise CohortError(f"{path}: visit column {visit_name!r}, line {i + 2}: missing visit id ({int(missing.sum())} "
+                          "row(s) in all); expected a visit id on every row")
     key = _order(df[VISIT])
     if key is not None:
         return key
@@ -202,8 +211,7 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
         raise ConfigError(f"icd_version={icd_version!r}: expected 9, 10 or None")
     if code_map is not None and (isinstance(code_map, str) or not isinstance(code_map, (Mapping, Sequence))):
         raise ConfigError(f"code_map: expected a mapping or sequence from index to ICD code, got {type(code_map).__name__}")
-    if not path.is_file():
-        raise CohortError(f"{path}: no such file")
+    require_file(path)
     if not path.name.lower().endswith(SUFFIXES):
         raise CohortError(
             f"{path}: unsupported file type {short(''.join(path.suffixes[-2:]) or '(no suffix)', 20)}; "
@@ -216,6 +224,7 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
         if chosen[name] is None:
             raise CohortError(
                 f"{path}: missing column {name!r} (accepted names: {list(ALIASES[name])}); found {short_list(found)}"
+                + (delimiter_hint(found) if kind != "parquet" else "")
             )
     if visit_column is False:
         chosen[VISIT] = None
@@ -264,6 +273,8 @@ def read_long(path, code_map: Mapping | Sequence | None = None, *, visit_column=
                 f"{path}: column 'code', line {i + 2}: index {short(raw.iloc[i], QUOTE_CHARS)} has no entry in code_map"
             )
         df[CODE] = mapped
+    if icd_version == 9:
+        check_code_kinds(df[CODE], str(path), chosen[CODE])
     df["_visit"] = _visit_keys(df, path, chosen.get(VISIT), time_name, auto_time)
     demo = None
     if AGE in df.columns and SEX in df.columns:

@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ehrlib.cohort import AGE, CODE, MAX_PLAUSIBLE_AGE, SEX, SUBJECT, Cohort, CohortError
-from ehrlib.data.tables import age_in_years, as_path, find_table, parse_datetimes, read_csv, require_known, require_present
+from ehrlib.data.icd9 import check_code_kinds
+from ehrlib.data.tables import (age_in_years, as_path, find_table, parse_datetimes, read_csv, require_folder,
+                                 require_known, require_present)
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,7 @@ def load_mimic3(root) -> Cohort:
             whose admission or subject is unknown, impossible or conflicting demographics, or no
             diagnosis codes at all.
     """
-    root = as_path(root, "root")
-    if not root.is_dir():
-        raise CohortError(f"MIMIC-III folder {root} does not exist")
+    root = require_folder(as_path(root, "root"), "MIMIC-III folder")
     p_path = find_table(root, "PATIENTS")
     a_path = find_table(root, "ADMISSIONS")
     d_path = find_table(root, "DIAGNOSES_ICD")
@@ -81,7 +81,9 @@ def assemble(patients: pd.DataFrame, admissions: pd.DataFrame, diagnoses: pd.Dat
       :data:`SHIFTED_AGES` are MIMIC's shift of ages above 89 and also become
       :data:`MAX_AGE`; any other age above 130 is refused naming the subjects;
     * codes must have the ``icd_version`` shape (:func:`ehrlib.cohort.normalise_codes`); missing
-      codes and codes repeated within an admission are dropped with a warning giving counts.
+      codes and codes repeated within an admission are dropped with a warning giving counts;
+      ICD-9 codes that look like ICD-10 or lost their leading zeros are warned about
+      (:func:`ehrlib.data.icd9.check_code_kinds`).
     """
     p_path, a_path, d_path = paths
     for col in ("subject_id",):
@@ -143,6 +145,8 @@ def assemble(patients: pd.DataFrame, admissions: pd.DataFrame, diagnoses: pd.Dat
         {SUBJECT: demo.index.astype(str), AGE: np.clip(age, 0, MAX_AGE).astype(float), SEX: demo[SEX].to_numpy()}
     )
     n_adm = len(admissions)
+    if icd_version == 9:
+        check_code_kinds(diagnoses[CODE], str(d_path), CODE)
     cohort = Cohort.from_events(events, demographics, visit_key="_visit", source=source,
                                 icd_version=icd_version, report_dropped=True)
     dropped = n_adm - cohort.n_visits

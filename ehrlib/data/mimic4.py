@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ehrlib.cohort import CODE, SEX, Cohort, CohortError
 from ehrlib.data.mimic3 import assemble
-from ehrlib.data.tables import as_path, find_table, parse_datetimes, read_csv
+from ehrlib.data.tables import as_path, find_table, parse_datetimes, read_csv, require_folder
 
 
 def load_mimic4(root, icd_version: int = 9) -> Cohort:
@@ -30,9 +30,8 @@ def load_mimic4(root, icd_version: int = 9) -> Cohort:
     if isinstance(icd_version, bool) or icd_version not in (9, 10):
         raise CohortError(f"icd_version={icd_version!r}: expected 9 or 10")
     root = as_path(root, "root")
-    hosp = root / "hosp" if (root / "hosp").is_dir() else root
-    if not hosp.is_dir():
-        raise CohortError(f"MIMIC-IV folder {root} does not exist")
+    require_folder(root, "MIMIC-IV folder")
+    hosp = require_folder(root / "hosp", "MIMIC-IV hosp folder") if (root / "hosp").exists() else root
     p_path = find_table(hosp, "patients")
     a_path = find_table(hosp, "admissions")
     d_path = find_table(hosp, "diagnoses_icd")

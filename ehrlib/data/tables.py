@@ -15,11 +15,18 @@ Rules for files (every loader goes through these):
   cut to :data:`QUOTE_CHARS` characters and lists to a few items, so no message is huge.
 * Integer and number columns are read as text and converted with an error that names the
   column, line and value.
+* A path that is a folder where a file is expected (or the reverse), a file or folder the user
+  may not read, and a 0-byte file are each said as such (:func:`require_file`,
+  :func:`require_folder`), never as "no such file" or a raw ``PermissionError``.
+* Rows that do not fit the header are refused naming the line: rows with another delimiter
+  than the header's, rows with more fields than the header (a trailing comma on each data
+  line), and a copy of the header line inside the file (two files concatenated).
 """
 from __future__ import annotations
 
 import gzip
 import os
+import stat
 import zlib
 from pathlib import Path
 
@@ -48,13 +55,59 @@ def as_path(value, what: str = "path") -> Path:
     return Path(value)
 
 
+def _stat(path: Path, what: str):
+    """``os.stat(path)``, ``None`` when nothing is there; a CohortError when it may not be looked at."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError:
+        raise CohortError(f"{path}: cannot be read: permission denied (on the {what} or a folder above it); "
+                          f"expected a {what} you may read") from None
+    except OSError as e:
+        raise CohortError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def require_file(path: Path, expected: str = "a .csv, .csv.gz or .parquet file") -> Path:
+    """``path`` if it is a file this process may read; else a :class:`CohortError` saying what it
+    is instead: nothing (``no such file``), a folder, something else, or not readable."""
+    st = _stat(path, "file")
+    if st is None:
+        message = f"{path}: no such file"
+        if _stat(path.parent, "folder") is None:
+            message += f" (its folder {path.parent} does not exist either)"
+        raise CohortError(f"{message}; expected {expected}")
+    if stat.S_ISDIR(st.st_mode):
+        raise CohortError(f"{path}: is a folder, not a file; expected {expected}")
+    if not stat.S_ISREG(st.st_mode):
+        raise CohortError(f"{path}: is not a regular file (a device, socket or pipe); expected {expected}")
+    if not os.access(path, os.R_OK):
+        raise CohortError(f"{path}: cannot be read: permission denied; expected a file you may read")
+    return path
+
+
+def require_folder(path: Path, what: str) -> Path:
+    """``path`` if it is a folder this process may list; else a :class:`CohortError` naming ``what``
+    it should be (e.g. ``"MIMIC-III folder"``) and what it is instead."""
+    st = _stat(path, "folder")
+    if st is None:
+        raise CohortError(f"{what} {path} does not exist")
+    if not stat.S_ISDIR(st.st_mode):
+        raise CohortError(f"{what} {path} is a file, not a folder; expected the folder that holds the tables")
+    try:
+        next(os.scandir(path), None)
+    except PermissionError:
+        raise CohortError(f"{what} {path}: cannot be read: permission denied; expected a folder you may list") from None
+    return path
+
+
 def find_table(root: Path, name: str) -> Path:
     """``root/NAME.csv`` or ``.csv.gz``, upper- or lower-case name (and suffix)."""
     for stem in (name, name.lower(), name.upper()):
         for ext in (".csv", ".csv.gz", ".CSV", ".CSV.GZ"):
             p = root / f"{stem}{ext}"
-            if p.is_file():
-                return p
+            if _stat(p, "file") is not None:
+                return require_file(p, f"table {name} as a .csv or .csv.gz file")
     raise CohortError(
         f"table {name} not found in {root}: expected {name}.csv or {name}.csv.gz (upper- or lower-case name)"
     )
@@ -69,8 +122,12 @@ def file_kind(path: Path) -> str:
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)
+    except PermissionError:
+        raise CohortError(f"{path}: cannot be read: permission denied; expected a file you may read") from None
     except OSError as e:
         raise CohortError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if not head:
+        raise CohortError(f"{path}: the file is empty (0 bytes); expected a long-format table")
     kind = "gzip" if head[:2] == GZIP_MAGIC else "parquet" if head == PARQUET_MAGIC else "text"
     if head == ZIP_MAGIC:
         raise CohortError(
@@ -160,6 +217,15 @@ def read_header(path: Path) -> list[str]:
     return fields
 
 
+def delimiter_hint(header: list[str]) -> str:
+    """``"; the header looks tab-delimited, ..."`` when a one-field header holds another delimiter."""
+    if len(header) == 1:
+        for d, name in DELIMITERS.items():
+            if d in header[0]:
+                return f"; the header looks {name}-delimited, expected comma-separated (re-save the file as CSV)"
+    return ""
+
+
 def short_list(values, n: int = 8) -> str:
     """A list for messages: at most ``n`` items, each cut to :data:`QUOTE_CHARS` characters."""
     values = list(values)
@@ -194,11 +260,7 @@ def read_csv(path: Path, required: dict[str, str], optional: dict[str, str] | No
                 break
     missing = [c for c in required if c not in chosen]
     if missing:
-        hint = ""
-        if len(header) == 1:
-            for d, name in DELIMITERS.items():
-                if d in header[0]:
-                    hint = f"; the header looks {name}-delimited, expected comma-separated"
+        hint = delimiter_hint(header)
         accepted = {c: [c, *aliases.get(c, ())] for c in missing}
         raise CohortError(
             f"{path}: missing column(s) {missing} (accepted names: {accepted}); found {short_list(header)}{hint}"
@@ -221,14 +283,52 @@ def read_text_table(path: Path, **kwargs) -> pd.DataFrame:
     """``pandas.read_csv`` of a (possibly gzipped) UTF-8 CSV with every failure a CohortError."""
     compression = "gzip" if file_kind(path) == "gzip" else None
     try:
-        return pd.read_csv(path, compression=compression, encoding="utf-8", keep_default_na=True,
-                           na_values=[""], **kwargs)
+        df = pd.read_csv(path, compression=compression, encoding="utf-8", keep_default_na=True,
+                         na_values=[""], **kwargs)
     except UnicodeDecodeError:
         raise _utf8_error(path) from None
     except GZIP_ERRORS as e:
         raise _damaged(path, e) from None
+    except PermissionError:
+        raise CohortError(f"{path}: cannot be read: permission denied; expected a file you may read") from None
     except (ValueError, pd.errors.ParserError) as e:
         raise CohortError(f"{path}: could not parse as comma-separated values: {short(str(e), 200)}") from None
+    _check_rows(df, path)
+    return df
+
+
+def _check_rows(df: pd.DataFrame, path: Path) -> None:
+    """Refuse rows that do not fit the header (see the module docstring), naming the line."""
+    if not isinstance(df.index, pd.RangeIndex):  # pandas takes extra leading fields as the index
+        n = df.index.nlevels
+        raise CohortError(
+            f"{path}: the data rows have {len(df.columns) + n} fields but the header names {len(df.columns)} "
+            f"(line 2 and on; e.g. a trailing comma at the end of each data line): expected as many fields as "
+            "header columns; remove the trailing commas (or name the extra column in the header)")
+    if df.empty or len(df.columns) < 2:
+        return
+    rest_missing = df.iloc[:, 1:].isna().all(axis=1).to_numpy(dtype=bool)
+    if rest_missing.any():  # rows of one field under a header of several
+        first = df.iloc[:, 0][rest_missing].astype("string")
+        for d, name in DELIMITERS.items():
+            other = first.str.contains(d, regex=False).fillna(False).to_numpy(dtype=bool)
+            if other.any():
+                i = int(np.flatnonzero(rest_missing)[np.flatnonzero(other)[0]])
+                raise CohortError(
+                    f"{path}: the header is comma-separated but line {i + 2} is {name}-delimited "
+                    f"({short(df.iloc[i, 0], QUOTE_CHARS)}; {int(other.sum())} such line(s)): expected one delimiter, "
+                    "commas; re-save the file as CSV")
+    col0 = str(df.columns[0])
+    spellings = {col0, col0.strip(), col0.strip().lower(), col0.strip().upper()}
+    same = df.iloc[:, 0].isin(spellings).to_numpy(dtype=bool).copy()  # a fast first pass: the first field
+    for col in df.columns[1:] if same.any() else ():
+        name = str(col).strip().lower()
+        same &= (df[col].astype("string").str.strip().str.lower() == name).fillna(False).to_numpy(dtype=bool)
+    if same.any():
+        i = int(np.flatnonzero(same)[0])
+        raise CohortError(
+            f"{path}: line {i + 2} repeats the header line ({int(same.sum())} such line(s); two files "
+            "concatenated?): expected one header line at the top; remove the repeats")
 
 
 def to_number(values: pd.Series, path: Path, column: str, dtype: str = "float64") -> pd.Series:

@@ -79,13 +79,14 @@ def _raise_overlap(o: dict, holdout: Cohort) -> None:
     )
 
 
-def check_holdout(train: Cohort, holdout: Cohort) -> None:
+def check_holdout(train: Cohort, holdout: Cohort, allow_overlap: bool = False) -> dict:
     """Raise :class:`CohortError` when ``holdout`` shares subject ids with ``train`` or copies its
     records beyond chance (:func:`holdout_overlap`): a memorising generator would then pass every
-    membership test."""
+    membership test. ``allow_overlap``: never raise. Returns the check's result."""
     o = holdout_overlap(train, holdout)
-    if o["refuse"]:
+    if o["refuse"] and not allow_overlap:
         _raise_overlap(o, holdout)
+    return o
 
 
 # ---------------------------------------------------------------------------- the context
@@ -147,10 +148,7 @@ class EvaluationContext:
         """
         if isinstance(synthetic, Cohort):
             synthetic = {"synthetic": synthetic}
-        overlap = holdout_overlap(train, holdout)
-        if overlap["refuse"] and not allow_overlap:
-            _raise_overlap(overlap, holdout)
-        return cls(train, holdout, synthetic, reference, overlap=overlap)
+        return cls(train, holdout, synthetic, reference, overlap=check_holdout(train, holdout, allow_overlap))
 
     def key(self, name: str) -> str:
         """Check that ``name`` is one of this context's cohorts: :data:`TRAIN`, :data:`HOLDOUT`,

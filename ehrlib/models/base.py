@@ -5,6 +5,9 @@
 * ``training_key(train)``: what makes two trainings the same (a JSON-normal dict);
 * ``generate(n, seed)``: a validated Cohort whose subjects get synthetic ids that never equal a
   training subject id (``SYNTH_000001``..., or another prefix when the training data uses it);
+  ``seed`` follows one rule for every generator (:func:`check_seed`): an integer from 0 to
+  :data:`MAX_SEED` (``2**63 - 1``, what numpy, torch and a JSON/parquet integer all hold), any
+  other value a :class:`~ehrlib.errors.GeneratorError` naming it;
 * ``save(directory)`` / ``from_saved(directory, meta)`` (``ehrlib.models.load``).
 
 A save is all-or-nothing: the files are written into a new folder beside the target, with
@@ -25,9 +28,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, ClassVar
 
-from ehrlib.cohort import SYNTHETIC_PREFIX, Cohort, CohortError
+from ehrlib.cohort import MAX_SEED, SYNTHETIC_PREFIX, Cohort, CohortError
 from ehrlib.errors import ConfigError, GeneratorError, ModelLoadError
-from ehrlib.io import process_alive, sha256_file
+from ehrlib.io import blocking_file, process_alive, sha256_file
 
 log = logging.getLogger("ehrlib.models")
 
@@ -63,6 +66,24 @@ def check_count(owner: str, what: str, value, minimum: int = 1) -> int:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise GeneratorError(f"{owner}: {what}={value!r}; expected {expected}")
     return int(value)
+
+
+def check_seed(owner: str, seed, *, label: str | None = None) -> int:
+    """The one seed rule of every generator (``generate(n, seed)`` and the config's ``seed``): ``seed``
+    as an int if it is an integer (not a bool) from 0 to :data:`~ehrlib.cohort.MAX_SEED`
+    (``2**63 - 1``, the bound of :func:`ehrlib.cohort.check_seed` too); else
+    :class:`~ehrlib.errors.GeneratorError` naming ``owner`` (or ``label``, e.g. ``"HALOConfig.seed"``)
+    and the value.
+
+    numpy alone would take any non-negative integer, but torch's generators stop at 64 bits; one
+    bound for all keeps a seed that works for one model working for every other.
+    """
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise GeneratorError(f"{label or owner + ': seed'}={seed!r}; expected an integer >= 0 and <= 2**63 - 1 "
+                             f"({MAX_SEED})")
+    return int(seed)
 
 
 def synthetic_prefix(train_ids) -> str:
@@ -145,7 +166,7 @@ class Generator(ABC):
     def generate(self, n: int, seed: int = 0) -> Cohort:
         """``n`` synthetic patients (fewer only if the generator emits empty records), deterministic by seed."""
         n = check_count(self.name, "n", n)
-        seed = check_count(self.name, "seed", seed, minimum=0)
+        seed = check_seed(self.name, seed)
         if n > MAX_GENERATE:
             raise GeneratorError(f"{self.name}: n={n:,} is above the limit of {MAX_GENERATE:,} records per call; "
                                  "generate in several calls with different seeds")
@@ -288,6 +309,9 @@ def check_replaceable(target) -> None:
     except FileNotFoundError:  # absent, or moved aside this instant by a concurrent save
         entries = set()
     except NotADirectoryError:
+        blocked = blocking_file(target)
+        if blocked is not None:
+            raise GeneratorError(f"{target}: cannot be made: {blocked} is a file, not a folder") from None
         raise GeneratorError(f"{target}: exists and is not a folder; refusing to replace it with a model") from None
     if entries and META not in entries and not entries <= _REPLACEABLE:
         raise GeneratorError(f"{target}: a folder that is not a saved generator ({len(entries)} entries, e.g. "

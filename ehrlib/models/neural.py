@@ -50,7 +50,7 @@ from ehrlib.errors import ConfigError
 from ehrlib import threads
 from ehrlib.io import atomic_write, clean_stale_temporaries
 from ehrlib.models import distributed
-from ehrlib.models.base import Config, FitOptions, Generator, GeneratorError, reading
+from ehrlib.models.base import Config, FitOptions, Generator, GeneratorError, check_seed, reading
 
 log = logging.getLogger("ehrlib.models")
 
@@ -171,8 +171,7 @@ class TorchConfig(Config):
         """Raise :class:`GeneratorError` naming the field for values of the wrong type or out of range."""
         for f in dataclasses.fields(self):
             self._typed(f.name, f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
-        if self.seed < 0:
-            raise GeneratorError(f"{type(self).__name__}.seed={self.seed}; expected an integer >= 0")
+        check_seed(type(self).__name__, self.seed, label=f"{type(self).__name__}.seed")
         self._positive("checkpoint_every")
         if self.patience < 0:
             raise GeneratorError(f"{type(self).__name__}.patience={self.patience}; expected >= 0")
