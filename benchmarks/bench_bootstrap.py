@@ -22,7 +22,7 @@ from ehrlib.metrics.prevalence import prevalence_scores
 
 N_TRAIN = 45_520  # real training patients (paper)
 N_SYNTHETIC = 10_000  # synthetic patients per generator (paper)
-N_BOOTSTRAP = 1000  # replicates (EVALUATION.md)
+N_BOOTSTRAP = 1000  # replicates (the book's methods page)
 N_DISCRIMINATOR = 1000  # patients per class for the discriminator timing
 
 

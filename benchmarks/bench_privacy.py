@@ -30,7 +30,7 @@ from ehrlib.models import get
 N_TRAIN = 45_520  # training patients (paper)
 N_HOLDOUT = 1_000  # holdout patients (paper)
 N_SYNTHETIC = 10_000  # synthetic patients per generator (paper)
-REPEATS = 10  # NNAAR / MIA / DCR subsample repeats (EVALUATION.md: R >= 10)
+REPEATS = 10  # NNAAR / MIA / DCR subsample repeats (the book's methods page: R >= 10)
 
 
 def nested_sets(cohort: Cohort) -> list[list[set[str]]]:

@@ -84,7 +84,8 @@ EVALUATE_OUTPUTS = ("metrics.csv", "table1.csv", "table1.md")
 
 
 def evaluate_files(args) -> Path:
-    """``ehrbench evaluate``: every metric for each synthetic file, written atomically into ``--out``.
+    """``ehrbench evaluate``: every metric family (utility and attribute inference included) for each
+    synthetic file, written atomically into ``--out``; both protocols share one evaluation context.
 
     ``--out`` must not hold the outputs of an earlier evaluation (:data:`EVALUATE_OUTPUTS`): they
     are never overwritten. A synthetic file that cannot be read or evaluated is reported (the
@@ -112,7 +113,8 @@ def evaluate_files(args) -> Path:
             synthetic[name] = read_long(p)
         except EhrlibError as exc:
             bad[name] = f"not read: {exc}"
-    results, more_bad = _evaluate_each(args, train, holdout, synthetic)
+    reference = read_long(args.reference) if args.reference else None
+    results, more_bad = _evaluate_each(args, train, holdout, synthetic, reference)
     bad.update(more_bad)
     problems = "; ".join(f"--synthetic {names[n]}: {why}" for n, why in bad.items())
     if results is None:
@@ -128,22 +130,27 @@ def evaluate_files(args) -> Path:
     return out
 
 
-def _evaluate_each(args, train, holdout, synthetic: dict):
+def _evaluate_each(args, train, holdout, synthetic: dict, reference=None):
     """``(results or None, {name: why})``: every cohort evaluated together; when that fails, each
-    alone, and for a failing one each metric family alone, to name the file and the family."""
+    alone, and for a failing one each metric family alone, to name the file and the family. Each
+    evaluated set is one evaluation context, shared by both protocols; ``reference`` (optional) is
+    the attribute-inference baseline."""
     import pandas as pd
 
+    from ehrlib.metrics import names as metric_names
+    from ehrlib.metrics.context import EvaluationContext
     from ehrlib.metrics.evaluate import FAMILIES, check_holdout, evaluate_all
 
     kinds = tuple(k for k in args.discriminators if k != "none")
-    families = None if kinds else ["prevalence", "privacy"]
-    if not args.allow_overlap:
-        check_holdout(train, holdout)  # about train and holdout: no synthetic file is to blame
+    families = None if kinds else [f for f in metric_names.FAMILIES if f != metric_names.DISCRIMINATOR]
+    # about train and holdout, so no synthetic file is to blame; run once for every context below
+    overlap = check_holdout(train, holdout, args.allow_overlap)
 
     def run(cohorts, fams=None):
+        context = EvaluationContext(train, holdout, cohorts, reference, overlap=overlap)
         return pd.concat([evaluate_all(train, holdout, cohorts, seed=args.seed, n_bootstrap=args.n_bootstrap,
                                        families=fams or families, discriminators=kinds or None,
-                                       protocol=p, real=args.real_class, allow_overlap=True).assign(protocol=p)
+                                       protocol=p, real=args.real_class, context=context).assign(protocol=p)
                           for p in args.protocol], ignore_index=True)
 
     if not synthetic:
@@ -235,6 +242,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--holdout", required=True, help="long-format file of real patients it never saw (or meds:DIR)")
     e.add_argument("--synthetic", required=True, nargs="+", help="long-format synthetic file(s)")
     e.add_argument("--out", required=True, type=Path, help="folder for metrics.csv and table1.csv/.md")
+    e.add_argument("--reference", help="long-format file of real patients in neither train nor holdout: the "
+                                       "attribute-inference baseline (optional)")
     e.add_argument("--discriminators", nargs="+", default=["rf"], choices=("rf", "lstm", "none"),
                    help="discriminator kinds (metrics named rf_disc_*, lstm_disc_*); none skips the family")
     e.add_argument("--discriminator", dest="discriminators", type=lambda k: [k], choices=(["rf"], ["lstm"], ["none"]),

@@ -15,10 +15,6 @@ from ehrlib.runs import Stage
 
 log = logging.getLogger("ehrlib.pipeline")
 
-#: How models are named on pages and figures (saved-folder name -> label).
-LABELS = {"medgan": "MedGAN", "medgan_count": "MedGAN (count)", "corgan": "CorGAN", "promptehr": "PromptEHR",
-          "halo": "HALO", "gpt": "GPT-2 baseline"}
-
 
 def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool = False, nproc: int = 1,
           **overrides):
@@ -53,7 +49,7 @@ def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool 
     stopping = list(getattr(generator, "stopping", []) or [])
     stage.record(**{saved_as: {"epochs": len(history), "stopping": stopping}})
     if history:
-        label = LABELS.get(saved_as, saved_as)
+        label = plots.model_label(saved_as)
         print(f"{label}: {len(history)} epochs in {history[-1].get('seconds', float('nan')):.0f} s of training; "
               + "; ".join(stopping_line(s) for s in stopping))
         stage.save_figure(f"training_{saved_as}", plots.training_curves(history, title=label, stopping=stopping))
@@ -94,7 +90,7 @@ def learning_curves(stage: Stage) -> pd.DataFrame:
             def shown(v, fmt="{:.3f}"):
                 return "–" if v is None else fmt.format(v)
 
-            rows.append({"model": LABELS.get(name, name), "phase": s["phase"], "epochs": s["epochs"], "cap": s["cap"],
+            rows.append({"model": plots.model_label(name), "phase": s["phase"], "epochs": s["epochs"], "cap": s["cap"],
                          "ended by": "its criterion" if s["stopped_by"] == "patience" else "its cap",
                          "criterion": s.get("criterion") or "fixed epochs",
                          "best epoch": shown(s.get("best_epoch"), "{}"), "training s": shown(last.get("seconds"), "{:.1f}"),
@@ -208,6 +204,7 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
 
     from ehrlib.metrics.prevalence import prevalence_metrics
     from ehrlib.models.neural import training_log
+    from ehrlib.plots import model_label
 
     from ehrlib.cohort import Cohort
 
@@ -222,7 +219,7 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
     for rec in generated.to_dict("records"):
         name = rec["dataset"]
         if rec["status"] != "ok":
-            rows.append({"model": LABELS.get(name, name), "status": "failed"})
+            rows.append({"model": model_label(name), "status": "failed"})
             continue
         syn = Cohort.load(folder / f"{name}.parquet")  # written by generate(), this stage's output
         n = min(syn.n_patients, reference.n_patients)
@@ -233,7 +230,7 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
         distinct = syn_n.events["code"].nunique() / max(ref_n.events["code"].nunique(), 1)
         floor = FLOORS["distinct_corgan"] if name == "corgan" else FLOORS["distinct"]
         ends = [s["stopped_by"] for s in training_log(folders[name])["stopping"] if s["cap"]] if name in folders else []
-        row = {"model": LABELS.get(name, name), "status": "ok", "prevalence R² vs train": r2,
+        row = {"model": model_label(name), "status": "ok", "prevalence R² vs train": r2,
                "R² floor": FLOORS["r2"] if name in R2_FLOOR_MODELS else None,
                "distinct codes / holdout's": distinct, "distinct floor": floor,
                "empty drawn": rec["empty_drawn"], "empty ceiling": FLOORS["empty_drawn"],
@@ -332,37 +329,70 @@ def _protocols(ev) -> tuple[str, ...]:
     return protocols
 
 
-def evaluate(stage: Stage, family: str, *, lstm: str = "profile") -> pd.DataFrame:
-    """Compute one metric family for every synthetic cohort of the run in each protocol of the
-    profile (``corrected`` and ``paper``), save it (a ``protocol`` column), and return a summary.
+def evaluate(stage: Stage, *families: str, lstm: str = "profile") -> pd.DataFrame:
+    """Compute metric families for every synthetic cohort of the run in each protocol of the
+    profile (``corrected`` and ``paper``), save each (a ``protocol`` column), and return a summary.
 
-    ``lstm`` (discriminator family): ``yes``, ``no`` or ``profile`` (as the profile says).
-    The prevalence family is the same in both protocols and is computed once.
+    One evaluation context (:class:`ehrlib.metrics.context.EvaluationContext`: the overlap check,
+    one encoding per cohort, the real-side resamples) serves every family and protocol of the
+    call. ``lstm`` (discriminator family): ``yes``, ``no`` or ``profile`` (as the profile says).
+    The prevalence family is the same in both protocols and is computed once; ``utility`` and
+    ``attribute_inference`` are not part of the paper's protocol (their rows there say so). The
+    utility family also draws its figure (TSTR/TRTR per task and generator, ``fig_utility``).
     """
     from ehrlib.errors import ConfigError
-    from ehrlib.metrics import evaluate_all, names
+    from ehrlib.metrics import names
+    from ehrlib.metrics.context import EvaluationContext
+    from ehrlib.metrics.evaluate import evaluate_context
 
+    if not families:
+        raise ConfigError(f"pipeline.evaluate: name one or more families of {names.FAMILIES}")
+    for family in families:
+        if family not in names.FAMILIES:
+            raise ConfigError(f"family={family!r}: expected one of {names.FAMILIES}")
+    if lstm not in ("yes", "no", "profile"):
+        raise ConfigError(f"lstm={lstm!r}: expected 'yes', 'no' or 'profile'")
     ev = stage.settings.evaluation
     protocols = _protocols(ev)
-    train, holdout, synthetic = stage.train, stage.holdout, stage.synthetic
-    common = dict(seed=stage.seed, n_bootstrap=ev.n_bootstrap, families=[family], progress=False)
-    if family == names.PREVALENCE:
-        once = evaluate_all(train, holdout, synthetic, **common)
-        out = pd.concat([once.assign(protocol=p) for p in protocols], ignore_index=True)
-    elif family in (names.PRIVACY, names.DISCRIMINATOR):
-        extra = {"repeats": ev.nnaar_repeats} if family == names.PRIVACY else {}
-        if family == names.DISCRIMINATOR:
-            if lstm not in ("yes", "no", "profile"):
-                raise ConfigError(f"lstm={lstm!r}: expected 'yes', 'no' or 'profile'")
+    has_reference = (stage.run.path / "data" / "reference.parquet").is_file()
+    reference = stage.reference if has_reference and names.ATTRIBUTE_INFERENCE in families else None
+    context = EvaluationContext.build(stage.train, stage.holdout, stage.synthetic, reference)
+    common = dict(seed=stage.seed, n_bootstrap=ev.n_bootstrap, progress=False)
+    outs = []
+    for family in families:
+        extra = {}
+        if family == names.PRIVACY:
+            extra = {"repeats": ev.nnaar_repeats}
+        elif family == names.DISCRIMINATOR:
             with_lstm = ev.lstm if lstm == "profile" else lstm == "yes"
-            extra = {"discriminators": ("rf", "lstm") if with_lstm else ("rf",),
-                     "real": ev.real_class}
-        out = pd.concat([evaluate_all(train, holdout, synthetic, protocol=p, **common, **extra).assign(protocol=p)
-                         for p in protocols], ignore_index=True)
-    else:
-        raise ConfigError(f"family={family!r}: expected one of {names.FAMILIES}")
-    stage.save_metrics(family, out)
-    return out.pivot_table(index=["model", "protocol"], columns="metric", values="estimate")
+            extra = {"discriminators": ("rf", "lstm") if with_lstm else ("rf",), "real": ev.real_class}
+        if family == names.PREVALENCE:
+            once = evaluate_context(context, [family], **common)
+            out = pd.concat([once.assign(protocol=p) for p in protocols], ignore_index=True)
+        else:
+            out = pd.concat([evaluate_context(context, [family], protocol=p, **common, **extra).assign(protocol=p)
+                             for p in protocols], ignore_index=True)
+        if family in names.CORRECTED_ONLY_FAMILIES and names.PAPER in protocols:
+            print(f"The paper's protocol has no {family} family (the paper reports none): its rows are computed "
+                  "in the corrected protocol only and say so in the paper protocol.")
+        if family == names.ATTRIBUTE_INFERENCE and reference is None:
+            print("This run has no reference split: the attribute-inference baseline (the same attack with a "
+                  "disjoint real sample as the release) is left out, and its rows say so.")
+        stage.save_metrics(family, out)
+        if family == names.UTILITY and names.CORRECTED in protocols:
+            from ehrlib import plots
+
+            corrected = out[out["protocol"] == names.CORRECTED]
+            ratios = corrected[corrected["metric"].map(lambda m: names.split_task_metric(m)[0] == names.TSTR_TRTR_RATIO)]
+            if ratios["estimate"].notna().any():
+                stage.save_figure("fig_utility", plots.fig_utility(corrected))
+            else:
+                print("No phenotype task has enough holdout patients at this profile's size (see the rows' notes): "
+                      "no utility figure.")
+        outs.append(out)
+    out = pd.concat(outs, ignore_index=True)
+    summary = out[out["metric"].map(lambda m: names.split_task_metric(m)[1] is None)]
+    return summary.pivot_table(index=["model", "protocol"], columns="metric", values="estimate")
 
 
 def odd_intervals(results: pd.DataFrame) -> list[str]:
@@ -410,7 +440,10 @@ def table1(stage: Stage) -> pd.DataFrame:
                          ignore_index=True)
     stage.save_table("table1", wide, show=False)
     for group, columns in names.TABLE1_GROUPS.items():  # headed by the paper's names (ids: table1.csv)
-        shown = protocols_where_they_differ(wide, columns)
+        rows = wide
+        if group in names.TABLE1_CORRECTED_ONLY_GROUPS and "protocol" in wide.columns:
+            rows = wide[wide["protocol"] != names.PAPER]  # the paper's protocol has no such family
+        shown = protocols_where_they_differ(rows, columns)
         shown = shown.astype(object).where(shown.notna(), "–")  # a metric a protocol does not compute
         stage.save_table(f"table1_{group}", shown.rename(columns={c: names.header(c) for c in shown.columns}))
     odd = odd_intervals(results)
@@ -447,15 +480,17 @@ def longtail(stage: Stage) -> pd.DataFrame:
     ``fig3_data``; ``fig3`` is the corrected protocol, ``fig3_paper`` the paper's)."""
     from ehrlib import plots
     from ehrlib.metrics import names
+    from ehrlib.metrics.context import EvaluationContext
     from ehrlib.metrics.longtail import longtail_ablation
 
     ev = stage.settings.evaluation
     protocols = _protocols(ev)
     synthetic = _longtail_models(stage, ev.longtail_models)
+    context = EvaluationContext.build(stage.train, stage.holdout, synthetic)  # one for both protocols
     with warnings.catch_warnings(record=True) as caught:  # stated under the figure, not as stderr
         warnings.simplefilter("always")
-        frames = [longtail_ablation(stage.train, stage.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
-                                    repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class)
+        frames = [longtail_ablation(context.train, context.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
+                                    repeats=ev.nnaar_repeats, seed=stage.seed, real=ev.real_class, context=context)
                   .assign(protocol=p) for p in protocols]
     data = pd.concat(frames, ignore_index=True)
     stage.save_table("fig3_data", data, show=False)

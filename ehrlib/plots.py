@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ehrlib.metrics.longtail import rank_frequency
+from ehrlib.metrics.longtail import PERCENTILES, rank_frequency
 
 #: Colour of every known model; keys are lower-case model names.
 MODEL_COLORS = {
@@ -162,7 +162,7 @@ def _grid(n: int, ncols: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------- Fig. 2
-def fig2_code_distribution(train, percentiles=(75, 90, 95, 97.5, 99), bins: int = 50,
+def fig2_code_distribution(train, percentiles=PERCENTILES, bins: int = 50,
                            views=("histogram", "rank")) -> Figure:
     """Fig. 2: the long-tailed distribution of training code frequencies.
 
@@ -235,10 +235,7 @@ _ABLATION_PANELS = {
     "nnaar": "NNAAR",
     "mia_f1": "MIA F1",
     "mia_accuracy": "MIA accuracy",
-    "r2": "Prevalence R²",
     "prevalence_r2": "Prevalence R²",
-    "pearson": "Prevalence Pearson r",
-    "rmse": "Prevalence RMSE (share of patients)",
     "prevalence_rmse": "Prevalence RMSE (share of patients)",
     "disc_score": "Discriminator privacy score",
 }
@@ -250,27 +247,20 @@ def fig3_percentile_ablation(df: pd.DataFrame) -> Figure:
     Args:
         df: :func:`ehrlib.metrics.longtail.longtail_ablation` output (tidy: ``metric``,
             ``estimate``, ``ci_low``, ``ci_high``, ``spread``; the paper's six panels with
-            intervals, or bars of ± spread for the privacy panels), or the wide
-            :func:`ehrlib.metrics.longtail.percentile_ablation` output (R², Pearson, RMSE, and
-            ``mia_accuracy`` / ``mia_f1`` columns when merged in).
+            intervals, or bars of ± spread for the privacy panels).
 
     Returns:
         One axes per metric present, one line per model; percentiles evenly spaced on the x
-        axis. In the tidy form the x tick labels also give the share of code occurrences the
-        tail holds.
+        axis. The x tick labels also give the share of code occurrences the tail holds.
     """
-    _require(df, ["model", "percentile"], "fig3_percentile_ablation")
-    tidy = "metric" in df.columns and "estimate" in df.columns
-    if tidy:
-        panels = [m for m in _ABLATION_PANELS if m in set(df["metric"])]
-    else:
-        panels = [c for c in _ABLATION_PANELS if c in df.columns]
+    _require(df, ["model", "percentile", "metric", "estimate"], "fig3_percentile_ablation")
+    panels = [m for m in _ABLATION_PANELS if m in set(df["metric"])]
     if not panels:
         raise ValueError(f"fig3_percentile_ablation: none of {list(_ABLATION_PANELS)} in the table")
     pcts = np.sort(df["percentile"].unique())
     pos = {p: i for i, p in enumerate(pcts)}
     labels = [f"{p:g}" for p in pcts]
-    if tidy and "tail_share" in df.columns:
+    if "tail_share" in df.columns:
         share = df.drop_duplicates("percentile").set_index("percentile")["tail_share"]
         labels = [f"{p:g}\n({share[p]:.0%})" for p in pcts]
     models = _models(df)
@@ -281,28 +271,24 @@ def fig3_percentile_ablation(df: pd.DataFrame) -> Figure:
     for ax, col in zip(axes, panels):
         for m in models:
             st = model_style(m)
-            if tidy:
-                d = df[(df["model"] == m) & (df["metric"] == col)].sort_values("percentile")
-                x, y = d["percentile"].map(pos).to_numpy(float), d["estimate"].to_numpy(float)
-                low = d["ci_low"].to_numpy(float) if "ci_low" in d else np.full(len(d), np.nan)
-                high = d["ci_high"].to_numpy(float) if "ci_high" in d else np.full(len(d), np.nan)
-                spread = d["spread"].to_numpy(float) if "spread" in d else np.full(len(d), np.nan)
-                low = np.where(np.isfinite(low), low, y - spread)
-                high = np.where(np.isfinite(high), high, y + spread)
-                ax.plot(x, y, marker="o", markersize=4, **st)
-                ok = np.isfinite(low) & np.isfinite(high)
-                if ok.any():
-                    ax.fill_between(x[ok], low[ok], high[ok], color=st["color"], alpha=0.15, linewidth=0)
-            else:
-                d = df[df["model"] == m].sort_values("percentile")
-                ax.plot(d["percentile"].map(pos), d[col], marker="o", markersize=4, **st)
+            d = df[(df["model"] == m) & (df["metric"] == col)].sort_values("percentile")
+            x, y = d["percentile"].map(pos).to_numpy(float), d["estimate"].to_numpy(float)
+            low = d["ci_low"].to_numpy(float) if "ci_low" in d else np.full(len(d), np.nan)
+            high = d["ci_high"].to_numpy(float) if "ci_high" in d else np.full(len(d), np.nan)
+            spread = d["spread"].to_numpy(float) if "spread" in d else np.full(len(d), np.nan)
+            low = np.where(np.isfinite(low), low, y - spread)
+            high = np.where(np.isfinite(high), high, y + spread)
+            ax.plot(x, y, marker="o", markersize=4, **st)
+            ok = np.isfinite(low) & np.isfinite(high)
+            if ok.any():
+                ax.fill_between(x[ok], low[ok], high[ok], color=st["color"], alpha=0.15, linewidth=0)
         ax.set_xticks(range(len(pcts)), labels)
         ax.set_ylabel(_ABLATION_PANELS[col])
         ax.grid(True, alpha=0.3)
     for ax in axes[len(panels):]:
         fig.delaxes(ax)
     fig.supxlabel("Percentile of training code frequency (codes at or below it are kept)"
-                  + ("; share of code occurrences kept" if tidy and "tail_share" in df.columns else ""))
+                  + ("; share of code occurrences kept" if "tail_share" in df.columns else ""))
     _legend(fig, models, marker="o")
     return fig
 
@@ -837,4 +823,52 @@ def fig_audit(nearest: pd.DataFrame, copies: pd.DataFrame, role: str | None = No
                Line2D([], [], color="grey", linestyle=":", label="marginals control (hatched bars)")]
     handles += [Line2D([], [], color=model_color(f), label=model_label(f)) for f in files]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, title="Audit")
+    return fig
+
+
+# ---------------------------------------------------------------------------- utility (TSTR / TRTR)
+def fig_utility(results: pd.DataFrame) -> Figure:
+    """TSTR/TRTR AUROC ratio per phenotype task and generator, with basic bootstrap intervals.
+
+    Paper: none (the utility family, :mod:`ehrlib.metrics.utility`; the book's methods page).
+
+    Args:
+        results: the utility family's tidy rows (``model``, ``metric``, ``estimate``, ``ci_low``,
+            ``ci_high``), e.g. :func:`ehrlib.metrics.evaluate_all` with ``families=["utility"]``.
+
+    Returns:
+        One axes: a group of bars per task (and the mean, ``utility_ratio``), one bar per
+        generator; a line at 1 (as useful as real data) and at 0.5 / mean TRTR AUROC (chance).
+    """
+    from ehrlib.metrics import names
+
+    _require(results, ["model", "metric", "estimate", "ci_low", "ci_high"], "fig_utility")
+    split = results["metric"].map(names.split_task_metric)
+    ratio = results[split.map(lambda t: t[0] == names.TSTR_TRTR_RATIO)].assign(task=split.map(lambda t: t[1]))
+    summary = results[results["metric"] == names.UTILITY_RATIO].assign(task="mean")
+    data = pd.concat([ratio, summary], ignore_index=True)
+    data = data[np.isfinite(data["estimate"].to_numpy(float))]
+    if data.empty:
+        raise ValueError("fig_utility: no finite TSTR/TRTR ratio in the table (every task skipped?)")
+    tasks = list(pd.unique(data["task"]))
+    models = _models(data)
+    width = 0.8 / max(len(models), 1)
+    fig = _figure(max(6.0, 1.1 * len(tasks) + 2.5), 3.8)
+    ax = fig.subplots()
+    for i, m in enumerate(models):
+        d = data[data["model"] == m].set_index("task").reindex(tasks)
+        x = np.arange(len(tasks)) - 0.4 + width * (i + 0.5)
+        y = d["estimate"].to_numpy(float)
+        err = np.vstack([y - d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float) - y])
+        ax.bar(x, y, width, color=model_color(m), label=model_label(m), yerr=np.where(np.isfinite(err), err, 0),
+               error_kw={"linewidth": 0.8, "capsize": 1.5})
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    trtr = results[split.map(lambda t: t[0] == names.TRTR_AUROC)]["estimate"].to_numpy(float)
+    if np.isfinite(trtr).any():
+        ax.axhline(0.5 / np.nanmean(trtr), color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xticks(range(len(tasks)), [t.replace("_", " ") for t in tasks])
+    ax.set_ylabel("TSTR / TRTR AUROC")
+    ax.set_title("Train on synthetic, test on real (dashed: as real data; dotted: chance)", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=min(4, len(models)), loc="lower right")
     return fig

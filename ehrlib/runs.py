@@ -27,6 +27,7 @@ from pathlib import Path
 from ehrlib.cohort import Cohort
 from ehrlib.errors import RunError
 from ehrlib.io import atomic_write, process_alive
+from ehrlib.metrics import names
 from ehrlib.data.splits import save_ids
 
 ENV_RUNS_DIR = "EHRLIB_RUNS_DIR"
@@ -244,7 +245,6 @@ def failed_generators(manifest: dict, stages=GENERATING_STAGES) -> dict[str, str
 # ---------------------------------------------------------------------------- stage context
 METRICS_DIR = "metrics"
 #: Metric families saved by the evaluation stages, in the order Table 1 reads them.
-METRIC_FAMILIES = ("prevalence", "discriminator", "privacy")
 
 
 class Stage:
@@ -396,13 +396,13 @@ class Stage:
 
     def save_metrics(self, family: str, df) -> Path:
         """Save one metric family's tidy table (``metrics/<family>.csv``)."""
-        if family not in METRIC_FAMILIES:
-            raise RunError(f"metric family {family!r}: expected one of {METRIC_FAMILIES}")
+        if family not in names.FAMILIES:
+            raise RunError(f"metric family {family!r}: expected one of {names.FAMILIES}")
         path = atomic_write(self.run.dir(METRICS_DIR) / f"{family}.csv", lambda tmp: df.to_csv(tmp, index=False))
         self._note("outputs", path)
         return path
 
-    def metrics(self, families=METRIC_FAMILIES):
+    def metrics(self, families=names.FAMILIES):
         """Every metric family saved so far, as one tidy table (families not yet run are skipped)."""
         import pandas as pd
 

@@ -126,10 +126,8 @@ def pool_threads(*, cpus: int | None = None, environ: dict | None = None) -> int
     forests): ``OMP_NUM_THREADS`` when set, else every available core.
 
     Such threads do not spin, so other busy processes slow them down without collapsing them and
-    no measurement is needed. Measured on 2026-12-02 on the shared 2-core machine (the Random
-    Forest discriminator at paper scale, book/methods.md): two threads ran 0.97x as fast as one
-    with one core busy elsewhere, 1.26x with one more busy process, 0.99x in the whole
-    ``bench_table1.py --full`` run with ~1.9 cores busy; never slower beyond noise.
+    no measurement is needed (the Random Forest discriminator at paper scale was never slower with
+    two threads than with one beyond noise; the measurements are on the book's methods page).
     """
     env = os.environ if environ is None else environ
     preset = env.get("OMP_NUM_THREADS", "").strip()

@@ -1,4 +1,4 @@
-"""Two-sample patient bootstrap of prevalence metrics with basic intervals (EVALUATION.md)."""
+"""Two-sample patient bootstrap of prevalence metrics with basic intervals (the book's methods page)."""
 import numpy as np
 import pandas as pd
 import pytest

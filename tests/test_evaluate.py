@@ -35,8 +35,12 @@ def test_output_is_tidy_with_the_documented_metric_names(small_cohort):
     assert list(out.columns) == COLUMNS
     expected = {"prevalence_r2", "prevalence_pearson", "prevalence_rmse", "nnaar", "mia_accuracy", "mia_precision",
                 "mia_recall", "mia_f1", "mia_auc", "mia_tpr_at_1pct_fpr", "exact_copy_rate", "dcr_share",
-                "rf_disc_accuracy", "rf_disc_auc", "rf_disc_score", "rf_disc_auc_score"}
-    assert set(out.metric) == expected
+                "rf_disc_accuracy", "rf_disc_auc", "rf_disc_score", "rf_disc_auc_score",
+                names.UTILITY_RATIO, names.ATTRIBUTE_ADVANTAGE}
+    per_task = {names.split_task_metric(m)[0] for m in out.metric if names.split_task_metric(m)[1]}
+    assert set(m for m in out.metric if not names.split_task_metric(m)[1]) == expected
+    assert per_task == {*names.UTILITY_PHENOTYPE_STATS, *names.NEXT_VISIT_STATS,
+                        *(names.attribute_metric(s, "x").split(names.TASK_SEPARATOR)[0] for s in names.ATTRIBUTE_STATS)}
     assert set(out.family) == set(names.FAMILIES)
     assert (out["note"].str.len() > 0).all()
 
@@ -213,6 +217,8 @@ def test_cli_evaluates_long_format_files(tmp_path, small_cohort):
 
     metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
     assert set(metrics.model) == {"mymodel"} and "nnaar" in set(metrics.metric)
+    assert {names.UTILITY, names.ATTRIBUTE_INFERENCE} <= set(metrics.family)
+    assert {names.UTILITY_RATIO, names.ATTRIBUTE_ADVANTAGE} <= set(metrics.metric)
     assert (tmp_path / "out" / "table1.md").is_file()
 
 

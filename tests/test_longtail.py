@@ -51,50 +51,61 @@ def test_single_cohort_is_named_synthetic(train):
     assert out["model"].tolist() == ["synthetic"]
 
 
-def test_empty_synthetic_cohort_raises(train):
+@pytest.fixture
+def holdout():
+    return flat([["A", "B"], ["A", "C"], ["A"], ["B", "D"]], prefix="H")
+
+
+def prevalence_panels(train, holdout, synthetic, percentiles):
+    """The Figure 3 prevalence panels only, one row per model and percentile."""
+    out = lt.longtail_ablation(train, holdout, synthetic, percentiles, panels=("prevalence",), n_bootstrap=20,
+                               allow_overlap=True)
+    return out.pivot(index=["model", "percentile", "threshold", "n_codes"], columns="metric",
+                     values="estimate").reset_index()
+
+
+def test_empty_synthetic_cohort_raises(train, holdout):
     empty = Cohort.from_visits([], subject_ids=[])
     with pytest.raises(CohortError, match="'gpt'.*no diagnosis events"):
-        lt.percentile_ablation(train, {"gpt": empty})
+        lt.longtail_ablation(train, holdout, {"gpt": empty}, panels=("prevalence",))
     with pytest.raises(CohortError):
         lt.coverage_table(train, {})
 
 
 # ---------------------------------------------------------------- percentile ablation (Fig. 3)
-def test_percentile_filter_keeps_codes_at_or_below_threshold(train):
-    # counts [10, 5, 3, 1, 1]: the 50th percentile is 3, so C, D, E (+ the novel X) are kept
+def test_percentile_filter_keeps_codes_at_or_below_threshold(train, holdout):
+    # counts [10, 5, 3, 1, 1]: the 50th percentile is 3, so the training codes C, D, E are kept
     synth = flat([["A", "C", "X"], ["A"], ["B"]])
-    out = lt.percentile_ablation(train, {"m": synth}, percentiles=(50, 100)).set_index("percentile")
-    assert out.at[50.0, "threshold"] == 3.0
-    assert out.at[50.0, "n_codes"] == 4 and out.at[50.0, "n_novel"] == 1
-    assert out.at[100.0, "n_codes"] == 6
+    out = prevalence_panels(train, holdout, {"m": synth}, (50, 100)).set_index("percentile")
+    assert out.at[50.0, "threshold"] == 3.0 and out.at[50.0, "n_codes"] == 3
+    assert out.at[100.0, "n_codes"] == 5
 
 
-def test_percentile_subset_fit_matches_hand_computation(train):
+def test_percentile_subset_fit_matches_hand_computation(train, holdout):
     synth = flat([["A", "C", "X"], ["A"], ["B"]])
-    row = lt.percentile_ablation(train, {"m": synth}, percentiles=(50,)).iloc[0]
-    real = np.array([0.3, 0.1, 0.1, 0.0])        # C, D, E, X in train
+    row = prevalence_panels(train, holdout, {"m": synth}, (50,)).iloc[0]
+    real = np.array([0.3, 0.1, 0.1, 0.0])        # C, D, E and the novel X (kept: training count 0)
     syn = np.array([1 / 3, 0.0, 0.0, 1 / 3])
     r2 = 1 - ((syn - real) ** 2).sum() / ((real - real.mean()) ** 2).sum()
-    assert row["r2"] == pytest.approx(r2)
-    assert row["pearson"] == pytest.approx(np.corrcoef(real, syn)[0, 1])
-    assert row["rmse"] == pytest.approx(np.sqrt(((syn - real) ** 2).mean()))
+    assert row["prevalence_r2"] == pytest.approx(r2)
+    assert row["prevalence_rmse"] == pytest.approx(np.sqrt(((syn - real) ** 2).mean()))
 
 
-def test_identical_cohort_fits_perfectly(train):
-    out = lt.percentile_ablation(train, {"copy": train}, percentiles=(100,)).iloc[0]
-    assert out["r2"] == pytest.approx(1.0) and out["pearson"] == pytest.approx(1.0)
-    assert out["rmse"] == 0.0
+def test_identical_cohort_fits_perfectly(train, holdout):
+    out = prevalence_panels(train, holdout, {"copy": train}, (100,)).iloc[0]
+    assert out["prevalence_r2"] == pytest.approx(1.0) and out["prevalence_rmse"] == 0.0
 
 
-def test_r2_is_nan_when_real_prevalences_are_equal(train):
+def test_r2_is_nan_when_real_prevalences_are_equal(train, holdout):
     # at the 25th percentile only D and E (both in 1 patient) remain: SS_tot = 0
-    out = lt.percentile_ablation(train, {"copy": train}, percentiles=(25,)).iloc[0]
-    assert out["n_codes"] == 2 and math.isnan(out["r2"]) and math.isnan(out["pearson"])
+    with pytest.warns(UserWarning, match="could not be computed"):
+        out = prevalence_panels(train, holdout, {"copy": train}, (25,)).iloc[0]
+    assert out["n_codes"] == 2 and math.isnan(out["prevalence_r2"])
 
 
-def test_percentiles_out_of_range_raise(train):
+def test_percentiles_out_of_range_raise(train, holdout):
     with pytest.raises(ValueError, match="percentiles"):
-        lt.percentile_ablation(train, train, percentiles=(0, 50))
+        lt.longtail_ablation(train, holdout, train, percentiles=(0, 50), panels=("prevalence",), allow_overlap=True)
 
 
 # ---------------------------------------------------------------- frequency buckets (Fig. 8)

@@ -73,15 +73,35 @@ def test_fig2_histogram_counts_every_training_code_once(train):
 
 
 def test_fig3_percentile_ablation_has_one_panel_per_metric(train, synthetic):
-    fig = plots.fig3_percentile_ablation(longtail.percentile_ablation(train, synthetic))
-    assert len(fig.axes) == 3
+    holdout = random_cohort(3, 60, "E")
+    df = longtail.longtail_ablation(train, holdout, synthetic, panels=("prevalence",), n_bootstrap=20)
+    fig = plots.fig3_percentile_ablation(df)
+    assert len(fig.axes) == 2
     assert all(len(ax.get_lines()) == 2 for ax in fig.axes)
     assert legend_labels(fig) == ["HALO", "GPT baseline"]
 
 
 def test_fig3_adds_mia_panels_when_present(train, synthetic):
-    df = longtail.percentile_ablation(train, synthetic).assign(mia_f1=0.5)
-    assert len(plots.fig3_percentile_ablation(df).axes) == 4
+    holdout = random_cohort(3, 60, "E")
+    df = longtail.longtail_ablation(train, holdout, synthetic, panels=("prevalence", "privacy"), n_bootstrap=20,
+                                    repeats=2)
+    assert len(plots.fig3_percentile_ablation(df).axes) == 5
+
+
+def test_fig_utility_draws_one_bar_group_per_task_and_the_mean():
+    from ehrlib.metrics import names
+
+    rows = []
+    for model in ("holdout", "marginals"):
+        for task in ("diabetes", "sepsis"):
+            for stat, value in ((names.TRTR_AUROC, 0.7), (names.TSTR_TRTR_RATIO, 0.9)):
+                rows.append({"model": model, "metric": names.task_metric(stat, task), "estimate": value,
+                             "ci_low": value - 0.05, "ci_high": value + 0.05})
+        rows.append({"model": model, "metric": names.UTILITY_RATIO, "estimate": 0.9, "ci_low": 0.85, "ci_high": 0.95})
+    fig = plots.fig_utility(pd.DataFrame(rows))
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["diabetes", "sepsis", "mean"]
+    assert len(ax.patches) == 2 * 3
 
 
 def test_fig3_draws_the_six_paper_panels_with_intervals_from_the_tidy_ablation(train, synthetic):

@@ -160,7 +160,7 @@ def visit_position_matrix(cohort: Cohort, vocab: Vocabulary, n_positions: int | 
     """Patients x (visit position, code) multi-hot: column ``visit * V + code``.
 
     The inner product of two rows counts the codes the two records share at the same visit
-    position, which is what the visit-aligned set distance needs (EVALUATION.md).
+    position, which is what the visit-aligned set distance needs (the book's methods page).
     """
     pat, vis = _positions(cohort)
     longest = int(vis.max()) + 1 if len(vis) else 1

@@ -53,7 +53,7 @@ from ehrlib.metrics.prevalence import (
 )
 
 N_BOOTSTRAP = 1000
-"""Replicates per metric, as EVALUATION.md requires."""
+"""Replicates per metric (the book's methods page, "Uncertainty")."""
 
 LEVEL = 0.95
 """Default two-sided confidence level."""
@@ -151,8 +151,12 @@ class RealResamples:
     n_events: int
 
     @classmethod
-    def draw(cls, real: Cohort, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> "RealResamples":
+    def draw(cls, real: Cohort, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0, *, matrix=None,
+             vocab: Vocabulary | None = None) -> "RealResamples":
         """Resample the real cohort's patients ``n_bootstrap`` times with replacement.
+
+        ``matrix`` and ``vocab``: the cohort's patients x codes 0/1 matrix over its own codes,
+        when the caller has it (the evaluation context); built here otherwise.
 
         Raises:
             CohortError: the real cohort is empty.
@@ -160,8 +164,9 @@ class RealResamples:
         """
         _check_nonempty(real, "real")
         _check_n_bootstrap(n_bootstrap)
-        vocab = Vocabulary.from_cohorts(real)
-        matrix = binary_matrix(real, vocab)
+        if matrix is None or vocab is None:
+            vocab = Vocabulary.from_cohorts(real)
+            matrix = binary_matrix(real, vocab)
         rng = np.random.default_rng(_seed_sequences(seed)[0])
         return cls(vocab, prevalence_from_matrix(matrix), _draw_replicates(matrix, n_bootstrap, rng), seed,
                    real.n_patients, real.n_events)
@@ -237,15 +242,19 @@ def prevalence_replicates(
                 f"n_bootstrap={n_bootstrap} but real_resamples hold {real_resamples.n_bootstrap} "
                 "replicates; pass n_bootstrap=None to use theirs"
             )
-    n_bootstrap = real_resamples.n_bootstrap
     if vocab is None:
         vocab = Vocabulary.from_cohorts(real, synthetic)
-    metrics = PREVALENCE_METRICS if metrics is None else metrics
+    return _replicates(real_resamples, binary_matrix(synthetic, vocab), vocab, seed, metrics)
 
+
+def _replicates(real_resamples: RealResamples, matrix, vocab: Vocabulary, seed: int,
+                metrics: Mapping[str, PrevalenceMetric] | None = None):
+    """:func:`prevalence_replicates` from the real side's resamples and the synthetic 0/1 matrix over ``vocab``."""
+    n_bootstrap = real_resamples.n_bootstrap
+    metrics = PREVALENCE_METRICS if metrics is None else metrics
     cols = real_resamples.columns(vocab)
     real_estimate = np.zeros(len(vocab))
     real_estimate[cols] = real_resamples.estimate
-    matrix = binary_matrix(synthetic, vocab)
     estimates = prevalence_scores(real_estimate, prevalence_from_matrix(matrix), metrics)
 
     rng = np.random.default_rng(_seed_sequences(seed)[1])
@@ -254,7 +263,7 @@ def prevalence_replicates(
         b = sl.stop - sl.start
         real_block = np.zeros((b, len(vocab)))
         real_block[:, cols] = real_resamples.replicates[sl]
-        synthetic_block = replicate_prevalences(matrix, resample_weights(synthetic.n_patients, b, rng))
+        synthetic_block = replicate_prevalences(matrix, resample_weights(matrix.shape[0], b, rng))
         for name, values in prevalence_scores(real_block, synthetic_block, metrics).items():
             replicates[name][sl] = values
     return estimates, replicates
@@ -410,3 +419,21 @@ def bootstrap_prevalence(
         real, synthetic, n_bootstrap, seed, real_resamples, vocab, metrics
     )
     return interval_table(estimates, replicates, level)
+
+
+def prevalence_from_context(context, name: str, *, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0,
+                            level: float = LEVEL) -> pd.DataFrame:
+    """The prevalence family of one synthetic cohort of an :class:`ehrlib.metrics.context.EvaluationContext`.
+
+    Paper: section 3.1. Equals :func:`bootstrap_prevalence` of ``(context.train, synthetic)``
+    with the context's real-side resamples (drawn once for B and ``seed``, shared by every
+    generator) and the context's binary matrix of the synthetic cohort.
+    """
+    vocab = context.union(context.real_key("train"), name)
+    real_resamples = context.real_resamples(n_bootstrap, seed)
+    estimates, replicates = _replicates(real_resamples, context.binary(name, vocab), vocab, seed)
+    df = interval_table(estimates, replicates, level)
+    shared = " (train side shared across generators)" if len(context.synthetic) > 1 else ""
+    df["note"] = (f"basic bootstrap interval, B={n_bootstrap}, patients of train and synthetic resampled "
+                  f"independently{shared}")
+    return df

@@ -108,7 +108,7 @@ def cooccurrence_intervals(train: Cohort, synthetic, k: int = 50, n_bootstrap: i
     one sparse product of the resample weights with the patients x code-pairs matrix. The head
     codes are those of the full training cohort (the table is conditional on them).
 
-    Paper: appendix G.5, Table 14; intervals as in EVALUATION.md ("Uncertainty").
+    Paper: appendix G.5, Table 14; intervals as on the book's methods page ("Uncertainty").
 
     Returns:
         :func:`cooccurrence_similarity` plus ``cosine_ci_low``, ``cosine_ci_high``,

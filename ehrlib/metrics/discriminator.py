@@ -7,7 +7,7 @@ is trained on a patient-level split to label records real (1) or synthetic (0); 
 
 Two protocols (:data:`ehrlib.metrics.names.PROTOCOLS`), chosen by :func:`discriminator_family`:
 
-* ``corrected`` (EVALUATION.md): the real class is drawn from ``train`` (``holdout`` as an
+* ``corrected`` (the book's methods page): the real class is drawn from ``train`` (``holdout`` as an
   option), both classes are subsampled to the smaller size (10,000 vs 10,000 at paper scale),
   each class is split 80/20 at patient level (stratified), and every statistic carries a basic
   bootstrap interval over the held-out predictions (patients resampled within each class);
@@ -70,11 +70,10 @@ REAL, SYNTHETIC = 1, 0  # class labels, as in the paper's notebook
 class RandomForestConfig:
     """Random Forest discriminator (appendix E.2).
 
-    Cost at paper scale (8,000 + 8,000 training patients, ~6,900 codes): the corrected Table 1's
-    forests for five generators took 85.5 s on the idle 2-core machine (2026-12-02,
-    ``bench_table1.py --full``), 107 s before rows that share features and label were merged
-    (:func:`fit_forest`: the same trees, without the nodes of identical records with both labels
-    that scikit-learn can only give up on after reading every feature column).
+    Rows that share features and label are merged before fitting (:func:`fit_forest`: the same
+    trees, without the nodes of identical records with both labels that scikit-learn can only give
+    up on after reading every feature column); the cost at paper scale is measured on the book's
+    methods page (``benchmarks/bench_table1.py --full``).
     """
 
     n_estimators: int = 100        # trees (the paper's notebook: sklearn's default 100)
@@ -511,7 +510,7 @@ def prediction_intervals(labels, probabilities, n_bootstrap: int = 1000, seed: i
     of the LSTM accuracy does.
 
     Paper: appendix E and the paper's eval notebook (100 bootstrap resamples of the LSTM's
-    test predictions, mean ± std); here basic intervals (EVALUATION.md, "Uncertainty").
+    test predictions, mean ± std); here basic intervals (the book's methods page, "Uncertainty").
 
     Args:
         labels: 1 real, 0 synthetic.
@@ -644,3 +643,22 @@ def discriminator_family(
             rows.append({"metric": names.disc_metric(kind, stat), "estimate": est, "ci_low": low, "ci_high": high,
                          "spread": float("nan"), "note": note})
     return pd.DataFrame(rows, columns=["metric", "estimate", "ci_low", "ci_high", "spread", "note"])
+
+
+def discriminator_from_context(context, name: str, kinds=(names.RF,), *, real: str = "train", **options):
+    """The discriminator family of one synthetic cohort of an :class:`ehrlib.metrics.context.EvaluationContext`.
+
+    Paper: section 3.1 and appendix E. Equals :func:`discriminator_family` of the context's
+    cohorts, over the union of the real class's and the synthetic cohort's codes, with the real
+    class's binary matrix taken from the context (built once for every generator).
+    ``options``: the other arguments of :func:`discriminator_family`.
+    """
+    if real not in names.REAL_CLASSES:
+        from ehrlib.errors import ConfigError
+
+        raise ConfigError(f"real={real!r}: expected one of {names.REAL_CLASSES}")
+    key = context.real_key(real)
+    vocab = context.union(key, name)
+    real_binary = context.binary(key, vocab) if names.RF in kinds else None
+    return discriminator_family(context.train, context.holdout, context.synthetic[name], kinds, real=real,
+                                vocab=vocab, real_binary=real_binary, **options)

@@ -16,7 +16,7 @@ record and ``I = <x_a, x_b>`` the codes the two records share at the same visit 
 So every pair of two cohorts comes from one sparse product per chunk of query rows: the
 ``chunk x n_ref`` block is dense, the full ``n_query x n_ref`` matrix never exists. The
 Jaccard variant ``1 - I / (T_a + T_b - I)`` (``metric="jaccard"``) comes from the same product
-and is offered as a sensitivity analysis (EVALUATION.md).
+and is offered as a sensitivity analysis (the book's methods page).
 
 Exactness: the set distance without a length penalty is an integer computed in float32
 (exact below 2**24), so ties are exact. The Jaccard variant and any length penalty are computed

@@ -22,7 +22,7 @@ Definitions shared by the whole module:
   estimates; ``p`` estimated by the training prevalence). ``rmse_noise`` is the square root of
   its mean over the codes of a subset and ``r2_noise = 1 - sum(var) / SS_tot`` is the R² such an
   ideal generator would get on average. These columns say how much of a bad R² in a narrow
-  frequency band is sampling noise (EVALUATION.md: real vs real gives large negative R² in
+  frequency band is sampling noise (the book's methods page: real vs real gives large negative R² in
   the rare buckets).
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ import pandas as pd
 from ehrlib.metrics import prevalence
 from ehrlib.cohort import Cohort, CohortError
 from ehrlib.data.encode import Vocabulary, binary_matrix
+from ehrlib.metrics.context import HOLDOUT, TRAIN, as_context
 
 #: Name of the real training cohort in outputs that include it.
 REAL = "train"
@@ -119,91 +120,6 @@ def _fit(real: np.ndarray, synth: np.ndarray, noise_var: np.ndarray) -> dict:
         "rmse_noise": float(np.sqrt(noise_var.mean())),
         "r2_noise": 1.0 - float(noise_var.sum()) / ss_tot if ss_tot > 0 else float("nan"),
     }
-
-
-# ---------------------------------------------------------------------------- Fig. 3
-def percentile_ablation(train: Cohort, synthetic, percentiles: Sequence[float] = PERCENTILES, *,
-                        protocol: str = "corrected") -> pd.DataFrame:
-    """Prevalence fit on the codes at or below each percentile of training frequency (Fig. 3).
-
-    For each ``p`` the threshold is the ``p``-th percentile (linear interpolation) of the
-    patient counts of the codes present in ``train``; the subset keeps every code of the
-    train ∪ synthetic union whose training count is at or below it, so the head of the
-    distribution is dropped and the tail kept. Codes the model emits but ``train`` lacks have
-    training count 0 and stay in every subset (they are errors the model makes in the tail).
-    Because many rare codes share a count, a subset can hold more than ``p`` % of the codes.
-
-    Paper: section 4 ablation, Fig. 3 (prevalence R², Pearson, RMSE per percentile). All six
-    panels with intervals: :func:`longtail_ablation`.
-
-    ``protocol="paper"``: percentiles over code occurrences, only training codes kept, and
-    prevalence divided by the patients left after filtering (the paper's notebook); a model with
-    no record left has NaN fits. ``corrected`` (default): as described above.
-    Deviations: comparison over the per-model union vocabulary (the paper used the training
-    vocabulary; its generators emitted no novel codes, so the two agree there); adds the
-    sampling-noise reference columns.
-
-    Args:
-        train: the real training cohort.
-        synthetic: a Cohort or a dict ``name -> Cohort``.
-        percentiles: values in (0, 100].
-
-    Returns:
-        One row per model and percentile: ``model``, ``percentile``, ``threshold`` (training
-        patient count at the percentile), ``n_codes`` (codes in the subset), ``n_novel``
-        (of which absent from train), ``r2``, ``pearson``, ``rmse``, ``rmse_noise``,
-        ``r2_noise``.
-
-    Raises:
-        CohortError: ``train`` or a synthetic cohort has no events.
-        ValueError: a percentile outside (0, 100].
-    """
-    from ehrlib.metrics import names
-
-    names.check_protocol(protocol)
-    pcts = _check_percentiles(percentiles)
-    _require_events(train, REAL)
-    models = _named(synthetic)
-    if protocol == names.PAPER:
-        return _paper_percentile_ablation(train, models, pcts)
-    real = code_counts(train)
-    n_t = train.n_patients
-    thresholds = np.percentile(real.to_numpy(), pcts)
-    rows = []
-    for name, cohort in models.items():
-        synth = code_counts(cohort)
-        n_s = cohort.n_patients
-        _, t, s = _align(real, synth)
-        pt, ps = t / n_t, s / n_s
-        var = _noise_var(pt, n_t, n_s)
-        for p, thr in zip(pcts, thresholds):
-            keep = t <= thr
-            rows.append({
-                "model": name, "percentile": float(p), "threshold": float(thr),
-                "n_codes": int(keep.sum()), "n_novel": int((keep & (t == 0)).sum()),
-                **_fit(pt[keep], ps[keep], var[keep]),
-            })
-    return pd.DataFrame(rows, columns=["model", "percentile", "threshold", "n_codes", "n_novel", *FIT_COLUMNS])
-
-
-def _paper_percentile_ablation(train: Cohort, models: dict, pcts: np.ndarray) -> pd.DataFrame:
-    rows = []
-    for p in pcts:
-        tail = tail_codes(train, p, "paper")
-        keep = tail["codes"]
-        t_r = _restrict(train, keep)
-        for name, cohort in models.items():
-            s_r = _restrict(cohort, keep)
-            row = {"model": name, "percentile": float(p), "threshold": tail["threshold"], "n_codes": tail["n_codes"],
-                   "n_novel": 0}
-            if s_r is None:
-                rows.append({**row, **{k: float("nan") for k in FIT_COLUMNS}})
-                continue
-            real, synth = code_counts(t_r).reindex(sorted(keep), fill_value=0), code_counts(s_r)
-            _, t, s = _align(real, synth)
-            pt, ps = t / t_r.n_patients, s / s_r.n_patients
-            rows.append({**row, **_fit(pt, ps, _noise_var(pt, t_r.n_patients, s_r.n_patients))})
-    return pd.DataFrame(rows, columns=["model", "percentile", "threshold", "n_codes", "n_novel", *FIT_COLUMNS])
 
 
 # ---------------------------------------------------------------------------- Fig. 8
@@ -514,7 +430,7 @@ def coverage_table(train: Cohort, synthetic, top: Sequence[int] = (10, 50), skew
     replacement B times (the train resamples shared by every model, so models are compared on
     paired replicates), every column is recomputed from the resampled patient counts, and each
     numeric column gains ``<column>_ci_low`` / ``<column>_ci_high``, the basic bootstrap
-    interval (EVALUATION.md). Counts such as ``unique_codes`` shrink under resampling (a
+    interval (the book's methods page). Counts such as ``unique_codes`` shrink under resampling (a
     resample misses rare codes), so their basic intervals are shifted upwards; read them as the
     sampling uncertainty of a support-dependent statistic, not as a range of plausible counts.
     ``kl_syn_real`` has no interval (NaN) when it is infinite in some resample (a train resample
@@ -702,7 +618,8 @@ def _prevalence_rows(x_real, x_syn, n_bootstrap: int, seed: int) -> dict:
 
 def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Sequence[float] = PERCENTILES, *,
                       protocol: str = "corrected", discriminator: str | None = "rf", n_bootstrap: int = 1000,
-                      repeats: int = 10, seed: int = 0, real: str = "train", **discriminator_options) -> pd.DataFrame:
+                      repeats: int = 10, seed: int = 0, real: str = "train", panels=None,
+                      context=None, allow_overlap: bool = False, **discriminator_options) -> pd.DataFrame:
     """Fig. 3 complete: six metrics per percentile on records restricted to the tail codes.
 
     For each percentile ``p``, train, holdout and synthetic records are restricted to the codes
@@ -727,7 +644,8 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
       long-tail loop's hidden size 16
       (:data:`ehrlib.metrics.discriminator.PAPER_LONGTAIL_LSTM`) unless ``lstm`` is given.
 
-    Paper: section 4 ablation, Fig. 3.
+    Paper: section 4 ablation, Fig. 3. The one Figure 3 implementation: the pipeline draws it and
+    :func:`ehrlib.metrics.protocols.protocol_effects` reads its prevalence panels.
 
     Args:
         train, holdout: the real cohorts.
@@ -737,6 +655,12 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
         discriminator: ``"rf"``, ``"lstm"`` or ``None`` (no discriminator panel).
         n_bootstrap, repeats, seed: as in :func:`ehrlib.metrics.evaluate`.
         real: the discriminator's real class (``"train"`` or ``"holdout"``).
+        panels: the families of panels to compute, a subset of ``("prevalence", "privacy",
+            "discriminator")`` (default all three; ``discriminator=None`` drops the last).
+        context: an :class:`ehrlib.metrics.context.EvaluationContext` of these cohorts to reuse
+            (its encodings and overlap check); built here otherwise. Each percentile's restricted
+            cohorts form one restricted context shared by every model.
+        allow_overlap: as in :func:`ehrlib.metrics.evaluate`.
         **discriminator_options: ``rf``, ``lstm``, ``device``, ``test_size``.
 
     Returns:
@@ -755,19 +679,24 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
 
     from ehrlib.metrics import names
     from ehrlib.metrics import discriminator as disc
-    from ehrlib.metrics.privacy import privacy_metrics
+    from ehrlib.metrics.privacy import privacy_from_context
 
     names.check_protocol(protocol)
     if discriminator is not None:
         names.check_kind(discriminator)
     if protocol == names.PAPER and discriminator == names.LSTM:
         discriminator_options.setdefault("lstm", disc.PAPER_LONGTAIL_LSTM)
+    panels = set((names.PREVALENCE, names.PRIVACY, names.DISCRIMINATOR) if panels is None else panels)
+    if discriminator is None:
+        panels.discard(names.DISCRIMINATOR)
     pcts = _check_percentiles(percentiles)
     _require_events(train, REAL)
     _require_events(holdout, "holdout")
     models = _named(synthetic)
+    context = as_context(train, holdout, models, allow_overlap=allow_overlap, context=context)
     paper = protocol == names.PAPER
-    train_codes = set(code_counts(train).index)
+    train_codes = context.codes[TRAIN]
+    novel = frozenset().union(*(context.codes[k] for k in (HOLDOUT, *models))) - train_codes
     rows = []
 
     def add(base, metric, est, low=np.nan, high=np.nan, spread=np.nan, note=""):
@@ -776,58 +705,67 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
 
     for p in pcts:
         tail = tail_codes(train, p, protocol)
+        # codes absent from train have training frequency 0: always in the corrected tail. The
+        # restricted cohorts are the same whichever model's novel codes are kept (a cohort has
+        # none of another's), so one restricted context serves every model.
+        try:
+            restricted = context.restrict(tail["codes"] if paper else tail["codes"] | novel)
+        except CohortError:
+            restricted = None
         for name, cohort in models.items():
             keep = set(tail["codes"])
-            if not paper:  # codes absent from train have training frequency 0: always in the tail
-                keep |= (set(pd.unique(cohort.events["code"]).tolist()) | set(
-                    pd.unique(holdout.events["code"]).tolist())) - train_codes
-            t_r, e_r, s_r = _restrict(train, keep), _restrict(holdout, keep), _restrict(cohort, keep)
+            if not paper:
+                keep |= (context.codes[name] | context.codes[HOLDOUT]) - train_codes
+            s_r = restricted.synthetic.get(name) if restricted is not None else None
+            if s_r is None and _restrict(cohort, keep) is not None:  # a cohort the restriction left out
+                s_r = cohort.restrict_codes(keep)
             base = {"model": name, "percentile": float(p), "threshold": tail["threshold"],
                     "tail_share": tail["tail_share"], "n_codes": tail["n_codes"],
                     "synthetic_patients": 0 if s_r is None else s_r.n_patients}
             # prevalence R² and RMSE
-            vocab = Vocabulary(keep)
-            if paper:
-                if s_r is None:
-                    add(base, names.PREVALENCE_R2, np.nan, note="no synthetic record holds a tail code")
-                    add(base, names.PREVALENCE_RMSE, np.nan, note="no synthetic record holds a tail code")
-                    prev = None
+            if names.PREVALENCE in panels:
+                vocab = Vocabulary(keep)
+                if paper:
+                    if s_r is None or restricted is None:
+                        add(base, names.PREVALENCE_R2, np.nan, note="no synthetic record holds a tail code")
+                        add(base, names.PREVALENCE_RMSE, np.nan, note="no synthetic record holds a tail code")
+                        prev = None
+                    else:
+                        t_r = restricted.train
+                        prev = _prevalence_rows(restricted.binary(TRAIN, vocab), restricted.binary(name, vocab),
+                                                n_bootstrap, seed)
+                        note = (f"prevalence over the patients left after filtering ({t_r.n_patients} train, "
+                                f"{s_r.n_patients} synthetic); basic bootstrap, B={n_bootstrap}")
                 else:
-                    x_t, x_s = binary_matrix(t_r, vocab), binary_matrix(s_r, vocab)
-                    prev = _prevalence_rows(x_t, x_s, n_bootstrap, seed)
-                    note = (f"prevalence over the patients left after filtering ({t_r.n_patients} train, "
-                            f"{s_r.n_patients} synthetic); basic bootstrap, B={n_bootstrap}")
-            else:
-                full = Vocabulary(keep | set(pd.unique(train.events["code"]).tolist())
-                                  | set(pd.unique(cohort.events["code"]).tolist()))
-                cols = full.index(sorted(keep))
-                x_t = binary_matrix(train, full)[:, cols]
-                x_s = binary_matrix(cohort, full)[:, cols]
-                prev = _prevalence_rows(x_t, x_s, n_bootstrap, seed)
-                note = (f"prevalence over all patients ({train.n_patients} train, {cohort.n_patients} synthetic); "
-                        f"basic bootstrap, B={n_bootstrap}")
-            if prev is not None:
-                for metric in (names.PREVALENCE_R2, names.PREVALENCE_RMSE):
-                    add(base, metric, *prev[metric], note=note)
+                    prev = _prevalence_rows(context.binary(TRAIN, vocab), context.binary(name, vocab), n_bootstrap,
+                                            seed)
+                    note = (f"prevalence over all patients ({train.n_patients} train, {cohort.n_patients} synthetic); "
+                            f"basic bootstrap, B={n_bootstrap}")
+                if prev is not None:
+                    for metric in (names.PREVALENCE_R2, names.PREVALENCE_RMSE):
+                        add(base, metric, *prev[metric], note=note)
             # privacy: NNAAR, MIA F1, MIA accuracy
-            privacy_ok = all(c is not None and c.n_patients >= 2 for c in (t_r, e_r, s_r))
-            if privacy_ok:
-                priv = privacy_metrics(t_r, e_r, s_r, seed=seed, repeats=repeats, protocol=protocol).set_index("metric")
-                for metric in (names.NNAAR, names.MIA_F1, names.MIA_ACCURACY):
-                    r = priv.loc[metric]
-                    add(base, metric, r.estimate, spread=r.spread, note=r.note)
-            else:
-                for metric in (names.NNAAR, names.MIA_F1, names.MIA_ACCURACY):
-                    add(base, metric, np.nan,
-                        note="fewer than two train, holdout or synthetic records hold a tail code")
+            if names.PRIVACY in panels:
+                privacy_ok = restricted is not None and name in restricted.synthetic and all(
+                    c.n_patients >= 2 for c in (restricted.train, restricted.holdout, s_r))
+                if privacy_ok:
+                    priv = privacy_from_context(restricted, name, seed=seed, repeats=repeats,
+                                                protocol=protocol).set_index("metric")
+                    for metric in (names.NNAAR, names.MIA_F1, names.MIA_ACCURACY):
+                        r = priv.loc[metric]
+                        add(base, metric, r.estimate, spread=r.spread, note=r.note)
+                else:
+                    for metric in (names.NNAAR, names.MIA_F1, names.MIA_ACCURACY):
+                        add(base, metric, np.nan,
+                            note="fewer than two train, holdout or synthetic records hold a tail code")
             # discriminator privacy score
-            if discriminator is not None:
-                real_r = t_r if real == "train" else e_r
+            if names.DISCRIMINATOR in panels:
                 try:
-                    if real_r is None or s_r is None:
+                    if restricted is None or name not in restricted.synthetic:
                         raise CohortError("no real or no synthetic record holds a tail code")
-                    table = disc.discriminator_family(t_r, e_r, s_r, (discriminator,), protocol=protocol, real=real,
-                                                      n_bootstrap=n_bootstrap, seed=seed, **discriminator_options)
+                    table = disc.discriminator_from_context(restricted, name, (discriminator,), protocol=protocol,
+                                                            real=real, n_bootstrap=n_bootstrap, seed=seed,
+                                                            **discriminator_options)
                     r = table.set_index("metric").loc[names.disc_metric(discriminator, "score")]
                     add(base, "disc_score", r.estimate, r.ci_low, r.ci_high, note=f"{discriminator}: {r.note}")
                 except CohortError as err:

@@ -13,7 +13,7 @@ from ehrlib.errors import ConfigError
 CORRECTED = "corrected"
 PAPER = "paper"
 PROTOCOLS = (CORRECTED, PAPER)
-"""``corrected``: this project's protocol (EVALUATION.md). ``paper``: the paper's eval notebook
+"""``corrected``: this project's protocol (the book's methods page). ``paper``: the paper's eval notebook
 as closely as its text and code allow (self-match NNAAR, strict ties, 1,000-record samples,
 500 + 500 MIA, imbalanced train-vs-synthetic discriminators with a 0.2 test share, the binary
 length penalty, occurrence-count percentiles with filtered denominators)."""
@@ -30,7 +30,13 @@ def check_protocol(protocol: str) -> str:
 PREVALENCE = "prevalence"
 PRIVACY = "privacy"
 DISCRIMINATOR = "discriminator"
-FAMILIES = (PREVALENCE, PRIVACY, DISCRIMINATOR)
+UTILITY = "utility"
+ATTRIBUTE_INFERENCE = "attribute_inference"
+FAMILIES = (PREVALENCE, PRIVACY, DISCRIMINATOR, UTILITY, ATTRIBUTE_INFERENCE)
+"""Every metric family of :func:`ehrlib.metrics.evaluate`, in the order runs save and show them."""
+CORRECTED_ONLY_FAMILIES = (UTILITY, ATTRIBUTE_INFERENCE)
+"""Families the paper's protocol lacks (the paper reports neither): under ``paper`` they record
+one row saying so."""
 
 # ------------------------------------------------------------------------------ prevalence
 PREVALENCE_R2 = "prevalence_r2"
@@ -49,6 +55,54 @@ EXACT_COPY_RATE = "exact_copy_rate"
 DCR_SHARE = "dcr_share"
 PAPER_PRIVACY_METRICS = (NNAAR, MIA_ACCURACY, MIA_PRECISION, MIA_RECALL, MIA_F1)
 """The privacy metrics the paper reports (the ``paper`` protocol computes these only)."""
+
+# ------------------------------------------------------------------------------ per-task rows
+TASK_SEPARATOR = ":"
+"""Between a statistic and its task in per-task result names (:func:`task_metric`)."""
+
+# ------------------------------------------------------------------------------ utility
+UTILITY_RATIO = "utility_ratio"
+"""Summary row: the mean over phenotype tasks of TSTR AUROC / TRTR AUROC."""
+TRTR_AUROC = "trtr_auroc"
+TSTR_AUROC = "tstr_auroc"
+TSTR_TRTR_RATIO = "tstr_trtr_ratio"
+UTILITY_PHENOTYPE_STATS = (TRTR_AUROC, TSTR_AUROC, TSTR_TRTR_RATIO)
+"""Rows per phenotype task, named :func:`task_metric` ``(stat, task)``."""
+NEXT_VISIT = "next_visit"
+NEXT_VISIT_STATS = ("trtr_recall_at_k", "tstr_recall_at_k", "trtr_auprc", "tstr_auprc")
+"""Rows of the next-visit task (sequential generators only), named :func:`task_metric` ``(stat, "next_visit")``."""
+
+# ------------------------------------------------------------------------------ attribute inference
+ATTRIBUTE_ADVANTAGE = "attribute_advantage"
+"""Summary row: the attack's F1 on members (train) minus its F1 on non-members (holdout)."""
+ATTRIBUTE_STATS = ("f1_members", "f1_nonmembers", "auc_members", "auc_nonmembers", "f1_reference")
+"""Rows per sensitive attribute (and ``all`` pooled), named :func:`task_metric` ``("attribute_" + stat, attr)``;
+``f1_reference``: the same attack on non-members with a disjoint real sample as the release."""
+
+ATTRIBUTE_POOLED = "all"
+"""The attribute name of the rows pooled over every (patient, attribute) pair."""
+
+
+def attribute_metric(stat: str, attribute: str) -> str:
+    """The result name of an attribute-inference statistic, e.g. ``attribute_f1_members:hiv``."""
+    if stat not in ATTRIBUTE_STATS:
+        raise ConfigError(f"attribute-inference statistic {stat!r}: expected one of {ATTRIBUTE_STATS}")
+    return f"attribute_{stat}{TASK_SEPARATOR}{attribute}"
+
+
+SUMMARY_METRICS = {UTILITY: UTILITY_RATIO, ATTRIBUTE_INFERENCE: ATTRIBUTE_ADVANTAGE}
+"""The one summary row each new family adds besides its detailed rows."""
+
+def task_metric(stat: str, task: str) -> str:
+    """The result name of a per-task statistic, e.g. ``task_metric("tstr_auroc", "diabetes") == "tstr_auroc:diabetes"``."""
+    return f"{stat}{TASK_SEPARATOR}{task}"
+
+
+def split_task_metric(metric: str) -> tuple[str, str | None]:
+    """``(stat, task)`` of a :func:`task_metric` name (``task`` None for other names)."""
+    stat, sep, task = str(metric).partition(TASK_SEPARATOR)
+    return (stat, task) if sep else (stat, None)
+
 
 # ------------------------------------------------------------------------------ discriminators
 RF = "rf"
@@ -95,8 +149,13 @@ PAPER_DISC_KIND = "paper_disc_kind"
 TABLE1_PAPER_COLUMNS = (NNAAR, MIA_F1, MIA_ACCURACY, PREVALENCE_R2, PREVALENCE_PEARSON, PREVALENCE_RMSE,
                         PAPER_DISC_SCORE)
 """The paper's Table 1 columns (its *Prev.* is R²; Pearson r is in its eval notebook), in its order."""
+TABLE1_UTILITY_COLUMNS = (UTILITY_RATIO, task_metric(NEXT_VISIT_STATS[1], NEXT_VISIT))
+"""Table 1's train-on-synthetic group: the summary ratio and the next-visit TSTR recall@k."""
+TABLE1_ATTRIBUTE_COLUMNS = (ATTRIBUTE_ADVANTAGE, *(attribute_metric(s, ATTRIBUTE_POOLED)
+                                                   for s in ("f1_members", "f1_nonmembers", "f1_reference")))
+"""Table 1's attribute-inference group: the advantage, then the pooled F1s it compares."""
 TABLE1_ADDED_COLUMNS = (disc_metric(RF, "auc"), disc_metric(LSTM, "auc"), MIA_AUC, MIA_TPR_AT_1PCT_FPR,
-                        EXACT_COPY_RATE, DCR_SHARE)
+                        EXACT_COPY_RATE, DCR_SHARE, *TABLE1_UTILITY_COLUMNS, *TABLE1_ATTRIBUTE_COLUMNS)
 """Columns this project adds to Table 1."""
 TABLE1_COLUMNS = TABLE1_PAPER_COLUMNS + TABLE1_ADDED_COLUMNS
 TABLE1_GROUPS = {
@@ -104,9 +163,13 @@ TABLE1_GROUPS = {
     "utility": (PAPER_DISC_SCORE, PAPER_DISC_KIND, disc_metric(RF, "auc"), disc_metric(LSTM, "auc")),
     "privacy": (NNAAR, MIA_F1, MIA_ACCURACY),
     "privacy_added": (MIA_AUC, MIA_TPR_AT_1PCT_FPR, EXACT_COPY_RATE, DCR_SHARE),
+    "utility_tstr": TABLE1_UTILITY_COLUMNS,
+    "attribute_inference": TABLE1_ATTRIBUTE_COLUMNS,
 }
 """Table 1's columns grouped as the paper groups them (the discriminator reads as utility:
 can synthetic records stand in for real ones), paper columns first in each group."""
+TABLE1_CORRECTED_ONLY_GROUPS = ("utility_tstr", "attribute_inference")
+"""Table 1 groups of :data:`CORRECTED_ONLY_FAMILIES`: shown for the corrected protocol only."""
 
 TABLE1_HEADERS = {
     NNAAR: "NNAAR", MIA_F1: "MIA F1", MIA_ACCURACY: "MIA accuracy", PREVALENCE_R2: "Prev. R²",
@@ -114,6 +177,9 @@ TABLE1_HEADERS = {
     PAPER_DISC_KIND: "discriminator", disc_metric(RF, "auc"): "RF disc. AUC", disc_metric(LSTM, "auc"): "LSTM disc. AUC",
     MIA_AUC: "MIA AUC", MIA_TPR_AT_1PCT_FPR: "MIA TPR at 1% FPR", EXACT_COPY_RATE: "exact-copy rate",
     DCR_SHARE: "DCR share",
+    UTILITY_RATIO: "TSTR/TRTR AUROC", TABLE1_UTILITY_COLUMNS[1]: "next visit TSTR recall@k",
+    ATTRIBUTE_ADVANTAGE: "attr. inference advantage", TABLE1_ATTRIBUTE_COLUMNS[1]: "attr. F1 members",
+    TABLE1_ATTRIBUTE_COLUMNS[2]: "attr. F1 non-members", TABLE1_ATTRIBUTE_COLUMNS[3]: "attr. F1 reference",
 }
 """How Table 1's columns are headed on a page (the paper's names where it has them); a metric
 without an entry is headed by its id."""
@@ -129,4 +195,5 @@ FIG3_METRICS = (NNAAR, MIA_F1, MIA_ACCURACY, PREVALENCE_R2, PREVALENCE_RMSE, "di
 """The six panels of the paper's Fig. 3; ``disc_score`` is the discriminator's privacy score."""
 
 __all__ = [name for name in dir() if name.isupper() or name in (
-    "check_protocol", "check_kind", "disc_metric", "paper_discriminator", "header")]
+    "check_protocol", "check_kind", "disc_metric", "paper_discriminator", "task_metric", "split_task_metric",
+    "attribute_metric", "header")]

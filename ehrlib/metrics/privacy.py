@@ -7,7 +7,7 @@ synthetic codes unseen in training are fine.
 
 Nearest-neighbour metrics are never bootstrapped with replacement (a duplicated record would
 be its own neighbour at distance 0): their uncertainty is the spread over repeated subsamples
-drawn without replacement (EVALUATION.md, "Uncertainty").
+drawn without replacement (the book's methods page, "Uncertainty").
 
 Every function takes an integer ``seed``; each metric draws from a stream of its own,
 ``numpy.random.default_rng([seed, crc32(metric name)])``, so its subsamples are unrelated to
@@ -360,7 +360,7 @@ def _exact_copy_rate(train: EncodedCohort, synthetic: EncodedCohort) -> float:
 def exact_copy_rate(train: Cohort, synthetic: Cohort) -> float:
     """Share of synthetic records identical to some train record (set distance 0).
 
-    Paper: none (EVALUATION.md, "Copies"; the paper reports no copy metric).
+    Paper: none (the book's methods page, "Copies"; the paper reports no copy metric).
 
     Records are compared in the shared visit-position encoding, so two records are identical
     when they have the same codes in the same visits; this is exactly distance 0 and is found
@@ -396,7 +396,7 @@ def dcr(train: Cohort, holdout: Cohort, synthetic: Cohort, n: int | None = None,
         *, metric: str = "set", length_penalty: float = 0.0, chunk_size: int = CHUNK_SIZE) -> dict:
     """Distance to closest record: are synthetic records closer to train than to holdout?
 
-    Paper: none (EVALUATION.md, "Copies"; DCR as in SDMetrics and synthcity).
+    Paper: none (the book's methods page, "Copies"; DCR as in SDMetrics and synthcity).
 
     For every synthetic record, the distance to its nearest record in a train subsample and in
     the holdout, both of size ``n``. ``dcr_share`` is the share of synthetic records closer to
@@ -447,7 +447,7 @@ def privacy_metrics(train: Cohort, holdout: Cohort, synthetic: Cohort, seed: int
                     encoded: tuple[EncodedCohort, EncodedCohort, EncodedCohort] | None = None) -> pd.DataFrame:
     """The privacy family: NNAAR, membership inference, exact copies and DCR.
 
-    Paper: section 3.2 (NNAAR, MIA accuracy/precision/recall/F1); the rest from EVALUATION.md.
+    Paper: section 3.2 (NNAAR, MIA accuracy/precision/recall/F1); the rest from the book's methods page.
 
     ``protocol="corrected"`` (default): the three cohorts are encoded once. NNAAR, MIA and DCR
     each average ``repeats`` subsample draws from its own stream for ``seed``, so each row equals
@@ -702,3 +702,17 @@ def copied_records(real: Cohort, synthetic: Cohort, min_codes: int = 1) -> pd.Da
             stacklevel=2,
         )
     return _copied_from_keys(real_keys, record_keys(synthetic), int(min_codes), real, synthetic)
+
+
+def privacy_from_context(context, name: str, *, seed: int = 0, repeats: int = 10, protocol: str = "corrected",
+                         **options) -> pd.DataFrame:
+    """The privacy family of one synthetic cohort of an :class:`ehrlib.metrics.context.EvaluationContext`.
+
+    Paper: section 3.2. Equals :func:`privacy_metrics` of ``(context.train, context.holdout,
+    synthetic)``, on the context's encodings (each cohort encoded once for every generator).
+    ``options``: ``metric``, ``length_penalty``, ``chunk_size`` of :func:`privacy_metrics`.
+    """
+    encoded = (context.encoded(context.real_key("train")), context.encoded(context.real_key("holdout")),
+               context.encoded(name))
+    return privacy_metrics(context.train, context.holdout, context.synthetic[name], seed=seed, repeats=repeats,
+                           protocol=protocol, encoded=encoded, **options)

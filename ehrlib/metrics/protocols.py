@@ -53,37 +53,38 @@ def protocol_effects(train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort
         :data:`DIFFERENCES`), ``description``, ``metric``, ``paper``, ``corrected``, ``effect``
         (paper minus corrected).
     """
-    from ehrlib.metrics.discriminator import discriminator_family
-    from ehrlib.metrics.evaluate import evaluate, check_holdout
-    from ehrlib.metrics.longtail import percentile_ablation
-    from ehrlib.metrics.privacy import PAPER_DISTANCE, privacy_metrics
+    from ehrlib.metrics.context import EvaluationContext
+    from ehrlib.metrics.discriminator import discriminator_from_context
+    from ehrlib.metrics.evaluate import evaluate_context
+    from ehrlib.metrics.longtail import longtail_ablation
+    from ehrlib.metrics.privacy import PAPER_DISTANCE, privacy_from_context
 
-    if not allow_overlap:
-        check_holdout(train, holdout)
+    context = EvaluationContext.build(train, holdout, synthetic, allow_overlap=allow_overlap)
+    both = [f for f in names.FAMILIES if f not in names.CORRECTED_ONLY_FAMILIES]
     rows = []
 
     def add(model, key, metric, paper, corrected):
         rows.append({"model": model, "difference": key, "description": DIFFERENCES[key], "metric": metric,
                      "paper": float(paper), "corrected": float(corrected), "effect": float(paper) - float(corrected)})
 
-    def privacy(cohort, **kw):
-        return privacy_metrics(train, holdout, cohort, seed=seed, repeats=repeats, **kw).set_index("metric")["estimate"]
+    def privacy(model, **kw):
+        return privacy_from_context(context, model, seed=seed, repeats=repeats, **kw).set_index("metric")["estimate"]
 
-    for model, cohort in synthetic.items():
-        corrected = privacy(cohort)
+    for model in synthetic:
+        corrected = privacy(model)
         # the distance alone, corrected rules
-        with_length = privacy(cohort, metric=PAPER_DISTANCE)
+        with_length = privacy(model, metric=PAPER_DISTANCE)
         for m in (names.NNAAR, names.MIA_ACCURACY, names.MIA_F1):
             add(model, "distance", m, with_length[m], corrected[m])
         # the paper's rules on our distance
-        paper_rules = privacy(cohort, protocol=names.PAPER, metric="set")
+        paper_rules = privacy(model, protocol=names.PAPER, metric="set")
         add(model, "nnaar_rules", names.NNAAR, paper_rules[names.NNAAR], corrected[names.NNAAR])
         for m in (names.MIA_ACCURACY, names.MIA_F1, names.MIA_PRECISION, names.MIA_RECALL):
             add(model, "mia_rules", m, paper_rules[m], corrected[m])
         if discriminator is not None:
             def disc(**kw):
-                out = discriminator_family(train, holdout, cohort, (discriminator,), seed=seed,
-                                           n_bootstrap=n_bootstrap, **kw)
+                out = discriminator_from_context(context, model, (discriminator,), seed=seed,
+                                                 n_bootstrap=n_bootstrap, **kw)
                 return out.set_index("metric")["estimate"]
 
             d_corr, d_paper, d_hold = disc(), disc(protocol=names.PAPER), disc(real="holdout")
@@ -91,13 +92,14 @@ def protocol_effects(train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort
                 m = names.disc_metric(discriminator, stat)
                 add(model, "disc_real_class", m, d_paper[m], d_corr[m])
                 add(model, "disc_holdout", m, d_hold[m], d_corr[m])
-        lt_p = percentile_ablation(train, {model: cohort}, [percentile], protocol=names.PAPER).iloc[0]
-        lt_c = percentile_ablation(train, {model: cohort}, [percentile]).iloc[0]
-        for col, m in (("r2", names.PREVALENCE_R2), ("rmse", names.PREVALENCE_RMSE)):
-            add(model, "longtail", f"{m}@p{percentile:g}", lt_p[col], lt_c[col])
+        lt = {p: longtail_ablation(train, holdout, {model: synthetic[model]}, [percentile], protocol=p,
+                                   panels=(names.PREVALENCE,), n_bootstrap=max(n_bootstrap, 2), seed=seed,
+                                   context=context).set_index("metric")["estimate"] for p in names.PROTOCOLS}
+        for m in (names.PREVALENCE_R2, names.PREVALENCE_RMSE):
+            add(model, "longtail", f"{m}@p{percentile:g}", lt[names.PAPER][m], lt[names.CORRECTED][m])
         kinds = () if discriminator is None else (discriminator,)
-        whole = {p: evaluate(train, holdout, cohort, discriminators=kinds, protocol=p, seed=seed,
-                             n_bootstrap=n_bootstrap, repeats=repeats, allow_overlap=True, progress=False)
+        whole = {p: evaluate_context(context, both, discriminators=kinds, protocol=p, seed=seed,
+                                     n_bootstrap=n_bootstrap, repeats=repeats, models=[model], progress=False)
                  .set_index("metric")["estimate"] for p in names.PROTOCOLS}
         for m in whole[names.PAPER].index.intersection(whole[names.CORRECTED].index):
             add(model, "whole", m, whole[names.PAPER][m], whole[names.CORRECTED][m])

@@ -18,13 +18,7 @@ REFERENCE: dict[str, type[Generator]] = {"holdout": Holdout, "marginals": Margin
 #: The paper's neural generators, imported on first use: their modules import torch at the top
 #: (``nn.Module`` classes at module level), so this registry, ``base`` and ``reference`` stay
 #: importable, and the reference generators usable, without torch.
-NEURAL: dict[str, str] = {
-    "medgan": "ehrlib.models.medgan:MedGAN",
-    "corgan": "ehrlib.models.corgan:CorGAN",
-    "promptehr": "ehrlib.models.promptehr:PromptEHR",
-    "halo": "ehrlib.models.halo:HALO",
-    "gpt": "ehrlib.models.gpt:GPT",
-}
+NEURAL: dict[str, str] = dict(profiles.NEURAL_CLASSES)
 NAMES = (*NEURAL, *REFERENCE)
 
 log = logging.getLogger("ehrlib.models")

@@ -1,4 +1,4 @@
-"""Reference generators that calibrate every metric (EVALUATION.md, "Calibration rows").
+"""Reference generators that calibrate every metric (the book's methods page, "Calibration rows").
 
 * ``holdout``: real records that neither the generators nor the evaluation saw (a third
   split): the noise floor of every metric; an ideal generator scores like it.

@@ -25,8 +25,17 @@ from ehrlib.errors import ConfigError
 
 #: The profile names, in increasing size; each has ``<name>.yaml`` beside this file.
 NAMES = ("smoke", "demo", "paper")
+#: The paper's neural generators and where each class lives (``module:Class``), defined here, the
+#: lowest layer, so that profiles and :data:`ehrlib.models.NEURAL` read one table.
+NEURAL_CLASSES = {
+    "medgan": "ehrlib.models.medgan:MedGAN",
+    "corgan": "ehrlib.models.corgan:CorGAN",
+    "promptehr": "ehrlib.models.promptehr:PromptEHR",
+    "halo": "ehrlib.models.halo:HALO",
+    "gpt": "ehrlib.models.gpt:GPT",
+}
 #: Models a profile may hold presets for (the neural generators; the reference ones have none).
-MODEL_NAMES = ("medgan", "corgan", "promptehr", "halo", "gpt")
+MODEL_NAMES = tuple(NEURAL_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -153,5 +162,5 @@ def _settings(cls, value, source: str, where: str):
     return cls(**value)
 
 
-__all__ = ["NAMES", "MODEL_NAMES", "DataSettings", "EvaluationSettings", "Profile", "check_name", "get", "load",
+__all__ = ["NAMES", "MODEL_NAMES", "NEURAL_CLASSES", "DataSettings", "EvaluationSettings", "Profile", "check_name", "get", "load",
            "parse"]

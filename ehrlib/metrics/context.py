@@ -1,0 +1,248 @@
+"""The evaluation context: what every metric family takes, built once per evaluated set.
+
+Paper: section 3 (the evaluation suite); the book's methods page, "Inputs".
+
+An :class:`EvaluationContext` holds the real cohorts (``train``, ``holdout``, optionally
+``reference``, a third real split no generator saw), the synthetic cohorts by name, one
+vocabulary (the union of every cohort's codes), and, made on first use and then kept, one
+visit-position encoding per cohort (the distance's input), one patient x code binary matrix per
+cohort, the holdout-overlap check and the real side's bootstrap resamples (shared by every
+generator, so comparisons between generators are paired). Every family
+(:data:`ehrlib.metrics.names.FAMILIES`) reads its inputs from it; the Cohort-level functions
+(:func:`ehrlib.metrics.evaluate`, :func:`ehrlib.metrics.privacy.privacy_metrics`, ...) are thin
+wrappers that build one.
+"""
+from __future__ import annotations
+
+import pandas as pd
+from scipy.stats import binom
+
+from ehrlib.cohort import VISIT, Cohort, CohortError
+from ehrlib.data.encode import Vocabulary, binary_matrix, visit_position_matrix
+from ehrlib.metrics.bootstrap import RealResamples
+from ehrlib.metrics.distance import EncodedCohort
+
+OVERLAP_P_VALUE = 1e-6
+"""A holdout is refused when this many exact train copies would happen by chance with at most this probability."""
+OVERLAP_MARGIN = 0.05
+"""... and its copy rate exceeds the chance rate by more than this (absolute share)."""
+
+TRAIN, HOLDOUT, REFERENCE = "__train__", "__holdout__", "__reference__"
+"""Keys of the real cohorts among the context's cohorts (synthetic cohorts use their names)."""
+
+
+# ---------------------------------------------------------------------------- overlap
+def _record_keys(cohort: Cohort) -> pd.Series:
+    """One hashable key per patient: its visits' code sets in order (ids ignored)."""
+    ev = cohort.events
+    visit_key = ev[VISIT].astype(str) + ":" + ev["code"].astype(str)
+    return visit_key.groupby(ev["subject_id"], sort=False).agg("|".join)
+
+
+def holdout_overlap(train: Cohort, holdout: Cohort) -> dict:
+    """How much ``holdout`` overlaps ``train``: shared subject ids and exact record copies.
+
+    The chance level of exact copies is the share of train records that have an identical twin
+    elsewhere in train (a fresh patient of the same population matches a train record about as
+    often: short records such as a newborn's single code repeat by nature).
+
+    Returns:
+        dict with ``shared_ids`` (count), ``example_ids`` (up to 5), ``copies`` (holdout records
+        identical to some train record), ``copy_rate``, ``chance_rate``, ``p_value`` (one-sided
+        binomial probability of at least that many copies at the chance rate) and ``refuse``.
+    """
+    shared = pd.Index(train.subject_ids).intersection(pd.Index(holdout.subject_ids))
+    train_keys = _record_keys(train)
+    counts = train_keys.value_counts()
+    chance = float((train_keys.map(counts) > 1).mean()) if len(train_keys) else 0.0
+    holdout_keys = _record_keys(holdout)
+    copies = int(holdout_keys.isin(counts.index).sum())
+    n = len(holdout_keys)
+    rate = copies / n if n else 0.0
+    p_value = float(binom.sf(copies - 1, n, min(max(chance, 1e-12), 1.0))) if copies else 1.0
+    refuse = len(shared) > 0 or (p_value < OVERLAP_P_VALUE and rate - chance > OVERLAP_MARGIN)
+    return {"shared_ids": int(len(shared)), "example_ids": [str(s) for s in shared[:5]], "copies": copies,
+            "copy_rate": rate, "chance_rate": chance, "p_value": p_value, "refuse": bool(refuse)}
+
+
+def _raise_overlap(o: dict, holdout: Cohort) -> None:
+    what = []
+    if o["shared_ids"]:
+        what.append(f"{o['shared_ids']} subject id(s) are in both (e.g. {', '.join(o['example_ids'])})")
+    if o["copy_rate"] - o["chance_rate"] > OVERLAP_MARGIN and o["p_value"] < OVERLAP_P_VALUE:
+        what.append(f"{o['copies']} of {holdout.n_patients} holdout records ({o['copy_rate']:.1%}) are exact "
+                    f"copies of train records, where {o['chance_rate']:.1%} is expected by chance")
+    raise CohortError(
+        f"the holdout overlaps train: {'; '.join(what)}. Membership and NNAAR metrics would treat "
+        "training patients as unseen; split the data again (ehrlib.data.split) or pass "
+        "allow_overlap=True if the overlap is intended"
+    )
+
+
+def check_holdout(train: Cohort, holdout: Cohort, allow_overlap: bool = False) -> dict:
+    """Raise :class:`CohortError` when ``holdout`` shares subject ids with ``train`` or copies its
+    records beyond chance (:func:`holdout_overlap`): a memorising generator would then pass every
+    membership test. ``allow_overlap``: never raise. Returns the check's result."""
+    o = holdout_overlap(train, holdout)
+    if o["refuse"] and not allow_overlap:
+        _raise_overlap(o, holdout)
+    return o
+
+
+# ---------------------------------------------------------------------------- the context
+class EvaluationContext:
+    """The cohorts of one evaluated set and everything derived from them, each made once.
+
+    Build with :meth:`build` (which runs the overlap check); a family reads:
+
+    * ``train``, ``holdout``, ``reference`` (or ``None``) and ``synthetic`` (``name -> Cohort``);
+    * :attr:`vocab`: the union of every cohort's codes; :meth:`union` the vocabulary of some of them;
+    * :meth:`encoded`: a cohort's visit-position encoding (one number of positions for all);
+    * :meth:`binary`: a cohort's patient x code 0/1 matrix, over :attr:`vocab` or a sub-vocabulary;
+    * :meth:`real_resamples`: the train side's bootstrap prevalence replicates (B, seed);
+    * :attr:`overlap`: the holdout-overlap check's result (:func:`holdout_overlap`).
+
+    Counters (:attr:`builds`) say how often each cohort was encoded, for the benchmark and tests.
+    """
+
+    def __init__(self, train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort], reference: Cohort | None = None,
+                 *, overlap: dict | None = None):
+        for role, c in (("train", train), ("holdout", holdout), *((f"synthetic {n!r}", c) for n, c in synthetic.items()),
+                        *((("reference", reference),) if reference is not None else ())):
+            if not isinstance(c, Cohort):
+                raise TypeError(f"{role}: expected a Cohort, got {type(c).__name__}")
+            if c.n_patients == 0:
+                raise CohortError(f"{role} cohort is empty: nothing to evaluate")
+        clash = [n for n in synthetic if n in (TRAIN, HOLDOUT, REFERENCE)]
+        if clash:
+            raise CohortError(f"synthetic cohort name {clash[0]!r} is reserved for a real cohort; rename it")
+        self.train, self.holdout, self.reference = train, holdout, reference
+        self.synthetic = dict(synthetic)
+        self.cohorts = {TRAIN: train, HOLDOUT: holdout, **({REFERENCE: reference} if reference is not None else {}),
+                        **self.synthetic}
+        self.codes = {k: frozenset(pd.unique(c.events["code"]).tolist()) for k, c in self.cohorts.items()}
+        self.vocab = Vocabulary(frozenset().union(*self.codes.values()))
+        self.n_positions = max((int(c.events[VISIT].max()) + 1 for c in self.cohorts.values() if c.n_events),
+                               default=1)
+        self.overlap = overlap
+        self.builds: dict[str, int] = {}
+        self._enc: dict = {}
+        self._binary: dict = {}
+        self._resamples: dict = {}
+        self._memo: dict = {}
+
+    @classmethod
+    def build(cls, train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort] | Cohort,
+              reference: Cohort | None = None, *, allow_overlap: bool = False) -> "EvaluationContext":
+        """The context of one evaluated set, after the holdout-overlap check.
+
+        Args:
+            train: the real cohort the generators were fitted on.
+            holdout: real patients no generator saw (the non-members).
+            synthetic: ``name -> Cohort`` (one Cohort is named ``synthetic``).
+            reference: a third real split, disjoint from both (the attribute-inference baseline).
+            allow_overlap: evaluate even when ``holdout`` overlaps ``train`` (:func:`check_holdout`).
+
+        Raises:
+            CohortError: an empty cohort, or a holdout that overlaps train.
+        """
+        if isinstance(synthetic, Cohort):
+            synthetic = {"synthetic": synthetic}
+        return cls(train, holdout, synthetic, reference, overlap=check_holdout(train, holdout, allow_overlap))
+
+    def key(self, name: str) -> str:
+        """Check that ``name`` is one of this context's cohorts: :data:`TRAIN`, :data:`HOLDOUT`,
+        :data:`REFERENCE` or a synthetic cohort's name (a generator may be called ``holdout``, so
+        the real cohorts have keys of their own)."""
+        if name not in self.cohorts:
+            raise CohortError(f"no cohort {name!r} in this evaluation context (have: {', '.join(self.cohorts)})")
+        return name
+
+    @staticmethod
+    def real_key(real: str) -> str:
+        """The key of a real class name ``"train"``, ``"holdout"`` or ``"reference"``."""
+        return {"train": TRAIN, "holdout": HOLDOUT, "reference": REFERENCE}[real]
+
+    def _count(self, what: str) -> None:
+        self.builds[what] = self.builds.get(what, 0) + 1
+
+    def encoded(self, role: str):
+        """The cohort's :class:`ehrlib.metrics.distance.EncodedCohort` (shared vocabulary and positions)."""
+        key = self.key(role)
+        if key not in self._enc:
+            self._count(f"encoded:{key}")
+            self._enc[key] = EncodedCohort.from_matrix(
+                visit_position_matrix(self.cohorts[key], self.vocab, self.n_positions), len(self.vocab))
+        return self._enc[key]
+
+    def union(self, *roles: str):
+        """The vocabulary of the named cohorts' codes (each family compares over its pair's union)."""
+        return Vocabulary(frozenset().union(*(self.codes[self.key(r)] for r in roles)))
+
+    def binary(self, role: str, vocab=None):
+        """The cohort's patients x codes 0/1 matrix over ``vocab`` (default :attr:`vocab`; any
+        sub-vocabulary of it): built once over :attr:`vocab`, then its columns taken."""
+        key = self.key(role)
+        if key not in self._binary:
+            self._count(f"binary:{key}")
+            self._binary[key] = binary_matrix(self.cohorts[key], self.vocab)
+        full = self._binary[key]
+        return full if vocab is None or vocab is self.vocab else full[:, self.vocab.index(vocab.codes)]
+
+    def real_resamples(self, n_bootstrap: int, seed: int):
+        """:class:`ehrlib.metrics.bootstrap.RealResamples` of ``train`` (drawn once per B and seed)."""
+        k = (int(n_bootstrap), int(seed))
+        if k not in self._resamples:
+            self._count("resamples:train")
+            vocab = self.union(TRAIN)
+            self._resamples[k] = RealResamples.draw(self.train, n_bootstrap=n_bootstrap, seed=seed,
+                                                    matrix=self.binary(TRAIN, vocab), vocab=vocab)
+        return self._resamples[k]
+
+    def memo(self, key, build):
+        """``build()`` once per ``key`` for this context (fits and resamples that a family shares
+        across generators, e.g. the utility family's TRTR classifiers)."""
+        if key not in self._memo:
+            self._count(f"memo:{key[0] if isinstance(key, tuple) else key}")
+            self._memo[key] = build()
+        return self._memo[key]
+
+    def share_resamples(self, real_resamples, seed: int) -> None:
+        """Use ``real_resamples`` (drawn by the caller from :attr:`train`) as this context's for ``seed``."""
+        real_resamples.check(self.train)
+        self._resamples[(real_resamples.n_bootstrap, int(seed))] = real_resamples
+
+    def restrict(self, codes) -> "EvaluationContext":
+        """The context with every cohort restricted to ``codes`` (the long-tail ablation).
+
+        Cohorts left without a record are dropped from :attr:`synthetic` (train or holdout left
+        empty raise); the overlap check is the parent's (restriction removes no patient's membership).
+        """
+        keep = set(codes)
+
+        def cut(c: Cohort) -> Cohort | None:
+            if not keep & set(pd.unique(c.events["code"]).tolist()):
+                return None
+            return c.restrict_codes(keep)
+
+        t, e = cut(self.train), cut(self.holdout)
+        if t is None or e is None:
+            raise CohortError(f"no {'train' if t is None else 'holdout'} record holds one of the {len(keep)} codes kept")
+        syn = {n: r for n, r in ((n, cut(c)) for n, c in self.synthetic.items()) if r is not None}
+        ref = cut(self.reference) if self.reference is not None else None
+        return EvaluationContext(t, e, syn, ref, overlap=self.overlap)
+
+
+def as_context(train: Cohort, holdout: Cohort, synthetic, reference: Cohort | None = None, *,
+               allow_overlap: bool = False, context: EvaluationContext | None = None) -> EvaluationContext:
+    """``context`` if given (its cohorts must be these), else :meth:`EvaluationContext.build`."""
+    if context is not None:
+        if context.train is not train or context.holdout is not holdout:
+            raise ValueError("context was built from other train/holdout cohorts than the ones given")
+        named = {"synthetic": synthetic} if isinstance(synthetic, Cohort) else dict(synthetic)
+        foreign = [n for n, c in named.items() if context.synthetic.get(n) is not c]
+        if foreign:
+            raise ValueError(f"synthetic cohort {foreign[0]!r} is not the context's cohort of that name "
+                             f"(the context holds {', '.join(context.synthetic)})")
+        return context
+    return EvaluationContext.build(train, holdout, synthetic, reference, allow_overlap=allow_overlap)
