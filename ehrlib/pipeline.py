@@ -202,11 +202,10 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
     whether each training phase ended by its criterion or its cap."""
     import numpy as np
 
+    from ehrlib.cohort import Cohort
     from ehrlib.metrics.prevalence import prevalence_metrics
     from ehrlib.models.neural import training_log
     from ehrlib.plots import model_label
-
-    from ehrlib.cohort import Cohort
 
     folder = stage.run.path / "synthetic"
     if not (folder / "holdout.parquet").is_file():
@@ -219,7 +218,7 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
     for rec in generated.to_dict("records"):
         name = rec["dataset"]
         if rec["status"] != "ok":
-            rows.append({"model": model_label(name), "status": "failed"})
+            rows.append({"model": model_label(name), "id": name, "status": "failed"})
             continue
         syn = Cohort.load(folder / f"{name}.parquet")  # written by generate(), this stage's output
         n = min(syn.n_patients, reference.n_patients)
@@ -230,7 +229,7 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
         distinct = syn_n.events["code"].nunique() / max(ref_n.events["code"].nunique(), 1)
         floor = FLOORS["distinct_corgan"] if name == "corgan" else FLOORS["distinct"]
         ends = [s["stopped_by"] for s in training_log(folders[name])["stopping"] if s["cap"]] if name in folders else []
-        row = {"model": model_label(name), "status": "ok", "prevalence R² vs train": r2,
+        row = {"model": model_label(name), "id": name, "status": "ok", "prevalence R² vs train": r2,
                "R² floor": FLOORS["r2"] if name in R2_FLOOR_MODELS else None,
                "distinct codes / holdout's": distinct, "distinct floor": floor,
                "empty drawn": rec["empty_drawn"], "empty ceiling": FLOORS["empty_drawn"],

@@ -112,9 +112,9 @@ def claims_section(run: Run) -> list[str]:
             table, ""] + ([OUTSIDE_NOTE, ""] if OUTSIDE_FLAG in table else [])
 
 
-#: The training notebook of each generated model (for the floors section's links).
-TRAINING_STAGES = {"MedGAN": "10_train_medgan", "MedGAN (count)": "10_train_medgan", "CorGAN": "11_train_corgan",
-                   "PromptEHR": "12_train_promptehr", "HALO": "13_train_halo", "GPT-2 baseline": "14_train_gpt"}
+#: The training notebook of each generated model, by its saved name (for the floors section's links).
+TRAINING_STAGES = {"medgan": "10_train_medgan", "medgan_count": "10_train_medgan", "corgan": "11_train_corgan",
+                   "promptehr": "12_train_promptehr", "halo": "13_train_halo", "gpt": "14_train_gpt"}
 
 
 def _floors_section(run: Run) -> list[str]:
@@ -138,7 +138,7 @@ def _floors_section(run: Run) -> list[str]:
             why.append(f"distinct codes {distinct:.0%} of the holdout's < {row['distinct floor']:.0%}")
         if row["empty drawn"] > row["empty ceiling"]:
             why.append(f"{row['empty drawn']:.1%} empty records drawn > {row['empty ceiling']:.0%}")
-        stage = TRAINING_STAGES.get(row["model"])
+        stage = TRAINING_STAGES.get(row["id"])
         where = f"; its curve: {_notebook_link(stage)}" if stage else ""
         lines += [f"* **{row['model']}** misses a floor: {', '.join(why)} (phases ended by: "
                   f"{row['phases ended by']}){where}."]

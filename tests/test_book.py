@@ -97,7 +97,7 @@ def test_smoke_profile_runs_every_notebook_and_shows_every_artifact(smoke_build)
 def test_the_book_shows_learning_curves_stopping_and_floors(smoke_build):
     html, run = smoke_build
     stopping = (run / "tables" / "table_stopping.csv").read_text()
-    for label in ("MedGAN", "CorGAN", "PromptEHR", "HALO", "GPT-2 baseline"):
+    for label in ("MedGAN", "CorGAN", "PromptEHR", "HALO", "GPT baseline"):
         assert label in stopping, f"table_stopping has no row for {label}"
     page = (html / "notebooks" / "18_learning_curves.html").read_text()
     assert "fig_learning" in page and "table_stopping" in page
