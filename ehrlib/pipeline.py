@@ -50,8 +50,9 @@ def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool 
     stage.record(**{saved_as: {"epochs": len(history), "stopping": stopping}})
     if history:
         label = plots.model_label(saved_as)
-        print(f"{label}: {len(history)} epochs in {history[-1].get('seconds', float('nan')):.0f} s of training; "
-              + "; ".join(stopping_line(s) for s in stopping))
+        print(f"{label}: {len(history)} epochs in {history[-1].get('seconds', float('nan')):.0f} s of training")
+        for s in stopping:
+            print(f"  {stopping_line(s)}")
         stage.save_figure(f"training_{saved_as}", plots.training_curves(history, title=label, stopping=stopping))
     return generator
 
@@ -85,8 +86,10 @@ def learning_curves(stage: Stage) -> pd.DataFrame:
     for name, log_ in logs.items():
         hist = {h["epoch"]: h for h in log_["history"]}
         for s in log_["stopping"]:
-            best = hist.get(s.get("best_epoch"), {})
             last = hist.get(s["last_epoch"], {})
+            # the check at the best epoch, or the last one before it (checks run every few epochs)
+            checked = [h for h in log_["history"] if "val_r2" in h and h["epoch"] <= (s.get("best_epoch") or -1)]
+            best = checked[-1] if checked else {}
             def shown(v, fmt="{:.3f}"):
                 return "–" if v is None else fmt.format(v)
 
@@ -95,7 +98,8 @@ def learning_curves(stage: Stage) -> pd.DataFrame:
                          "criterion": s.get("criterion") or "fixed epochs",
                          "best epoch": shown(s.get("best_epoch"), "{}"), "training s": shown(last.get("seconds"), "{:.1f}"),
                          "val R² at best": shown(best.get("val_r2")),
-                         "distinct / val at best": shown(best.get("val_distinct"))})
+                         "distinct / val at best": shown(best.get("val_distinct")),
+                         "checked at epoch": shown(best.get("epoch"), "{}")})
     table = pd.DataFrame(rows)
     stage.save_table("table_stopping", table)
     stage.save_figure("fig_learning", plots.learning_curves(logs))

@@ -633,6 +633,20 @@ def fig13_cooccurrence(df: pd.DataFrame, ncols: int = 3, cmap: str = "viridis") 
 #: The fidelity-check panels of a training page and of the learning-curves figure: key, title.
 CHECK_PANELS = (("val_r2", "Prevalence R² (validation)"), ("val_distinct", "Distinct codes / validation's"),
                 ("val_empty", "Empty records drawn"))
+#: The lowest R² drawn: an untrained GAN's checks reach -400 and would flatten the rest of the curve.
+R2_FLOOR_DRAWN = -1.0
+
+
+def _check_values(d: pd.DataFrame, k: str):
+    """A check's values as drawn: R² below :data:`R2_FLOOR_DRAWN` at that floor."""
+    return d[k].clip(lower=R2_FLOOR_DRAWN) if k == "val_r2" else d[k]
+
+
+def _check_axis(ax, k: str, label: str) -> None:
+    if k == "val_r2":
+        ax.set_ylim(R2_FLOOR_DRAWN - 0.05, 1.02)
+        label += f" (below {R2_FLOOR_DRAWN:g}: at {R2_FLOOR_DRAWN:g})"
+    ax.set_title(label, fontsize=10)
 
 
 def _stopping_marks(ax, df: pd.DataFrame, stopping, x: str) -> None:
@@ -669,11 +683,11 @@ def training_curves(history, title: str = "", stopping=None) -> Figure:
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, (k, label) in zip(axes, panels):
         d = df[df[k].notna()]
-        ax.plot(d[x], d[k], marker="o" if len(d) < 30 else None, markersize=3, color="#333333")
+        ax.plot(d[x], _check_values(d, k), marker="o" if len(d) < 30 else None, markersize=3, color="#333333")
         if k == "val_empty":
             ax.set_ylim(0, max(0.05, 1.1 * float(d[k].max())))
         _stopping_marks(ax, df, stopping, x)
-        ax.set_title(label, fontsize=10)
+        _check_axis(ax, k, label)
         ax.set_xlabel("training seconds" if x == "seconds" else "epoch")
     for ax in axes[len(panels):]:
         fig.delaxes(ax)
@@ -704,15 +718,15 @@ def learning_curves(curves: dict) -> Figure:
         for ax, (k, label) in zip(axes, panels):
             d = df[df[k].notna()]
             style = model_style(name)
-            ax.plot(d["seconds"], d[k], **style)
+            ax.plot(d["seconds"], _check_values(d, k), **style)
             b = d[d["epoch"] == best]
             if len(b):
-                ax.plot(b["seconds"], b[k], "o", color=style["color"], markersize=6)
-            ax.plot(d["seconds"].iloc[-1:], d[k].iloc[-1:], "x", color=style["color"], markersize=7)
+                ax.plot(b["seconds"], _check_values(b, k), "o", color=style["color"], markersize=6)
+            ax.plot(d["seconds"].iloc[-1:], _check_values(d, k).iloc[-1:], "x", color=style["color"], markersize=7)
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     for ax, (k, label) in zip(axes, panels):
-        ax.set_title(label, fontsize=10)
+        _check_axis(ax, k, label)
         ax.set_xlabel("training seconds (log scale)")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
