@@ -123,7 +123,10 @@ def _floors_section(run: Run) -> list[str]:
     path = run.path / book.TABLES_DIR / "table_floors.csv"
     if not path.is_file():
         return []
-    floors = pd.read_csv(path)
+    try:
+        floors = pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # no neural model was generated (a run of user generators only)
+        return []
     lines = ["### Did the models learn?", "", f"{book.caption('table_floors')} From {_notebook_link('20_generate')}; "
              f"the learning curves are in {_notebook_link('18_learning_curves')}. The floors are set for the `demo` "
              "profile; on another profile they are a reference only.", "",
