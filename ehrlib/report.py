@@ -148,8 +148,39 @@ def _floors_section(run: Run) -> list[str]:
     return lines + ([""] if len(missed) else [])
 
 
+INTRO = "book/intro.md"
+#: The line of the intro page that this build's verdicts replace (the book's first page).
+VERDICTS_MARK = "<!-- verdicts of this build -->"
+
+
+def intro_verdicts(run: Run, dest: Path) -> None:
+    """Put this run's verdicts on the book's first page: in the build copy of the intro page, the
+    line :data:`VERDICTS_MARK` becomes the ledger's summary and one row per claim (its verdict and
+    the start of its quote), each detailed on the results page."""
+    from ehrlib.claims import ledger_of_run, summary
+    from ehrlib.errors import MetricError
+
+    page = dest / INTRO
+    if not page.is_file() or VERDICTS_MARK not in page.read_text():
+        return
+    try:
+        ledger = ledger_of_run(run)
+    except MetricError as exc:
+        block = f"*The claims could not be decided in this build: {exc}.*"
+    else:
+        rows = [{"verdict": f"**{r.verdict}**",
+                 "claim": f"“{r.quote[:110]}{'…' if len(r.quote) > 110 else ''}” (§{r.section}, line {r.line})"}
+                for r in ledger.itertuples()]
+        block = "\n".join([f"**This build's verdicts.** {summary(ledger)} Each is decided, with its numbers and its "
+                           "evidence, on the [Results](results) page.", "",
+                           pd.DataFrame(rows).to_markdown(index=False)])
+    page.write_text(page.read_text().replace(VERDICTS_MARK, block))
+
+
 def results_page(run: Run, dest: Path) -> Path:
-    """Write the results page of ``run`` into the book source folder ``dest`` (and copy its figures)."""
+    """Write the results page of ``run`` into the book source folder ``dest`` (and copy its figures),
+    and this run's verdicts onto the intro page there (:func:`intro_verdicts`)."""
+    intro_verdicts(run, dest)
     m = run.manifest()
     data_stage = m.get("stages", {}).get("00_data", {})
     params = data_stage.get("params", {})

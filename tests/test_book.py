@@ -111,6 +111,13 @@ def test_the_book_shows_learning_curves_stopping_and_floors(smoke_build):
 
 
 @pytest.mark.slow
+def test_the_first_page_states_this_builds_verdicts(smoke_build):
+    html, _ = smoke_build
+    intro = (html / "book" / "intro.html").read_text()
+    assert re.search(r"\d+ claims: \d+ hold", intro) and "verdicts of this build" not in intro
+
+
+@pytest.mark.slow
 def test_a_rerun_with_nothing_changed_skips_every_stage(tmp_path, monkeypatch):
     monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
     reproduce(ROOT, profile="smoke", run="ci", book=False, only=["00", "15", "30"])

@@ -113,8 +113,10 @@ def summary(ledger: pd.DataFrame) -> str:
         on_run = decided & ledger["source"].str.startswith(RUN_SOURCE_PREFIX)
         if on_run.any():
             where = ledger.loc[on_run, "source"].iloc[0][len(RUN_SOURCE_PREFIX):].strip()
-            text += (f" {int((decided & ~on_run).sum())} verdicts rest on the paper's own artifacts or the open "
-                     f"MIMIC-III demo, {int(on_run.sum())} on this run's own data {where}, which tests this "
+            strong = int((decided & ~on_run).sum())
+            text += (f" {strong} verdict{'' if strong == 1 else 's'} rest{'s' if strong == 1 else ''} on the paper's "
+                     f"own artifacts or the open MIMIC-III demo, {int(on_run.sum())} on this run's own data {where}, "
+                     "which tests this "
                      "reimplementation on that data rather than the paper's models on MIMIC-III.")
     return text
 
