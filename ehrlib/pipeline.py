@@ -237,12 +237,13 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
         floor = FLOORS["distinct_corgan"] if name == "corgan" else FLOORS["distinct"]
         ends = [s["stopped_by"] for s in training_log(folders[name])["stopping"] if s["cap"]] if name in folders else []
         row = {"model": model_label(name), "id": name, "status": "ok", "prevalence R² vs train": r2,
-               "R² floor": FLOORS["r2"] if name in R2_FLOOR_MODELS else None,
+               "R² floor": FLOORS["r2"] if name in R2_FLOOR_MODELS else "–",
                "distinct codes / holdout's": distinct, "distinct floor": floor,
                "empty drawn": rec["empty_drawn"], "empty ceiling": FLOORS["empty_drawn"],
                "phases ended by": ", ".join("criterion" if e == "patience" else "cap" for e in ends)}
-        row["meets floors"] = bool((row["R² floor"] is None or r2 >= row["R² floor"]) and distinct >= floor
-                                   and rec["empty_drawn"] <= FLOORS["empty_drawn"])
+        met = ((name not in R2_FLOOR_MODELS or r2 >= FLOORS["r2"]) and distinct >= floor
+               and rec["empty_drawn"] <= FLOORS["empty_drawn"])
+        row["meets floors"] = "yes" if met else "no"
         rows.append(row)
     return pd.DataFrame(rows)
 

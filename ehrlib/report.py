@@ -131,11 +131,12 @@ def _floors_section(run: Run) -> list[str]:
              f"the learning curves are in {_notebook_link('18_learning_curves')}. The floors are set for the `demo` "
              "profile; on another profile they are a reference only.", "",
              (run.path / book.TABLES_DIR / "table_floors.md").read_text(), ""]
-    missed = floors[(floors["status"] == "ok") & ~floors["meets floors"].astype(bool)]
+    missed = floors[(floors["status"] == "ok") & (floors["meets floors"] == "no")]
     for row in missed.to_dict("records"):
         why = []
-        if pd.notna(row["R² floor"]) and row["prevalence R² vs train"] < row["R² floor"]:
-            why.append(f"prevalence R² {row['prevalence R² vs train']:.3f} < {row['R² floor']:.2f}")
+        r2_floor = None if row["R² floor"] == "–" else float(row["R² floor"])
+        if r2_floor is not None and row["prevalence R² vs train"] < r2_floor:
+            why.append(f"prevalence R² {row['prevalence R² vs train']:.3f} < {r2_floor:.2f}")
         distinct = row["distinct codes / holdout's"]
         if distinct < row["distinct floor"]:
             why.append(f"distinct codes {distinct:.0%} of the holdout's < {row['distinct floor']:.0%}")
