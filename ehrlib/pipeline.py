@@ -215,11 +215,10 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
     from ehrlib.plots import model_label
 
     folder = stage.run.path / "synthetic"
-    if not (folder / "holdout.parquet").is_file():
+    reference, train = stage.synthetic_cohort("holdout"), stage.train
+    if reference is None:
         raise EhrlibError(f"run {stage.run.name}: no holdout reference cohort in {folder} (stage "
                           "15_reference_generators) to compare distinct codes with")
-    stage._note("inputs", folder / "holdout.parquet")
-    reference, train = Cohort.load(folder / "holdout.parquet"), stage.train
     folders = stage.saved_models(neural=True)
     rows = []
     for rec in generated.to_dict("records"):

@@ -331,6 +331,14 @@ class Stage:
             self._cache["synthetic"] = {p.stem: Cohort.load(p) for p in paths}
         return self._cache["synthetic"]
 
+    def synthetic_cohort(self, name: str) -> Cohort | None:
+        """The run's synthetic cohort ``name`` (recorded as an input), or ``None`` when there is none."""
+        path = self.run.path / "synthetic" / f"{name}.parquet"
+        if not path.is_file():
+            return None
+        self._note("inputs", path)
+        return Cohort.load(path)
+
     def model_dir(self, name: str) -> Path:
         """The folder of the saved generator ``name`` (created; recorded as an output)."""
         d = self.run.dir("models") / name

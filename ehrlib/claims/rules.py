@@ -68,20 +68,28 @@ def _table1(ev, metric: str, models) -> dict:
 
 
 # ---------------------------------------------------------------------------- Table 1 (the run)
-@rule
-def ordered_groups(ev, metric: str, higher=SEQUENTIAL, lower=FLAT) -> Verdict:
-    """Every model of ``higher`` scores above every model of ``lower`` on ``metric`` (Table 1)."""
+def _above(ev, metric: str, higher, lower, overlap: str, fails: str, missing: str) -> Verdict:
+    """Every model of ``higher`` above every model of ``lower`` on ``metric``: holds when the
+    intervals are apart, qualified (``overlap``) when only the estimates are ordered, else ``fails``
+    (``missing``: what is lacking when either side has no value)."""
     hi, lo = _table1(ev, metric, higher), _table1(ev, metric, lower)
     if not hi or not lo:
-        return _missing(f"{metric} for both {list(higher)} and {list(lower)}", E.TABLE1_STAGE)
+        return _missing(missing, E.TABLE1_STAGE)
     points, apart = _ordered(hi, lo)
     values = {f"{m} {metric}": v for m, v in {**hi, **lo}.items()}
     if apart:
         return _on_run(ev, HOLDS, "", values, E.TABLE1_STAGE)
     if points:
-        return _on_run(ev, QUALIFIED, "ordered by the estimates, but the intervals overlap", values, E.TABLE1_STAGE)
-    return _on_run(ev, FAILS, f"some model of {list(lower)} scores at least as high as one of {list(higher)}",
-                   values, E.TABLE1_STAGE)
+        return _on_run(ev, QUALIFIED, overlap, values, E.TABLE1_STAGE)
+    return _on_run(ev, FAILS, fails, values, E.TABLE1_STAGE)
+
+
+@rule
+def ordered_groups(ev, metric: str, higher=SEQUENTIAL, lower=FLAT) -> Verdict:
+    """Every model of ``higher`` scores above every model of ``lower`` on ``metric`` (Table 1)."""
+    return _above(ev, metric, higher, lower, "ordered by the estimates, but the intervals overlap",
+                  f"some model of {list(lower)} scores at least as high as one of {list(higher)}",
+                  f"{metric} for both {list(higher)} and {list(lower)}")
 
 
 @rule
@@ -141,16 +149,8 @@ def near(ev, metric: str, target: float, tolerance: float, models=PAPER_MODELS) 
 @rule
 def highest_among(ev, metric: str, model: str, others) -> Verdict:
     """``model`` has the highest ``metric`` among ``others`` (Table 1)."""
-    me, them = _table1(ev, metric, [model]), _table1(ev, metric, others)
-    if not me or not them:
-        return _missing(f"{metric} for {model} and {list(others)}", E.TABLE1_STAGE)
-    points, apart = _ordered(me, them)
-    values = {f"{m} {metric}": v for m, v in {**me, **them}.items()}
-    if apart:
-        return _on_run(ev, HOLDS, "", values, E.TABLE1_STAGE)
-    if points:
-        return _on_run(ev, QUALIFIED, "highest by the estimate, but the intervals overlap", values, E.TABLE1_STAGE)
-    return _on_run(ev, FAILS, f"{model} is not the highest", values, E.TABLE1_STAGE)
+    return _above(ev, metric, [model], others, "highest by the estimate, but the intervals overlap",
+                  f"{model} is not the highest", f"{metric} for {model} and {list(others)}")
 
 
 @rule

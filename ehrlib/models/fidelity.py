@@ -16,8 +16,8 @@ against those patients:
   scores lower. It is the stopping score of the adversarial phases (higher is better): the GANs
   have no likelihood to validate, and prevalence R² is the paper's headline fidelity metric.
 
-The check computes on the model's own vocabulary with :mod:`ehrlib.data.encode` (no metrics
-module is imported: models and metrics are one layer, neither imports the other). The book's
+The check computes on the model's own vocabulary with Table 1's own prevalence R²
+(:mod:`ehrlib.metrics.prevalence`, which imports nothing of ``ehrlib.models``). The book's
 training pages plot these values over training seconds (*Training to convergence* on the
 methods page).
 """
@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from ehrlib.cohort import CODE, Cohort
-from ehrlib.data.encode import Vocabulary, binary_matrix
+from ehrlib.data.encode import Vocabulary
+from ehrlib.metrics.prevalence import prevalence_vector, r2
 
 #: The quantities a check adds to an epoch's stats.
 CHECK_KEYS = ("val_r2", "val_empty", "val_distinct", "fidelity")
@@ -40,17 +41,6 @@ def validation_cohort(train: Cohort, val_idx) -> Cohort:
     return train.subset(ids)
 
 
-def _prevalence(cohort: Cohort, vocab: Vocabulary) -> np.ndarray:
-    m = binary_matrix(cohort, vocab)
-    return np.asarray(m.sum(axis=0), dtype=np.float64).ravel() / max(m.shape[0], 1)
-
-
-def r2(truth: np.ndarray, pred: np.ndarray) -> float:
-    """``1 - SS_res / SS_tot`` with ``truth`` as the truth (NaN when it is constant)."""
-    ss_tot = float(((truth - truth.mean()) ** 2).sum())
-    return float("nan") if ss_tot == 0 else 1.0 - float(((truth - pred) ** 2).sum()) / ss_tot
-
-
 class Reference:
     """What a check compares against, computed once per fit: the validation patients' prevalence
     and distinct-code count on the model's vocabulary."""
@@ -58,14 +48,14 @@ class Reference:
     def __init__(self, validation: Cohort, vocab: Vocabulary):
         self.n = validation.n_patients
         self.vocab = vocab
-        self.prevalence = _prevalence(validation, vocab) if self.n else np.zeros(len(vocab))
+        self.prevalence = prevalence_vector(validation, vocab) if self.n else np.zeros(len(vocab))
         self.distinct = int(validation.events[CODE].nunique()) if self.n else 0
 
     def score(self, sample: Cohort | None, drawn: int) -> dict:
         """The check's values (:data:`CHECK_KEYS`) for ``sample`` (the kept records; ``None``: none
         kept) out of ``drawn`` records."""
         kept = 0 if sample is None else sample.n_patients
-        p = _prevalence(sample, self.vocab) if kept else np.zeros(len(self.vocab))
+        p = prevalence_vector(sample, self.vocab) if kept else np.zeros(len(self.vocab))
         share = kept / max(drawn, 1)
         distinct = int(sample.events[CODE].nunique()) if kept else 0
         return {"val_r2": r2(self.prevalence, p),
@@ -74,4 +64,4 @@ class Reference:
                 "fidelity": r2(self.prevalence, p * share)}
 
 
-__all__ = ["CHECK_KEYS", "CHECK_SEED", "Reference", "r2", "validation_cohort"]
+__all__ = ["CHECK_KEYS", "CHECK_SEED", "Reference", "validation_cohort"]
