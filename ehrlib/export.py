@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ehrlib import stages
 from ehrlib.errors import RunError
 
 #: What ``export`` can write from a run.
@@ -51,14 +52,14 @@ def export_run(run, out, what: str = "synthetic", include_real_records: bool = F
     if what not in WHAT:
         raise RunError(f"export: what={what!r}; expected one of {WHAT}")
     manifest = run.manifest()
-    data_params = manifest.get("stages", {}).get("00_data", {}).get("params", {})
+    data_params = manifest.get("stages", {}).get(stages.DATA, {}).get("params", {})
     icd = _icd_version(data_params.get("data", ""))
     common = dict(icd_version=icd, commit=manifest.get("git_commit"))
     out = Path(out)
     if what == "real":
         present = [s for s in ("train", "holdout", "reference") if (run.path / "data" / f"{s}.parquet").is_file()]
         if "train" not in present:
-            raise RunError(f"run {run.name!r} has no data/train.parquet: run notebook 00_data first")
+            raise RunError(f"run {run.name!r} has no data/train.parquet: run notebook {stages.DATA} first")
         splits = {s: run.load_split(s) for s in present}
         from ehrlib.cohort import Cohort
         import pandas as pd
@@ -73,8 +74,9 @@ def export_run(run, out, what: str = "synthetic", include_real_records: bool = F
                            source=str(data_params.get("data")), **common)]
     cohorts = run.synthetic()
     if not cohorts:
-        raise RunError(f"run {run.name!r} has no synthetic cohorts: run notebooks 15, 17 and 20 first")
-    real_records = set(manifest.get("stages", {}).get("15_reference_generators", {}).get("results", {})
+        raise RunError(f"run {run.name!r} has no synthetic cohorts: run notebooks {stages.REFERENCE_GENERATORS}, "
+                       f"{stages.USER_GENERATORS} and {stages.GENERATE} first")
+    real_records = set(manifest.get("stages", {}).get(stages.REFERENCE_GENERATORS, {}).get("results", {})
                        .get("holds_real_records", []))
     written = []
     for name, cohort in cohorts.items():

@@ -10,6 +10,7 @@ import warnings
 
 import pandas as pd
 
+from ehrlib import stages
 from ehrlib.errors import EhrlibError
 from ehrlib.runs import Stage
 
@@ -81,7 +82,7 @@ def learning_curves(stage: Stage) -> pd.DataFrame:
     logs = {name: training_log(d) for name, d in stage.saved_models(neural=True).items()}
     if not logs:
         raise EhrlibError(f"run {stage.run.name}: no trained neural model in {stage.run.path / 'models'}; run the "
-                          "training stages (10-14) first")
+                          f"training stages ({', '.join(stages.TRAINING.values())}) first")
     rows = []
     for name, log_ in logs.items():
         hist = {h["epoch"]: h for h in log_["history"]}
@@ -191,7 +192,8 @@ def generate(stage: Stage, model: str = "all", n: int = 0) -> pd.DataFrame:
 
         raise RunError(f"run {stage.run.name!r}: no synthetic cohort generated: " + (
             "; ".join(f"{k}: {v}" for k, v in failed.items()) if failed else
-            f"no trained model in {stage.run.path / 'models'}; run the training stages (10-14) first"))
+            f"no trained model in {stage.run.path / 'models'}; run the training stages "
+            f"({', '.join(stages.TRAINING.values())}) first"))
     return pd.DataFrame(rows)
 
 
@@ -218,7 +220,7 @@ def convergence_floors(stage: Stage, generated: pd.DataFrame) -> pd.DataFrame:
     reference, train = stage.synthetic_cohort("holdout"), stage.train
     if reference is None:
         raise EhrlibError(f"run {stage.run.name}: no holdout reference cohort in {folder} (stage "
-                          "15_reference_generators) to compare distinct codes with")
+                          f"{stages.REFERENCE_GENERATORS}) to compare distinct codes with")
     folders = stage.saved_models(neural=True)
     rows = []
     for rec in generated.to_dict("records"):
@@ -624,7 +626,7 @@ def paper_vs_ours(stage: Stage) -> pd.DataFrame:
     from ehrlib import book
     from ehrlib.metrics import paper
 
-    data = stage.run.manifest().get("stages", {}).get("00_data", {}).get("params", {}).get("data", "unknown")
+    data = stage.run.manifest().get("stages", {}).get(stages.DATA, {}).get("params", {}).get("data", "unknown")
     frames = []
     t1 = stage.read_table("table1_tidy")
     if t1 is not None:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ehrlib import book
+from ehrlib import book, stages
 from ehrlib.metrics.display import OUTSIDE_FLAG, OUTSIDE_NOTE
 from ehrlib.metrics.names import TABLE1_GROUPS, header
 from ehrlib.runs import Run
 
 #: The figures shown on the results page, and the notebook (stage) that makes each.
-HEADLINE_FIGURES = {"fig_learning": "18_learning_curves", "fig3": "40_longtail_percentiles",
-                    "fig5": "41_longtail_marginals", "fig12": "43_chapters", "fig13": "44_cooccurrence"}
+HEADLINE_FIGURES = {"fig_learning": stages.LEARNING_CURVES, "fig3": stages.LONGTAIL_PERCENTILES,
+                    "fig5": stages.LONGTAIL_MARGINALS, "fig12": stages.CHAPTERS, "fig13": stages.COOCCURRENCE}
 PAGE = "book/results.md"
 
 
@@ -108,13 +108,12 @@ def claims_section(run: Run) -> list[str]:
             "tables), then the open MIMIC-III demo's paper-training patients, then this run's own cohort and "
             "profile; a verdict on this run's data says so. *Not computed in this run*: open data would decide the "
             "claim, but this run lacks the notebook named. Each rule's thresholds are in `ehrlib/claims/claims.yaml`; "
-            f"{_notebook_link('52_paper_vs_ours')} shows the same ledger beside the paper's printed numbers.{authors}", "",
+            f"{_notebook_link(stages.PAPER_VS_OURS)} shows the same ledger beside the paper's printed numbers.{authors}", "",
             table, ""] + ([OUTSIDE_NOTE, ""] if OUTSIDE_FLAG in table else [])
 
 
 #: The training notebook of each generated model, by its saved name (for the floors section's links).
-TRAINING_STAGES = {"medgan": "10_train_medgan", "medgan_count": "10_train_medgan", "corgan": "11_train_corgan",
-                   "promptehr": "12_train_promptehr", "halo": "13_train_halo", "gpt": "14_train_gpt"}
+TRAINING_STAGES = {**stages.TRAINING, "medgan_count": stages.TRAIN_MEDGAN}
 
 
 def _floors_section(run: Run) -> list[str]:
@@ -127,8 +126,8 @@ def _floors_section(run: Run) -> list[str]:
         floors = pd.read_csv(path)
     except pd.errors.EmptyDataError:  # no neural model was generated (a run of user generators only)
         return []
-    lines = ["### Did the models learn?", "", f"{book.caption('table_floors')} From {_notebook_link('20_generate')}; "
-             f"the learning curves are in {_notebook_link('18_learning_curves')}. The floors are set for the `demo` "
+    lines = ["### Did the models learn?", "", f"{book.caption('table_floors')} From {_notebook_link(stages.GENERATE)}; "
+             f"the learning curves are in {_notebook_link(stages.LEARNING_CURVES)}. The floors are set for the `demo` "
              "profile; on another profile they are a reference only.", "",
              (run.path / book.TABLES_DIR / "table_floors.md").read_text(), ""]
     missed = floors[(floors["status"] == "ok") & (floors["meets floors"] == "no")]
@@ -183,7 +182,7 @@ def results_page(run: Run, dest: Path) -> Path:
     and this run's verdicts onto the intro page there (:func:`intro_verdicts`)."""
     intro_verdicts(run, dest)
     m = run.manifest()
-    data_stage = m.get("stages", {}).get("00_data", {})
+    data_stage = m.get("stages", {}).get(stages.DATA, {})
     params = data_stage.get("params", {})
     lines = ["# Results", "",
              "Every number and figure on this page was computed by the run the book was built from; "
@@ -197,7 +196,7 @@ def results_page(run: Run, dest: Path) -> Path:
              f"| patients | {data_stage.get('results', {}).get('n_patients', 'unknown')} |",
              f"| commit | `{m.get('git_commit') or 'unknown'}` |",
              f"| run folder | `{run.name}` |", ""]
-    lines += ["## Table 1", "", f"{book.caption('table1')} From {{doc}}`33_table1 <../notebooks/33_table1>`; "
+    lines += ["## Table 1", "", f"{book.caption('table1')} From {_notebook_link(stages.TABLE1)}; "
               "`[a, b]` is a 95% basic bootstrap interval, `± s` the spread over repeated subsamples. The `holdout` "
               "row holds real records no generator saw, scored like a generator: it is the ceiling this sample size "
               "allows, so a model is as good as real data when it reaches the holdout row, not when it reaches the "
@@ -226,11 +225,12 @@ def results_page(run: Run, dest: Path) -> Path:
 
     failed = failed_generators(m)
     if failed:
-        lines += ["**Failed generators** (recorded by `17_user_generators` and `20_generate`, absent from Table 1):", ""]
+        lines += [f"**Failed generators** (recorded by `{stages.USER_GENERATORS}` and `{stages.GENERATE}`, absent from "
+                  "Table 1):", ""]
         lines += [f"* `{k}`: {v}" for k, v in failed.items()] + [""]
-    supplied = m.get("stages", {}).get("17_user_generators", {}).get("results", {}).get("user_generators", {})
+    supplied = m.get("stages", {}).get(stages.USER_GENERATORS, {}).get("results", {}).get("user_generators", {})
     if supplied:
-        lines += ["**User-supplied generators** (stage {doc}`17_user_generators <../notebooks/17_user_generators>`; "
+        lines += [f"**User-supplied generators** (stage {_notebook_link(stages.USER_GENERATORS)}; "
                   "rows `user_<name>` in the tables, `<name> (user-supplied)` in the figures):", ""]
         lines += [f"* `{k}`: `{v}`" + (" (failed)" if k in failed else "") for k, v in supplied.items()] + [""]
     fig_dir = dest / "book" / "figures"
@@ -243,14 +243,14 @@ def results_page(run: Run, dest: Path) -> Path:
         shutil.copy2(png, fig_dir / png.name)
         note = m.get("stages", {}).get(stage, {}).get("results", {}).get("note", "")  # e.g. Figure 3's counts
         lines += [f"```{{figure}} figures/{png.name}", f":name: results-{fig_id}", "",
-                  f"{book.caption(fig_id)} From {{doc}}`{stage} <../notebooks/{stage}>`.", "```", ""]
+                  f"{book.caption(fig_id)} From {_notebook_link(stage)}.", "```", ""]
         lines += [note, ""] if note else []
-    stages = _stage_table(m)
-    if not stages.empty:
-        total = stages["seconds"].sum()
+    times = _stage_table(m)
+    if not times.empty:
+        total = times["seconds"].sum()
         side = _last_invocation(m.get("runner", {}))
         lines += ["## Where the time went", "", f"Wall time of each stage in this run ({total:.0f} s in all; "
-                  f"`skipped` stages were up to date and reused).{side}", "", stages.to_markdown(index=False), ""]
+                  f"`skipped` stages were up to date and reused).{side}", "", times.to_markdown(index=False), ""]
     page = dest / PAGE
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(lines))

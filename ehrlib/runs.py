@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ehrlib.cohort import Cohort
 from ehrlib.errors import RunError
+from ehrlib.stages import DATA, DISCRIMINATOR, GENERATE, PREVALENCE, PRIVACY, REFERENCE_GENERATORS, USER_GENERATORS
 from ehrlib.io import atomic_write, process_alive
 from ehrlib.metrics import names
 from ehrlib.data.splits import save_ids
@@ -96,7 +97,7 @@ class Run:
     def load_split(self, name: str) -> Cohort:
         path = self.path / "data" / f"{name}.parquet"
         if not path.is_file():
-            raise RunError(f"{path} not found: run notebook 00_data for run {self.name!r} first")
+            raise RunError(f"{path} not found: run notebook {DATA} for run {self.name!r} first")
         return Cohort.load(path)
 
     # ---------------------------------------------------------------- synthetic cohorts
@@ -231,7 +232,7 @@ def open_run(name: str = "default", root: Path | None = None) -> Run:
 
 
 #: The stages that make synthetic cohorts and record the generators that failed (``results.failed``).
-GENERATING_STAGES = ("17_user_generators", "20_generate")
+GENERATING_STAGES = (USER_GENERATORS, GENERATE)
 
 
 def failed_generators(manifest: dict, stages=GENERATING_STAGES) -> dict[str, str]:
@@ -325,7 +326,7 @@ class Stage:
             paths = sorted(d.glob("*.parquet")) if d.is_dir() else []
             if not paths:
                 raise RunError(f"stage {self.name}: run {self.run.name!r} has no synthetic cohort ({d}/*.parquet): "
-                               "run 20_generate and 15_reference_generators first")
+                               f"run {GENERATE} and {REFERENCE_GENERATORS} first")
             for p in paths:
                 self._note("inputs", p)
             self._cache["synthetic"] = {p.stem: Cohort.load(p) for p in paths}
@@ -422,7 +423,7 @@ class Stage:
                 frames.append(pd.read_csv(path))
         if not frames:
             raise RunError(f"run {self.run.name!r} has no saved metrics ({', '.join(families)}): "
-                           "run notebooks 30-32 first")
+                           f"run notebooks {PREVALENCE}, {DISCRIMINATOR} and {PRIVACY} first")
         return pd.concat(frames, ignore_index=True)
 
     def record(self, **values) -> None:
@@ -439,7 +440,7 @@ DEFAULT = "default"
 
 
 def stage(name: str, *, run: str = DEFAULT, profile: str = DEFAULT, seed: int = 0, **params) -> Stage:
-    """Open the context of stage ``name`` (a notebook's stem, e.g. ``"30_prevalence"``) in run ``run``.
+    """Open the context of stage ``name`` (a notebook's stem, one of :mod:`ehrlib.stages`, e.g. ``stages.PREVALENCE``) in run ``run``.
 
     Args:
         name: the stage (notebook) name.

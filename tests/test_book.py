@@ -7,7 +7,7 @@ import pytest
 
 from conftest import CONSOLE, ROOT
 from ehrlib import book, colab
-from ehrlib.runner import notebooks, reproduce
+from ehrlib.runner import notebooks, opened_stages, reproduce
 
 NOTEBOOKS = notebooks(ROOT)
 
@@ -40,7 +40,7 @@ def test_notebook_follows_the_style_rules(nb):
     assert not re.search(r"^\s*(def|class)\s", source, re.M), "functions belong in ehrlib"
     assert len(cells) <= 4, "parameters, the stage context, one or two library calls"
     assert not re.search(r"\.(csv|parquet|png|pdf|json|txt|md)\b", source), "file names belong in ehrlib"
-    assert re.search(rf'runs\.stage\("{nb.stem}"', source), "the notebook opens its own stage context"
+    assert opened_stages(nb) == [nb.stem], "the notebook opens its own stage context (tests/test_stages.py)"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)

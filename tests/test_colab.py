@@ -228,6 +228,7 @@ def test_a_folder_outside_git_falls_back_to_the_branch_and_says_why(tmp_path):
 def test_the_book_pages_install_the_commit_the_book_is_built_from(git_repo, tmp_path, monkeypatch, caplog):
     """build_book stamps the pages' copies (jupyter-book itself is faked: the slow build test runs it)."""
     from ehrlib import runner
+    from ehrlib.runner import build
     from ehrlib.runs import open_run
 
     root, head = git_repo
@@ -242,7 +243,7 @@ def test_the_book_pages_install_the_commit_the_book_is_built_from(git_repo, tmp_
         (html / "index.html").write_text("")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(runner.subprocess, "run", fake)
+    monkeypatch.setattr(build.subprocess, "run", fake)
     caplog.set_level("INFO", logger="ehrbench")
     runner.build_book(root, open_run("t"), tmp_path / "out")
     page_nb = next((tmp_path / "out" / "src" / "notebooks").glob("*.ipynb"))

@@ -182,6 +182,18 @@ def test_needs_that_did_not_succeed_or_ran_on_other_settings_are_out_of_date(tmp
     assert runner.stale_needs(_manifest_run(tmp_path / "ok", {}), ["00_data", "10_never"], {"00_data": {}}) == ""
 
 
+# ---------------------------------------------------------------- a notebook that opens another stage
+def test_a_notebook_that_opens_another_stage_than_its_own_is_refused_before_any_stage_runs(tmp_path, monkeypatch):
+    """A renamed or copied notebook would write the other stage's record and defeat its up-to-date check."""
+    monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
+    repo = _pipeline(tmp_path / "repo", {"00_data": STAGES["00_data"], "05_data_copy": STAGES["00_data"]})
+    with pytest.raises(RunError, match=r"05_data_copy\.ipynb opens stage '00_data', not its own name '05_data_copy'"):
+        runner.reproduce(repo, profile="smoke", run="r", book=False, jobs=1)
+    assert "stages" not in runs.open_run("r").manifest() or not runs.open_run("r").manifest()["stages"], "nothing ran"
+    problems = runner.stage_name_problems([repo / "notebooks" / "00_data.ipynb"])
+    assert problems == []
+
+
 # ---------------------------------------------------------------- Ctrl-C
 
 SLEEPER = {"00_sleep": ([], """
@@ -289,7 +301,7 @@ def test_a_lock_held_by_a_child_of_an_ended_writer_says_so(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("make", [
-    lambda base: runner._prepare_out(base / "f" / "build"),
+    lambda base: runner.prepare_out(base / "f" / "build"),
     lambda base: runs.open_run("r", root=base / "f"),
 ])
 def test_a_folder_that_cannot_be_made_under_a_file_is_an_error_naming_the_file(make, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from ehrlib import book, runs
 from ehrlib.errors import ConfigError, EhrlibError, RunError
-from ehrlib.runner import MARKER, _prepare_out, fingerprint, reproduce
+from ehrlib.runner import MARKER, fingerprint, prepare_out, reproduce
 
 
 def _record_many(root, worker, n):
@@ -33,7 +33,7 @@ def test_the_build_folder_of_another_tool_is_never_cleared(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "precious.py").write_text("x = 1\n")
     with pytest.raises(RunError, match="marker"):
-        _prepare_out(tmp_path)
+        prepare_out(tmp_path)
     assert (tmp_path / "src" / "precious.py").read_text() == "x = 1\n"
 
 
@@ -49,9 +49,9 @@ def test_reproduce_refuses_an_unsafe_out_before_running_anything(tmp_path, monke
 
 
 def test_a_folder_made_by_the_runner_is_marked(tmp_path):
-    _prepare_out(tmp_path / "b")
+    prepare_out(tmp_path / "b")
     assert (tmp_path / "b" / MARKER).is_file()
-    _prepare_out(tmp_path / "b")  # its own folder: accepted again
+    prepare_out(tmp_path / "b")  # its own folder: accepted again
 
 
 def test_only_that_matches_no_notebook_is_an_error(tmp_path, monkeypatch):
@@ -113,7 +113,8 @@ def test_fingerprint_changes_with_content(tmp_path):
 
 
 def test_table1_across_seeds_reports_mean_and_spread(tmp_path):
-    from ehrlib.runner import seeds_table1
+    from ehrlib.metrics.seeds import seeds_table1
+    from ehrlib.runner.sweep import table1_by_seed
 
     by_seed = {}
     for seed, value in ((0, 0.5), (1, 0.7)):
@@ -122,7 +123,7 @@ def test_table1_across_seeds_reports_mean_and_spread(tmp_path):
                              "estimate": [value], "ci_low": [value - 0.1], "ci_high": [value + 0.1], "spread": [None]})
         book.save_table(tidy, "table1_tidy", run)
         by_seed[seed] = run
-    row = seeds_table1(by_seed).iloc[0]
+    row = seeds_table1(table1_by_seed(by_seed)).iloc[0]
     assert row["mean"] == pytest.approx(0.6) and row["sd_across_seeds"] == pytest.approx(0.1414, abs=1e-3)
     assert row["seeds"] == 2 and row["mean_ci_width_within_run"] == pytest.approx(0.2)
 

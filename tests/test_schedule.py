@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ehrlib import runner, runs
+from ehrlib.runner import kernels
 from ehrlib.errors import RunError
 from ehrlib.runner import StageResult, run_stages, stage_needs, stage_plan
 
@@ -133,7 +134,7 @@ def test_each_kernel_gets_its_own_thread_plan_without_touching_this_process(tmp_
     nbformat.write(nb, tmp_path / "probe.ipynb")
     before = dict(__import__("os").environ)
     out = pm.execute_notebook(str(tmp_path / "probe.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
-                              progress_bar=False, kernel_manager_class=runner._kernel_manager_class(
+                              progress_bar=False, kernel_manager_class=kernels.kernel_manager_class(
                                   {"OMP_NUM_THREADS": "7", "OMP_WAIT_POLICY": "PASSIVE"}))
     assert out.cells[0].outputs[0]["text"].strip() == "7 PASSIVE"
     assert dict(__import__("os").environ) == before

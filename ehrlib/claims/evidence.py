@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ehrlib import book
+from ehrlib import book, stages
 from ehrlib.claims.verdict import RUN_SOURCE_PREFIX
 from ehrlib.data.registry import PAPER_SAMPLE_FILES, data_dir
 from ehrlib.errors import MetricError
@@ -32,12 +32,13 @@ from ehrlib.metrics.bootstrap import bias_corrected
 from ehrlib.metrics.display import OUTSIDE_FLAG
 from ehrlib.metrics.paper import printed_decimals, paper_results
 
-RELEASED_STAGE = "50_paper_samples"
-AUDIT_STAGE = "51_paper_audit"
-TABLE1_STAGE = "33_table1"
-FIG3_STAGE = "40_longtail_percentiles"
-TABLE13_STAGE = "41_longtail_marginals"
-TABLE14_STAGE = "44_cooccurrence"
+#: The stage that computes each kind of evidence (the notebook a verdict links to).
+RELEASED_STAGE = stages.PAPER_SAMPLES
+AUDIT_STAGE = stages.PAPER_AUDIT
+TABLE1_STAGE = stages.TABLE1
+FIG3_STAGE = stages.LONGTAIL_PERCENTILES
+TABLE13_STAGE = stages.LONGTAIL_MARGINALS
+TABLE14_STAGE = stages.COOCCURRENCE
 AUTHORS_RESULTS = "paper-samples/long_tailed_ablation.csv"
 """Where the authors' Figure 3 values (``results/long_tailed_ablation.csv`` of their repository) are
 read from, under the data folder, when present. ``ehrbench fetch paper-samples`` does not fetch it
@@ -143,7 +144,7 @@ class Evidence:
             path = run.path / book.TABLES_DIR / f"{table_id}.csv"
             return pd.read_csv(path) if path.is_file() else None
 
-        params = run.manifest().get("stages", {}).get("00_data", {}).get("params", {})
+        params = run.manifest().get("stages", {}).get(stages.DATA, {}).get("params", {})
         authors = data_dir() / AUTHORS_RESULTS
         return cls(read_table or read, params.get("data", "unknown"), params.get("profile", "unknown"),
                    paper_results(), read_authors_fig3(authors) if authors.is_file() else None)

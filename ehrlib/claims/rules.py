@@ -180,7 +180,7 @@ def no_memorisation(ev, min_codes: int = 5) -> Verdict:
     if a is None:
         v = _table1(ev, names.EXACT_COPY_RATE, PAPER_MODELS)
         if not v:
-            return _missing("memorisation audit (notebook 51) or exact-copy rate", E.AUDIT_STAGE)
+            return _missing(f"memorisation audit (notebook {E.AUDIT_STAGE}) or exact-copy rate", E.AUDIT_STAGE)
         ok = all(x.estimate == 0 for x in v.values())
         return _on_run(ev, HOLDS if ok else FAILS, "" if ok else "some model copies training records",
                        {f"{m} exact copies": x for m, x in v.items()}, E.TABLE1_STAGE)
@@ -354,7 +354,8 @@ def _released(ev, metric, models) -> dict:
 
 
 def _no_samples() -> Verdict:
-    return Verdict(NOT_RUN, "the released samples were not read: `ehrbench fetch paper-samples`, then notebook 50",
+    return Verdict(NOT_RUN, f"the released samples were not read: `ehrbench fetch paper-samples`, then notebook "
+                   f"{E.RELEASED_STAGE}",
                    {}, E.RELEASED, E.RELEASED_STAGE)
 
 
