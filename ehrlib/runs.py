@@ -440,7 +440,8 @@ DEFAULT = "default"
 
 
 def stage(name: str, *, run: str = DEFAULT, profile: str = DEFAULT, seed: int = 0, **params) -> Stage:
-    """Open the context of stage ``name`` (a notebook's stem, one of :mod:`ehrlib.stages`, e.g. ``stages.PREVALENCE``) in run ``run``.
+    """Open the context of stage ``name`` (a notebook's stem: a constant of :mod:`ehrlib.stages`, e.g.
+    ``stages.PREVALENCE``) in run ``run``.
 
     Args:
         name: the stage (notebook) name.

@@ -128,6 +128,16 @@ def test_table1_across_seeds_reports_mean_and_spread(tmp_path):
     assert row["seeds"] == 2 and row["mean_ci_width_within_run"] == pytest.approx(0.2)
 
 
+
+def test_table1_across_seeds_names_a_missing_column_and_a_sweep_without_table1(tmp_path):
+    from ehrlib.metrics.seeds import seeds_table1
+    from ehrlib.runner.sweep import table1_by_seed
+
+    with pytest.raises(ConfigError, match="seed 3 has no column 'ci_low'"):
+        seeds_table1({3: pd.DataFrame({"model": ["halo"], "family": ["prevalence"], "metric": ["r2"], "estimate": [1.0]})})
+    with pytest.raises(RunError, match="no run of the sweep has Table 1 \\(stage 33_table1\\)"):
+        table1_by_seed({0: runs.open_run("r-seed0", root=tmp_path)})
+
 def test_the_papers_split_leaves_no_reference_on_the_demo_and_the_holdout_generator_is_skipped(tmp_path, capsys):
     from conftest import MIMIC3_DEMO
 

@@ -59,3 +59,20 @@ def test_no_library_module_spells_a_stage_name():
             if pattern.search(n.value):
                 found.append(f"{path.relative_to(ROOT)}:{n.lineno}: {pattern.search(n.value).group(0)}")
     assert found == [], "use the constants of ehrlib.stages:\n" + "\n".join(found)
+
+
+def test_a_stage_name_the_runner_cannot_read_or_another_notebooks_name_is_a_problem(tmp_path):
+    from ehrlib.runner import stage_name_problems
+
+    def nb(name, code):
+        path = tmp_path / f"{name}.ipynb"
+        path.write_text(json.dumps({"cells": [{"cell_type": "code", "source": [code], "metadata": {}}], "metadata": {}}))
+        return path
+
+    good = nb("33_table1", "stage = runs.stage(stages.TABLE1, run=run)")
+    copied = nb("60_mine", "stage = runs.stage(stages.TABLE1, run=run)")
+    unread = nb("61_other", "name = '61_other'\nstage = runs.stage(name, run=run)")
+    assert stage_name_problems([good]) == []
+    (copy_problem,), (unread_problem,) = stage_name_problems([copied]), stage_name_problems([unread])
+    assert "60_mine.ipynb opens stage '33_table1', not its own name '60_mine'" in copy_problem
+    assert "61_other.ipynb" in unread_problem and "cannot read" in unread_problem

@@ -16,7 +16,8 @@ from ehrlib.book import notebooks
 from ehrlib.errors import RunError, RunInterrupted
 from ehrlib.runner.build import build_book, prepare_out
 from ehrlib.runner.fingerprints import EXECUTED_DIR, library_hash, record_result
-from ehrlib.runner.graph import default_jobs, run_stages, stage_name_problems, stage_needs, stale_needs, undeclared_reads
+from ehrlib.runner.graph import (default_jobs, run_stages, stage_name_problems, stage_needs, stale_needs,
+                                 undeclared_reads)
 from ehrlib.runner.kernels import INTERRUPTED, StageResult, declared_parameters, run_stage
 from ehrlib.runs import ENV_RUNS_DIR, ENV_WRITER, Run, _now, failed_generators, open_run, runs_root
 from ehrlib.stages import USER_GENERATORS, number

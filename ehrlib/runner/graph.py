@@ -101,8 +101,8 @@ def stage_name_problems(selected: list[Path]) -> list[str]:
     for nb in selected:
         for name in opened_stages(nb):
             if name is None:
-                problems.append(f"{nb.name} opens a stage whose name the runner cannot read: write "
-                                f"runs.stage(stages.NAME, ...) with a constant of ehrlib.stages, or the name {nb.stem!r}")
+                problems.append(f"{nb.name} opens a stage whose name the runner cannot read: write runs.stage("
+                                f"stages.NAME, ...) with a constant of ehrlib.stages, or the name {nb.stem!r}")
             elif name != nb.stem:
                 problems.append(f"{nb.name} opens stage {name!r}, not its own name {nb.stem!r}: a notebook opens the "
                                 f"stage named after its file (rename the file, or add its name to ehrlib.stages)")
