@@ -375,9 +375,10 @@ def evaluate(stage: Stage, *families: str, lstm: str = "profile") -> pd.DataFram
     """Compute metric families for every synthetic cohort of the run in each protocol of the
     profile (``corrected`` and ``paper``), save each (a ``protocol`` column), and return a summary.
 
-    One evaluation context (:class:`ehrlib.metrics.context.EvaluationContext`: the overlap check,
-    one encoding per cohort, the real-side resamples) serves every family and protocol of the
-    call. ``lstm`` (discriminator family): ``yes``, ``no`` or ``profile`` (as the profile says).
+    The run's one evaluation context (:class:`ehrlib.metrics.context.EvaluationContext`: the
+    overlap check, one encoding per cohort, the real-side resamples; built by the first
+    evaluation stage and loaded by the others, :func:`evaluation_context`) serves every family
+    and protocol of the call. ``lstm`` (discriminator family): ``yes``, ``no`` or ``profile`` (as the profile says).
     The prevalence family is the same in both protocols and is computed once; ``utility`` and
     ``attribute_inference`` are not part of the paper's protocol (their rows there say so). The
     utility family also draws its figure (TSTR/TRTR per task and generator, ``fig_utility``).

@@ -243,11 +243,6 @@ class EvaluationContext:
             self._memo[key] = build()
         return self._memo[key]
 
-    def share_resamples(self, real_resamples, seed: int) -> None:
-        """Use ``real_resamples`` (drawn by the caller from :attr:`train`) as this context's for ``seed``."""
-        real_resamples.check(self.train)
-        self._resamples[(real_resamples.n_bootstrap, int(seed))] = real_resamples
-
     def prepare(self, n_bootstrap: int | None = None, seed: int = 0) -> "EvaluationContext":
         """Make every cohort's encoding and binary matrix now, and the real-side resamples for
         ``(n_bootstrap, seed)`` when ``n_bootstrap`` is given (what :func:`shared_context` stores)."""
