@@ -337,20 +337,56 @@ def _protocols(ev) -> tuple[str, ...]:
     return protocols
 
 
+#: The run folder's subfolder holding the run's stored evaluation context (a cache: removing it
+#: only makes the next evaluation stage build it again).
+CONTEXT_DIR = "context"
+
+
+def evaluation_context(stage: Stage, synthetic: dict | None = None, *, reference: bool = False):
+    """The evaluation context of ``synthetic`` (default: every synthetic cohort of the run), with
+    the reference split when ``reference`` and the run has one.
+
+    It is a part (:meth:`~ehrlib.metrics.context.EvaluationContext.subset`) of the run's one
+    context (train, holdout, reference, every synthetic cohort), which the first evaluation stage
+    builds and stores in the run folder and the others load
+    (:func:`ehrlib.metrics.context.shared_context`); :func:`record_context` notes in the stage's
+    manifest entry what this stage encoded. Returns ``(run_context, context)``.
+    """
+    from ehrlib.metrics.context import shared_context
+
+    has_reference = (stage.run.path / "data" / "reference.parquet").is_file()
+    everything = stage.synthetic
+    whole = shared_context(stage.run.path / CONTEXT_DIR, stage.train, stage.holdout, everything,
+                           stage.reference if has_reference else None,
+                           n_bootstrap=stage.settings.evaluation.n_bootstrap, seed=stage.seed)
+    part = whole.subset(list(everything if synthetic is None else synthetic), reference=reference and has_reference)
+    return whole, part
+
+
+def record_context(stage: Stage, whole, part) -> None:
+    """Note in the stage's manifest entry which stored context it used, whether it built or
+    loaded it, and what it encoded (``builds``: counts by ``encoded:<cohort>``, ...), so a run's
+    entries together show each cohort encoded once."""
+    builds = dict(whole.builds)
+    for k, v in part.builds.items():
+        builds[k] = builds.get(k, 0) + v
+    stage.record(context={"fingerprint": whole.fingerprint[:16], "origin": whole.origin, "builds": builds})
+
+
 def evaluate(stage: Stage, *families: str, lstm: str = "profile") -> pd.DataFrame:
     """Compute metric families for every synthetic cohort of the run in each protocol of the
     profile (``corrected`` and ``paper``), save each (a ``protocol`` column), and return a summary.
 
-    One evaluation context (:class:`ehrlib.metrics.context.EvaluationContext`: the overlap check,
-    one encoding per cohort, the real-side resamples) serves every family and protocol of the
-    call. ``lstm`` (discriminator family): ``yes``, ``no`` or ``profile`` (as the profile says).
+    The run's one evaluation context (:class:`ehrlib.metrics.context.EvaluationContext`: the
+    overlap check, one encoding per cohort, the real-side resamples; built by the first
+    evaluation stage and loaded by the others, :func:`evaluation_context`) serves every family
+    and protocol of the call. ``lstm`` (discriminator family): ``yes``, ``no`` or ``profile`` (as the profile says).
     The prevalence family is the same in both protocols and is computed once; ``utility`` and
     ``attribute_inference`` are not part of the paper's protocol (their rows there say so). The
     utility family also draws its figure (TSTR/TRTR per task and generator, ``fig_utility``).
     """
     from ehrlib.errors import ConfigError
     from ehrlib.metrics import names
-    from ehrlib.metrics.context import EvaluationContext
     from ehrlib.metrics.evaluate import evaluate_context
 
     if not families:
@@ -362,9 +398,8 @@ def evaluate(stage: Stage, *families: str, lstm: str = "profile") -> pd.DataFram
         raise ConfigError(f"lstm={lstm!r}: expected 'yes', 'no' or 'profile'")
     ev = stage.settings.evaluation
     protocols = _protocols(ev)
-    has_reference = (stage.run.path / "data" / "reference.parquet").is_file()
-    reference = stage.reference if has_reference and names.ATTRIBUTE_INFERENCE in families else None
-    context = EvaluationContext.build(stage.train, stage.holdout, stage.synthetic, reference)
+    whole, context = evaluation_context(stage, reference=names.ATTRIBUTE_INFERENCE in families)
+    reference = context.reference
     common = dict(seed=stage.seed, n_bootstrap=ev.n_bootstrap, progress=False)
     outs = []
     for family in families:
@@ -398,6 +433,7 @@ def evaluate(stage: Stage, *families: str, lstm: str = "profile") -> pd.DataFram
                 print("No phenotype task has enough holdout patients at this profile's size (see the rows' notes): "
                       "no utility figure.")
         outs.append(out)
+    record_context(stage, whole, context)
     out = pd.concat(outs, ignore_index=True)
     summary = out[out["metric"].map(lambda m: names.split_task_metric(m)[1] is None)]
     return summary.pivot_table(index=["model", "protocol"], columns="metric", values="estimate")
@@ -487,14 +523,12 @@ def longtail(stage: Stage) -> pd.DataFrame:
     """Figure 3 in each protocol: the six panels per percentile with intervals (saved as
     ``fig3_data``; ``fig3`` is the corrected protocol, ``fig3_paper`` the paper's)."""
     from ehrlib import plots
-    from ehrlib.metrics import names
-    from ehrlib.metrics.context import EvaluationContext
     from ehrlib.metrics.longtail import longtail_ablation
 
     ev = stage.settings.evaluation
     protocols = _protocols(ev)
     synthetic = _longtail_models(stage, ev.longtail_models)
-    context = EvaluationContext.build(stage.train, stage.holdout, synthetic)  # one for both protocols
+    whole, context = evaluation_context(stage, synthetic)  # one for both protocols
     with warnings.catch_warnings(record=True) as caught:  # stated under the figure, not as stderr
         warnings.simplefilter("always")
         frames = [longtail_ablation(context.train, context.holdout, synthetic, protocol=p, n_bootstrap=ev.n_bootstrap,
@@ -507,7 +541,24 @@ def longtail(stage: Stage) -> pd.DataFrame:
     sentence = longtail_note(data, caught, ev.n_bootstrap)
     print(sentence)
     stage.record(note=sentence)
+    record_context(stage, whole, context)
     return data
+
+
+def protocol_effects(stage: Stage) -> pd.DataFrame:
+    """The deviations page's table: each protocol difference measured on the reference generators
+    (``holdout``, ``marginals``, ``memorizer``: those of the run), from the run's evaluation context."""
+    from ehrlib.metrics.protocols import protocol_effects as measure
+
+    names_ = [n for n in ("holdout", "marginals", "memorizer") if n in stage.synthetic]
+    if not names_:
+        raise EhrlibError(f"run {stage.run.name}: no reference generator's cohort in {stage.run.path / 'synthetic'}; "
+                          "run stage 15_reference_generators first")
+    whole, context = evaluation_context(stage, {n: stage.synthetic[n] for n in names_})
+    table = measure(context.train, context.holdout, context.synthetic, seed=stage.seed, context=context)
+    stage.save_table("table_protocol_effects", table)
+    record_context(stage, whole, context)
+    return table
 
 
 def longtail_note(data: pd.DataFrame, caught, n_bootstrap: int) -> str:

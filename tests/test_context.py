@@ -1,5 +1,6 @@
 """The evaluation context: built once, every family reads it, each cohort encoded once."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from ehrlib import models
@@ -76,3 +77,23 @@ def test_the_context_prevalence_equals_the_standalone_bootstrap(cohorts):
     alone = bootstrap_prevalence(train, synthetic["marginals"], n_bootstrap=30, seed=4)
     np.testing.assert_allclose(ours[["estimate", "ci_low", "ci_high"]].to_numpy(),
                                alone[["estimate", "ci_low", "ci_high"]].to_numpy())
+
+
+def test_the_cohort_level_functions_take_a_context_instead_of_pre_encoded_extras(cohorts):
+    train, holdout, reference, synthetic = cohorts
+    context = EvaluationContext.build(train, holdout, synthetic, reference)
+    alone = privacy_metrics(train, holdout, synthetic["marginals"], seed=0, repeats=2)
+    for _ in range(2):
+        shared = privacy_metrics(train, holdout, synthetic["marginals"], seed=0, repeats=2, context=context)
+        pd.testing.assert_frame_equal(alone, shared)
+    assert context.builds["encoded:marginals"] == 1 and context.builds[f"encoded:{TRAIN}"] == 1
+    ours = evaluate(train, holdout, synthetic["memorizer"], families=[names.PREVALENCE], n_bootstrap=20, progress=False)
+    given = evaluate(train, holdout, synthetic["memorizer"], families=[names.PREVALENCE], n_bootstrap=20,
+                     progress=False, context=context)
+    numbers = ["metric", "estimate", "ci_low", "ci_high", "bias"]
+    pd.testing.assert_frame_equal(ours[numbers], given[numbers])
+    assert given.note.str.contains("train side shared across generators").all()
+    with pytest.raises(ValueError, match="context does not hold"):
+        evaluate(train, holdout, synthetic["marginals"].renamed(), families=[names.PREVALENCE], context=context)
+    with pytest.raises(ValueError, match="context does not hold"):
+        privacy_metrics(holdout, train, synthetic["marginals"], context=context)

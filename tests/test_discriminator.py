@@ -1,5 +1,6 @@
 """Real-vs-synthetic discriminators (paper 3.1, appendix E) on a balanced, stratified split."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from ehrlib.cohort import Cohort, CohortError
@@ -211,17 +212,20 @@ def test_forest_threads_come_from_the_config_else_from_omp_num_threads_else_ever
     assert threads.pool_threads(cpus=4, environ={"OMP_NUM_THREADS": "auto"}) == 4
 
 
-def test_a_real_side_matrix_passed_in_gives_the_same_rows_as_one_built_here(halves):
-    from ehrlib.data.encode import Vocabulary, binary_matrix
+def test_a_context_passed_in_gives_the_same_rows_as_one_built_here(halves):
+    from ehrlib.data import split
+    from ehrlib.metrics.context import EvaluationContext
 
     train, synthetic = halves
-    vocab = Vocabulary.from_cohorts(train, synthetic)
-    kw = dict(n_bootstrap=50, rf=RandomForestConfig(n_estimators=10, n_jobs=1), vocab=vocab)
+    train, holdout = split(train, n_holdout=max(2, train.n_patients // 5), seed=0)
+    kw = dict(n_bootstrap=50, rf=RandomForestConfig(n_estimators=10, n_jobs=1))
+    context = EvaluationContext.build(train, holdout, {"s": synthetic}, allow_overlap=True)
     here = discriminator_family(train, None, synthetic, ("rf",), **kw)
-    given = discriminator_family(train, None, synthetic, ("rf",), real_binary=binary_matrix(train, vocab), **kw)
-    assert here.equals(given)
-    with pytest.raises(ValueError, match="real_binary has shape"):
-        discriminator_family(train, None, synthetic, ("rf",), real_binary=binary_matrix(train, vocab)[:-1], **kw)
+    given = discriminator_family(train, holdout, synthetic, ("rf",), context=context, **kw)
+    pd.testing.assert_frame_equal(here, given)
+    assert context.builds.get(f"binary:{context.real_key('train')}") == 1
+    with pytest.raises(ValueError, match="context does not hold"):
+        discriminator_family(holdout, None, synthetic, ("rf",), context=context, **kw)
 
 
 # ------------------------------------------------------------------ the forest on distinct records

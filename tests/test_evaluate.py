@@ -223,7 +223,6 @@ def test_cli_evaluates_long_format_files(tmp_path, small_cohort):
 
 
 def test_evaluate_all_shares_the_real_side_encoding_without_changing_the_discriminator():
-    from ehrlib.data.encode import Vocabulary
     from ehrlib.metrics.discriminator import RandomForestConfig, discriminator_family
 
     train, holdout = split(simulate(1600, seed=5), n_holdout=300, seed=0)
@@ -232,8 +231,7 @@ def test_evaluate_all_shares_the_real_side_encoding_without_changing_the_discrim
     out = evaluate_all(train, holdout, synthetic, families=[names.DISCRIMINATOR], n_bootstrap=50, rf=rf,
                        progress=False)
     for name, syn in synthetic.items():
-        alone = discriminator_family(train, holdout, syn, ("rf",), n_bootstrap=50, rf=rf,
-                                     vocab=Vocabulary.from_cohorts(train, syn))
+        alone = discriminator_family(train, holdout, syn, ("rf",), n_bootstrap=50, rf=rf)
         ours = out[out.model == name]
         np.testing.assert_array_equal(ours[["estimate", "ci_low", "ci_high"]].to_numpy(),
                                       alone[["estimate", "ci_low", "ci_high"]].to_numpy())

@@ -11,10 +11,36 @@ generator, so comparisons between generators are paired). Every family
 (:data:`ehrlib.metrics.names.FAMILIES`) reads its inputs from it; the Cohort-level functions
 (:func:`ehrlib.metrics.evaluate`, :func:`ehrlib.metrics.privacy.privacy_metrics`, ...) are thin
 wrappers that build one.
+
+**Once per run.** The evaluation notebooks of one run are separate processes (the runner starts
+stages 30-32, 34 and 40 side by side), so a context kept in memory would be rebuilt by each.
+:func:`shared_context` persists it in the run folder instead: the first stage that needs it
+takes a file lock (``fcntl.flock``), builds it with every cohort's encodings, binary matrix and
+the real-side resamples (:meth:`EvaluationContext.prepare`), writes it atomically (a temporary
+file renamed into place) and releases the lock; stages that were waiting on the lock, and every
+later one, load it. The file is named by a fingerprint of its input cohorts' contents, so a
+changed cohort (a generator run again) gives a new build, never a stale load. This was chosen
+over a dedicated stage that builds the context because it needs no change to the stage graph:
+every evaluation notebook keeps needing only the generation stage, the cache costs nothing when
+absent (it is rebuilt), and the lock makes concurrent stages wait rather than build twice. A
+stage whose evaluated set is a part of the run's (the reference generators of the protocol
+effects, the long-tail models of Figure 3, the sets without the reference split) takes
+:meth:`EvaluationContext.subset`, whose vocabulary, encodings and matrices equal those of a
+fresh build of that part, derived from the stored ones by renumbering columns. What each
+process encoded is counted in :attr:`EvaluationContext.builds`; what the stored context was
+built with in :attr:`EvaluationContext.stored_builds`.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.stats import binom
 
 from ehrlib.cohort import VISIT, Cohort, CohortError
@@ -126,6 +152,10 @@ class EvaluationContext:
                                default=1)
         self.overlap = overlap
         self.builds: dict[str, int] = {}
+        self.stored_builds: dict[str, int] = {}  # what a loaded context's builder made (:func:`shared_context`)
+        self.origin = "built"  # or "loaded" (:func:`shared_context`), "subset" (:meth:`subset`)
+        self.fingerprint: str | None = None  # of the input cohorts, once computed (:func:`fingerprint`)
+        self._parent: EvaluationContext | None = None  # the context a subset derives its matrices from
         self._enc: dict = {}
         self._binary: dict = {}
         self._resamples: dict = {}
@@ -170,9 +200,12 @@ class EvaluationContext:
         """The cohort's :class:`ehrlib.metrics.distance.EncodedCohort` (shared vocabulary and positions)."""
         key = self.key(role)
         if key not in self._enc:
-            self._count(f"encoded:{key}")
-            self._enc[key] = EncodedCohort.from_matrix(
-                visit_position_matrix(self.cohorts[key], self.vocab, self.n_positions), len(self.vocab))
+            derived = self._derive("encoded", key)
+            if derived is None:
+                self._count(f"encoded:{key}")
+                derived = EncodedCohort.from_matrix(
+                    visit_position_matrix(self.cohorts[key], self.vocab, self.n_positions), len(self.vocab))
+            self._enc[key] = derived
         return self._enc[key]
 
     def union(self, *roles: str):
@@ -184,8 +217,11 @@ class EvaluationContext:
         sub-vocabulary of it): built once over :attr:`vocab`, then its columns taken."""
         key = self.key(role)
         if key not in self._binary:
-            self._count(f"binary:{key}")
-            self._binary[key] = binary_matrix(self.cohorts[key], self.vocab)
+            derived = self._derive("binary", key)
+            if derived is None:
+                self._count(f"binary:{key}")
+                derived = binary_matrix(self.cohorts[key], self.vocab)
+            self._binary[key] = derived
         full = self._binary[key]
         return full if vocab is None or vocab is self.vocab else full[:, self.vocab.index(vocab.codes)]
 
@@ -207,10 +243,58 @@ class EvaluationContext:
             self._memo[key] = build()
         return self._memo[key]
 
-    def share_resamples(self, real_resamples, seed: int) -> None:
-        """Use ``real_resamples`` (drawn by the caller from :attr:`train`) as this context's for ``seed``."""
-        real_resamples.check(self.train)
-        self._resamples[(real_resamples.n_bootstrap, int(seed))] = real_resamples
+    def prepare(self, n_bootstrap: int | None = None, seed: int = 0) -> "EvaluationContext":
+        """Make every cohort's encoding and binary matrix now, and the real-side resamples for
+        ``(n_bootstrap, seed)`` when ``n_bootstrap`` is given (what :func:`shared_context` stores)."""
+        for key in self.cohorts:
+            self.encoded(key)
+            self.binary(key)
+        if n_bootstrap is not None:
+            self.real_resamples(n_bootstrap, seed)
+        return self
+
+    def subset(self, models=None, *, reference: bool = True) -> "EvaluationContext":
+        """The context of a part of this evaluated set: the synthetic cohorts ``models`` (default
+        all), with the reference split when ``reference`` (and this context has one).
+
+        Its vocabulary and number of visit positions are those of its own cohorts, as a fresh
+        :meth:`build` of the part would make them; each encoding and binary matrix made here is
+        derived from this context's by renumbering columns (the codes' order is kept, so the
+        result equals a fresh encoding entry for entry); the overlap check and the real-side
+        resamples (drawn from ``train`` alone) are shared. Derived matrices are counted in
+        :attr:`builds` as ``derived:...``, not as encodings.
+        """
+        models = list(self.synthetic if models is None else models)
+        missing = [m for m in models if m not in self.synthetic]
+        if missing:
+            raise CohortError(f"no synthetic cohort {missing[0]!r} in this evaluation context "
+                              f"(have: {', '.join(self.synthetic)})")
+        part = EvaluationContext(self.train, self.holdout, {m: self.synthetic[m] for m in models},
+                                 self.reference if reference else None, overlap=self.overlap)
+        part.origin = "subset"
+        part._parent = self
+        part._resamples = dict(self._resamples)
+        return part
+
+    def _derive(self, what: str, key: str):
+        """``what`` (``"encoded"`` or ``"binary"``) of cohort ``key`` from the parent context, or ``None``."""
+        parent = self._parent
+        if parent is None:
+            return None
+        source = parent.encoded(key) if what == "encoded" else parent.binary(key)  # made there if not yet
+        if self.vocab == parent.vocab and (what == "binary" or self.n_positions == parent.n_positions):
+            return source
+        self._count(f"derived:{what}:{key}")
+        remap = np.full(len(parent.vocab), -1, dtype=np.int64)
+        remap[parent.vocab.index(self.vocab.codes)] = np.arange(len(self.vocab))
+        if what == "binary":
+            return sp.csr_matrix((source.data.copy(), remap[source.indices], source.indptr.copy()),
+                                 shape=(source.shape[0], len(self.vocab)))
+        v_old, v_new = len(parent.vocab), len(self.vocab)
+        m = source.matrix
+        cols = (m.indices // v_old) * v_new + remap[m.indices % v_old]
+        matrix = sp.csr_matrix((m.data.copy(), cols, m.indptr.copy()), shape=(m.shape[0], self.n_positions * v_new))
+        return EncodedCohort(matrix, v_new, source.totals.copy(), source.lengths.copy())
 
     def restrict(self, codes) -> "EvaluationContext":
         """The context with every cohort restricted to ``codes`` (the long-tail ablation).
@@ -246,3 +330,154 @@ def as_context(train: Cohort, holdout: Cohort, synthetic, reference: Cohort | No
                              f"(the context holds {', '.join(context.synthetic)})")
         return context
     return EvaluationContext.build(train, holdout, synthetic, reference, allow_overlap=allow_overlap)
+
+
+# ---------------------------------------------------------------------------- once per run
+FORMAT = 1
+"""Version of the stored context's layout; a file of another version is rebuilt, never read."""
+CONTEXT_FILE = "context-{}.npz"
+"""The stored context's file name in its folder, from the first 16 hex digits of :func:`fingerprint`."""
+LOCK_FILE = ".context.lock"
+
+
+def fingerprint(train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort], reference: Cohort | None = None) -> str:
+    """sha256 of an evaluated set's cohorts (their names, roles and events, in order): equal
+    fingerprints, equal contexts; any changed event, patient order or name gives another."""
+    h = hashlib.sha256(f"ehrlib evaluation context, format {FORMAT}".encode())
+    named = {TRAIN: train, HOLDOUT: holdout, **({REFERENCE: reference} if reference is not None else {}),
+             **dict(sorted(synthetic.items()))}
+    for key, cohort in named.items():
+        ev = cohort.events
+        h.update(f"|{key}|{len(ev)}|{','.join(map(str, ev.columns))}|".encode())
+        h.update(pd.util.hash_pandas_object(ev, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _csr_arrays(prefix: str, m) -> dict:
+    return {f"{prefix}.data": m.data, f"{prefix}.indices": m.indices, f"{prefix}.indptr": m.indptr,
+            f"{prefix}.shape": np.asarray(m.shape, dtype=np.int64)}
+
+
+def _csr(z, prefix: str):
+    return sp.csr_matrix((z[f"{prefix}.data"], z[f"{prefix}.indices"], z[f"{prefix}.indptr"]),
+                         shape=tuple(int(x) for x in z[f"{prefix}.shape"]))
+
+
+def save_context(context: EvaluationContext, path) -> Path:
+    """Write ``context``'s vocabulary, encodings, binary matrices, real-side resamples and overlap
+    check to ``path`` (``.npz``, no pickled objects), atomically; what was made so far is what is stored."""
+    from ehrlib.io import atomic_write
+
+    keys = list(context.cohorts)
+    fp = context.fingerprint or fingerprint(context.train, context.holdout, context.synthetic, context.reference)
+    arrays = {}
+    for i, key in enumerate(keys):
+        if key in context._enc:
+            e = context._enc[key]
+            arrays.update(_csr_arrays(f"enc{i}", e.matrix))
+            arrays[f"enc{i}.totals"], arrays[f"enc{i}.lengths"] = e.totals, e.lengths
+        if key in context._binary:
+            arrays.update(_csr_arrays(f"bin{i}", context._binary[key]))
+    resamples = []
+    for j, ((b, seed), r) in enumerate(context._resamples.items()):
+        arrays[f"res{j}.estimate"], arrays[f"res{j}.replicates"] = r.estimate, r.replicates
+        resamples.append({"n_bootstrap": b, "seed": seed, "drawn_seed": r.seed, "codes": r.vocab.codes,
+                          "n_patients": r.n_patients, "n_events": r.n_events})
+    header = {"format": FORMAT, "fingerprint": fp, "keys": keys, "vocab": context.vocab.codes,
+              "n_positions": context.n_positions, "overlap": context.overlap,
+              "encoded": [i for i, k in enumerate(keys) if k in context._enc],
+              "binary": [i for i, k in enumerate(keys) if k in context._binary],
+              "resamples": resamples, "builds": {**context.stored_builds, **context.builds}}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return atomic_write(path, write)
+
+
+def load_context(path, train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort],
+                 reference: Cohort | None = None, *, allow_overlap: bool = False) -> EvaluationContext:
+    """The context :func:`save_context` wrote to ``path``, over the given cohorts (which must be
+    the ones it was built from: their :func:`fingerprint` is checked).
+
+    Raises:
+        ValueError: the file is of another format or was built from other cohorts.
+        CohortError: the stored overlap check refuses the holdout and ``allow_overlap`` is False.
+    """
+    from ehrlib.data.encode import Vocabulary
+    from ehrlib.metrics.bootstrap import RealResamples
+
+    fp = fingerprint(train, holdout, synthetic, reference)
+    with np.load(path, allow_pickle=False) as z:
+        header = json.loads(z["header"].tobytes().decode())
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{path}: stored evaluation context of format {header.get('format')!r}; expected {FORMAT}")
+        if header["fingerprint"] != fp:
+            raise ValueError(f"{path}: stored evaluation context was built from other cohorts (fingerprint "
+                             f"{header['fingerprint'][:16]}, the cohorts given have {fp[:16]})")
+        context = EvaluationContext(train, holdout, synthetic, reference, overlap=header["overlap"])
+        if list(context.cohorts) != header["keys"] or context.vocab.codes != header["vocab"] or \
+                context.n_positions != header["n_positions"]:
+            raise ValueError(f"{path}: stored evaluation context does not match its cohorts' keys, vocabulary "
+                             "or visit positions")
+        keys = header["keys"]
+        for i in header["encoded"]:
+            context._enc[keys[i]] = EncodedCohort(_csr(z, f"enc{i}"), len(context.vocab), z[f"enc{i}.totals"],
+                                                  z[f"enc{i}.lengths"])
+        for i in header["binary"]:
+            context._binary[keys[i]] = _csr(z, f"bin{i}")
+        for j, r in enumerate(header["resamples"]):
+            context._resamples[(r["n_bootstrap"], r["seed"])] = RealResamples(
+                Vocabulary(r["codes"]), z[f"res{j}.estimate"], z[f"res{j}.replicates"], r["drawn_seed"],
+                r["n_patients"], r["n_events"])
+    if context.overlap["refuse"] and not allow_overlap:
+        _raise_overlap(context.overlap, holdout)
+    context.stored_builds = dict(header["builds"])
+    context.fingerprint, context.origin = fp, "loaded"
+    return context
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    with open(folder / LOCK_FILE, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def shared_context(folder, train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort],
+                   reference: Cohort | None = None, *, n_bootstrap: int | None = None, seed: int = 0,
+                   allow_overlap: bool = False) -> EvaluationContext:
+    """The evaluated set's context stored in ``folder``: loaded when a context of these cohorts is
+    there, else built (:meth:`EvaluationContext.build`, then :meth:`~EvaluationContext.prepare`
+    with ``n_bootstrap`` and ``seed``) and stored for the next caller (module docstring).
+
+    Callers in other processes wait on a lock on the folder while one builds, then load. Building
+    removes the folder's contexts of other cohorts (a run keeps the one of its current cohorts).
+    ``origin`` of the result says ``"built"`` or ``"loaded"``; :attr:`~EvaluationContext.builds`
+    counts what this call encoded.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(train, holdout, synthetic, reference)
+    path = folder / CONTEXT_FILE.format(fp[:16])
+    with _folder_lock(folder):
+        if path.is_file():
+            try:
+                return load_context(path, train, holdout, synthetic, reference, allow_overlap=allow_overlap)
+            except ValueError:
+                pass  # another format, or a 64-bit prefix clash: built again below and replaced
+        from ehrlib.io import clean_stale_temporaries
+
+        clean_stale_temporaries(folder)  # what a killed builder left
+        context = EvaluationContext.build(train, holdout, synthetic, reference, allow_overlap=allow_overlap)
+        context.prepare(n_bootstrap, seed)
+        context.fingerprint = fp
+        save_context(context, path)
+        for old in folder.glob(CONTEXT_FILE.format("*")):
+            if old != path:
+                old.unlink(missing_ok=True)
+    return context

@@ -563,8 +563,7 @@ def discriminator_family(
     rf: RandomForestConfig | None = None,
     lstm: LSTMConfig | None = None,
     device: str | None = None,
-    vocab: Vocabulary | None = None,
-    real_binary: sp.csr_matrix | None = None,
+    context=None,
 ):
     """The discriminator family for :func:`ehrlib.metrics.evaluate`: one row per kind and statistic.
 
@@ -584,9 +583,9 @@ def discriminator_family(
         test_size: share of patients held out for testing (0.2 as in the paper).
         rf, lstm: classifier settings; default :data:`CONFIGS` of the protocol.
         device: torch device for the LSTM.
-        vocab: a vocabulary holding every code of the real and synthetic cohorts (encode once).
-        real_binary: ``binary_matrix(real cohort, vocab)`` when the caller has it (``evaluate_all``
-            builds it once for every generator); built here otherwise.
+        context: an :class:`ehrlib.metrics.context.EvaluationContext` holding these cohorts
+            (``synthetic`` among its synthetic ones): the real class's binary matrix is taken from
+            it (made once for every generator); encoded here otherwise.
 
     Returns:
         DataFrame with columns ``metric``, ``estimate``, ``ci_low``, ``ci_high``, ``spread`` (NaN)
@@ -619,10 +618,15 @@ def discriminator_family(
         parts = paper_split(real_cohort.n_patients, synthetic.n_patients, test_size, seed)
         stratified = False
         how = "imbalanced, unstratified patient-level split (the paper's)"
-    vocab = vocab or Vocabulary.from_cohorts(real_cohort, synthetic)
-    if real_binary is not None and real_binary.shape != (real_cohort.n_patients, len(vocab)):
-        raise ValueError(f"real_binary has shape {real_binary.shape}; expected ({real_cohort.n_patients}, "
-                         f"{len(vocab)}): the {real} cohort's patients x the vocabulary's codes")
+    if context is None:
+        vocab, real_binary = Vocabulary.from_cohorts(real_cohort, synthetic), None
+    else:
+        named = [n for n, c in context.synthetic.items() if c is synthetic]
+        if context.train is not train or (holdout is not None and context.holdout is not holdout) or not named:
+            raise ValueError("context does not hold the train, holdout and synthetic cohorts given")
+        key = context.real_key(real)
+        vocab = context.union(key, named[0])  # the pair's codes, as without a context
+        real_binary = context.binary(key, vocab) if names.RF in kinds else None
     rows = []
     for kind in kinds:
         if kind == names.RF:
@@ -657,8 +661,5 @@ def discriminator_from_context(context, name: str, kinds=(names.RF,), *, real: s
         from ehrlib.errors import ConfigError
 
         raise ConfigError(f"real={real!r}: expected one of {names.REAL_CLASSES}")
-    key = context.real_key(real)
-    vocab = context.union(key, name)
-    real_binary = context.binary(key, vocab) if names.RF in kinds else None
     return discriminator_family(context.train, context.holdout, context.synthetic[name], kinds, real=real,
-                                vocab=vocab, real_binary=real_binary, **options)
+                                context=context, **options)

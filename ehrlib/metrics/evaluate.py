@@ -147,12 +147,13 @@ def evaluate_context(context: EvaluationContext, families=None, *, protocol: str
 
 def evaluate(train: Cohort, holdout: Cohort, synthetic: Cohort, families=None, discriminator: str | None = "rf",
              n_bootstrap: int = 1000, seed: int = 0, *, discriminators=None, protocol: str = names.CORRECTED,
-             real: str = "train", repeats: int = 10, real_resamples=None, allow_overlap: bool = False,
-             progress: bool = True, reference: Cohort | None = None, **discriminator_options) -> pd.DataFrame:
+             real: str = "train", repeats: int = 10, allow_overlap: bool = False, progress: bool = True,
+             reference: Cohort | None = None, context: EvaluationContext | None = None,
+             **discriminator_options) -> pd.DataFrame:
     """Evaluate one synthetic cohort.
 
-    A thin wrapper: builds an :class:`ehrlib.metrics.context.EvaluationContext` and calls
-    :func:`evaluate_context`.
+    A thin wrapper: builds an :class:`ehrlib.metrics.context.EvaluationContext` (or takes
+    ``context``) and calls :func:`evaluate_context`.
 
     Args:
         train: the real cohort the generator was fitted on.
@@ -168,8 +169,9 @@ def evaluate(train: Cohort, holdout: Cohort, synthetic: Cohort, families=None, d
         protocol: ``"corrected"`` (default) or ``"paper"`` (:data:`ehrlib.metrics.names.PROTOCOLS`).
         real: the discriminator's real class, ``"train"`` (default) or ``"holdout"``.
         repeats: subsamples averaged by the privacy metrics (NNAAR R).
-        real_resamples: :class:`ehrlib.metrics.bootstrap.RealResamples` of ``train`` to share
-            across generators (paired comparison); drawn here when ``None``.
+        context: an :class:`ehrlib.metrics.context.EvaluationContext` holding these cohorts
+            (``synthetic`` among its synthetic ones), to share its encodings and real-side
+            resamples across calls (paired comparison between generators); built here when ``None``.
         allow_overlap: evaluate even when ``holdout`` overlaps ``train`` (shared subject ids, or
             exact record copies beyond chance: :func:`check_holdout`); refused by default.
         progress: show a progress bar over the families.
@@ -192,11 +194,14 @@ def evaluate(train: Cohort, holdout: Cohort, synthetic: Cohort, families=None, d
     for role, c in (("train", train), ("holdout", holdout), ("synthetic", synthetic)):
         if c.n_patients == 0:
             raise CohortError(f"{role} cohort is empty: nothing to evaluate")
-    context = EvaluationContext.build(train, holdout, {"synthetic": synthetic}, reference,
-                                      allow_overlap=allow_overlap)
-    if real_resamples is not None:
-        context.share_resamples(real_resamples, seed)
-    out = evaluate_context(context, families, protocol=protocol, discriminator=discriminator,
+    if context is None:
+        context = EvaluationContext.build(train, holdout, {"synthetic": synthetic}, reference,
+                                          allow_overlap=allow_overlap)
+    named = [n for n, c in context.synthetic.items() if c is synthetic]
+    if context.train is not train or context.holdout is not holdout or not named:
+        raise ValueError("context does not hold the train, holdout and synthetic cohorts given (build it from "
+                         "them: EvaluationContext.build(train, holdout, {name: synthetic}))")
+    out = evaluate_context(context, families, models=named[:1], protocol=protocol, discriminator=discriminator,
                            discriminators=discriminators, n_bootstrap=n_bootstrap, seed=seed, real=real,
                            repeats=repeats, progress=progress, **discriminator_options)
     return out[COLUMNS]

@@ -49,14 +49,19 @@ MIA_FPR = 0.01  # false-positive rate at which the attack's true-positive rate i
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _encode(**cohorts: Cohort) -> tuple[EncodedCohort, ...]:
-    """Encode named cohorts together after checking none is empty."""
+def _check_cohorts(**cohorts: Cohort) -> None:
+    """Raise unless every named cohort is a non-empty Cohort."""
     for name, cohort in cohorts.items():
         if not isinstance(cohort, Cohort):
             raise TypeError(f"{name}: expected a Cohort, got {type(cohort).__name__}")
         if cohort.n_patients == 0:
             source = f" ({cohort.source})" if cohort.source else ""
             raise CohortError(f"{name} cohort{source} is empty (0 patients); privacy metrics need records")
+
+
+def _encode(**cohorts: Cohort) -> tuple[EncodedCohort, ...]:
+    """Encode named cohorts together after checking none is empty."""
+    _check_cohorts(**cohorts)
     return encode_cohorts(*cohorts.values())
 
 
@@ -443,8 +448,7 @@ PAPER_DISTANCE = "set_binary_length"
 
 def privacy_metrics(train: Cohort, holdout: Cohort, synthetic: Cohort, seed: int = 0, repeats: int = 10, *,
                     metric: str | None = None, length_penalty: float = 0.0,
-                    chunk_size: int = CHUNK_SIZE, protocol: str = "corrected",
-                    encoded: tuple[EncodedCohort, EncodedCohort, EncodedCohort] | None = None) -> pd.DataFrame:
+                    chunk_size: int = CHUNK_SIZE, protocol: str = "corrected", context=None) -> pd.DataFrame:
     """The privacy family: NNAAR, membership inference, exact copies and DCR.
 
     Paper: section 3.2 (NNAAR, MIA accuracy/precision/recall/F1); the rest from the book's methods page.
@@ -477,7 +481,10 @@ def privacy_metrics(train: Cohort, holdout: Cohort, synthetic: Cohort, seed: int
         metric: the distance; default ``"set"`` (corrected) or :data:`PAPER_DISTANCE` (paper).
         length_penalty, chunk_size: passed to the distance.
         protocol: ``"corrected"`` or ``"paper"``.
-        encoded: the three cohorts already encoded together (:func:`encode_cohorts`), to encode once.
+        context: an :class:`ehrlib.metrics.context.EvaluationContext` holding the three cohorts
+            (``synthetic`` among its synthetic ones), whose encodings are used; otherwise one is
+            made here from the three (without the holdout-overlap check, which
+            :func:`ehrlib.metrics.evaluate` runs: these metrics are computed on what is given).
 
     Returns:
         DataFrame with columns ``metric``, ``estimate``, ``ci_low``, ``ci_high``, ``spread``,
@@ -494,10 +501,15 @@ def privacy_metrics(train: Cohort, holdout: Cohort, synthetic: Cohort, seed: int
     paper = protocol == names.PAPER
     metric = metric or (PAPER_DISTANCE if paper else "set")
     repeats = _check_repeats(repeats)
-    if encoded is None:
-        t, e, s = _encode(train=train, holdout=holdout, synthetic=synthetic)
-    else:
-        t, e, s = encoded
+    from ehrlib.metrics.context import HOLDOUT, TRAIN, EvaluationContext
+
+    _check_cohorts(train=train, holdout=holdout, synthetic=synthetic)
+    if context is None:
+        context = EvaluationContext(train, holdout, {"synthetic": synthetic})
+    named = [n for n, c in context.synthetic.items() if c is synthetic]
+    if context.train is not train or context.holdout is not holdout or not named:
+        raise ValueError("context does not hold the train, holdout and synthetic cohorts given")
+    t, e, s = context.encoded(TRAIN), context.encoded(HOLDOUT), context.encoded(named[0])
     n_nn = _sample_size(None, 2, train=len(t), holdout=len(e), synthetic=len(s))
     n_pair = _sample_size(None, 1, train=len(t), holdout=len(e))
     args = (repeats, seed, metric, length_penalty, chunk_size)
@@ -712,7 +724,5 @@ def privacy_from_context(context, name: str, *, seed: int = 0, repeats: int = 10
     synthetic)``, on the context's encodings (each cohort encoded once for every generator).
     ``options``: ``metric``, ``length_penalty``, ``chunk_size`` of :func:`privacy_metrics`.
     """
-    encoded = (context.encoded(context.real_key("train")), context.encoded(context.real_key("holdout")),
-               context.encoded(name))
     return privacy_metrics(context.train, context.holdout, context.synthetic[name], seed=seed, repeats=repeats,
-                           protocol=protocol, encoded=encoded, **options)
+                           protocol=protocol, context=context, **options)

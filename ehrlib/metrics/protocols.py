@@ -33,7 +33,7 @@ COLUMNS = ["model", "difference", "description", "metric", "paper", "corrected",
 
 def protocol_effects(train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort], *, seed: int = 0,
                      n_bootstrap: int = 2, repeats: int = 5, discriminator: str | None = "rf",
-                     percentile: float = 90.0, allow_overlap: bool = False) -> pd.DataFrame:
+                     percentile: float = 90.0, allow_overlap: bool = False, context=None) -> pd.DataFrame:
     """Measure each protocol difference on the same cohorts (the deviations page's table).
 
     Args:
@@ -47,19 +47,21 @@ def protocol_effects(train: Cohort, holdout: Cohort, synthetic: dict[str, Cohort
         discriminator: ``"rf"``, ``"lstm"`` or ``None`` (skip the discriminator differences).
         percentile: the long-tail subset compared.
         allow_overlap: passed to :func:`ehrlib.metrics.evaluate`.
+        context: the :class:`ehrlib.metrics.context.EvaluationContext` of these cohorts, when the
+            caller has it (a run's stored one); built here otherwise.
 
     Returns:
         One row per model, difference and metric: ``model``, ``difference`` (a key of
         :data:`DIFFERENCES`), ``description``, ``metric``, ``paper``, ``corrected``, ``effect``
         (paper minus corrected).
     """
-    from ehrlib.metrics.context import EvaluationContext
+    from ehrlib.metrics.context import as_context
     from ehrlib.metrics.discriminator import discriminator_from_context
     from ehrlib.metrics.evaluate import evaluate_context
     from ehrlib.metrics.longtail import longtail_ablation
     from ehrlib.metrics.privacy import PAPER_DISTANCE, privacy_from_context
 
-    context = EvaluationContext.build(train, holdout, synthetic, allow_overlap=allow_overlap)
+    context = as_context(train, holdout, synthetic, allow_overlap=allow_overlap, context=context)
     both = [f for f in names.FAMILIES if f not in names.CORRECTED_ONLY_FAMILIES]
     rows = []
 
