@@ -550,10 +550,12 @@ def protocol_effects(stage: Stage) -> pd.DataFrame:
     (``holdout``, ``marginals``, ``memorizer``: those of the run), from the run's evaluation context."""
     from ehrlib.metrics.protocols import protocol_effects as measure
 
-    names_ = [n for n in ("holdout", "marginals", "memorizer") if n in stage.synthetic]
+    from ehrlib.models import REFERENCE
+
+    names_ = [n for n in REFERENCE if n in stage.synthetic]
     if not names_:
         raise EhrlibError(f"run {stage.run.name}: no reference generator's cohort in {stage.run.path / 'synthetic'}; "
-                          "run stage 15_reference_generators first")
+                          f"run stage {stages.REFERENCE_GENERATORS} first")
     whole, context = evaluation_context(stage, {n: stage.synthetic[n] for n in names_})
     table = measure(context.train, context.holdout, context.synthetic, seed=stage.seed, context=context)
     stage.save_table("table_protocol_effects", table)
