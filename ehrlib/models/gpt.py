@@ -49,7 +49,7 @@ from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
 from ehrlib.data.encode import Vocabulary, from_token_sequences
 from ehrlib.models.base import GeneratorError, ModelLoadError, reading
 from ehrlib.models.fidelity import validation_cohort
-from ehrlib.models.neural import (Running, TorchConfig, TorchGenerator, draw_nonempty, filter_logits, to_device,
+from ehrlib.models.neural import (GPT2_ACTIVATION, Running, TorchConfig, TorchGenerator, draw_nonempty, filter_logits, to_device,
                                   transformers_module)
 
 log = logging.getLogger("ehrlib.models")
@@ -241,7 +241,8 @@ class GPT(TorchGenerator):
         conf = GPT2Config(vocab_size=CODE_OFFSET + len(self.vocab), n_positions=self.context,
                           n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
                           resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-                          bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID)
+                          bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID,
+                          activation_function=GPT2_ACTIVATION)
         return {"gpt2": GPT2LMHeadModel(conf)}
 
     def _optimizers(self) -> dict:
@@ -259,10 +260,17 @@ class GPT(TorchGenerator):
         return [rows[i:i + per] for i in range(0, len(rows), per)]
 
     def _chunk_loss(self, ids, mask, labels):
-        """Summed next-token cross-entropy of one padded chunk (padding masked out)."""
-        logits = self.modules["gpt2"](input_ids=ids, attention_mask=mask).logits[:, :-1]
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
-                               ignore_index=-100, reduction="sum")
+        """Summed next-token cross-entropy of one padded chunk (padding masked out).
+
+        The language-model head runs on the predicted positions only (each real token but the
+        last): padding neither costs a vocabulary-wide projection nor a copy of its logits.
+        """
+        model = self.modules["gpt2"]
+        hidden = model.transformer(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+        target = labels[:, 1:]
+        keep = target != -100
+        logits = model.lm_head(hidden[keep])
+        return F.cross_entropy(logits.float(), target[keep], reduction="sum")
 
     def _loss_sum(self, rows, scale: float | None = None, as_tensor: bool = False) -> tuple[float, int]:
         """Summed next-token cross-entropy and predicted-token count of ``rows`` (padding masked out);

@@ -57,7 +57,7 @@ from ehrlib.cohort import Cohort
 from ehrlib.data.encode import Vocabulary, visit_multihot
 from ehrlib.models.base import GeneratorError
 from ehrlib.models.fidelity import validation_cohort
-from ehrlib.models.neural import (Running, TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
+from ehrlib.models.neural import (GPT2_ACTIVATION, Running, TorchConfig, TorchGenerator, batches, draw_nonempty, optimizer_step,
                                   to_device, transformers_module)
 
 log = logging.getLogger("ehrlib.models")
@@ -239,7 +239,7 @@ class Coarse(nn.Module):
                           embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
                           layer_norm_epsilon=cfg.layer_norm_epsilon,
                           initializer_range=cfg.initializer_range, use_cache=False,
-                          bos_token_id=0, eos_token_id=0)
+                          bos_token_id=0, eos_token_id=0, activation_function=GPT2_ACTIVATION)
         self.gpt = GPT2Model(gcfg)
 
     def forward(self, rows_embedded):

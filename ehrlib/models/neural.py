@@ -700,6 +700,13 @@ def draw_nonempty(n: int, sample, keep, *, generator, batch_size: int, rounds: i
     return records[:n], drawn
 
 
+GPT2_ACTIVATION = "gelu_pytorch_tanh"
+"""GPT-2's activation for every GPT-2 network here (GPT baseline, HALO's coarse model): GPT-2's own
+tanh approximation of GELU (``gelu_new``, the Hugging Face default), computed by PyTorch's fused
+``gelu(approximate="tanh")`` instead of ``gelu_new``'s chain of Python-level tensor operations (the
+same function to float rounding: a faster step, not another model; the book's methods page)."""
+
+
 def transformers_module(*names: str):
     """Classes of ``transformers`` by name, imported without tqdm's "IProgress not found" warning.
 
