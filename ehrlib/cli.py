@@ -2,7 +2,7 @@
 
     ehrbench reproduce [--profile demo] [--data simulated] [--run NAME] [--seeds 0,1,2] [--threads N] [--jobs N] [--set KEY=VALUE ...]
                        [--generator NAME=module:Class ...] [--only PREFIX ...] [--force] [--no-book | --book-only]
-    ehrbench fetch mimic3-demo | mimic4-demo | paper-samples
+    ehrbench fetch {mimic3-demo, mimic4-demo, paper-samples}...
     ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
     ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
     ehrbench stats FILE [FILE ...]
@@ -232,8 +232,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--no-book", action="store_true", help="execute the notebooks only")
     g.add_argument("--book-only", action="store_true", help="rebuild the book from the run without executing anything")
     r.add_argument("--only", nargs="*", help="notebook name prefixes to run (e.g. 00 30)")
-    f = sub.add_parser("fetch", help="download an open demo dataset (sha256-checked) into $EHRLIB_DATA_DIR or ./data")
-    f.add_argument("name", choices=("mimic3-demo", "mimic4-demo", "paper-samples"))
+    f = sub.add_parser("fetch", help="download open datasets (sha256-checked) into $EHRLIB_DATA_DIR or ./data")
+    f.add_argument("names", nargs="+", metavar="name", choices=("mimic3-demo", "mimic4-demo", "paper-samples"))
     s = sub.add_parser("stats", help="Table 12 statistics of long-format files")
     s.add_argument("paths", nargs="+")
     _layout_options(s)
@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "fetch":
             from ehrlib.data.registry import fetch
 
-            print(fetch(args.name, download=True))
+            for name in args.names:
+                print(fetch(name, download=True))
         elif args.cmd == "evaluate":
             evaluate_files(args)
         elif args.cmd == "audit":

@@ -87,9 +87,7 @@ def claims_section(run: Run) -> list[str]:
     from ehrlib.claims import ledger_of_run, summary
     from ehrlib.claims.ledger import display_table
 
-    from ehrlib.claims.evidence import AUTHORS_RESULTS
-    from ehrlib.data.registry import data_dir
-
+    from ehrlib.claims.evidence import AUTHORS_RESULTS, read_authors_fig3
     from ehrlib.errors import MetricError
 
     try:
@@ -97,10 +95,12 @@ def claims_section(run: Run) -> list[str]:
     except MetricError as exc:  # the paper's printed numbers live in the repository, not the package
         return ["## Which of the paper's claims hold", "", f"*The claims could not be decided here: {exc}.*", ""]
     table = display_table(ledger, link=_notebook_link).to_markdown(index=False)
-    authors = ("" if (data_dir() / AUTHORS_RESULTS).is_file() else
-               " The authors' own Figure 3 values (`results/long_tailed_ablation.csv` of their repository) are not in "
-               f"the data folder (`{AUTHORS_RESULTS}`), so the Figure 3 claims are decided on this run's Figure 3; "
-               "`ehrbench fetch` does not download that file yet, as no verified checksum for it is published.")
+    last = read_authors_fig3(AUTHORS_RESULTS).groupby("model")["percentile"].max()
+    short = "; ".join(f"for {m} it stops at percentile {p:g}" for m, p in last[last < last.max()].items())
+    authors = (" The Figure 3 claims are decided first on the authors' own results file "
+               "(`results/long_tailed_ablation.csv` of their repository, MIT, shipped with ehrlib) where it holds every "
+               "percentile a claim names, else on this run's Figure 3, and the verdict names which"
+               + (f" ({short})." if short else "."))
     return ["## Which of the paper's claims hold", "", f"**{summary(ledger)}**", "",
             "Each claim of the paper's sections 4–4.1 and appendix G is quoted with its line in the paper's text "
             "and decided by a rule in code (`ehrlib.claims.rules`) from measured values and their intervals, using "

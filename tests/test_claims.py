@@ -329,3 +329,23 @@ def test_cooccurrence_claims_check_the_papers_own_table_then_the_runs():
     swapped = _table14({"medgan": 0.99, "gpt": 0.98, "halo": 0.97, "corgan": 0.5, "promptehr": 0.4})
     assert rules.ranks_in_table(_evidence({"table14": swapped}), "14", "cosine", ["medgan", "halo"],
                                 ["corgan", "promptehr"], run_table="table14").verdict == FAILS
+
+
+def test_a_runs_evidence_reads_the_authors_results_file_shipped_with_ehrlib(tmp_path):
+    """The shipped file (the authors' results/long_tailed_ablation.csv) decides the Figure 3 claims
+    it covers on any run, even one without a Figure 3; the GPT rows stop at 90, so a GPT claim at
+    97.5 and 99 is left to the run and says why."""
+    from ehrlib.claims.evidence import AUTHORS
+    from ehrlib.data.registry import AUTHORS_FIG3
+
+    ev = Evidence.of_run(open_run("run", tmp_path))
+    assert ev.authors_fig3 is not None
+    assert set(ev.authors_fig3["model"]) == {"medgan", "corgan", "promptehr", "halo", "gpt"}
+    assert sorted(ev.authors("gpt", names.PREVALENCE_R2)) == [75.0, 90.0]
+    raw = pd.read_csv(AUTHORS_FIG3)
+    halo = raw[raw["method"] == "synthetic_10k_halo"].set_index("long_tailed_percentile")["Prevalence_R2"]
+    assert ev.authors("halo", names.PREVALENCE_R2)[99.0].estimate == halo[99.0]
+    rise = rules.tail_increase(ev, ["halo", "promptehr"], names.PREVALENCE_R2, 0.8, 0.1)
+    assert rise.source == AUTHORS and rise.verdict in VERDICTS and rise.verdict != NOT_RUN
+    gpt = rules.tail_drop_at_end(ev, "gpt", names.PREVALENCE_R2, 0.1)
+    assert gpt.verdict == NOT_RUN and "no rows for gpt" in gpt.note

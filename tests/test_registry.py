@@ -79,3 +79,35 @@ def test_env_var_points_at_local_copies(monkeypatch):
 def test_unknown_source_lists_the_choices():
     with pytest.raises(CohortError, match="mimic3:PATH"):
         registry.load("mimic5")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "paper-samples").is_dir(), reason="../shared/data/paper-samples not present")
+def _linked_samples(root):
+    """A data folder whose released samples link to ../shared/data's copies."""
+    d = root / registry.DATASETS["paper-samples"].folder
+    d.mkdir(parents=True)
+    for f in registry.DATASETS["paper-samples"].files:
+        (d / f).symlink_to(SHARED_DATA / "paper-samples" / f)
+    return d
+
+
+def test_fetching_the_paper_samples_adds_the_authors_results_file_and_reading_never_writes_it(tmp_path):
+    ds = registry.DATASETS["paper-samples"]
+    read_only = _linked_samples(tmp_path / "read")
+    registry.fetch("paper-samples", tmp_path / "read")  # reading: the extra is neither required nor written
+    assert not (read_only / registry.AUTHORS_FIG3.name).exists()
+
+    _linked_samples(tmp_path / "fetched")
+    got = registry.fetch("paper-samples", tmp_path / "fetched", download=True, base_url="http://127.0.0.1:9/none")
+    copied = got / registry.AUTHORS_FIG3.name
+    assert copied.read_bytes() == registry.AUTHORS_FIG3.read_bytes()
+    assert registry.sha256(copied) == ds.extras[registry.AUTHORS_FIG3.name]
+    assert (got / "LICENSE").read_text().startswith("MIT License")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "paper-samples").is_dir(), reason="../shared/data/paper-samples not present")
+def test_a_tampered_copy_of_the_authors_results_file_is_refused(tmp_path):
+    d = _linked_samples(tmp_path)
+    (d / registry.AUTHORS_FIG3.name).write_text(registry.AUTHORS_FIG3.read_text().replace("75.0", "80.0"))
+    with pytest.raises(CohortError, match="long_tailed_ablation.csv: sha256 .* does not match"):
+        registry.fetch("paper-samples", tmp_path)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ehrlib import book, stages
 from ehrlib.claims.verdict import RUN_SOURCE_PREFIX
-from ehrlib.data.registry import PAPER_SAMPLE_FILES, data_dir
+from ehrlib.data.registry import AUTHORS_FIG3, PAPER_SAMPLE_FILES
 from ehrlib.errors import MetricError
 from ehrlib.metrics import names
 from ehrlib.metrics.bootstrap import bias_corrected
@@ -39,10 +39,9 @@ TABLE1_STAGE = stages.TABLE1
 FIG3_STAGE = stages.LONGTAIL_PERCENTILES
 TABLE13_STAGE = stages.LONGTAIL_MARGINALS
 TABLE14_STAGE = stages.COOCCURRENCE
-AUTHORS_RESULTS = "paper-samples/long_tailed_ablation.csv"
-"""Where the authors' Figure 3 values (``results/long_tailed_ablation.csv`` of their repository) are
-read from, under the data folder, when present. ``ehrbench fetch paper-samples`` does not fetch it
-yet: its bytes at the pinned commit could not be verified, so no checksum is published for it."""
+AUTHORS_RESULTS = AUTHORS_FIG3
+"""The authors' Figure 3 values (``results/long_tailed_ablation.csv`` of their repository, MIT),
+shipped with ehrlib; ``ehrbench fetch paper-samples`` also copies it beside the released samples."""
 AUTHORS_METRICS = {"Prevalence_R2": names.PREVALENCE_R2, "Prevalence_RMSE": names.PREVALENCE_RMSE,
                    "MIA_Accuracy": names.MIA_ACCURACY, "MIA_F1": names.MIA_F1, "nnaar": names.NNAAR,
                    "Privacy_Score": "disc_score"}
@@ -145,9 +144,8 @@ class Evidence:
             return pd.read_csv(path) if path.is_file() else None
 
         params = run.manifest().get("stages", {}).get(stages.DATA, {}).get("params", {})
-        authors = data_dir() / AUTHORS_RESULTS
         return cls(read_table or read, params.get("data", "unknown"), params.get("profile", "unknown"),
-                   paper_results(), read_authors_fig3(authors) if authors.is_file() else None)
+                   paper_results(), read_authors_fig3(AUTHORS_RESULTS))
 
     def table(self, table_id: str) -> pd.DataFrame | None:
         if table_id not in self._cache:

@@ -180,7 +180,8 @@ def no_memorisation(ev, min_codes: int = 5) -> Verdict:
     if a is None:
         v = _table1(ev, names.EXACT_COPY_RATE, PAPER_MODELS)
         if not v:
-            return _missing(f"memorisation audit (notebook {E.AUDIT_STAGE}) or exact-copy rate", E.AUDIT_STAGE)
+            return Verdict(NOT_RUN, "the audit did not run: `ehrbench fetch mimic3-demo paper-samples`, then notebook "
+                           f"{E.AUDIT_STAGE}", {}, "", E.AUDIT_STAGE)
         ok = all(x.estimate == 0 for x in v.values())
         return _on_run(ev, HOLDS if ok else FAILS, "" if ok else "some model copies training records",
                        {f"{m} exact copies": x for m, x in v.items()}, E.TABLE1_STAGE)

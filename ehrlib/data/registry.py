@@ -21,6 +21,13 @@ from ehrlib.errors import ConfigError
 
 ENV_DATA_DIR = "EHRLIB_DATA_DIR"
 PAPER_COMMIT = "6772a2cbb38e81234f264c3abf0c639b2ba62b18"  # chufangao/reproducible_synthetic_ehr
+PAPER_FILES_DIR = Path(__file__).with_name("paper_split")
+"""The authors' small files shipped with ehrlib under their MIT licence (``LICENSE`` there): the
+train/test id lists of the paper's split and their Figure 3 results file."""
+AUTHORS_FIG3_COMMIT = "41e1060a16ba7359dcd1449fc99bf1cbf0006371"
+AUTHORS_FIG3 = PAPER_FILES_DIR / "long_tailed_ablation.csv"
+"""The values behind the paper's Figure 3, as the authors' repository publishes them
+(``results/long_tailed_ablation.csv`` at commit :data:`AUTHORS_FIG3_COMMIT`; MIT licence)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class Dataset:
     notice: str
     remote: dict = field(default_factory=dict)   # local relative path -> path under ``url`` when they differ
     bundled: dict = field(default_factory=dict)  # local relative path -> file shipped with ehrlib (copied, not downloaded)
+    extras: dict = field(default_factory=dict)   # relative path -> sha256: checked when present, copied only on request
 
 
 DATASETS = {
@@ -71,7 +79,8 @@ DATASETS = {
         "EHR Generation' (github.com/chufangao/reproducible_synthetic_ehr, commit "
         f"{PAPER_COMMIT[:7]}, MIT License); generated from models trained on MIMIC-III.",
         remote={"transformer_baseline_synthetic_ehr.csv": "transformer_baseline/transformer_baseline_synthetic_ehr.csv"},
-        bundled={"LICENSE": Path(__file__).with_name("paper_split") / "LICENSE"},
+        bundled={"LICENSE": PAPER_FILES_DIR / "LICENSE", AUTHORS_FIG3.name: AUTHORS_FIG3},
+        extras={AUTHORS_FIG3.name: "8fdd2512276ee90be14b162d6bcdb8542b17d57ea3401b2a953d222549b7085d"},
     ),
 }
 
@@ -139,8 +148,10 @@ def fetch(name: str, root: Path | None = None, *, download: bool = False, base_u
     ds = DATASETS[name]
     folder = (root or data_dir()) / ds.folder
     base = (base_url or ds.url).rstrip("/")
-    for rel, digest in ds.files.items():
+    for rel, digest in {**ds.files, **ds.extras}.items():
         target = folder / rel
+        if rel in ds.extras and not (download or target.is_file()):
+            continue  # an extra is copied in by an explicit fetch only; reading the data never writes it
         if target.is_file():
             got = sha256(target)
             if got != digest:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ehrlib.cohort import Cohort, CohortError, check_int, check_seed
+from ehrlib.data.registry import PAPER_FILES_DIR
 from ehrlib.errors import ConfigError
 from ehrlib.io import atomic_write
 
@@ -78,7 +79,7 @@ def make_splits(cohort: Cohort, n_holdout: int, n_reference: int, seed: int = 0)
 
 
 # ------------------------------------------------------------------------- the paper's split
-PAPER_SPLIT_DIR = Path(__file__).with_name("paper_split")
+PAPER_SPLIT_DIR = PAPER_FILES_DIR
 PAPER_TRAIN_IDS = PAPER_SPLIT_DIR / "train_patient_ids.txt"
 PAPER_TEST_IDS = PAPER_SPLIT_DIR / "test_patient_ids.txt"
 PAPER_SPLIT_SOURCE = (
