@@ -84,7 +84,7 @@ ARTIFACTS: dict[str, str] = {
     "table_appendix_f": "Tables 3–11. Every hyperparameter of appendix F beside our paper preset; differs marks a difference, deviation names its reason.",
     "fig_learning": "Learning curves. Fidelity of each generator's samples against its validation patients over training seconds (a figure of this project, not of the paper); filled marker: the restored best check, cross: where training stopped.",
     "table_floors": "Convergence floors. Each generated model's prevalence R² against train, distinct codes over the holdout reference's on as many records, and empty records drawn, beside the demo profile's floors, and how its training phases ended.",
-    "table_stopping": "How each training ended. Per model and phase: epochs trained, the cap, what ended it (patience or cap), the criterion and the best epoch restored.",
+    "table_stopping": "How each training ended. Per model and phase: epochs trained, the cap, what ended it (patience or cap), the criterion and the best epoch restored (epochs counted within the phase).",
     "training_medgan": "Training curves of MedGAN (binary mode): losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
     "training_medgan_count": "Training curves of MedGAN (count mode): losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
     "training_corgan": "Training curves of CorGAN: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",

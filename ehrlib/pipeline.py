@@ -58,13 +58,19 @@ def train(stage: Stage, model: str, *, saved_as: str | None = None, force: bool 
     return generator
 
 
+def phase_epoch(s: dict, epoch):
+    """A training epoch (counted over all phases, as the training log does) as the epoch of phase
+    ``s`` (1 = its first); ``None`` stays ``None``."""
+    return None if epoch is None else int(epoch) - (int(s["last_epoch"]) - int(s["epochs"]))
+
+
 def stopping_line(s: dict) -> str:
     """One phase's end in words, e.g. ``adversarial: 14 of 30 epochs, stopped by its criterion (fidelity);
     best epoch 10 restored``, or why it ran to its cap."""
     head = f"{s['phase']}: {s['epochs']} of {s['cap']} epochs"
     if not s.get("criterion"):
         return f"{head}, fixed epochs"
-    best = f"best epoch {s['best_epoch']} restored"
+    best = f"best epoch {phase_epoch(s, s['best_epoch'])} restored"
     if s["stopped_by"] == "patience":
         return f"{head}, stopped by its criterion ({s['criterion']}); {best}"
     if s["best_epoch"] == s["last_epoch"]:
@@ -97,10 +103,10 @@ def learning_curves(stage: Stage) -> pd.DataFrame:
             rows.append({"model": plots.model_label(name), "phase": s["phase"], "epochs": s["epochs"], "cap": s["cap"],
                          "ended by": "its criterion" if s["stopped_by"] == "patience" else "its cap",
                          "criterion": s.get("criterion") or "fixed epochs",
-                         "best epoch": shown(s.get("best_epoch"), "{}"), "training s": shown(last.get("seconds"), "{:.1f}"),
+                         "best epoch": shown(phase_epoch(s, s.get("best_epoch")), "{}"), "training s": shown(last.get("seconds"), "{:.1f}"),
                          "val R² at best": shown(best.get("val_r2")),
                          "distinct / val at best": shown(best.get("val_distinct")),
-                         "checked at epoch": shown(best.get("epoch"), "{}")})
+                         "checked at epoch": shown(phase_epoch(s, best.get("epoch")), "{}")})
     table = pd.DataFrame(rows)
     stage.save_table("table_stopping", table)
     stage.save_figure("fig_learning", plots.learning_curves(logs))

@@ -645,7 +645,7 @@ def _check_values(d: pd.DataFrame, k: str):
 def _check_axis(ax, k: str, label: str) -> None:
     if k == "val_r2":
         ax.set_ylim(R2_FLOOR_DRAWN - 0.05, 1.02)
-        label += f" (below {R2_FLOOR_DRAWN:g}: at {R2_FLOOR_DRAWN:g})"
+        label += f"; below {R2_FLOOR_DRAWN:g} drawn at {R2_FLOOR_DRAWN:g}"
     ax.set_title(label, fontsize=10)
 
 

@@ -2,7 +2,8 @@
 
 Opens the index, the results page and every notebook page; fails on a figure page without its
 figures, an image that does not load, a broken internal link, a Python traceback, a stderr block,
-a number written with six trailing zeros (``45517.000000``), an estimate outside its own interval
+a number written with six trailing zeros (``45517.000000``), a Python object's repr left as a cell's
+output (``PosixPath('/tmp/...')``: the build machine's paths), an estimate outside its own interval
 without the flag that says so, a table running off the page's right edge, or a results page
 without the claims ledger's verdicts before Table 1's numbers. Screenshots of the results page
 and one figure page are kept in the test's temporary folder. :func:`page_defects` is the check
@@ -34,6 +35,7 @@ def browser():
 
 SIX_ZEROS = re.compile(r"\d+\.\d*0{6}(?!\d)")
 NUMBER = r"-?\d+(?:\.\d+)?"
+REPR = re.compile(r"\b(?:Posix|Windows)?Path\('[^']*'\)|<[\w.]+ object at 0x[0-9a-f]+>")
 INTERVAL = re.compile(rf"({NUMBER})({re.escape(OUTSIDE_FLAG)}?) \[({NUMBER}), ({NUMBER})\]")
 
 
@@ -44,6 +46,7 @@ def page_defects(info: dict) -> list[str]:
     if info.get("stderr"):
         out.append(f"{info['stderr']} stderr block(s)")
     out += [f"a number with six trailing zeros: {m.group(0)}" for m in SIX_ZEROS.finditer(info["text"])][:3]
+    out += [f"a Python object's repr as an output: {m.group(0)}" for m in REPR.finditer(info["text"])][:3]
     for m in INTERVAL.finditer(info["text"]):
         e, flag, lo, hi = float(m.group(1)), m.group(2), float(m.group(3)), float(m.group(4))
         if not flag and not lo <= e <= hi:

@@ -21,6 +21,12 @@ def test_page_defects_catches_stderr_six_zeros_unflagged_intervals_and_cut_table
     assert any("0.968 [0.981, 1.000]" in f for f in found) and any("1900" in f for f in found)
 
 
+def test_page_defects_catches_a_python_repr_left_as_an_output():
+    found = page_defects({"text": "Figure 12 PosixPath('/tmp/x/runs/demo/figures/fig12.png') and <pandas.io.X object at 0x7f3a>"})
+    assert len(found) == 2 and all("repr" in f for f in found)
+    assert page_defects({"text": "the figure is saved as runs/demo/figures/fig12.png"}) == []
+
+
 def test_an_estimate_outside_its_interval_is_flagged_as_rounded():
     assert interval_cell(0.968, 0.981, 1.0) == f"0.968{OUTSIDE_FLAG} [0.981, 1.000]"
     assert OUTSIDE_FLAG not in interval_cell(0.7123, 0.6801, 0.7482)

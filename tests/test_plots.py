@@ -214,7 +214,7 @@ STOPPING = [{"phase": "autoencoder", "stopped_by": "cap", "epochs": 1, "cap": 1,
 def test_training_curves_over_seconds_with_checks_and_the_stopping_point():
     fig = plots.training_curves(HISTORY, title="toy", stopping=STOPPING)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["loss", "d_loss", "Prevalence R² (validation) (below -1: at -1)", "Distinct codes / validation's",
+    assert titles == ["loss", "d_loss", "Prevalence R² (validation); below -1 drawn at -1", "Distinct codes / validation's",
                       "Empty records drawn"]
     r2 = fig.axes[2]
     assert list(r2.lines[0].get_xdata()) == [2.0, 3.5, 5.0] and list(r2.lines[0].get_ydata()) == [0.4, 0.8, 0.7]

@@ -472,7 +472,7 @@ class TorchGenerator(Generator):
                               "criterion": None if best is None else best["criterion"]})
         log.info("%s: %s phase ended by its %s after %d epochs%s", self.name, phase.name,
                  "epoch cap" if reason == "cap" else "patience", epochs_done - self._phase_start,
-                 "" if best is None else f"; best epoch {int(best['epoch'])} ({best['criterion']}) restored")
+                 "" if best is None else f"; its epoch {int(best['epoch']) - self._phase_start} ({best['criterion']}) restored")
         self._best, self._waited = None, 0
         self._phase, self._phase_start = self._phase + 1, epochs_done
 
