@@ -173,3 +173,14 @@ def test_the_paper_profile_keeps_fixed_epochs_and_demo_stops_on_criteria(name):
     if name in ("medgan", "corgan"):
         assert paper.val_fraction == 0  # the paper trains the GANs on every patient
     assert demo.patience > 0 and demo.check_every > 0 and demo.val_fraction > 0
+
+
+def test_a_phases_end_counts_its_best_epoch_within_the_phase():
+    """The training log counts epochs over all phases; what a reader sees counts them in the phase."""
+    from ehrlib.pipeline import phase_epoch, stopping_line
+
+    s = {"phase": "adversarial", "epochs": 10, "cap": 16, "last_epoch": 29, "best_epoch": 26,
+         "criterion": "fidelity", "stopped_by": "patience"}
+    assert phase_epoch(s, 26) == 7 and phase_epoch(s, 29) == 10 and phase_epoch(s, None) is None
+    assert stopping_line(s) == ("adversarial: 10 of 16 epochs, stopped by its criterion (fidelity); "
+                                "best epoch 7 restored")
