@@ -310,3 +310,19 @@ def test_a_run_can_take_its_splits_from_the_meds_dataset(tmp_path):
     assert run.load_split("holdout").checksum() == splits["holdout"].checksum()
     with pytest.raises(ConfigError, match="split='meds' .* expected data='meds:PATH'"):
         pipeline.split_cohort(Stage("00_data", run, "smoke", 0, {"data": "simulated"}), cohort, split="meds")
+
+
+def test_icd9_diagnoses_that_are_icd10_or_lost_their_zeros_are_reported(tmp_path):
+    """The prefix says ICD-9; the same code-kind checks as the long-format and MIMIC readers run on
+    the codes behind it."""
+    _write_shard(tmp_path / "data" / "0.parquet", _events([
+        (1, "2100-01-01", "ICD9CM//389"), (1, "2100-01-01", "ICD9CM//4019"),
+        (2, "2100-02-01", "ICD9CM//E119"), (2, "2100-02-01", "ICD9CM//845"),
+    ]))
+    with pytest.warns(CohortWarning) as caught:
+        cohort = load_meds(tmp_path)
+    said = " ".join(str(w.message) for w in caught)
+    assert f"MEDS dataset {tmp_path}" in said
+    assert "'389' for '0389'" in said and "lost their leading zeros" in said
+    assert "'E119'" in said and "icd_version=10" in said
+    assert cohort.n_events == 4  # reported, not dropped

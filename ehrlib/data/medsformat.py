@@ -49,6 +49,7 @@ import pandas as pd
 
 from ehrlib.cohort import AGE, CODE, SEX, SUBJECT, VISIT, Cohort, CohortError, CohortWarning, short
 from ehrlib.errors import ConfigError
+from ehrlib.data.icd9 import check_code_kinds
 from ehrlib.data.tables import as_path
 
 #: Code prefixes that mark a diagnosis, and the ICD version of the code after them.
@@ -292,6 +293,8 @@ def load_meds(root, icd_version: int = 9, *, prefixes: dict[str, int] | None = N
 
     dx = pd.DataFrame({"subject_id": data[SUBJECT].to_numpy()[mine], "time": data["time"].to_numpy()[mine],
                        CODE: icd.to_numpy()[mine]})
+    if icd_version == 9:  # a prefix says ICD-9, but the codes may be ICD-10 or have lost their leading zeros
+        check_code_kinds(dx[CODE], f"MEDS dataset {root}", CODE)
     use_key = shards.keys is not None and data.loc[mine, visit_column].notna().any()
     if use_key:
         dx["hadm_id"] = data[visit_column].to_numpy()[mine]
