@@ -244,6 +244,10 @@ def test_the_summary_counts_every_verdict():
     ledger = pd.DataFrame({"verdict": [HOLDS, QUALIFIED, FAILS, UNTESTABLE, NOT_RUN]})
     assert summary(ledger) == ("5 claims: 2 hold (1 of them with a qualification), 1 do not hold, 1 cannot be tested "
                                "with open data, 1 were not computed in this run.")
+    ledger = pd.DataFrame({"verdict": [HOLDS, NOT_RUN, NOT_RUN], "stage": ["33_table1", "50_paper_samples", "33_table1"]})
+    assert summary(ledger) == ("3 claims: 1 hold (0 of them with a qualification), 0 do not hold, 0 cannot be tested "
+                               "with open data, 2 were not computed in this run (1 of them need the open data this run "
+                               "did not have: `ehrbench fetch paper-samples mimic3-demo`, then rerun).")
 
 
 def test_numbers_are_printed_without_exponents_or_trailing_zeros():

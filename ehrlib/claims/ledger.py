@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ehrlib.claims.evidence import AUDIT_STAGE, RELEASED_STAGE
 from ehrlib.claims.rules import RULES
 from ehrlib.claims.verdict import (  # noqa: F401 - the verdict names are part of the ledger's API
     FAILS, HOLDS, NOT_RUN, QUALIFIED, RUN_SOURCE_PREFIX, UNTESTABLE, VERDICTS, Verdict,
@@ -96,6 +97,10 @@ def decide(claims, evidence) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(LEDGER_COLUMNS))
 
 
+#: The stages that read the paper's released samples and the open MIMIC-III demo (fetched on request).
+OPEN_DATA_STAGES = (RELEASED_STAGE, AUDIT_STAGE)
+
+
 def summary(ledger: pd.DataFrame) -> str:
     """One sentence: how many claims hold (with or without a qualification), do not hold, cannot be
     tested with open data, and were not computed in this run."""
@@ -106,7 +111,13 @@ def summary(ledger: pd.DataFrame) -> str:
     parts = [f"{held + qual} hold ({qual} of them with a qualification)", f"{int(counts.get(FAILS, 0))} do not hold",
              f"{int(counts.get(UNTESTABLE, 0))} cannot be tested with open data"]
     if counts.get(NOT_RUN, 0):
-        parts.append(f"{int(counts[NOT_RUN])} were not computed in this run")
+        not_run = f"{int(counts[NOT_RUN])} were not computed in this run"
+        if "stage" in ledger.columns:
+            open_data = int((ledger["verdict"].eq(NOT_RUN) & ledger["stage"].isin(OPEN_DATA_STAGES)).sum())
+            if open_data:
+                not_run += (f" ({open_data} of them need the open data this run did not have: `ehrbench fetch "
+                            "paper-samples mimic3-demo`, then rerun)")
+        parts.append(not_run)
     text = f"{n} claims: " + ", ".join(parts) + "."
     if "source" in ledger.columns:
         decided = ~ledger["verdict"].isin([UNTESTABLE, NOT_RUN])
