@@ -82,3 +82,28 @@ def test_the_results_page_heads_table1_with_paper_names_and_explains_flags(tmp_p
     page = results_page(run, tmp_path / "src").read_text()
     assert "Prev. R²: `prevalence_r2`" in page
     assert "outside its interval" in page and "holdout" in page
+
+
+def test_no_notebook_cell_leaves_a_saved_files_path_as_its_output():
+    """``Stage.save_table``/``save_figure`` return the file's path: a cell ending on one without ``;``
+    would print the build machine's path under the table or figure (the browser test catches the
+    rendered repr; this catches the cause, without building the book)."""
+    import ast
+    import json
+
+    from conftest import ROOT
+
+    leaks = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            src = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
+            try:
+                body = ast.parse(src).body
+            except SyntaxError:
+                continue
+            if body and isinstance(body[-1], ast.Expr) and not src.rstrip().endswith(";"):
+                call = body[-1].value
+                if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and \
+                        call.func.attr in ("save_table", "save_figure", "save_metrics", "save_synthetic"):
+                    leaks.append(f"{path.name} cell {i}")
+    assert not leaks, f"cells ending on a save call without ';': {leaks}"
