@@ -107,7 +107,8 @@ def claims_section(run: Run) -> list[str]:
             "the strongest evidence available: the paper's own artifacts (its released samples, its printed "
             "tables), then the open MIMIC-III demo's paper-training patients, then this run's own cohort and "
             "profile; a verdict on this run's data says so. *Not computed in this run*: open data would decide the "
-            "claim, but this run lacks the notebook named or the data it reads. Each rule's thresholds are in `ehrlib/claims/claims.yaml`; "
+            "claim, but this run lacks the notebook named or the data it reads. Each rule's thresholds are in "
+            "`ehrlib/claims/claims.yaml`; "
             f"{_notebook_link(stages.PAPER_VS_OURS)} shows the same ledger beside the paper's printed numbers.{authors}", "",
             table, ""] + ([OUTSIDE_NOTE, ""] if OUTSIDE_FLAG in table else [])
 
