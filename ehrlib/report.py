@@ -159,6 +159,7 @@ def intro_verdicts(run: Run, dest: Path) -> None:
     line :data:`VERDICTS_MARK` becomes the ledger's summary and one row per claim (its verdict and
     the start of its quote), each detailed on the results page."""
     from ehrlib.claims import ledger_of_run, summary
+    from ehrlib.claims.ledger import shown_quote
     from ehrlib.errors import MetricError
 
     page = dest / INTRO
@@ -170,8 +171,8 @@ def intro_verdicts(run: Run, dest: Path) -> None:
         block = f"*The claims could not be decided in this build: {exc}.*"
     else:
         rows = [{"verdict": f"**{r.verdict}**",
-                 "claim": f"“{r.quote[:110]}{'…' if len(r.quote) > 110 else ''}” (§{r.section}, line {r.line})"}
-                for r in ledger.itertuples()]
+                 "claim": f"“{shown[:110]}{'…' if len(shown) > 110 else ''}” (§{r.section}, line {r.line})"}
+                for r in ledger.itertuples() for shown in [shown_quote(r)]]
         block = "\n".join([f"**This build's verdicts.** {summary(ledger)} Each is decided, with its numbers and its "
                            "evidence, on the [Results](results) page.", "",
                            pd.DataFrame(rows).to_markdown(index=False)])

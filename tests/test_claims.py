@@ -70,6 +70,27 @@ def test_a_claim_naming_an_unknown_rule_is_refused(tmp_path):
         load_claims(bad)
 
 
+def test_a_quote_that_lost_a_symbol_is_shown_with_a_reading_that_only_adds_brackets():
+    claims = load_claims()
+    lost = [c for c in claims if "()" in c.quote or " an of " in c.quote]
+    assert lost and all(c.reading and c.shown == c.reading for c in lost)
+    assert all("()" not in c.shown for c in claims)
+    ledger = decide(claims, _evidence({}))
+    assert set(ledger["reading"]) == {c.shown for c in claims}
+
+
+@pytest.mark.parametrize("reading", ["the model [R²] differs", "the model is [R²] good"])
+def test_a_reading_that_changes_the_quote_beyond_brackets_is_refused(tmp_path, reading):
+    bad = tmp_path / "claims.yaml"
+    bad.write_text(f"- {{id: x, section: '4', line: 1, quote: the model is good, rule: {load_claims()[0].rule},\n"
+                   f"   reading: '{reading}'}}\n")
+    if reading == "the model is [R²] good":
+        assert load_claims(bad)[0].shown == reading
+    else:
+        with pytest.raises(ConfigError, match="bracketed insertions"):
+            load_claims(bad)
+
+
 def test_a_verdict_outside_the_four_and_not_run_is_refused():
     with pytest.raises(ConfigError):
         rules.Verdict("probably")

@@ -3,7 +3,8 @@
 Paper: section 4 (Results), 4.1 (Discussion) and appendix G. The claims live in
 ``claims.yaml`` next to this module (package data): one entry per claim with its ``id``, the
 ``line`` of the paper's text that holds it, the exact ``quote`` (a test checks that the quote is
-on that line), the ``rule`` (a function of :mod:`ehrlib.claims.rules`) and the rule's ``params``
+on that line; where our copy of the paper lost a symbol, an optional ``reading`` restores it in
+brackets), the ``rule`` (a function of :mod:`ehrlib.claims.rules`) and the rule's ``params``
 (the thresholds that turn a word such as "near" or "high" into a number, visible here and on the
 page rather than inside code).
 
@@ -14,6 +15,7 @@ then the open MIMIC-III demo's paper-training patients, then the run's own cohor
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +30,9 @@ from ehrlib.claims.verdict import (  # noqa: F401 - the verdict names are part o
 from ehrlib.errors import ConfigError
 
 CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
-CLAIM_FIELDS = ("id", "section", "line", "quote", "rule", "params")
-LEDGER_COLUMNS = ("claim", "section", "line", "quote", "verdict", "note", "numbers", "source", "stage")
+CLAIM_FIELDS = ("id", "section", "line", "quote", "rule", "params", "reading")
+LEDGER_COLUMNS = ("claim", "section", "line", "quote", "verdict", "note", "numbers", "source", "stage", "reading")
+OPTIONAL_FIELDS = ("params", "reading")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,14 @@ class Claim:
     quote: str
     rule: str
     params: dict = field(default_factory=dict)
+    #: The quote as a reader should read it where our copy of the paper lost a symbol or a value:
+    #: the quote with bracketed insertions only (``[R²]``), checked by :func:`reading_mismatch`.
+    reading: str = ""
+
+    @property
+    def shown(self) -> str:
+        """What a page shows: the reading where there is one, else the exact quote."""
+        return self.reading or self.quote
 
 
 def load_claims(path=None) -> list[Claim]:
@@ -57,7 +68,7 @@ def load_claims(path=None) -> list[Claim]:
         raise ConfigError(f"{path}: expected a list of claims")
     claims, seen = [], set()
     for i, e in enumerate(entries):
-        missing = [f for f in CLAIM_FIELDS if f not in (e or {}) and f != "params"]
+        missing = [f for f in CLAIM_FIELDS if f not in (e or {}) and f not in OPTIONAL_FIELDS]
         if missing:
             raise ConfigError(f"{path}: claim #{i + 1} ({(e or {}).get('id', '?')}) lacks {missing}; "
                               f"expected fields {CLAIM_FIELDS}")
@@ -68,9 +79,22 @@ def load_claims(path=None) -> list[Claim]:
         if not isinstance(e["line"], int) or e["line"] < 1:
             raise ConfigError(f"{path}: claim {e['id']!r} has line {e['line']!r}; expected a positive integer")
         seen.add(e["id"])
-        claims.append(Claim(str(e["id"]), str(e["section"]), int(e["line"]), str(e["quote"]), str(e["rule"]),
-                            dict(e.get("params") or {})))
+        claim = Claim(str(e["id"]), str(e["section"]), int(e["line"]), str(e["quote"]), str(e["rule"]),
+                      dict(e.get("params") or {}), str(e.get("reading") or ""))
+        if reading_mismatch(claim):
+            raise ConfigError(f"{path}: claim {e['id']!r} has reading {claim.reading!r}, which is not its quote "
+                              f"{claim.quote!r} with bracketed insertions only")
+        claims.append(claim)
     return claims
+
+
+def reading_mismatch(claim: Claim) -> bool:
+    """Whether ``claim.reading`` is set and differs from its quote by more than bracketed insertions
+    (``[...]``, compared with runs of white space collapsed)."""
+    if not claim.reading:
+        return False
+    squash = lambda text: " ".join(text.split())  # noqa: E731
+    return squash(re.sub(r"\[[^\]]*\]", "", claim.reading)) != squash(claim.quote)
 
 
 def misquoted(claims, paper_text: str) -> list[str]:
@@ -93,7 +117,7 @@ def decide(claims, evidence) -> pd.DataFrame:
     for c in claims:
         v = RULES[c.rule](evidence, **c.params)
         rows.append({"claim": c.id, "section": c.section, "line": c.line, "quote": c.quote, "verdict": v.verdict,
-                     "note": v.note, "numbers": dict(v.numbers), "source": v.source, "stage": v.stage})
+                     "note": v.note, "numbers": dict(v.numbers), "source": v.source, "stage": v.stage, "reading": c.shown})
     return pd.DataFrame(rows, columns=list(LEDGER_COLUMNS))
 
 
@@ -132,6 +156,13 @@ def summary(ledger: pd.DataFrame) -> str:
     return text
 
 
+def shown_quote(row) -> str:
+    """A ledger row's quote as a page shows it (its reading; the exact quote in ledgers saved before
+    readings existed)."""
+    reading = getattr(row, "reading", "")
+    return reading if isinstance(reading, str) and reading else row.quote
+
+
 DISPLAY_COLUMNS = ("claim", "verdict", "why", "numbers used", "evidence")
 
 
@@ -147,7 +178,7 @@ def display_table(ledger: pd.DataFrame, link=None, markdown: bool = True) -> pd.
         if r.stage:
             evidence = f"{evidence}: {link(r.stage)}"
         verdict = f"**{r.verdict}**" if markdown else r.verdict
-        rows.append({"claim": f"“{r.quote}” (§{r.section}, line {r.line})", "verdict": verdict,
+        rows.append({"claim": f"“{shown_quote(r)}” (§{r.section}, line {r.line})", "verdict": verdict,
                      "why": r.note, "numbers used": "; ".join(f"{k}: {v}" for k, v in nums.items()),
                      "evidence": evidence})
     return pd.DataFrame(rows, columns=list(DISPLAY_COLUMNS))
