@@ -139,7 +139,9 @@ def show(artifact_id: str, obj) -> None:
         display(Image(filename=str(obj)))
     elif isinstance(obj, pd.DataFrame):
         # the Styler's default writes every float with six decimals (45517.000000)
-        display(obj.style.hide(axis="index").format(plain_number))
+        # the class names the artifact, for the book's style sheet (the claims ledger's column widths)
+        display(obj.style.hide(axis="index").format(plain_number)
+                .set_table_attributes(f'class="artifact-{artifact_id}"'))
     else:
         display(obj)
 

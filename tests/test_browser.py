@@ -52,6 +52,7 @@ def page_defects(info: dict) -> list[str]:
         if not flag and not lo <= e <= hi:
             out.append(f"an estimate outside its interval without the flag {OUTSIDE_FLAG}: {m.group(0)}")
     out += [f"a table cut off at the right edge ({w} px wide)" for w in info.get("cut", [])]
+    out += [f"the claims ledger needs a sideways scroll ({w} px of content)" for w in info.get("ledger_scroll", [])]
     return out
 
 
@@ -72,6 +73,10 @@ def _check_page(browser, path: Path, screenshot: Path | None = None) -> dict:
             }
             return true;
         }).map(t => Math.round(t.getBoundingClientRect().width)),
+        ledger_scroll: Array.from(document.querySelectorAll('section#which-of-the-paper-s-claims-hold table, table.artifact-claims'))
+            .filter(t => t.scrollWidth > t.clientWidth + 1
+                         || t.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+            .map(t => t.scrollWidth),
     })""")
     if screenshot:
         page.screenshot(path=str(screenshot), full_page=True)

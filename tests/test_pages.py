@@ -21,6 +21,11 @@ def test_page_defects_catches_stderr_six_zeros_unflagged_intervals_and_cut_table
     assert any("0.968 [0.981, 1.000]" in f for f in found) and any("1900" in f for f in found)
 
 
+def test_page_defects_catches_a_claims_ledger_that_needs_a_sideways_scroll():
+    assert page_defects({"text": "", "ledger_scroll": []}) == []
+    assert page_defects({"text": "", "ledger_scroll": [832]}) == ["the claims ledger needs a sideways scroll (832 px of content)"]
+
+
 def test_page_defects_catches_a_python_repr_left_as_an_output():
     found = page_defects({"text": "Figure 12 PosixPath('/tmp/x/runs/demo/figures/fig12.png') and <pandas.io.X object at 0x7f3a>"})
     assert len(found) == 2 and all("repr" in f for f in found)
