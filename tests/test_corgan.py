@@ -125,6 +125,16 @@ def test_save_load_generate_identical(train, tmp_path):
     pd.testing.assert_frame_equal(a.events, b.events)
 
 
+def test_sampled_decoding_draws_seeded_binary_records(train, tmp_path):
+    gen = corgan(decoding="sample").fit(train)
+    gen.save(tmp_path / "c")
+    a = gen.generate(25, seed=3)
+    pd.testing.assert_frame_equal(a.events, models.load(tmp_path / "c").generate(25, seed=3).events)
+    m = binary_matrix(a, Vocabulary.from_cohorts(a)).toarray()
+    assert set(np.unique(m)) <= {0.0, 1.0} and (m.sum(1) > 0).all() and (a.events.visit_id == 0).all()
+    assert not a.events.equals(corgan().fit(train).generate(25, seed=3).events)  # the threshold rule's
+
+
 def test_interrupted_fit_resumes_exactly(train, tmp_path):
     full = corgan().fit(train)
 
@@ -140,6 +150,7 @@ def test_interrupted_fit_resumes_exactly(train, tmp_path):
     ("critic_steps", -1, "critic_steps=-1; expected a positive number"),
     ("gp_weight", -10, "gp_weight=-10; expected a number >= 0"),
     ("ae_beta1", 1.0, "ae_beta1=1.0; expected a number in"),
+    ("decoding", "bernoulli", "decoding='bernoulli'; expected one of"),
 ])
 def test_bad_configs_name_the_field(field, value, expected):
     with pytest.raises(GeneratorError, match=f"CorGANConfig.{expected}"):

@@ -7,7 +7,8 @@ ConvTranspose1d layers (ReLU, last Sigmoid) back to exactly V. The autoencoder i
 with BCE; then a generator (Linear 128->256->128->bottleneck, LeakyReLU(0.2), final Tanh)
 maps N(0, I) noise to the bottleneck, the decoder turns it into a record, and a critic of four
 Conv1d layers scores records; trained as WGAN-GP (lambda = 10, 5 critic steps per generator
-step). Generated probabilities are thresholded at 0.5; output is one visit per patient.
+step). Generated probabilities are thresholded at 0.5 (``decoding="threshold"``) or drawn as
+Bernoulli variables (``"sample"``); output is one visit per patient.
 
 Length pathway (:func:`corgan_pathway`): encoder layer i (1..7) has stride
 ``STRIDES[i] = 2, 2, 3, 3, 3, 3, 5`` and the smallest kernel ``k >= 5`` with
@@ -295,7 +296,7 @@ class CorGAN(PretrainedGAN):
         def sample(k, g):
             with torch.no_grad():
                 p = nets.generate(torch.randn(k, self.config.latent_dim, generator=g).to(self.device))
-            return (p >= 0.5).cpu().numpy().astype(np.float32)
+            return self._decode(p, g)
 
         rows, self.last_drawn = draw_nonempty(n, sample, lambda rows: (rows > 0).any(axis=1), name=self.name,
                                 generator=torch.Generator().manual_seed(int(seed)), batch_size=GEN_CHUNK,

@@ -8,7 +8,7 @@ against those patients:
 * ``val_r2``: prevalence R² (the share of patients holding each code, over the model's
   vocabulary; as Table 1's, with the validation patients as the truth) of the kept records;
 * ``val_empty``: the share of drawn records that held no code (they are redrawn at generation;
-  the flat models threshold a probability at 0.5, and an early GAN decodes mostly empty records);
+  a flat model decoding at the 0.5 threshold, or an early GAN, emits many);
 * ``val_distinct``: distinct codes of the sample over distinct codes of the validation patients
   (mode collapse reads as a ratio far below 1);
 * ``fidelity``: the prevalence R² of the sample *as drawn*, empty records included (each

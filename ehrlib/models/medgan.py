@@ -12,11 +12,12 @@ the original.
 Two data modes (a config field, so it travels through save/load and generation):
 
 * ``binary``: data = ``binary_matrix`` (a code is in the record or not); sigmoid decoder, BCE
-  reconstruction; generated probabilities are thresholded at 0.5; the generator's last layer is
-  tanh. Output: one visit per patient.
+  reconstruction; generated probabilities are thresholded at 0.5 (``decoding="threshold"``) or
+  drawn as Bernoulli variables (``"sample"``); the generator's last layer is tanh. Output: one
+  visit per patient.
 * ``count``: data = ``count_matrix`` (number of visits with each code); ReLU decoder, MSE
-  reconstruction; outputs are rounded and clipped to non-negative integers; the generator's
-  last layer is ReLU. Output via ``from_count_matrix``: a code with count k appears in visits
+  reconstruction; outputs are rounded and clipped to non-negative integers (``"threshold"``) or
+  drawn as Poisson counts of that mean (``"sample"``); the generator's last layer is ReLU. Output via ``from_count_matrix``: a code with count k appears in visits
   0..k-1 (our documented count-mode representation, so visit structure is not modelled).
 
 ``generate`` redraws records with no code (further batches from the same seeded noise
@@ -62,6 +63,11 @@ from ehrlib.models.neural import (Phase, Rows, Running, TorchConfig, TorchGenera
 log = logging.getLogger("ehrlib.models")
 
 DATA_MODES = ("binary", "count")
+#: How a generated record is read off the decoder's output. ``threshold``: a code is present where its
+#: probability is at least 0.5 (binary) or its rounded count at least 1 (count), the rule of the ports
+#: the paper ran; ``sample``: each code drawn from that output (Bernoulli of the probability; Poisson of
+#: the count), with the seeded generator that draws the noise.
+DECODINGS = ("threshold", "sample")
 REDRAW_ROUNDS = 20  # generate(): rounds of redrawing empty records before giving up
 GEN_CHUNK = 8192  # generate(): records decoded per forward pass
 
@@ -70,10 +76,14 @@ GEN_CHUNK = 8192  # generate(): records decoded per forward pass
 class PretrainedGANConfig(TorchConfig):
     """What MedGAN's and CorGAN's configs share: an autoencoder phase (``ae_epochs``, ``ae_lr``,
     ``ae_beta1/2``) then an adversarial phase (``gan_epochs``, ``batch_size``, ``lr``,
-    ``beta1/2``) on one epoch counter; the subclasses declare the fields with their paper values."""
+    ``beta1/2``) on one epoch counter; the subclasses declare the fields with their paper values.
+    ``decoding`` (:data:`DECODINGS`) is how generation reads a record off the decoder's output."""
+
+    decoding: str = "threshold"      # paper silent; the ports' 0.5 threshold (DECODINGS)
 
     def check(self) -> None:
         super().check()
+        self._choice("decoding", DECODINGS)
         self._positive("ae_lr", "gan_epochs", "batch_size", "lr")
         self._non_negative("ae_epochs")
         self._unit_interval("ae_beta1", "ae_beta2", "beta1", "beta2")
@@ -90,6 +100,17 @@ class PretrainedGAN(TorchGenerator):
     """What MedGAN and CorGAN share: a flat records matrix with a seeded validation share of the
     patients held out, and two phases: the autoencoder (stopped on its validation loss) and the
     adversarial one (stopped on the fidelity check; :mod:`ehrlib.models.fidelity`)."""
+
+    def _decode(self, out: torch.Tensor, generator: torch.Generator, count: bool = False) -> np.ndarray:
+        """Records (rows, float32) read off the decoder's output ``out`` by the config's ``decoding``:
+        probabilities (``count=False``) or non-negative counts."""
+        out = out.detach().cpu().float()
+        if self.config.decoding == "sample":
+            drawn = torch.poisson(out.clamp_min(0), generator=generator) if count else \
+                torch.bernoulli(out.clamp(0, 1), generator=generator)
+        else:
+            drawn = out.round().clamp_min(0) if count else (out >= 0.5).float()
+        return drawn.numpy().astype(np.float32)
 
     def phases(self) -> list[Phase]:
         c = self.config
@@ -335,8 +356,8 @@ class MedGAN(PretrainedGAN):
 
         def sample(k, g):
             with torch.no_grad():
-                out = self.fake(torch.randn(k, self.config.embedding_dim, generator=g).to(self.device)).cpu().numpy()
-            return (out >= 0.5).astype(np.float32) if binary else np.clip(np.rint(out), 0, None).astype(np.float32)
+                out = self.fake(torch.randn(k, self.config.embedding_dim, generator=g).to(self.device))
+            return self._decode(out, g, count=not binary)
 
         rows, self.last_drawn = draw_nonempty(n, sample, lambda rows: (rows > 0).any(axis=1), name=self.name,
                                 generator=torch.Generator().manual_seed(int(seed)), batch_size=GEN_CHUNK,
