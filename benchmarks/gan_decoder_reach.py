@@ -1,6 +1,7 @@
 """What the flat GANs' trained decoders can express: the autoencoder's reconstructions of real
-patients, decoded as generation decodes (binary: per-code probability above 0.5; count: rounded
-count at least 1).
+patients, decoded by the threshold rule (binary: per-code probability above 0.5; count: rounded
+count at least 1), the ``paper`` preset's. The ``demo`` profile draws each code from the decoder's
+output instead; ``benchmarks/gan_decoding.py`` compares the two rules on generated records.
 
 A generated record is ``decoder(generator(noise))``; the generator can only reach what the decoder
 expresses. If the decoder, given the encoder's code of a *training* patient, already drops most
@@ -53,7 +54,7 @@ def reach(generator, name: str, cohort: Cohort, n: int = 1000) -> dict:
 def main(run: Path) -> None:
     torch.set_num_threads(1)
     data = {"train": Cohort.load(run / "data" / "train.parquet"), "holdout": Cohort.load(run / "data" / "holdout.parquet")}
-    print(f"run {run}: decoder reach at generation's decoding rule")
+    print(f"run {run}: decoder reach at the threshold rule")
     print(f"{'model':<14}{'patients':<10}{'n':>6}{'distinct/real':>15}{'recovered':>11}{'codes/rec':>11}{'real/rec':>10}{'empty':>8}")
     for name in ("medgan", "medgan_count", "corgan"):
         folder = run / "models" / name
