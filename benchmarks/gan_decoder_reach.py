@@ -15,6 +15,7 @@ codes per record and the share of empty reconstructions.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -26,16 +27,31 @@ from ehrlib.cohort import Cohort
 from ehrlib.data.encode import binary_matrix, count_matrix
 
 
+GANS = ("medgan", "medgan_count", "corgan")  # the flat GANs, by their saved names in a run
+
+
+def trained_gans(run: Path):
+    """``(name, generator)`` for each of :data:`GANS` that ``run`` trained (a line for each it did not)."""
+    for name in GANS:
+        folder = run / "models" / name
+        if not folder.is_dir():
+            print(f"{name:<14}(not trained in this run)")
+            continue
+        yield name, models.load(folder)
+
+
 def reconstruct(generator, name: str, x: torch.Tensor) -> np.ndarray:
-    """Decoded reconstructions of the binary records ``x`` (boolean, as generation decodes)."""
+    """Reconstructions of the records ``x`` (boolean), decoded by the threshold rule."""
     with torch.no_grad():
         if name == "corgan":
             nets = generator.modules["nets"].eval()
-            return (nets.decode(nets.encode(x)) > 0.5).numpy()
-        for m in generator.modules.values():
-            m.eval()
-        out = generator.modules["decoder"](generator.modules["encoder"](x)).numpy()
-        return out > 0.5 if generator.config.data_mode == "binary" else np.round(out) >= 1
+            out = nets.decode(nets.encode(x))
+        else:
+            for m in generator.modules.values():
+                m.eval()
+            out = generator.modules["decoder"](generator.modules["encoder"](x))
+    generator.config = dataclasses.replace(generator.config, decoding="threshold")
+    return generator._decode(out, None) > 0
 
 
 def reach(generator, name: str, cohort: Cohort, n: int = 1000) -> dict:
@@ -56,12 +72,7 @@ def main(run: Path) -> None:
     data = {"train": Cohort.load(run / "data" / "train.parquet"), "holdout": Cohort.load(run / "data" / "holdout.parquet")}
     print(f"run {run}: decoder reach at the threshold rule")
     print(f"{'model':<14}{'patients':<10}{'n':>6}{'distinct/real':>15}{'recovered':>11}{'codes/rec':>11}{'real/rec':>10}{'empty':>8}")
-    for name in ("medgan", "medgan_count", "corgan"):
-        folder = run / "models" / name
-        if not folder.is_dir():
-            print(f"{name:<14}(not trained in this run)")
-            continue
-        generator = models.load(folder)
+    for name, generator in trained_gans(run):
         for part, cohort in data.items():
             r = reach(generator, name, cohort)
             print(f"{name:<14}{part:<10}{r['patients']:>6}{r['distinct']:>15.3f}{r['codes recovered']:>11.3f}"

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from ehrlib import models
 from ehrlib.cohort import Cohort
 from ehrlib.errors import EhrlibError
 from ehrlib.metrics.prevalence import prevalence_metrics
 from ehrlib.models.medgan import DECODINGS
+from gan_decoder_reach import trained_gans  # this folder's script: the run's trained GANs
 
 
 def main(run: Path, seed: int = 0) -> None:
@@ -34,12 +34,7 @@ def main(run: Path, seed: int = 0) -> None:
     print(f"run {run}: {reference.n_patients} records per rule, seed {seed}; the holdout reference has "
           f"{distinct_ref} distinct codes, {reference.events.groupby('subject_id')['code'].nunique().mean():.2f} per record")
     print(f"{'model':<14}{'decoding':<11}{'trained with':<14}{'R² vs train':>12}{'distinct':>10}{'empty':>8}{'codes/rec':>11}")
-    for name in ("medgan", "medgan_count", "corgan"):
-        folder = run / "models" / name
-        if not folder.is_dir():
-            print(f"{name:<14}(not trained in this run)")
-            continue
-        generator = models.load(folder)
+    for name, generator in trained_gans(run):
         trained = generator.config.decoding
         for rule in DECODINGS:
             generator.config = dataclasses.replace(generator.config, decoding=rule)

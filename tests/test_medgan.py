@@ -167,11 +167,11 @@ def test_decoding_rules_read_the_decoder_output(count):
     gen = medgan(data_mode="count" if count else "binary")
     out = torch.full((4000, 5), 0.3)
     out[:, 4] = 0.7
-    threshold = gen._decode(out, torch.Generator().manual_seed(0), count=count)
+    threshold = gen._decode(out, torch.Generator().manual_seed(0))
     assert threshold[:, :4].sum() == 0 and (threshold[:, 4] == 1).all()
     sample = medgan(data_mode="count" if count else "binary", decoding="sample")
-    a = sample._decode(out, torch.Generator().manual_seed(0), count=count)
-    b = sample._decode(out, torch.Generator().manual_seed(0), count=count)
+    a = sample._decode(out, torch.Generator().manual_seed(0))
+    b = sample._decode(out, torch.Generator().manual_seed(0))
     assert np.array_equal(a, b) and a.dtype == np.float32
     assert np.allclose(a.mean(0), [0.3, 0.3, 0.3, 0.3, 0.7], atol=0.03)
     assert (a >= 0).all() and np.array_equal(a, np.round(a))

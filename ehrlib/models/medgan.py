@@ -17,8 +17,8 @@ Two data modes (a config field, so it travels through save/load and generation):
   visit per patient.
 * ``count``: data = ``count_matrix`` (number of visits with each code); ReLU decoder, MSE
   reconstruction; outputs are rounded and clipped to non-negative integers (``"threshold"``) or
-  drawn as Poisson counts of that mean (``"sample"``); the generator's last layer is ReLU. Output via ``from_count_matrix``: a code with count k appears in visits
-  0..k-1 (our documented count-mode representation, so visit structure is not modelled).
+  drawn as Poisson counts of that mean (``"sample"``); the generator's last layer is ReLU.
+  Output via ``from_count_matrix``: a code with count k appears in visits 0..k-1 (our documented count-mode representation, so visit structure is not modelled).
 
 ``generate`` redraws records with no code (further batches from the same seeded noise
 generator, at most ``REDRAW_ROUNDS`` rounds) and logs the rejection rate.
@@ -101,16 +101,18 @@ class PretrainedGAN(TorchGenerator):
     patients held out, and two phases: the autoencoder (stopped on its validation loss) and the
     adversarial one (stopped on the fidelity check; :mod:`ehrlib.models.fidelity`)."""
 
-    def _decode(self, out: torch.Tensor, generator: torch.Generator, count: bool = False) -> np.ndarray:
+    def _decode(self, out: torch.Tensor, generator: torch.Generator | None) -> np.ndarray:
         """Records (rows, float32) read off the decoder's output ``out`` by the config's ``decoding``:
-        probabilities (``count=False``) or non-negative counts."""
+        probabilities, or non-negative counts in MedGAN's count mode (``generator``: the seeded
+        stream that draws them; unused by the threshold)."""
         out = out.detach().cpu().float()
+        count = getattr(self.config, "data_mode", "binary") == "count"
         if self.config.decoding == "sample":
             drawn = torch.poisson(out.clamp_min(0), generator=generator) if count else \
                 torch.bernoulli(out.clamp(0, 1), generator=generator)
         else:
             drawn = out.round().clamp_min(0) if count else (out >= 0.5).float()
-        return drawn.numpy().astype(np.float32)
+        return drawn.numpy()
 
     def phases(self) -> list[Phase]:
         c = self.config
@@ -357,7 +359,7 @@ class MedGAN(PretrainedGAN):
         def sample(k, g):
             with torch.no_grad():
                 out = self.fake(torch.randn(k, self.config.embedding_dim, generator=g).to(self.device))
-            return self._decode(out, g, count=not binary)
+            return self._decode(out, g)
 
         rows, self.last_drawn = draw_nonempty(n, sample, lambda rows: (rows > 0).any(axis=1), name=self.name,
                                 generator=torch.Generator().manual_seed(int(seed)), batch_size=GEN_CHUNK,
