@@ -4,7 +4,6 @@
                        [--generator NAME=module:Class ...] [--only PREFIX ...] [--force] [--no-book | --book-only]
     ehrbench fetch {mimic3-demo, mimic4-demo, paper-samples}...
     ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
-    ehrbench audit --real mimic3-demo --split paper --synthetic F [F ...] --out DIR
     ehrbench stats FILE [FILE ...]
     ehrbench export --format meds (--cohort FILE | --run NAME --what real|synthetic) --out DIR
     ehrbench evaluate --train A --holdout B --synthetic C [C ...] --out DIR
@@ -42,13 +41,27 @@ def _reader(args):
     plain = partial(read_long, **opts)
 
     def read(path: str):
-        if str(path).startswith("meds:"):  # a MEDS dataset folder (ehrlib.data.load_meds)
+        if str(path).startswith("meds:"):  # a MEDS dataset folder (ehrlib.data.load_meds), or one split of it
             from ehrlib.data import load_meds
 
-            return load_meds(str(path)[len("meds:"):], icd_version=opts.get("icd_version", 9))
+            folder, _, split = str(path)[len("meds:"):].partition("#")
+            cohort = load_meds(folder, icd_version=opts.get("icd_version", 9))
+            return _meds_split(folder, cohort, split, path) if split else cohort
         return plain(path)
 
     return read
+
+
+def _meds_split(folder: str, cohort, split: str, given: str):
+    """The subjects of MEDS split ``split`` (``train``, ``held_out``, ``tuning``) of a dataset."""
+    from ehrlib.data.medsformat import SPLIT_NAMES, meds_splits
+
+    if split not in SPLIT_NAMES:
+        raise EhrlibError(f"{given}: split {split!r}; expected meds:DIR#SPLIT with SPLIT one of {sorted(SPLIT_NAMES)}")
+    parts = meds_splits(folder, cohort)
+    if SPLIT_NAMES[split] not in parts:
+        raise EhrlibError(f"{given}: no subject of split {split!r} has diagnoses in the dataset")
+    return parts[SPLIT_NAMES[split]]
 
 
 def stats(paths: list[str], reader=None):
@@ -97,6 +110,9 @@ def evaluate_files(args) -> Path:
 
     read_long = _reader(args)
     out = args.out
+    if out.is_symlink():
+        raise EhrlibError(f"--out {out}: is a symbolic link; evaluate never writes through a link it did not make: "
+                          "give the folder it points to, or a new folder")
     if out.exists() and not out.is_dir():
         raise EhrlibError(f"--out {out}: exists and is not a folder")
     if blocking_file(out) is not None:
@@ -114,6 +130,8 @@ def evaluate_files(args) -> Path:
         except EhrlibError as exc:
             bad[name] = f"not read: {exc}"
     reference = read_long(args.reference) if args.reference else None
+    if reference is not None:
+        _check_reference(args, train, holdout, reference)
     results, more_bad = _evaluate_each(args, train, holdout, synthetic, reference)
     bad.update(more_bad)
     problems = "; ".join(f"--synthetic {names[n]}: {why}" for n, why in bad.items())
@@ -128,6 +146,23 @@ def evaluate_files(args) -> Path:
     if bad:
         raise EhrlibError(f"{len(bad)} of {len(names)} synthetic file(s) not in {out}: {problems}")
     return out
+
+
+def _check_reference(args, train, holdout, reference) -> None:
+    """``--reference`` must hold real patients in neither train nor holdout (the attribute-inference
+    baseline is the attack on patients nobody released): shared subject ids or record copies beyond
+    chance are refused as an overlapping holdout is, unless ``--allow-overlap``."""
+    from ehrlib.metrics.context import holdout_overlap
+
+    for flag, real in (("--train", train), ("--holdout", holdout)):
+        o = holdout_overlap(real, reference)
+        if o["refuse"] and not args.allow_overlap:
+            what = (f"{o['shared_ids']} subject id(s) in both (e.g. {', '.join(o['example_ids'][:3])})"
+                    if o["shared_ids"] else f"{o['copies']} of {reference.n_patients} records are exact copies "
+                    f"({o['copy_rate']:.1%}, {o['chance_rate']:.1%} by chance)")
+            raise EhrlibError(f"--reference {args.reference} overlaps {flag} {getattr(args, flag[2:])}: {what}; the "
+                              "attribute-inference baseline needs real patients in neither train nor holdout: give "
+                              "a disjoint file (or --allow-overlap if intended)")
 
 
 def _evaluate_each(args, train, holdout, synthetic: dict, reference=None):
@@ -238,8 +273,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="+")
     _layout_options(s)
     e = sub.add_parser("evaluate", help="evaluate long-format synthetic files against train/holdout files")
-    e.add_argument("--train", required=True, help="long-format file the generator was trained on (or meds:DIR)")
-    e.add_argument("--holdout", required=True, help="long-format file of real patients it never saw (or meds:DIR)")
+    e.add_argument("--train", required=True, help="long-format file the generator was trained on (or meds:DIR, or "
+                                                   "meds:DIR#train for one split of a MEDS dataset)")
+    e.add_argument("--holdout", required=True, help="long-format file of real patients it never saw (or meds:DIR, "
+                                                     "meds:DIR#held_out)")
     e.add_argument("--synthetic", required=True, nargs="+", help="long-format synthetic file(s)")
     e.add_argument("--out", required=True, type=Path, help="folder for metrics.csv and table1.csv/.md")
     e.add_argument("--reference", help="long-format file of real patients in neither train nor holdout: the "
@@ -260,7 +297,7 @@ def parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a cohort file, a run's real splits or its synthetic cohorts as MEDS")
     x.add_argument("--format", required=True, choices=("meds",), help="the output format (MEDS 0.4)")
     src = x.add_mutually_exclusive_group(required=True)
-    src.add_argument("--cohort", help="a cohort file (Cohort.save parquet or long-format CSV/parquet)")
+    src.add_argument("--cohort", help="a cohort file (Cohort.save parquet or long-format CSV/parquet), or meds:DIR")
     src.add_argument("--run", help="a run folder name under runs/ (or $EHRLIB_RUNS_DIR)")
     x.add_argument("--what", default="synthetic", choices=("real", "synthetic"),
                    help="with --run: the real splits (one dataset) or every synthetic cohort (one dataset each)")
@@ -289,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
                 ap.error(f"{args.root.resolve()} has no notebooks/ folder: run from the repository root or pass --root")
             settings = dict(args.settings)
             if args.generators:
+                if "generators" in settings:
+                    raise EhrlibError(f"--set generators={settings['generators']!r} and --generator "
+                                      f"{' '.join(args.generators)}: give the generators one way (repeat --generator)")
                 settings["generators"] = ",".join(args.generators)
             common = dict(only=args.only, threads=args.threads, jobs=args.jobs, force=args.force, settings=settings)
             if args.seeds:

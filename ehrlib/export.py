@@ -34,12 +34,39 @@ def _writer_of(manifest: dict, rel: str) -> dict:
 
 
 def export_cohort(path, out, *, icd_version: int = 9) -> Path:
-    """A cohort file (anything :func:`ehrlib.data.read_long` reads) as a MEDS dataset in ``out``."""
-    from ehrlib.data import read_long, write_meds
+    """A cohort file (anything :func:`ehrlib.data.read_long` reads, or ``meds:DIR``, a MEDS dataset
+    :func:`ehrlib.data.load_meds` reads, with its splits) as a MEDS dataset in ``out``."""
+    from ehrlib.data import load_meds, meds_splits, read_long, write_meds
 
+    text = str(path)
+    if text.startswith("meds:"):
+        source = Path(text[len("meds:"):])
+        if Path(out).resolve() == source.resolve():
+            raise RunError(f"--out {out}: is the MEDS dataset being read ({text}); write into a new folder")
+        cohort = load_meds(source, icd_version=icd_version)
+        splits = None
+        if (source / "metadata" / "subject_splits.parquet").is_file():
+            splits = meds_splits(source, cohort)
+        return write_meds(cohort, out, icd_version=icd_version, dataset_name=source.name, source=text,
+                          splits=splits, rest="train" if splits else None)
     path = Path(path)
+    if path.is_dir() and (path / "data").is_dir():
+        raise RunError(f"--cohort {path}: is a folder (a MEDS dataset?); pass --cohort meds:{path} for a MEDS dataset, "
+                       "or a cohort file")
     cohort = read_long(path, icd_version=icd_version)  # reads Cohort.save files and other long formats
     return write_meds(cohort, out, icd_version=icd_version, dataset_name=path.stem, source=str(path))
+
+
+def _check_parent(out: Path) -> None:
+    """``out`` (the parent of one dataset per generator) is no link, no written dataset."""
+    from ehrlib.data.medsformat import _ehrlib_dataset
+
+    if out.is_symlink():
+        raise RunError(f"--out {out}: is a symbolic link; export never writes through a link it did not make: give "
+                       "the folder it points to, or a new folder")
+    if _ehrlib_dataset(out) is not None:
+        raise RunError(f"--out {out}: is a MEDS dataset written by ehrlib (an earlier export); refusing to nest the "
+                       "synthetic datasets in it: write them into another folder")
 
 
 def export_run(run, out, what: str = "synthetic", include_real_records: bool = False) -> list[Path]:
@@ -72,6 +99,7 @@ def export_run(run, out, what: str = "synthetic", include_real_records: bool = F
         return [write_meds(cohort, out, splits=splits, dataset_name=f"{run.name} real splits",
                            profile=data_params.get("profile"), seed=data_params.get("seed"),
                            source=str(data_params.get("data")), **common)]
+    _check_parent(out)
     cohorts = run.synthetic()
     if not cohorts:
         raise RunError(f"run {run.name!r} has no synthetic cohorts: run notebooks {stages.REFERENCE_GENERATORS}, "

@@ -316,22 +316,63 @@ def user_generators(stage: Stage, generators: str = "", timeout_s: float = 3600)
     if (stage.run.path / "data" / "reference.parquet").is_file():
         real_ids |= set(stage.reference.subject_ids)
     rows = [{"dataset": key, "spec": "", "status": "failed", "reason": reason} for key, reason in failed.items()]
+    codes = {}
     for g in chosen:
         print(f"{g.name}: {g.spec} ({g.origin})")
+        before = _folder_state(folder)
         try:
             cohort = user.fit_and_generate(g, stage.run.path / "data" / "train.parquet", n, stage.seed, timeout_s,
                                            real_ids)
+            _no_strays(stage, folder, before, g)
         except Exception as exc:  # whatever one generator does, it fails alone (recorded, shown, reported)
             failed[g.key] = str(exc) if isinstance(exc, EhrlibError) else f"{g.name}: {type(exc).__name__}: {exc}"
             (folder / f"{g.key}.parquet").unlink(missing_ok=True)
             rows.append({"dataset": g.key, "spec": g.spec, "status": "failed", "reason": failed[g.key]})
             continue
         stage.save_synthetic(g.key, cohort)
-        rows.append({"dataset": g.key, "spec": g.spec, "status": "ok", "reason": "", **summary(cohort)})
-    stage.record(n_synthetic=n, user_generators={g.key: g.spec for g in chosen}, failed=failed)
+        codes[g.key] = user.code_report(cohort, train)
+        note = user.code_note(codes[g.key])
+        if note:
+            print(f"{g.name}: {note}; they are evaluated as they are (Table 1's row says so)")
+        rows.append({"dataset": g.key, "spec": g.spec, "status": "ok", "reason": "", **summary(cohort),
+                     "unseen_codes": codes[g.key]["unseen_codes"],
+                     "other_icd_version_codes": codes[g.key]["other_icd_version"]})
+    stage.record(n_synthetic=n, user_generators={g.key: g.spec for g in chosen}, failed=failed, codes=codes)
     for name, reason in failed.items():
         log.error("%s failed: %s", name, reason)
     return pd.DataFrame(rows, columns=None if rows else ["dataset", "spec", "status", "reason"])
+
+
+def _folder_state(folder: Path) -> dict:
+    """``{name: (size, mtime_ns)}`` of the files in ``folder`` (``{}`` when there is none)."""
+    if not folder.is_dir():
+        return {}
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()}
+
+
+def _no_strays(stage: Stage, folder: Path, before: dict, g) -> None:
+    """Files that appeared in the run's ``synthetic/`` folder while ``g`` ran are no generator's
+    output: moved to ``refused/`` (kept, never evaluated); a changed cohort is named. Either fails
+    ``g`` (a :class:`GeneratorError` naming the files)."""
+    import os
+
+    from ehrlib.errors import GeneratorError
+    from ehrlib.models import user
+
+    after = _folder_state(folder)
+    new = sorted(set(after) - set(before))
+    changed = sorted(k for k in set(after) & set(before) if after[k] != before[k])
+    if not new and not changed:
+        return
+    if new:
+        refused = stage.run.dir(user.REFUSED_DIR)
+        for name in new:
+            os.replace(folder / name, refused / name)
+    raise GeneratorError(
+        f"{g.name} ({g.spec}): wrote into the run's synthetic/ folder while it ran, which only the stages write: "
+        + "; ".join(([f"new {', '.join(new)} (moved to {user.REFUSED_DIR}/, not evaluated)"] if new else [])
+                    + ([f"changed {', '.join(changed)} (rerun the stage that made it, with --force)"] if changed else []))
+        + "; only the cohort generate returns is collected")
 
 
 def _protocols(ev) -> tuple[str, ...]:
@@ -407,7 +448,11 @@ def evaluate(stage: Stage, *families: str, lstm: str = "profile") -> pd.DataFram
     whole, context = evaluation_context(stage, reference=names.ATTRIBUTE_INFERENCE in families)
     reference = context.reference
     common = dict(seed=stage.seed, n_bootstrap=ev.n_bootstrap, progress=False)
-    outs = []
+    outs, failed = [], {}
+
+    def evaluate_context(ctx, fams, **kw):  # a cohort a metric cannot take fails its own row, by name
+        return _each_model(ctx, fams, failed, **kw)
+
     for family in families:
         extra = {}
         if family == names.PRIVACY:
@@ -440,9 +485,44 @@ def evaluate(stage: Stage, *families: str, lstm: str = "profile") -> pd.DataFram
                       "no utility figure.")
         outs.append(out)
     record_context(stage, whole, context)
+    if failed:
+        stage.record(failed=failed)
+        for name, reason in failed.items():
+            log.error("%s: not evaluated: %s", name, reason)
+            print(f"{name}: not evaluated: {reason}")
     out = pd.concat(outs, ignore_index=True)
     summary = out[out["metric"].map(lambda m: names.split_task_metric(m)[1] is None)]
     return summary.pivot_table(index=["model", "protocol"], columns="metric", values="estimate")
+
+
+#: The metric stages whose per-generator failures (``results.failed``) Table 1 shows.
+METRIC_STAGES = (stages.PREVALENCE, stages.DISCRIMINATOR, stages.PRIVACY)
+
+
+def _each_model(context, families, failed: dict, **kw) -> pd.DataFrame:
+    """:func:`ehrlib.metrics.evaluate.evaluate_context` for every synthetic cohort of ``context``
+    (each is evaluated on its own there, so the rows are the same); when one cohort cannot be
+    evaluated (too few patients for a metric, ...), it alone fails: ``failed[name]`` says which
+    family and why, and the others' rows are returned. A failure of every cohort is raised."""
+    from ehrlib.metrics.evaluate import evaluate_context
+
+    try:
+        return evaluate_context(context, families, **kw)
+    except EhrlibError:
+        if len(context.synthetic) <= 1:
+            raise
+    frames, last = [], None
+    for name in context.synthetic:
+        if name in failed:
+            continue
+        try:
+            frames.append(evaluate_context(context, families, models=[name], **kw))
+        except EhrlibError as exc:
+            failed[name] = f"{', '.join(families)} metrics ({kw.get('protocol', 'corrected')} protocol): {exc}"
+            last = exc
+    if not frames:
+        raise last
+    return pd.concat(frames, ignore_index=True)
 
 
 def odd_intervals(results: pd.DataFrame) -> list[str]:
@@ -484,10 +564,21 @@ def table1(stage: Stage) -> pd.DataFrame:
     wide = wide_table1(results)
     from ehrlib.runs import failed_generators
 
-    failed = failed_generators(stage.run.manifest())
+    manifest = stage.run.manifest()
+    failed = {**failed_generators(manifest), **failed_generators(manifest, METRIC_STAGES)}
+    evaluated = {k: v for k, v in failed.items() if k in set(wide["model"])}
+    for k, v in evaluated.items():  # rows of the families it passed stay; the row says what failed
+        wide.loc[wide["model"] == k, "status"] = f"failed: {v}"
+    failed = {k: v for k, v in failed.items() if k not in evaluated}
     if failed:
         wide = pd.concat([wide, pd.DataFrame([{"model": k, "status": f"failed: {v}"} for k, v in failed.items()])],
                          ignore_index=True)
+    codes = manifest.get("stages", {}).get(stages.USER_GENERATORS, {}).get("results", {}).get("codes", {}) or {}
+    from ehrlib.models import user
+
+    notes = {k: user.code_note(r) for k, r in codes.items() if user.code_note(r)}
+    if notes:  # a user generator's codes the training data never had, on its Table 1 row
+        wide["codes"] = wide["model"].map(notes).fillna("")
     stage.save_table("table1", wide, show=False)
     for group, columns in names.TABLE1_GROUPS.items():  # headed by the paper's names (ids: table1.csv)
         rows = wide

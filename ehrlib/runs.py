@@ -115,7 +115,17 @@ class Run:
         return self.path / "manifest.json"
 
     def manifest(self) -> dict:
-        return json.loads(self.manifest_path.read_text()) if self.manifest_path.is_file() else {}
+        if not self.manifest_path.is_file():
+            return {}
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except ValueError as exc:  # truncated or damaged (JSONDecodeError, UnicodeDecodeError)
+            raise RunError(f"{self.manifest_path}: not readable JSON ({type(exc).__name__}: {str(exc)[:80]}); the "
+                           f"run's record is damaged: move it away and rerun with --force, or restore it") from None
+        if not isinstance(data, dict):
+            raise RunError(f"{self.manifest_path}: holds a {type(data).__name__}, expected a JSON object (the run's "
+                           "record): move it away and rerun with --force")
+        return data
 
     @contextlib.contextmanager
     def _locked(self):
@@ -141,7 +151,11 @@ class Run:
         import secrets
         import socket
 
-        f = open(self.path / WRITER_LOCK, "a+")
+        lock = self.path / WRITER_LOCK
+        if lock.is_dir():
+            raise RunError(f"{lock}: is a folder, not the run's writer-lock file (ehrlib writes it there); move the "
+                           "folder away and rerun")
+        f = open(lock, "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

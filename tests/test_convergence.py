@@ -66,7 +66,7 @@ class Scripted(Toy):
 
 
 def test_patience_stops_the_phase_and_restores_the_best_epoch(train):
-    gen = Scripted.from_profile("demo", progress=False, patience=2).fit(train)
+    gen = Scripted.from_profile("demo", progress=False, val_fraction=0.2, patience=2).fit(train)
     assert [h["epoch"] for h in gen.history] == [1, 2, 3, 4, 5]  # two epochs without improvement after 3
     assert gen.stopping == [{"phase": "train", "stopped_by": "patience", "epochs": 5, "cap": 8, "last_epoch": 5,
                              "best_epoch": 3, "criterion": "val_loss"}]
@@ -76,9 +76,9 @@ def test_patience_stops_the_phase_and_restores_the_best_epoch(train):
 def test_min_delta_counts_only_improvements_by_that_share(train):
     # val_loss 5.0, 4.0, 3.0, ...: with min_delta 0.2, 4.0 does not beat 5.0 by more than 20% but 3.0 does;
     # with 0.45 neither does, and epoch 1 stays the best
-    gen = Scripted.from_profile("demo", progress=False, patience=2, min_delta=0.2).fit(train)
+    gen = Scripted.from_profile("demo", progress=False, val_fraction=0.2, patience=2, min_delta=0.2).fit(train)
     assert gen.stopping[0]["best_epoch"] == 3 and gen.stopping[0]["last_epoch"] == 5
-    gen = Scripted.from_profile("demo", progress=False, patience=2, min_delta=0.45).fit(train)
+    gen = Scripted.from_profile("demo", progress=False, val_fraction=0.2, patience=2, min_delta=0.45).fit(train)
     assert gen.stopping[0]["best_epoch"] == 1 and gen.stopping[0]["last_epoch"] == 3
 
 

@@ -326,3 +326,122 @@ def test_icd9_diagnoses_that_are_icd10_or_lost_their_zeros_are_reported(tmp_path
     assert "'389' for '0389'" in said and "lost their leading zeros" in said
     assert "'E119'" in said and "icd_version=10" in said
     assert cohort.n_events == 4  # reported, not dropped
+
+
+# ---------------------------------------------------------------------------- writers delete only what they wrote
+def _files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+def test_a_written_dataset_lists_its_files_and_a_rewrite_replaces_only_them(tmp_path):
+    write_meds(simulate(20, seed=0), tmp_path / "m")
+    listed = json.loads((tmp_path / "m" / meds.dataset_metadata_filepath).read_text())["ehrlib"]["files"]
+    assert sorted(listed) == [f for f in _files(tmp_path / "m") if (tmp_path / "m" / f).is_file()]
+    write_meds(simulate(30, seed=1), tmp_path / "m")
+    assert load_meds(tmp_path / "m").n_patients == 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # nothing left beside it
+
+
+@pytest.mark.parametrize("added, named", [("README.md", "README.md"), ("task_labels/mortality.parquet", "task_labels"),
+                                          ("metadata/notes.txt", "metadata/notes.txt"), ("data/extra/", "data/extra")])
+def test_a_file_the_user_added_to_an_export_is_never_deleted(tmp_path, added, named):
+    write_meds(simulate(20, seed=0), tmp_path / "m")
+    target = tmp_path / "m" / added
+    if added.endswith("/"):
+        target.mkdir(parents=True)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("mine")
+    before = {f: (tmp_path / "m" / f).read_bytes() if (tmp_path / "m" / f).is_file() else None
+              for f in _files(tmp_path / "m")}
+    with pytest.raises(CohortError, match=f"holds {named}, which write_meds did not write"):
+        write_meds(simulate(30, seed=1), tmp_path / "m")
+    after = {f: (tmp_path / "m" / f).read_bytes() if (tmp_path / "m" / f).is_file() else None
+             for f in _files(tmp_path / "m")}
+    assert after == before
+
+
+def test_export_into_the_current_folder_or_above_it_is_refused(tmp_path, monkeypatch):
+    from ehrlib.cli import main
+
+    write_meds(simulate(20, seed=0), tmp_path / "old")
+    simulate(25, seed=2).save(tmp_path / "c2.parquet")
+    monkeypatch.chdir(tmp_path / "old")
+    before = _files(tmp_path)
+    for out in (".", "..", str(tmp_path / "old")):
+        with pytest.raises(CohortError, match="the current folder or a folder above it"):
+            write_meds(simulate(10, seed=0), out)
+        assert main(["export", "--format", "meds", "--cohort", "../c2.parquet", "--out", out]) == 2
+    assert _files(tmp_path) == before and load_meds(tmp_path / "old").n_patients == 20
+
+
+def test_a_symbolic_link_is_never_followed_or_replaced(tmp_path):
+    write_meds(simulate(20, seed=0), tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(CohortError, match="is a symbolic link"):
+        write_meds(simulate(30, seed=0), tmp_path / "link")
+    (tmp_path / "real" / "data" / "mine.parquet").symlink_to(tmp_path / "outside.parquet")
+    (tmp_path / "outside.parquet").write_text("mine")
+    with pytest.raises(CohortError, match="a symbolic link write_meds did not make"):
+        write_meds(simulate(30, seed=0), tmp_path / "real")
+    assert (tmp_path / "outside.parquet").read_text() == "mine" and (tmp_path / "real" / "data" / "mine.parquet").is_symlink()
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / meds.dataset_metadata_filepath).is_file()
+
+
+def test_one_export_never_nests_in_another(tmp_path, monkeypatch):
+    from ehrlib.cli import main
+
+    run, _ = _run_with_cohorts(tmp_path, monkeypatch)
+    out = str(tmp_path / "out")
+    assert main(["export", "--format", "meds", "--run", "r", "--what", "real", "--out", out]) == 0
+    before = _files(tmp_path / "out")
+    assert main(["export", "--format", "meds", "--run", "r", "--what", "synthetic", "--out", out]) == 2
+    with pytest.raises(CohortError, match="refusing to nest"):
+        write_meds(simulate(10, seed=0), tmp_path / "out" / "inner")
+    assert _files(tmp_path / "out") == before
+    assert main(["export", "--format", "meds", "--run", "r", "--what", "real", "--out", out]) == 0  # its own: replaced
+    assert main(["export", "--format", "meds", "--run", "r", "--out", str(tmp_path / "syn")]) == 0
+    assert main(["export", "--format", "meds", "--run", "r", "--what", "real", "--out", str(tmp_path / "syn")]) == 2
+    assert (tmp_path / "syn" / "markov" / "metadata" / "dataset.json").is_file()
+
+
+def test_export_of_a_meds_dataset_keeps_its_splits(tmp_path):
+    from ehrlib.cli import main
+    from ehrlib.data import make_splits
+
+    cohort = simulate(100, seed=1)
+    write_meds(cohort, tmp_path / "m", splits=make_splits(cohort, 20, 10, seed=0))
+    assert main(["export", "--format", "meds", "--cohort", f"meds:{tmp_path / 'm'}", "--out", str(tmp_path / "n")]) == 0
+    a = pq.read_table(tmp_path / "m" / meds.subject_splits_filepath).to_pandas().sort_values("subject_id")
+    b = pq.read_table(tmp_path / "n" / meds.subject_splits_filepath).to_pandas().sort_values("subject_id")
+    assert a.reset_index(drop=True).equals(b.reset_index(drop=True))
+    assert main(["export", "--format", "meds", "--cohort", f"meds:{tmp_path / 'm'}", "--out", str(tmp_path / "m")]) == 2
+
+
+def test_splits_must_cover_every_subject_once_unless_told(tmp_path):
+    cohort = simulate(30, seed=0)
+    ids = list(cohort.subject_ids)
+    with pytest.raises(CohortError, match="is in no split .*rest='train'"):
+        write_meds(cohort, tmp_path / "a", splits={"train": ids[:20], "holdout": ids[20:25]})
+    with pytest.raises(CohortError, match="in two splits"):
+        write_meds(cohort, tmp_path / "b", splits={"train": ids[:20], "holdout": ids[15:]})
+    write_meds(cohort, tmp_path / "c", splits={"train": ids[:20], "holdout": ids[20:25]}, rest="reference")
+    table = pq.read_table(tmp_path / "c" / meds.subject_splits_filepath).to_pandas()
+    assert table["split"].value_counts().to_dict() == {"train": 20, "held_out": 5, "tuning": 5}
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_ages_above_89_round_trip_exactly_and_others_are_reported(tmp_path):
+    cohort = simulate(20, seed=0)
+    demo = cohort.demographics.copy()
+    demo.loc[0, "age"], demo.loc[1, "age"] = 95.0, 120.0
+    old = Cohort(cohort.events, demo, "t")
+    write_meds(old, tmp_path / "m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CohortWarning)
+        back = load_meds(tmp_path / "m")
+    pd.testing.assert_frame_equal(back.demographics, old.demographics)
+    meta = tmp_path / "m" / meds.dataset_metadata_filepath  # the same data, not written by ehrlib
+    meta.write_text(meta.read_text().replace('"ehrlib.write_meds"', '"another_etl"'))
+    with pytest.warns(CohortWarning, match=r"2 subject\(s\) older than 89 .* read as 90 .*: 95\)"):
+        load_meds(tmp_path / "m")

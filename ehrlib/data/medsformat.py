@@ -166,11 +166,21 @@ def _read_shard(path: Path, visit_column: str, exact, prefixes):
             raise CohortError(f"{path}: column {column!r} has type {schema.field(column).type}; expected "
                               f"{expected.field(column).type} (meds.DataSchema)")
     has_key = bool(visit_column) and visit_column in schema.names
+    table = pq.read_table(path, columns=[SUBJECT, "time", CODE] + ([visit_column] if has_key else []))
     if has_key:
         kind = schema.field(visit_column).type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):  # ids written as text: read as numbers
+            text = pc.utf8_trim_whitespace(table[visit_column])
+            bad = pc.invert(pc.fill_null(pc.match_substring_regex(text, r"^[0-9]{1,18}$"), True))
+            if pc.any(bad).as_py():
+                i = pc.index(bad, True).as_py()
+                raise CohortError(f"{path}: column {visit_column!r}, row {i}: {table[visit_column][i].as_py()!r} is "
+                                  "not an integer admission id; expected integer ids (or no such column: diagnoses "
+                                  "are then placed by their admission events)")
+            table = table.set_column(table.schema.get_field_index(visit_column), visit_column,
+                                     pc.cast(text, pa.int64()))
+        elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
             raise CohortError(f"{path}: column {visit_column!r} has type {kind}; expected integer admission ids")
-    table = pq.read_table(path, columns=[SUBJECT, "time", CODE] + ([visit_column] if has_key else []))
     for column, what in ((SUBJECT, "subject id"), (CODE, "code")):
         nulls = pc.is_null(table[column])
         if pc.any(nulls).as_py():
@@ -189,15 +199,16 @@ def _read_shard(path: Path, visit_column: str, exact, prefixes):
         keys = keys.rename(columns={"time_min": "first_time", f"{SUBJECT}_min": SUBJECT})
     kept = table.filter(keep).to_pandas()
     kept["time"] = pd.to_datetime(kept["time"])
-    return kept, families, keys, table.num_rows, pc.unique(table[SUBJECT]).to_numpy()
+    tz = getattr(table.schema.field("time").type, "tz", None)
+    return kept, families, keys, table.num_rows, pc.unique(table[SUBJECT]).to_numpy(), tz, has_key
 
 
 def _read_data(root: Path, visit_column: str, exact, prefixes) -> _Shards:
     """Every shard, checked: the MEDS column kinds, and no subject in two shards."""
-    kept, keys, families, n_events, owners = [], [], {}, 0, []
+    kept, keys, families, n_events, owners, zones, keyed = [], [], {}, 0, [], {}, {}
     shards = _shards(root)
     for i, path in enumerate(shards):
-        frame, fams, key_times, n, subjects = _read_shard(path, visit_column, exact, prefixes)
+        frame, fams, key_times, n, subjects, zones[path], keyed[path] = _read_shard(path, visit_column, exact, prefixes)
         kept.append(frame)
         if key_times is not None:
             keys.append(key_times)
@@ -205,6 +216,20 @@ def _read_data(root: Path, visit_column: str, exact, prefixes) -> _Shards:
             families[k] = families.get(k, 0) + v
         n_events += n
         owners.append(pd.DataFrame({SUBJECT: subjects, "_shard": i}))
+    aware, naive = [p for p, z in zones.items() if z], [p for p, z in zones.items() if not z]
+    if aware and naive:
+        raise CohortError(f"MEDS dataset {root}: column 'time' is time-zone aware in {aware[0]} "
+                          f"({zones[aware[0]]}) but naive in {naive[0]} ({len(aware)} and {len(naive)} shard(s)); "
+                          "MEDS times are naive timestamps: write every shard's time without a time zone")
+    if aware:
+        for frame in kept:
+            frame["time"] = frame["time"].dt.tz_convert("UTC").dt.tz_localize(None)
+    with_key, without = [p for p, k in keyed.items() if k], [p for p, k in keyed.items() if not k]
+    if with_key and without:
+        raise CohortError(f"MEDS dataset {root}: {without[0]} has no column {visit_column!r} while {with_key[0]} has "
+                          f"({len(without)} of {len(shards)} shard(s) lack it), so the diagnoses of its subjects "
+                          f"could not be placed in visits; write {visit_column!r} in every shard, or read with "
+                          "visit_column='' to place every diagnosis by its admission events")
     owners = pd.concat(owners, ignore_index=True)
     twice = owners[owners[SUBJECT].duplicated(keep=False)]
     if len(twice):
@@ -348,6 +373,36 @@ def load_meds(root, icd_version: int = 9, *, prefixes: dict[str, int] | None = N
     demo = cohort.demographics
     if demo is not None and demo[AGE].isna().all() and demo[SEX].isna().all():
         cohort = Cohort(cohort.events, None, cohort.source)
+    elif demo is not None:
+        cohort = _ages_above_89(cohort, patients, admissions, root)
+    return cohort
+
+
+def _ages_above_89(cohort: Cohort, patients: pd.DataFrame, admissions: pd.DataFrame, root: Path) -> Cohort:
+    """The MIMIC rule reads ages above 89 as 90. A dataset :func:`write_meds` wrote holds a Cohort's
+    own ages (MEDS_BIRTH is the age before visit 0), so they are given back exactly; for any other
+    dataset the capped ages are reported (how many, and an example)."""
+    from ehrlib.data.mimic3 import MAX_AGE
+    from ehrlib.data.tables import age_in_years
+
+    first = admissions.groupby("subject_id")["admittime"].min()
+    p = patients.dropna(subset=["birth"]).set_index("subject_id")
+    p = p[p.index.isin(first.index)]
+    if p.empty:
+        return cohort
+    raw = pd.Series(age_in_years(p["birth"], first.reindex(p.index)).astype(float), index=p.index.astype(str))
+    capped = raw[(raw > MAX_AGE) & (raw <= 130)]
+    if capped.empty:
+        return cohort
+    if _ehrlib_dataset(root) is not None:
+        demo = cohort.demographics.copy()
+        exact = demo[SUBJECT].map(capped)
+        demo[AGE] = exact.fillna(demo[AGE]).astype(float)
+        return Cohort(cohort.events, demo, cohort.source)
+    example = capped.index[0]
+    warnings.warn(f"MEDS dataset {root}: {len(capped)} subject(s) older than {MAX_AGE - 1} at their first admission "
+                  f"read as {MAX_AGE} (e.g. subject {example}: {capped.iloc[0]:g}), the MIMIC rule of the MIMIC "
+                  "loaders (MIMIC publishes no age above 89)", CohortWarning, stacklevel=3)
     return cohort
 
 
@@ -386,11 +441,28 @@ def meds_splits(root, cohort: Cohort) -> dict[str, Cohort]:
     path = root / meds.subject_splits_filepath
     if not path.is_file():
         raise CohortError(f"MEDS dataset {root}: no {meds.subject_splits_filepath}; use split='random' instead")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
+        head = path.read_bytes()[:200] if path.stat().st_size else b""
+        what = "empty (0 bytes)" if not head else ("its content is text" if head.isascii() else "not parquet")
+        raise CohortError(f"{path}: not a readable parquet file ({what}; {type(exc).__name__}); expected the MEDS "
+                          "subject_splits table (subject_id int64, split string) written as parquet") from None
     for column in ("subject_id", "split"):
         if column not in table.column_names:
             raise CohortError(f"{path}: no column {column!r} (found {table.column_names}); expected subject_id, split")
     frame = table.to_pandas()
+    if not pd.api.types.is_integer_dtype(frame["subject_id"]):
+        example = frame["subject_id"].dropna().iloc[0] if frame["subject_id"].notna().any() else None
+        raise CohortError(f"{path}: column 'subject_id' has type {table.schema.field('subject_id').type} (e.g. "
+                          f"{example!r}); expected int64 subject ids (meds.SubjectSplitSchema), as in data/: write "
+                          "them as integers")
+    missing = frame["split"].isna().to_numpy()
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise CohortError(f"{path}: column 'split', row {i} (subject {frame['subject_id'].iloc[i]}): missing split "
+                          f"name ({int(missing.sum())} row(s)); expected one of {sorted(SPLIT_NAMES)} for every subject")
+    frame["split"] = frame["split"].astype(str)
     frame["subject_id"] = frame["subject_id"].astype("string")
     unknown = sorted(set(frame["split"]) - set(SPLIT_NAMES))
     present = set(cohort.subject_ids)
@@ -401,6 +473,11 @@ def meds_splits(root, cohort: Cohort) -> dict[str, Cohort]:
             out[ours] = cohort.subset(ids)
     for needed in ("train", "held_out"):
         if SPLIT_NAMES[needed] not in out:
+            if needed not in set(frame["split"]):
+                names = sorted(set(frame["split"]))
+                raise CohortError(f"{path}: no split named {needed!r}; the file's split names are "
+                                  f"{names[:8]}, expected the MEDS names {sorted(SPLIT_NAMES)} (train and held_out "
+                                  "at least): rename them in the file")
             raise CohortError(f"{path}: no subject of split {needed!r} has diagnoses in the cohort; expected "
                               "train and held_out subjects")
     if unknown:
@@ -452,28 +529,114 @@ def _dotted(code: str, icd_version: int) -> str:
     return code if len(code) <= cut else f"{code[:cut]}.{code[cut:]}"
 
 
-def _replaceable(root: Path) -> None:
+#: The files a write leaves in a dataset folder before it recorded them (``dataset.json``'s
+#: ``ehrlib.files``): datasets written by earlier versions may be replaced when they hold only these.
+_LEGACY_FILES = r"(data/[0-9]+\.parquet|metadata/(codes|subject_splits)\.parquet|metadata/dataset\.json)"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _ehrlib_dataset(folder: Path) -> dict | None:
+    """``dataset.json`` of ``folder`` when it is a MEDS dataset written by :func:`write_meds`, else ``None``."""
+    meta = folder / "metadata" / "dataset.json"
+    try:
+        if meta.is_symlink() or not meta.is_file():
+            return None
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("etl_name") == ETL_NAME else None
+
+
+def _replaceable(root: Path) -> list[str]:
+    """The files of ``root`` an earlier :func:`write_meds` wrote (``[]`` for a new or empty folder),
+    after checking that replacing it can lose nothing else.
+
+    Refused, naming what is in the way: ``root`` a symbolic link, the current folder or a folder
+    above it, a folder inside a dataset ``write_meds`` wrote (one dataset never nests in another),
+    a path under a file, a folder that is not such a dataset, and a dataset holding a file or
+    folder the write did not make (a user's README, labels, notes) or a link.
+    """
+    import re
+
+    from ehrlib.io import blocking_file
+
+    if root.is_symlink():
+        raise CohortError(f"{root}: is a symbolic link (to {os.readlink(root)}); write_meds never writes through or "
+                          "replaces a link it did not make: give the folder it points to, or a new folder")
+    here = Path.cwd().resolve()
+    absolute = root.resolve()
+    if absolute == here or absolute in here.parents:
+        raise CohortError(f"{root}: is the current folder or a folder above it ({absolute}); write_meds never "
+                          f"replaces it: write into a new folder, e.g. {root / 'meds'}")
+    for above in absolute.parents:
+        if _ehrlib_dataset(above) is not None:
+            raise CohortError(f"{root}: is inside {above}, a MEDS dataset written by ehrlib; refusing to nest one "
+                              "dataset in another: write beside it")
+    blocker = blocking_file(absolute)
+    if blocker is not None:
+        raise CohortError(f"{root}: cannot be written: {blocker} is a file, not a folder")
     if not root.exists():
-        return
+        return []
     if not root.is_dir():
         raise CohortError(f"{root}: exists and is not a folder; expected a new or empty folder for the MEDS dataset")
-    entries = list(root.iterdir())
+    entries = sorted(root.rglob("*"))
     if not entries:
-        return
-    meta = root / "metadata" / "dataset.json"
+        return []
+    meta = _ehrlib_dataset(root)
+    if meta is None:
+        raise CohortError(f"{root}: a folder that is not a MEDS dataset written by ehrlib ({len(entries)} entries, "
+                          f"e.g. {entries[0].relative_to(root)}); refusing to replace it: write into a new or empty "
+                          "folder")
+    recorded = (meta.get("ehrlib") or {}).get("files")
+    wrote = set(recorded) if isinstance(recorded, list) else None
+    folders = {str(Path(f).parent) for f in wrote} if wrote is not None else {"data", "metadata"}
+    for entry in entries:
+        rel = entry.relative_to(root).as_posix()
+        if entry.is_symlink():
+            raise CohortError(f"{root}: holds {rel}, a symbolic link write_meds did not make; refusing to replace "
+                              "the dataset: remove the link, or write into a new folder")
+        if entry.is_dir():
+            if rel in folders:
+                continue
+            ours = False
+        elif wrote is not None:
+            ours = rel in wrote
+        else:
+            ours = re.fullmatch(_LEGACY_FILES, rel) is not None
+        if not ours:
+            raise CohortError(f"{root}: holds {rel}, which write_meds did not write; refusing to replace the dataset "
+                              "(that would delete it): move it out, or write into a new folder")
+    return [e.relative_to(root).as_posix() for e in entries if e.is_file()]
+
+
+def _remove_written(folder: Path, files: list[str]) -> None:
+    """Remove ``files`` (relative paths) from ``folder``, then its folders that became empty; what
+    is left (a file added meanwhile) is kept, saying where."""
+    for rel in files:
+        (folder / rel).unlink(missing_ok=True)
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()),
+                      key=lambda p: len(p.parts), reverse=True):
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
     try:
-        ours = json.loads(meta.read_text()).get("etl_name") == ETL_NAME
-    except (OSError, ValueError, AttributeError):
-        ours = False
-    if not ours:
-        raise CohortError(f"{root}: a folder that is not a MEDS dataset written by ehrlib ({len(entries)} entries); "
-                          "refusing to replace it: write into a new or empty folder")
+        folder.rmdir()
+    except OSError:
+        warnings.warn(f"write_meds: kept {folder}: it holds files written there while the dataset was replaced",
+                      CohortWarning, stacklevel=3)
 
 
 def write_meds(cohort: Cohort, root, *, icd_version: int = 9, splits: dict | None = None,
                dataset_name: str = "ehrlib cohort", generator: str | None = None, profile: str | None = None,
                seed: int | None = None, commit: str | None = None, source: str | None = None,
-               real_records: bool = False, shard_size: int = 100_000) -> Path:
+               real_records: bool = False, shard_size: int = 100_000, rest: str | None = None,
+               allow_overlap: bool = False) -> Path:
     """Write ``cohort`` as a MEDS 0.4 dataset into ``root``, validated by the ``meds`` package's schemas.
 
     Conventions (also written into ``metadata/dataset.json`` under ``"ehrlib"``):
@@ -487,18 +650,25 @@ def write_meds(cohort: Cohort, root, *, icd_version: int = 9, splits: dict | Non
     * *subject ids*: the cohort's ids when they are all integers (MIMIC's), else ``1..N`` in
       cohort order (synthetic ``SYNTH_...`` ids); MEDS ids are int64;
     * *splits*: ``splits`` maps ``train`` / ``holdout`` / ``reference`` to Cohorts (or id lists)
-      written as ``train`` / ``held_out`` / ``tuning``; without it every subject is ``train``;
+      written as ``train`` / ``held_out`` / ``tuning``; without it every subject is ``train``. With
+      it, a subject in no split is refused unless ``rest`` names the split it joins, and a subject
+      in two splits is refused unless ``allow_overlap`` (it keeps the first);
     * *codes*: ``metadata/codes.parquet`` describes every code written (ICD-9-CM titles).
 
     ``generator``, ``profile``, ``seed``, ``commit`` and ``source`` say where the cohort came from;
     ``real_records`` marks a generator's cohort that holds real patients' records (the ``holdout``
     and ``memorizer`` reference generators).
-    The dataset is written into a new folder beside ``root`` and renamed into place; an existing
-    ``root`` is replaced only when empty or an earlier ``write_meds`` output. Returns ``root``.
+    The dataset is written into a new folder beside ``root`` and renamed into place; every file
+    written is listed in ``dataset.json`` (``ehrlib.files``). An existing ``root`` is replaced only
+    when empty or an earlier ``write_meds`` output holding nothing but the files it lists: a file
+    or folder added there, a symbolic link, the current folder (or one above it) and a folder inside
+    another written dataset are refused, naming what is in the way. The earlier dataset is moved
+    aside, the new one renamed into place, and then only the earlier write's files are removed.
+    Returns ``root``.
 
     Raises:
-        CohortError: ``root`` is a file or a folder of something else, a split subject not in the
-            cohort, or a table the ``meds`` schemas refuse.
+        CohortError: ``root`` cannot be replaced without losing something (above), a split subject
+            not in the cohort, in no split or in two, or a table the ``meds`` schemas refuse.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -511,7 +681,9 @@ def write_meds(cohort: Cohort, root, *, icd_version: int = 9, splits: dict | Non
     if isinstance(icd_version, bool) or icd_version not in (9, 10):
         raise ConfigError(f"icd_version={icd_version!r}: expected 9 or 10")
     root = as_path(root, "root")
-    _replaceable(root)
+    if str(root) in ("", "."):
+        root = Path.cwd()
+    old_files = _replaceable(root)
     numbers, id_rule = _subject_numbers(cohort)
     ev = cohort.events
     sid = numbers.reindex(ev[SUBJECT].to_numpy()).to_numpy()
@@ -548,6 +720,7 @@ def write_meds(cohort: Cohort, root, *, icd_version: int = 9, splits: dict | Non
     split_of = pd.Series("train", index=numbers.to_numpy())
     if splits:
         back = {v: k for k, v in SPLIT_NAMES.items()}
+        split_of[:] = ""
         for name, members in splits.items():
             if name not in back:
                 raise ConfigError(f"splits: key {name!r}; expected some of {sorted(back)}")
@@ -556,7 +729,25 @@ def write_meds(cohort: Cohort, root, *, icd_version: int = 9, splits: dict | Non
             if missing:
                 raise CohortError(f"write_meds: split {name!r} lists subject {missing[0]!r}, which the cohort lacks "
                                   f"({len(missing)} in all)")
-            split_of[numbers.reindex(ids).to_numpy()] = back[name]
+            where = numbers.reindex(ids).to_numpy()
+            taken = split_of[where]
+            twice = taken[(taken != "") & (taken != back[name])]
+            if len(twice) and not allow_overlap:
+                first = numbers.index[numbers.to_numpy() == twice.index[0]][0]
+                raise CohortError(f"write_meds: subject {first!r} is in split {name!r} and in split "
+                                  f"{SPLIT_NAMES[twice.iloc[0]]!r} ({len(twice)} subject(s) in two splits); a MEDS "
+                                  "subject has one split: give disjoint splits, or allow_overlap=True to keep the first")
+            split_of[where[(taken == "").to_numpy()]] = back[name]
+        unsplit = split_of[split_of == ""]
+        if len(unsplit):
+            if rest is None:
+                first = numbers.index[numbers.to_numpy() == unsplit.index[0]][0]
+                raise CohortError(f"write_meds: subject {first!r} is in no split ({len(unsplit)} of "
+                                  f"{len(split_of)} subject(s)); give every subject a split, or rest='train' (or "
+                                  "'holdout', 'reference') for the others")
+            if rest not in back:
+                raise ConfigError(f"write_meds: rest={rest!r}; expected one of {sorted(back)}")
+            split_of[unsplit.index] = back[rest]
     splits_table = pa.table({"subject_id": pa.array(split_of.index.to_numpy(), pa.int64()),
                              "split": pa.array(split_of.to_numpy().astype(str), pa.string())})
     codes = code_descriptions(ev[CODE].astype(str).unique(), icd_version)
@@ -584,26 +775,43 @@ def write_meds(cohort: Cohort, root, *, icd_version: int = 9, splits: dict | Non
     meds.SubjectSplitSchema.validate(splits_table)
     meds.CodeMetadataSchema.validate(codes_table)
 
+    import tempfile
+
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.new-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.new-", dir=root.parent))  # beside root: renames stay atomic
     try:
         (tmp / meds.data_subdirectory).mkdir(parents=True)
         (tmp / "metadata").mkdir()
         subjects = pd.unique(events["subject_id"])
+        files = []
         for i, start in enumerate(range(0, len(subjects), shard_size)):
             part = events[events["subject_id"].isin(set(subjects[start:start + shard_size]))]
             table = meds.DataSchema.align(pa.Table.from_pandas(part, preserve_index=False))
             meds.DataSchema.validate(table)
-            pq.write_table(table, tmp / meds.data_subdirectory / f"{i}.parquet")
+            files.append(f"{meds.data_subdirectory}/{i}.parquet")
+            pq.write_table(table, tmp / files[-1])
         pq.write_table(codes_table, tmp / meds.code_metadata_filepath)
         pq.write_table(splits_table, tmp / meds.subject_splits_filepath)
+        files += [meds.code_metadata_filepath, meds.subject_splits_filepath, meds.dataset_metadata_filepath]
+        dataset["ehrlib"]["files"] = sorted(files)  # what a later write may remove, and nothing else
         (tmp / meds.dataset_metadata_filepath).write_text(json.dumps(dataset, indent=2))
+        os.chmod(tmp, 0o755 & ~_umask())
         if root.exists():
-            shutil.rmtree(root)
-        os.rename(tmp, root)
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+            os.rename(root, old / "d")  # the earlier dataset moves aside, then the new one takes its name
+            try:
+                os.rename(tmp, root)
+            except BaseException:
+                os.rename(old / "d", root)
+                raise
+            _remove_written(old / "d", old_files)
+            if not (old / "d").exists():
+                old.rmdir()
+        else:
+            os.rename(tmp, root)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

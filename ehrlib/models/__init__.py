@@ -60,8 +60,27 @@ def get(name: str, profile: str | None = None, **overrides) -> Generator:
             warnings.warn(f"models.get({name!r}, profile={profile!r}): the reference generators have no presets, so "
                           "the profile is not used (they are the same under every profile); leave it out",
                           UserWarning, stacklevel=2)
+        _check_reference_arguments(name, cls, overrides)
         return cls(**overrides)
     return cls.from_profile("demo" if profile is None else profile, **overrides)
+
+
+def _check_reference_arguments(name: str, cls: type[Generator], overrides: dict) -> None:
+    """A reference generator takes its constructor's arguments only: a training field (``epochs``,
+    ``patience``, ``val_fraction``, ...) is a :class:`ConfigError` naming it, not a ``TypeError``."""
+    import inspect
+
+    from ehrlib.errors import ConfigError
+
+    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name not in ("self", "config")]
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return
+    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(overrides) - set(accepted) - {"config"})
+    if unknown:
+        raise ConfigError(f"models.get({name!r}): {', '.join(unknown)} not accepted: the reference generators do not "
+                          f"train (no epochs, patience or validation share), so they take no training fields; "
+                          f"accepted: {accepted or 'none'}")
 
 
 def load(directory) -> Generator:

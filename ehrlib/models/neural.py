@@ -303,7 +303,9 @@ class TorchGenerator(Generator):
             cls.config_class(**preset)
         except GeneratorError as e:
             raise ConfigError(f"{source}: models.{cls.name}: {e}") from None
-        return cls.config_class(**{**preset, **overrides})
+        config = cls.config_class(**{**preset, **overrides})
+        check_stopping(config, f"{cls.name} ({profile} preset{' with ' + ', '.join(sorted(overrides)) if overrides else ''})")
+        return config
 
     @classmethod
     def from_profile(cls, profile: str = "demo", **overrides) -> "TorchGenerator":
@@ -328,7 +330,9 @@ class TorchGenerator(Generator):
             fast_cuda()
         self._data_checksum = train.checksum()
         torch.manual_seed(cfg.seed)
+        self.validation = None  # set again by _prepare: never the one of an earlier fit
         self._prepare(train)
+        check_validation_patients(self, train.n_patients)
         self.modules = {k: m.to(self.device) for k, m in self._build().items()}
         self.optimizers = self._optimizers()
         self.schedulers = self._schedulers()
@@ -821,6 +825,30 @@ class Rows:
         if self._dense is None:
             return sparse_rows_to_dense(self.matrix, rows, device)
         return to_device(self._dense[rows], device)
+
+
+def check_stopping(config: TorchConfig, where: str) -> None:
+    """A stopping criterion that cannot run is a :class:`ConfigError` at construction: ``patience``
+    stops on ``val_loss`` or the fidelity check, both measured on the validation patients, so it
+    needs a validation share (``val_fraction`` > 0)."""
+    if config.patience > 0 and config.val_fraction <= 0:
+        raise ConfigError(f"{where}: patience={config.patience} with val_fraction={config.val_fraction}: patience "
+                          "stops on val_loss or the fidelity check of the validation patients, and val_fraction=0 "
+                          "holds none out; set val_fraction (e.g. 0.1) or patience=0 (fixed epochs)")
+
+
+def check_validation_patients(gen, n_train: int) -> None:
+    """At fit: ``patience`` with a validation share that holds nobody out of ``n_train`` patients is
+    a :class:`ConfigError` naming both fields (training would run the fixed epochs instead)."""
+    cfg = gen.config
+    if cfg.patience <= 0:
+        return
+    val = getattr(gen, "validation", None)
+    n_val = val.n_patients if val is not None else None
+    if n_train < 2 or n_val == 0:
+        raise ConfigError(f"{gen.name}: patience={cfg.patience} with val_fraction={cfg.val_fraction} of {n_train} "
+                          "training patient(s) holds nobody out, so there is no val_loss to stop on; train on more "
+                          "patients, raise val_fraction, or set patience=0 (fixed epochs)")
 
 
 def validation_split(n: int, fraction: float, seed: int):

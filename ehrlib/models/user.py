@@ -45,6 +45,12 @@ NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
 #: At most this many characters of what a generator prints are shown on the stage's page.
 MAX_PRINTED = 3000
 SPEC_PATTERN = r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*"
+#: Each generator runs in a scratch folder of its own (its working directory), removed afterwards;
+#: only the cohort it returns is collected.
+SCRATCH = "work"
+#: Files that appear in (or change under) the run's ``synthetic/`` folder while a user generator
+#: runs are no generator's output: they are moved to this run subfolder, not evaluated.
+REFUSED_DIR = "refused"
 
 
 @dataclass(frozen=True)
@@ -191,12 +197,14 @@ def fit_and_generate(generator: UserGenerator, train_path, n: int, seed: int, ti
     who = f"{generator.name} ({generator.spec})"
     with tempfile.TemporaryDirectory(prefix="ehrlib-user-") as tmp:
         out, err = Path(tmp) / "synthetic.parquet", Path(tmp) / "error.json"
-        cmd = [sys.executable, "-m", "ehrlib.models.user", generator.spec, str(train_path), str(n), str(seed),
-               str(out), str(err)]
+        scratch = Path(tmp) / SCRATCH  # its working directory: what it writes there is thrown away
+        scratch.mkdir()
+        cmd = [sys.executable, "-m", "ehrlib.models.user", generator.spec, str(Path(train_path).resolve()), str(n),
+               str(seed), str(out), str(err)]
         log = Path(tmp) / "output.txt"
         with open(log, "wb") as sink:  # what the generator prints goes to the page, not the console
             proc = subprocess.Popen(cmd, env=_child_env(), start_new_session=True, stdout=sink,
-                                    stderr=subprocess.STDOUT)
+                                    stderr=subprocess.STDOUT, cwd=scratch)
             try:
                 code = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -240,6 +248,50 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+class TrainingMutated(GeneratorError):
+    """A user generator changed the training cohort it was given."""
+
+
+def _unchanged(train, before: str, phase: str) -> None:
+    """The training cohort still has the checksum it had before ``fit``; else :class:`TrainingMutated`."""
+    try:
+        after = train.checksum()
+    except Exception as exc:  # a frame changed so much that it cannot be hashed
+        after = f"unreadable ({type(exc).__name__})"
+    if after != before:
+        raise TrainingMutated(f"{phase} changed the training cohort it was given (checksum {before[:12]} before fit, "
+                              f"{after[:12]} after {phase}); the run's data file is intact: a generator must not modify "
+                              "its input (copy train.events before changing it)")
+
+
+def code_report(cohort, train) -> dict:
+    """Codes of ``cohort`` that ``train`` never had: how many distinct codes and events, how many of
+    them have the other ICD version's shape (``I10`` in an ICD-9 run), and a few examples."""
+    from ehrlib.cohort import CODE, CODE_SHAPES
+
+    known = set(train.events[CODE].astype(str))
+    codes = cohort.events[CODE].astype(str)
+    unseen = codes[~codes.isin(known)]
+    distinct = sorted(set(unseen))
+    shapes = {v: re.compile(CODE_SHAPES[v]) for v in (9, 10)}
+    version = next((v for v in (9, 10) if all(shapes[v].fullmatch(c) for c in known)), None)
+    other = [] if version is None else [c for c in distinct if shapes[19 - version].fullmatch(c)
+                                        and not shapes[version].fullmatch(c)]
+    return {"unseen_codes": len(distinct), "unseen_events": int(len(unseen)), "other_icd_version": len(other),
+            "icd_version": version, "examples": distinct[:5]}
+
+
+def code_note(report: dict) -> str:
+    """The one-line reading of :func:`code_report` (``""`` when every code was seen in training)."""
+    if not report.get("unseen_codes"):
+        return ""
+    other = report.get("other_icd_version", 0)
+    version = report.get("icd_version")
+    return (f"{report['unseen_codes']} code(s) unseen in training ({report['unseen_events']} event(s), e.g. "
+            f"{', '.join(report['examples'][:3])})" + (f", {other} of them ICD-{19 - version}-shaped in an "
+                                                       f"ICD-{version} run" if other else ""))
+
+
 def _child(spec: str, train_path: str, n: int, seed: int, out: str, err: str) -> int:
     """In the child process: build, fit, generate, save; a failure is written to ``err``."""
     phase = "import"
@@ -250,9 +302,13 @@ def _child(spec: str, train_path: str, n: int, seed: int, out: str, err: str) ->
         phase = "construction"
         generator = cls()
         phase = "fit"
-        generator.fit(Cohort.load(train_path))
+        train = Cohort.load(train_path)
+        before = train.checksum()
+        generator.fit(train)
+        _unchanged(train, before, "fit")
         phase = "generate"
         cohort = generator.generate(n, seed=seed)
+        _unchanged(train, before, "generate")
         if not isinstance(cohort, Cohort):
             raise GeneratorError(f"returned a {type(cohort).__name__}, expected an ehrlib.Cohort")
         phase = "saving the cohort"

@@ -58,7 +58,12 @@ def sweep(root: Path, seeds: list[int], profile: str = "demo", run: str | None =
             errors.append(f"seed {seed}: {exc}")
         runs_by_seed[seed] = open_run(name)
     first = runs_by_seed[seeds[0]]
-    table = seeds_table1(table1_by_seed(runs_by_seed))
+    try:
+        table = seeds_table1(table1_by_seed(runs_by_seed))
+    except RunError as exc:
+        if errors:  # why the runs have no Table 1 (a lock refused, a stage failed), not only that they have none
+            raise RunError("; ".join(errors) + f"; so {exc}") from None
+        raise
     with writing(first):  # the first seed's run gets the aggregate: one writer, as for its stages
         book_mod.save_table(table, SEEDS_TABLE, first)
         log.info("Table 1 across seeds %s: %s", seeds, first.path / book_mod.TABLES_DIR / f"{SEEDS_TABLE}.csv")
