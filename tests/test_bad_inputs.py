@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 
 from ehrlib.cohort import Cohort, CohortWarning
-from ehrlib.data import load, load_mimic3, load_mimic4, read_long, simulate, split
-from ehrlib.errors import CohortError, ConfigError, EhrlibError, GeneratorError
+from ehrlib.data import load, load_meds, load_mimic3, load_mimic4, read_long, simulate, split, write_meds
+from ehrlib.errors import CohortError, ConfigError, EhrlibError, GeneratorError, RunError
 
 MAX_MESSAGE = 1000  # characters: messages name the problem, they do not dump the input
 LONG = "SUBJECT_ID,HADM_ID,ICD9_CODE\n1,1,4019\n1,1,0389\n1,2,V5861\n2,1,25000\n"
@@ -247,6 +247,183 @@ JUNK_CODES = ["DROP TABLE patients;--", "=HYPERLINK(\"x\")", "../../etc/passwd",
               "x" * 5_000_000]
 SMALL = Cohort.from_events(events([(s, 0, "4019") for s in range(4)]))
 BAD_UTF8 = LONG.encode() + b"3,1,40\xe919\n"  # invalid byte at offset len(LONG) + 6, line 6
+
+# ---------------------------------------------------------------- MEDS, run folders, models, user generators
+def meds_export(then=None, name: str = "m"):
+    """A dataset ``write_meds`` wrote into ``<tmp>/<name>``, then ``then(folder)`` (a user's edit)."""
+    def build(tmp: Path) -> Path:
+        write_meds(SMALL, tmp / name)
+        if then is not None:
+            then(tmp / name)
+        return tmp / name
+    return build
+
+
+def put(rel: str, content: str | None = "mine"):
+    """``then`` for :func:`meds_export`: a file (``None``: a folder) the user adds at ``rel``."""
+    def edit(root: Path) -> None:
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.mkdir() if content is None else target.write_text(content)
+    return edit
+
+
+def rewrite(root):
+    """``write_meds`` of another cohort over ``root``."""
+    return write_meds(Cohort.from_events(events([(s, 0, "0389") for s in range(6)])), root)
+
+
+def from_cwd(sub: str, target: str):
+    """``write_meds(target)`` run with ``<input>/<sub>`` as the working directory."""
+    def call(tmp: Path):
+        here = os.getcwd()
+        os.chdir(tmp / sub)
+        try:
+            return rewrite(target)
+        finally:
+            os.chdir(here)
+    return call
+
+
+def meds_data(shards: dict, splits=None, types: dict | None = None):
+    """A MEDS folder with ``data/<name>.parquet`` per ``shards`` entry (a DataFrame; ``types``:
+    Arrow types by column) and ``metadata/subject_splits.parquet`` (a DataFrame, or bytes written as is)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def build(tmp: Path) -> Path:
+        root = tmp / "meds"
+        (root / "data").mkdir(parents=True)
+        for name, frame in shards.items():
+            kinds = {k: pa.string() if v == "string" else v for k, v in (types or {}).items()}
+            schema = pa.schema([(c, kinds.get(c, {"subject_id": pa.int64(), "time": pa.timestamp("us"),
+                                                         "code": pa.string()}.get(c, pa.int64())))
+                                for c in frame.columns])
+            pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False),
+                           root / "data" / f"{name}.parquet")
+        if splits is not None:
+            (root / "metadata").mkdir()
+            path = root / "metadata" / "subject_splits.parquet"
+            if isinstance(splits, bytes):
+                path.write_bytes(splits)
+            else:
+                pq.write_table(pa.Table.from_pandas(splits, preserve_index=False), path)
+        return root
+    return build
+
+
+def dx_rows(subjects, hadm=True, when="2100-01-01"):
+    """Admission and diagnosis events of ``subjects`` (one visit each), with ``hadm_id`` when asked."""
+    rows = []
+    for s in subjects:
+        for code in ("HOSPITAL_ADMISSION", "DIAGNOSIS//ICD//9//4019"):
+            rows.append({"subject_id": s, "time": pd.Timestamp(when), "code": code, **({"hadm_id": 100 + s} if hadm else {})})
+    return pd.DataFrame(rows)
+
+
+def with_splits():
+    """``meds_splits`` of the dataset ``load_meds`` reads."""
+    from ehrlib.data import meds_splits
+
+    return lambda root: meds_splits(root, load_meds(root))
+
+
+def run_folder(edit):
+    """A run folder ``<tmp>/runs/r`` holding a manifest, then ``edit(folder)``."""
+    def build(tmp: Path):
+        from ehrlib.runs import Run
+
+        run = Run(tmp / "runs" / "r")
+        run.path.mkdir(parents=True)
+        run.manifest_path.write_text('{"stages": {"00_data": {"params": {"data": "simulated"}}}}')
+        edit(run)
+        return run
+    return build
+
+
+def holding_writer(run):
+    with run.writer():
+        pass
+
+
+def user_spec(cls: str):
+    from ehrlib.models.user import UserGenerator
+
+    return UserGenerator(cls.lower(), f"test_bad_inputs:{cls}", "test")
+
+
+def user_fit(cls: str, n: int = 3):
+    """``fit_and_generate`` of the generator class ``cls`` of this module on the saved ``SMALL``."""
+    def call(train_path):
+        from ehrlib.models import user
+
+        return user.fit_and_generate(user_spec(cls), train_path, n, 0, 60)
+    return call
+
+
+class Mutator:
+    """fit drops a training row in place: the cohort it was given changes."""
+
+    def fit(self, train):
+        train.events.drop(index=train.events.index[:1], inplace=True)
+        return self
+
+    def generate(self, n, seed=0):
+        return Cohort.from_events(events([(f"S{i}", 0, "4019") for i in range(n)]))
+
+
+class RenamesCodes(Mutator):
+    """fit rewrites a code of the training cohort in place."""
+
+    def fit(self, train):
+        train.events.loc[train.events.index[0], "code"] = "0389"
+        return self
+
+
+class Scribbler:
+    """Writes into its working directory (kept apart) and returns codes training never had."""
+
+    def fit(self, train):
+        Path("scratch.txt").write_text("left behind")
+        return self
+
+    def generate(self, n, seed=0):
+        return Cohort.from_events(events([(f"S{i}", 0, code) for i in range(n) for code in ("4019", "XYZZY", "I10")]))
+
+
+def saved_small(tmp: Path) -> Path:
+    return SMALL.save(tmp / "train.parquet")
+
+
+def unseen(expected: dict):
+    """Check of ``code_report`` against ``SMALL`` (codes 4019 only)."""
+    def check(cohort):
+        from ehrlib.models.user import code_report
+
+        report = code_report(cohort, SMALL)
+        assert {k: report[k] for k in expected} == expected, report
+        assert not Path("scratch.txt").exists()  # the generator's working directory was its own
+    return check
+
+
+def get_model(name: str, profile: str | None = "smoke", **fields):
+    from ehrlib import models
+
+    def call(_):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the reference generators' unused profile
+            return models.get(name, profile, **fields)
+    return call
+
+
+def fit_model(name: str, n_patients: int, **fields):
+    def call(_):
+        from ehrlib import models
+
+        train = Cohort.from_events(events([(s, v, c) for s in range(n_patients) for v, c in ((0, "4019"), (1, "0389"))]))
+        return models.get(name, "smoke", progress=False, **fields).fit(train)
+    return call
+
 def _marginals():
     from ehrlib import models
 
@@ -569,6 +746,114 @@ CASES = {
     "load of an unknown source": (nothing, lambda _: load("mimic5:x"), CohortError, ["mimic5:x", "long:PATH"], None),
     "load long: missing file": (lambda t: f"long:{t / 'gone.csv'}", load, CohortError, ["gone.csv"], None),
 
+    # ---- writing a MEDS dataset: a writer deletes only what it wrote (issue 36)
+    "MEDS rewrite over a user's README": (meds_export(put("README.md")), rewrite, CohortError,
+                                          ["README.md", "write_meds did not write", "move it out"], None),
+    "MEDS rewrite over a user's task_labels/": (meds_export(put("task_labels/mortality.parquet")), rewrite,
+                                                CohortError, ["holds task_labels", "did not write"], None),
+    "MEDS rewrite over notes in metadata/": (meds_export(put("metadata/notes.md")), rewrite, CohortError,
+                                             ["metadata/notes.md"], None),
+    "MEDS rewrite over an empty folder the user made": (meds_export(put("extra", None)), rewrite, CohortError,
+                                                        ["holds extra"], None),
+    "MEDS rewrite over a link inside the dataset": (meds_export(lambda r: (r / "data" / "x.parquet").symlink_to(r.parent)),
+                                                    rewrite, CohortError, ["data/x.parquet", "symbolic link"], None),
+    "MEDS write to '.' inside an export": (meds_export(), from_cwd("", "."), CohortError,
+                                           ["the current folder or a folder above it"], None),
+    "MEDS write to '..' of the working directory": (meds_export(put("sub", None), name="m"), from_cwd("sub", ".."),
+                                                    CohortError, ["current folder or a folder above it"], None),
+    "MEDS write nested in an export": (meds_export(), lambda r: rewrite(r / "marginals"), CohortError,
+                                       ["refusing to nest", "write beside it"], None),
+    "MEDS write deep inside an export's data/": (meds_export(), lambda r: rewrite(r / "data" / "x" / "y"), CohortError,
+                                                 ["refusing to nest"], None),
+    "MEDS write to a symbolic link": (lambda t: (meds_export()(t), (t / "l").symlink_to(t / "m"), t / "l")[-1], rewrite,
+                                      CohortError, ["is a symbolic link", "never writes through"], None),
+    "MEDS write under a file": (under_file("meds"), rewrite, CohortError, ["cannot be written", "is a file, not a folder"],
+                                None),
+    "MEDS write onto a file": (text("meds", "x"), rewrite, CohortError, ["exists and is not a folder"], None),
+    "MEDS write over a folder of something else": (in_folder("d", text("notes.txt", "x")), lambda f: rewrite(f.parent),
+                                                   CohortError, ["not a MEDS dataset written by ehrlib", "notes.txt"], None),
+    "MEDS splits leave subjects out": (nothing, lambda _: write_meds(
+        SMALL, Path("/nonexistent-ehrlib/m"), splits={"train": ["0", "1"], "holdout": ["2"]}), CohortError,
+        ["subject '3' is in no split", "rest='train'"], None),
+    "MEDS splits overlap": (nothing, lambda _: write_meds(
+        SMALL, Path("/nonexistent-ehrlib/m"), splits={"train": ["0", "1", "2"], "holdout": ["2", "3"]}), CohortError,
+        ["in split 'holdout' and in split 'train'", "allow_overlap=True"], None),
+    "MEDS splits with an unknown rest": (nothing, lambda _: write_meds(
+        SMALL, Path("/nonexistent-ehrlib/m"), splits={"train": ["0"]}, rest="test"), ConfigError, ["rest='test'"], None),
+
+    # ---- reading a MEDS dataset
+    "MEDS time zone-aware beside naive shards": (
+        lambda t: _tz_shards(t), lambda r: load_meds(r), CohortError,
+        ["'time' is time-zone aware", "naive in", "without a time zone"], None),
+    "MEDS subject_splits.parquet that is CSV text": (
+        meds_data({"0": dx_rows([1, 2])}, splits=b"subject_id,split\n1,train\n2,held_out\n"),
+        with_splits(), CohortError, ["subject_splits.parquet", "not a readable parquet file", "content is text"], None),
+    "MEDS subject_splits.parquet of 0 bytes": (meds_data({"0": dx_rows([1, 2])}, splits=b""), with_splits(),
+                                               CohortError, ["empty (0 bytes)"], None),
+    "MEDS null split name": (meds_data({"0": dx_rows([1, 2])}, splits=pd.DataFrame({"subject_id": [1, 2],
+                                                                                      "split": ["train", None]})),
+                             with_splits(), CohortError, ["column 'split', row 1", "missing split name"], None),
+    "MEDS split names other than train/held_out": (
+        meds_data({"0": dx_rows([1, 2])}, splits=pd.DataFrame({"subject_id": [1, 2], "split": ["TRAIN", "test"]})),
+        with_splits(), CohortError, ["no split named 'train'", "'TRAIN'", "rename them"], None),
+    "MEDS float subject ids in the splits file": (
+        meds_data({"0": dx_rows([1, 2])}, splits=pd.DataFrame({"subject_id": [1.0, 2.0], "split": ["train", "held_out"]})),
+        with_splits(), CohortError, ["'subject_id' has type double", "1.0", "int64"], None),
+    "MEDS text subject ids in the splits file": (
+        meds_data({"0": dx_rows([1, 2])}, splits=pd.DataFrame({"subject_id": ["1", "2"], "split": ["train", "held_out"]})),
+        with_splits(), CohortError, ["'subject_id' has type large_string", "'1'", "int64"], None),
+    "MEDS hadm_id stored as strings is read": (
+        meds_data({"0": dx_rows([1, 2]).astype({"hadm_id": str})}, types={"hadm_id": "string"}),
+        lambda r: load_meds(r), None, [], visits_are(2)),
+    "MEDS hadm_id text that is no number": (
+        meds_data({"0": dx_rows([1]).assign(hadm_id=["a1", "a1"])}, types={"hadm_id": "string"}),
+        lambda r: load_meds(r), CohortError,
+        ["column 'hadm_id', row 0", "'a1'", "not an integer admission id"], None),
+    "MEDS a shard without hadm_id": (meds_data({"0": dx_rows([1]), "1": dx_rows([2], hadm=False)}),
+                                     lambda r: load_meds(r), CohortError,
+                                     ["1.parquet has no column 'hadm_id'", "visit_column=''"], None),
+
+    # ---- run folders
+    "truncated manifest.json": (run_folder(lambda r: r.manifest_path.write_text('{"stages": {"00_da')),
+                                lambda r: r.manifest(), RunError,
+                                ["manifest.json", "not readable JSON", "move it away"], None),
+    "manifest.json that is a list": (run_folder(lambda r: r.manifest_path.write_text("[1, 2]")), lambda r: r.manifest(),
+                                     RunError, ["holds a list"], None),
+    "manifest.json that is binary": (run_folder(lambda r: r.manifest_path.write_bytes(b"\xff\xfe\x00")),
+                                     lambda r: r.manifest(), RunError,
+                                     ["not readable JSON"], None),
+    "writer lock path that is a folder": (run_folder(lambda r: (r.path / ".writer.lock").mkdir()), holding_writer,
+                                          RunError,
+                                          [".writer.lock", "is a folder"], None),
+
+    # ---- models: controls checked at construction
+    "patience without a validation share": (nothing, get_model("medgan", patience=2, val_fraction=0.0), ConfigError,
+                                            ["patience=2", "val_fraction=0.0", "holds none out"], None),
+    "patience without a validation share (gpt)": (nothing, get_model("gpt", patience=1, val_fraction=0.0), ConfigError,
+                                                  ["gpt", "patience=1", "val_fraction=0.0"], None),
+    "a validation share that holds nobody out": (nothing, fit_model("gpt", 2, patience=2, val_fraction=0.1),
+                                                 ConfigError, ["val_fraction=0.1 of 2", "holds nobody out"], None),
+    "a validation share with one training patient": (nothing, fit_model("medgan", 1, patience=2, val_fraction=0.2),
+                                                     ConfigError, ["of 1 training patient", "patience=0"], None),
+    "memorizer given patience": (nothing, get_model("memorizer", patience=3), ConfigError,
+                                 ["memorizer", "patience not accepted", "no training fields"], None),
+    "marginals given epochs": (nothing, get_model("marginals", None, epochs=2), ConfigError,
+                               ["marginals", "epochs not accepted"], None),
+    "holdout given val_fraction beside records": (nothing, get_model("holdout", None, records=SMALL, val_fraction=0.1),
+                                                  ConfigError, ["val_fraction not accepted", "accepted: ['records']"], None),
+
+    # ---- user generators, fenced in
+    "user fit that mutates the training cohort": (saved_small, user_fit("Mutator"), GeneratorError,
+                                                  ["mutator", "fit changed the training cohort", "data file is intact"],
+                                                  None),
+    "user fit that rewrites a training code": (saved_small, user_fit("RenamesCodes"), GeneratorError,
+                                               ["changed the training cohort", "copy train.events"], None),
+    "user generator writing into its working directory, codes unseen": (
+        saved_small, user_fit("Scribbler", n=2), None, [], unseen({"unseen_codes": 2, "other_icd_version": 1})),
+    "--set generators= with --generator": (nothing, lambda _: _cli(["reproduce", "--set", "generators=a=m:A",
+                                                                      "--generator", "b=m:B", "--no-book"]),
+                                           EhrlibError, ["--set generators=", "--generator", "one way"], None),
+
     # ---- Cohort.load (the format Cohort.save writes)
     "Cohort.load missing": (lambda t: t / "c.parquet", Cohort.load, CohortError, ["c.parquet", "not found"], None),
     "Cohort.load CSV named .parquet": (text("c.parquet", LONG), Cohort.load, CohortError,
@@ -580,6 +865,47 @@ CASES = {
     "Cohort.load not a path": (nothing, Cohort.load, ConfigError, ["path", "NoneType"], None),
 }
 
+
+
+def _tz_shards(tmp: Path) -> Path:
+    """A MEDS folder with one shard of time-zone-aware times and one of naive times."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp / "meds"
+    (root / "data").mkdir(parents=True)
+    for name, tz in (("0", "UTC"), ("1", None)):
+        frame = dx_rows([int(name) + 1])
+        schema = pa.schema([("subject_id", pa.int64()), ("time", pa.timestamp("us", tz=tz)), ("code", pa.string()),
+                            ("hadm_id", pa.int64())])
+        if tz:
+            frame["time"] = frame["time"].dt.tz_localize(tz)
+        pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), root / "data" / f"{name}.parquet")
+    return root
+
+
+class _Exit(EhrlibError):
+    """What ``ehrbench`` printed when it exited with an error (the CLI's one line)."""
+
+
+def _cli(argv):
+    """``ehrbench argv`` in the repository; its one-line error raised as :class:`_Exit`."""
+    import contextlib
+    import io
+
+    from ehrlib.cli import main
+
+    err = io.StringIO()
+    here = os.getcwd()
+    os.chdir(Path(__file__).resolve().parents[1])
+    try:
+        with contextlib.redirect_stderr(err):
+            code = main(argv)
+    finally:
+        os.chdir(here)
+    if code:
+        raise _Exit(err.getvalue().strip())
+    return code
 
 def snapshot(folder: Path) -> dict:
     return {p.relative_to(folder): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
