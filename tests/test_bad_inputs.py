@@ -854,6 +854,31 @@ CASES = {
                                                                       "--generator", "b=m:B", "--no-book"]),
                                            EhrlibError, ["--set generators=", "--generator", "one way"], None),
 
+    # ---- the command line
+    "evaluate --reference equal to --train": (lambda t: _eval_files(t), lambda f: _cli(_evaluate(f, reference=f["train"])),
+                                              EhrlibError, ["--reference", "overlaps --train", "subject id(s) in both"],
+                                              None),
+    "evaluate --reference equal to --holdout": (lambda t: _eval_files(t),
+                                                lambda f: _cli(_evaluate(f, reference=f["holdout"])), EhrlibError,
+                                                ["overlaps --holdout", "in neither train nor holdout"], None),
+    "evaluate --reference sharing one subject with --holdout": (
+        lambda t: _eval_files(t, shared=1), lambda f: _cli(_evaluate(f, reference=f["reference"])), EhrlibError,
+        ["overlaps --holdout", "1 subject id(s)"], None),
+    "evaluate --out a symbolic link": (lambda t: _eval_files(t, link=True), lambda f: _cli(_evaluate(f, out=f["link"])),
+                                       EhrlibError, ["is a symbolic link", "never writes through"], None),
+    "evaluate --train meds:DIR#SPLIT of an unknown split": (
+        meds_export(), lambda r: _cli(["stats", f"meds:{r}#test"]), EhrlibError, ["split 'test'", "meds:DIR#SPLIT"], None),
+    "export --cohort a MEDS folder without meds:": (meds_export(), lambda r: _cli(["export", "--format", "meds",
+                                                                                    "--cohort", str(r), "--out",
+                                                                                    str(r.parent / "n")]),
+                                                    EhrlibError, ["is a folder", f"--cohort meds:"], None),
+    "export --cohort meds:DIR onto itself": (meds_export(), lambda r: _cli(["export", "--format", "meds", "--cohort",
+                                                                           f"meds:{r}", "--out", str(r)]),
+                                             EhrlibError, ["is the MEDS dataset being read"], None),
+    "export --out a symbolic link": (lambda t: (SMALL.save(t / "c.parquet"), (t / "l").symlink_to(t), t)[-1],
+                                     lambda t: _cli(["export", "--format", "meds", "--cohort", str(t / "c.parquet"),
+                                                     "--out", str(t / "l")]), EhrlibError, ["is a symbolic link"], None),
+
     # ---- Cohort.load (the format Cohort.save writes)
     "Cohort.load missing": (lambda t: t / "c.parquet", Cohort.load, CohortError, ["c.parquet", "not found"], None),
     "Cohort.load CSV named .parquet": (text("c.parquet", LONG), Cohort.load, CohortError,
@@ -883,6 +908,29 @@ def _tz_shards(tmp: Path) -> Path:
         pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), root / "data" / f"{name}.parquet")
     return root
 
+
+
+def _eval_files(tmp: Path, shared: int = 0, link: bool = False) -> dict:
+    """train, holdout, reference and synthetic long-format files of disjoint subjects (``shared``
+    reference subjects taken from the holdout), and a link ``l`` to ``tmp`` when asked."""
+    rows = {"train": range(0, 8), "holdout": range(10, 16), "reference": [*range(20, 26 - shared), *range(10, 10 + shared)],
+            "synthetic": range(30, 36)}
+    out = {}
+    for name, ids in rows.items():
+        out[name] = tmp / f"{name}.csv"
+        out[name].write_text("SUBJECT_ID,HADM_ID,ICD9_CODE\n" + "".join(f"{s},1,{'4019' if s % 2 else '0389'}\n"
+                                                                         for s in ids))
+    if link:
+        (tmp / "l").symlink_to(tmp)
+        out["link"] = tmp / "l"
+    return out
+
+
+def _evaluate(files: dict, reference=None, out=None) -> list:
+    argv = ["evaluate", "--train", str(files["train"]), "--holdout", str(files["holdout"]), "--synthetic",
+            str(files["synthetic"]), "--out", str(out or files["train"].parent / "out"), "--discriminators", "none",
+            "--n-bootstrap", "10"]
+    return argv + (["--reference", str(reference)] if reference else [])
 
 class _Exit(EhrlibError):
     """What ``ehrbench`` printed when it exited with an error (the CLI's one line)."""
@@ -967,3 +1015,51 @@ def test_real_icd9_files_are_not_taken_for_icd10_or_lost_zeros(folder, column):
         with warnings.catch_warnings():
             warnings.simplefilter("error", CohortWarning)
             assert check_code_kinds(codes, str(p)) == []
+
+
+
+# ---------------------------------------------------------------- user generators and metric stages (their own tests:
+# they move files or read a run, which the corpus's unchanged-folder rule does not allow)
+def test_files_written_into_the_runs_synthetic_folder_while_a_generator_runs_are_refused_not_evaluated(tmp_path):
+    from types import SimpleNamespace
+
+    from ehrlib import pipeline
+    from ehrlib.models import user
+    from ehrlib.runs import Run
+
+    run = Run(tmp_path / "r")
+    folder = run.dir("synthetic")
+    SMALL.save(folder / "marginals.parquet")
+    before = pipeline._folder_state(folder)
+    SMALL.save(folder / "stray.parquet")
+    with pytest.raises(GeneratorError, match=r"new stray.parquet \(moved to refused/, not evaluated\)"):
+        pipeline._no_strays(SimpleNamespace(run=run), folder, before, user_spec("Scribbler"))
+    assert not (folder / "stray.parquet").exists() and (run.path / user.REFUSED_DIR / "stray.parquet").is_file()
+    os.utime(folder / "marginals.parquet", ns=(1, 1))
+    with pytest.raises(GeneratorError, match="changed marginals.parquet"):
+        pipeline._no_strays(SimpleNamespace(run=run), folder, before, user_spec("Scribbler"))
+
+
+def test_a_cohort_too_small_for_a_metric_fails_its_own_row_by_name_not_the_stage():
+    from ehrlib import pipeline
+    from ehrlib.metrics.context import EvaluationContext
+
+    train, holdout = simulate(60, seed=1), simulate(40, seed=2).renamed("H")
+    ctx = EvaluationContext(train, holdout, {"ok": simulate(30, seed=3).renamed("S"),
+                                             "user_tiny": simulate(1, seed=4).renamed("T")})
+    failed = {}
+    out = pipeline._each_model(ctx, ["privacy"], failed, progress=False)
+    assert set(out["model"]) == {"ok"}
+    assert list(failed) == ["user_tiny"] and "privacy metrics" in failed["user_tiny"]
+    alone = EvaluationContext(train, holdout, {"user_tiny": simulate(1, seed=4).renamed("T")})
+    with pytest.raises(EhrlibError, match="at least 2"):  # nothing else to evaluate: the stage fails, saying why
+        pipeline._each_model(alone, ["privacy"], {}, progress=False)
+
+
+def test_help_lists_each_command_once(capsys):
+    from ehrlib.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    usage = capsys.readouterr().out
+    assert usage.count("ehrbench audit ") == 1 and usage.count("ehrbench export ") == 1
