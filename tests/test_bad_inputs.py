@@ -1063,3 +1063,25 @@ def test_help_lists_each_command_once(capsys):
         main(["--help"])
     usage = capsys.readouterr().out
     assert usage.count("ehrbench audit ") == 1 and usage.count("ehrbench export ") == 1
+
+
+def test_table1_is_built_when_a_user_cohort_is_too_small_and_its_row_names_it_and_its_unseen_codes(tmp_path,
+                                                                                                     monkeypatch):
+    from ehrlib import pipeline, runs
+    from ehrlib.models import user
+
+    monkeypatch.setenv("EHRLIB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    pipeline.split_cohort(runs.stage("00_data", run="t", profile="smoke", seed=0), simulate(200, seed=0))
+    pipeline.reference_generators(runs.stage("15_reference_generators", run="t", profile="smoke", seed=0))
+    s17 = runs.stage("17_user_generators", run="t", profile="smoke", seed=0)
+    tiny = Cohort.from_events(events([("SYN1", 0, "4019"), ("SYN1", 0, "XYZZY"), ("SYN1", 1, "I10")]))
+    s17.save_synthetic("user_tiny", tiny)
+    s17.record(codes={"user_tiny": user.code_report(tiny, s17.train)}, failed={})
+    pipeline.evaluate(runs.stage("32_privacy", run="t", profile="smoke", seed=0), "privacy")
+    wide = pipeline.table1(runs.stage("33_table1", run="t", profile="smoke", seed=0))
+    row = wide[wide["model"] == "user_tiny"]
+    assert len(row) and row["status"].str.contains("failed: privacy metrics").all()
+    assert row["codes"].str.contains("2 code\\(s\\) unseen in training").all()
+    assert row["codes"].str.contains("1 of them ICD-10-shaped in an ICD-9 run").all()
+    assert wide.loc[wide["model"] == "marginals", "status"].isna().all()
