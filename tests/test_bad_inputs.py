@@ -380,6 +380,25 @@ class RenamesCodes(Mutator):
         return self
 
 
+class MutatesInGenerate(Mutator):
+    """fit keeps the training cohort; generate then changes it."""
+
+    def fit(self, train):
+        self.train = train
+        return self
+
+    def generate(self, n, seed=0):
+        self.train.events["code"] = "0389"
+        return super().generate(n, seed)
+
+
+class Faithful(Mutator):
+    """Leaves the training cohort alone and returns only codes it had."""
+
+    def fit(self, train):
+        return self
+
+
 class Scribbler:
     """Writes into its working directory (kept apart) and returns codes training never had."""
 
@@ -850,6 +869,10 @@ CASES = {
                                                ["changed the training cohort", "copy train.events"], None),
     "user generator writing into its working directory, codes unseen": (
         saved_small, user_fit("Scribbler", n=2), None, [], unseen({"unseen_codes": 2, "other_icd_version": 1})),
+    "user generate that mutates the training cohort": (saved_small, user_fit("MutatesInGenerate"), GeneratorError,
+                                                        ["generate changed the training cohort", "after generate"], None),
+    "user generator whose codes were all seen in training": (saved_small, user_fit("Faithful"), None, [],
+                                                             unseen({"unseen_codes": 0, "other_icd_version": 0})),
     "--set generators= with --generator": (nothing, lambda _: _cli(["reproduce", "--set", "generators=a=m:A",
                                                                       "--generator", "b=m:B", "--no-book"]),
                                            EhrlibError, ["--set generators=", "--generator", "one way"], None),

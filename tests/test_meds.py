@@ -445,3 +445,17 @@ def test_ages_above_89_round_trip_exactly_and_others_are_reported(tmp_path):
     meta.write_text(meta.read_text().replace('"ehrlib.write_meds"', '"another_etl"'))
     with pytest.warns(CohortWarning, match=r"2 subject\(s\) older than 89 .* read as 90 .*: 95\)"):
         load_meds(tmp_path / "m")
+
+
+def test_a_dataset_written_before_files_were_listed_is_replaced_only_when_it_holds_its_layout(tmp_path):
+    write_meds(simulate(20, seed=0), tmp_path / "m")
+    meta = tmp_path / "m" / meds.dataset_metadata_filepath
+    old = json.loads(meta.read_text())
+    del old["ehrlib"]["files"]  # as an earlier ehrlib wrote it
+    meta.write_text(json.dumps(old))
+    (tmp_path / "m" / "data" / "notes.txt").write_text("mine")
+    with pytest.raises(CohortError, match="holds data/notes.txt"):
+        write_meds(simulate(30, seed=0), tmp_path / "m")
+    (tmp_path / "m" / "data" / "notes.txt").unlink()
+    write_meds(simulate(30, seed=0), tmp_path / "m")
+    assert load_meds(tmp_path / "m").n_patients == 30

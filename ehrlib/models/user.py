@@ -20,6 +20,14 @@ table and figure names it ``NAME (user-supplied)``. A generator that raises, ret
 other than a Cohort, returns no patients or more than asked, names a patient with a real subject
 id, or runs past the time limit is recorded by name as failed (Table 1, the results page, the
 command's summary) and the rest of the run goes on.
+
+Each generator is fenced in: its working directory is a scratch folder of its own (thrown away),
+only the cohort ``generate`` returns is collected, a ``fit`` or ``generate`` that changes the
+training cohort it was given fails by name (its checksum is compared before and after), files
+that appear in the run's ``synthetic/`` folder while it runs are moved to ``refused/`` and never
+evaluated, and codes the training data never had (or of the other ICD version) are counted
+(:func:`code_report`) on the stage's page and in its Table 1 row. A cohort too small for a metric
+fails that generator's row, naming the metric family, and Table 1 is still built.
 """
 from __future__ import annotations
 
