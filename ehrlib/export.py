@@ -8,7 +8,11 @@
   generators that return real records (``holdout``, ``memorizer``: renamed copies of real
   patients) are left out, saying so, unless ``include_real_records`` is asked for.
 
-The conventions of the written datasets are those of :func:`ehrlib.data.write_meds`.
+The conventions of the written datasets are those of :func:`ehrlib.data.write_meds`, and so is
+what may be replaced: a dataset folder lists the files it wrote, and a new export refuses a
+folder holding anything else (naming it), a symbolic link, the current folder or one above it,
+and a folder inside another export (``--what synthetic`` into a real-splits dataset), so an
+export never deletes a file it did not write.
 """
 from __future__ import annotations
 
