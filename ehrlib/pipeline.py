@@ -759,3 +759,65 @@ def calibration(stage: Stage, n_patients: int) -> pd.DataFrame | None:
     stage.save_table("table_calibration_cooccurrence", cal.cooccurrence_table(sim, refs))
     stage.record(checks_passed=int(checks["passed"].sum()), checks=len(checks))
     return checks
+
+
+#: The partial memorizer whose most exposed records the privacy-power page lists.
+EXPOSED_ROW = "memorizer_20"
+
+
+def privacy_power(stage: Stage, top: int = 5) -> pd.DataFrame | None:
+    """Stage 35: every membership attack (:mod:`ehrlib.metrics.membership`) on the calibration rows
+    (holdout, marginals, partial memorizers copying 1-100%), members the training split and
+    non-members the holdout split: the power curves (``fig_privacy_power``), the power table
+    (``table_privacy_power``), each attack's smallest detected copy rate
+    (``table_privacy_detection``) and the ``top`` training records each attack scores as most
+    exposed against :data:`EXPOSED_ROW` (``table_privacy_exposed``). Returns the power table, or
+    ``None`` for a run without a reference split (the density reference and the holdout row come
+    from it).
+    """
+    import warnings
+
+    from ehrlib import plots
+    from ehrlib.metrics import membership
+    from ehrlib.metrics.privacy import copied_records
+
+    if not (stage.run.path / "data" / "reference.parquet").is_file():
+        print("This run has no reference split: the density attack's reference and the holdout row come from it, "
+              "so the power calibration is skipped.")
+        stage.record(skipped="no reference split")
+        return None
+    ev = stage.settings.evaluation
+    train = stage.train
+    scores: dict = {}
+    power = membership.calibration_rows(train, stage.holdout, stage.reference, n_synthetic=ev.n_synthetic,
+                                        seed=stage.seed, n_bootstrap=ev.n_bootstrap,
+                                        marginals=stage.synthetic_cohort("marginals"), scores=scores)
+    stage.save_figure("fig_privacy_power", plots.fig_privacy_power(power))
+    stage.save_table("table_privacy_power", power)
+    detected = membership.detection(power)
+    stage.save_table("table_privacy_detection", detected)
+    copies = power.drop_duplicates("generator").set_index("generator")
+    for rec in detected.to_dict("records"):
+        rate = rec["min_detected_copy_rate"]
+        print(f"{rec['attack']} attack: " + (f"detects copying of {rate:.0%} of the records and more"
+                                             if rate == rate else "detects none of the copy rates calibrated"))
+    print("Exact copies of a training record's code set: " + ", ".join(
+        f"{g} {int(copies.loc[g, 'exact_copies'])}/{int(copies.loc[g, 'n_synthetic'])}" for g in copies.index))
+    exposed = []
+    release = scores["cohorts"][EXPOSED_ROW]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copied = set(copied_records(train, release)["real_subject"])
+    for attack in membership.ATTACKS:
+        member_scores, _ = scores[(EXPOSED_ROW, attack)]
+        table = membership.most_exposed(train, member_scores, top=top)
+        import numpy as np
+
+        order = np.argsort(-np.asarray(member_scores), kind="stable")[:top]  # most_exposed's order
+        table.insert(0, "attack", attack)
+        table["copied"] = [train.subject_ids[i] in copied for i in order]
+        exposed.append(table)
+    stage.save_table("table_privacy_exposed", pd.concat(exposed, ignore_index=True))
+    stage.record(detected={r["attack"]: r["min_detected_copy_rate"] for r in detected.to_dict("records")},
+                 n_members=int(power["n_members"].iloc[0]), n_nonmembers=int(power["n_nonmembers"].iloc[0]))
+    return power
