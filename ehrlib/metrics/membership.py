@@ -213,7 +213,7 @@ def distance_scores(queries, synthetic: Cohort):
 
     listed = _query_list(queries)
     *encoded, s = encode_cohorts(*listed, synthetic)
-    out = [-nearest(q, s).distance for q in encoded]
+    out = [0.0 - nearest(q, s).distance for q in encoded]  # 0.0 - d: a copy scores 0, not -0
     return out[0] if isinstance(queries, Cohort) else out
 
 
