@@ -821,3 +821,66 @@ def privacy_power(stage: Stage, top: int = 5) -> pd.DataFrame | None:
     stage.record(detected={r["attack"]: r["min_detected_copy_rate"] for r in detected.to_dict("records")},
                  n_members=int(power["n_members"].iloc[0]), n_nonmembers=int(power["n_nonmembers"].iloc[0]))
     return power
+
+
+#: The synthetic cohorts :func:`privacy` leaves to stage 35 (the calibration rows are attacked there,
+#: with the holdout row's records kept apart from the density reference).
+_CALIBRATION_COHORTS = ("holdout",)
+
+
+def privacy(stage: Stage, top: int = 3) -> pd.DataFrame:
+    """Stage 32: the privacy and attribute-inference families (:func:`evaluate`), then every
+    membership attack of :mod:`ehrlib.metrics.membership` on each synthetic cohort of the run,
+    read against stage 35's calibration: each model's AUC and TPR beside the holdout row's
+    interval, whether it is above it, and what the attack would have detected
+    (``table_privacy_attacks``); the ``top`` training records each attack scores as most exposed
+    for each model (``table_privacy_exposed_models``). Returns :func:`evaluate`'s summary.
+
+    The members (train), non-members (holdout), density reference (half of the reference split,
+    :func:`ehrlib.metrics.membership.split_reference`) and seed are those of stage 35, so its
+    holdout row is the baseline of every model here.
+    """
+    import numpy as np
+
+    from ehrlib.metrics import membership
+
+    summary = evaluate(stage, "privacy", "attribute_inference")
+    power = stage.read_table("table_privacy_power")
+    if power is None or not (stage.run.path / "data" / "reference.parquet").is_file():
+        print(f"No power calibration in this run (stage {stages.PRIVACY_POWER}, which needs a reference split): "
+              "the membership attacks are not read against it here.")
+        return summary
+    detected = membership.detection(power).set_index("attack")["min_detected_copy_rate"]
+    base = power[power["generator"] == membership.BASELINE].set_index("attack")
+    density_reference, _ = membership.split_reference(stage.reference, stage.seed)
+    train, holdout = stage.train, stage.holdout
+    rows, exposed = [], []
+    for name, cohort in stage.synthetic.items():
+        if name in _CALIBRATION_COHORTS:
+            continue
+        scores: dict = {}
+        table = membership.membership_attacks(train, holdout, cohort, density_reference, seed=stage.seed,
+                                              n_bootstrap=stage.settings.evaluation.n_bootstrap, scores=scores)
+        for rec in table.to_dict("records"):
+            b = base.loc[rec["attack"]]
+            above = (membership.is_detected(rec["auc_low"], b["auc_high"])
+                     or membership.is_detected(rec["tpr_at_1pct_low"], b["tpr_at_1pct_high"]))
+            rows.append({"model": name, **rec, "holdout_auc_high": b["auc_high"],
+                         "holdout_tpr_at_1pct_high": b["tpr_at_1pct_high"], "above_holdout": above,
+                         "min_detected_copy_rate": detected.get(rec["attack"], np.nan)})
+        for attack, (member_scores, _) in scores.items():
+            part = membership.most_exposed(train, member_scores, top=top)
+            part.insert(0, "attack", attack)
+            part.insert(0, "model", name)
+            exposed.append(part)
+    attacks = pd.DataFrame(rows)
+    stage.save_table("table_privacy_attacks", attacks)
+    for rec in attacks.to_dict("records"):
+        rate = rec["min_detected_copy_rate"]
+        limit = (f"this attack detects copying of {rate:.0%} of the records, so no copying at that rate or above "
+                 "shows" if rate == rate else "this attack detected none of the copy rates calibrated")
+        verdict = "above the holdout row" if rec["above_holdout"] else f"within the holdout row: {limit}"
+        print(f"{rec['model']}, {rec['attack']} attack: AUC {rec['auc']:.3f}, {verdict}")
+    if exposed:
+        stage.save_table("table_privacy_exposed_models", pd.concat(exposed, ignore_index=True))
+    return summary
