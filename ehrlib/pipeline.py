@@ -823,64 +823,52 @@ def privacy_power(stage: Stage, top: int = 5) -> pd.DataFrame | None:
     return power
 
 
-#: The synthetic cohorts :func:`privacy` leaves to stage 35 (the calibration rows are attacked there,
-#: with the holdout row's records kept apart from the density reference).
-_CALIBRATION_COHORTS = ("holdout",)
-
-
 def privacy(stage: Stage, top: int = 3) -> pd.DataFrame:
     """Stage 32: the privacy and attribute-inference families (:func:`evaluate`), then every
-    membership attack of :mod:`ehrlib.metrics.membership` on each synthetic cohort of the run,
-    read against stage 35's calibration: each model's AUC and TPR beside the holdout row's
-    interval, whether it is above it, and what the attack would have detected
-    (``table_privacy_attacks``); the ``top`` training records each attack scores as most exposed
-    for each model (``table_privacy_exposed_models``). Returns :func:`evaluate`'s summary.
+    membership attack of :mod:`ehrlib.metrics.membership` on each synthetic cohort of the run
+    beside the holdout row: AUC and TPR at 0.1% and 1% FPR with intervals, and whether each
+    generator is above the holdout row (``table_privacy_attacks``); the ``top`` training records
+    each attack scores as most exposed for each generator (``table_privacy_exposed_models``).
+    Returns :func:`evaluate`'s summary.
 
-    The members (train), non-members (holdout), density reference (half of the reference split,
-    :func:`ehrlib.metrics.membership.split_reference`) and seed are those of stage 35, so its
-    holdout row is the baseline of every model here.
+    The members (train), non-members (holdout), density reference and holdout row
+    (:func:`ehrlib.metrics.membership.holdout_row`) and the seed are those of stage 35, whose
+    power calibration says which copy rate each attack detects; the run's own ``holdout``
+    reference cohort is left out (it holds the density reference's records). Without a reference
+    split there is no density reference and no holdout row: the attacks are skipped, and say so.
     """
-    import numpy as np
-
     from ehrlib.metrics import membership
 
     summary = evaluate(stage, "privacy", "attribute_inference")
-    power = stage.read_table("table_privacy_power")
-    if power is None or not (stage.run.path / "data" / "reference.parquet").is_file():
-        print(f"No power calibration in this run (stage {stages.PRIVACY_POWER}, which needs a reference split): "
-              "the membership attacks are not read against it here.")
+    if not (stage.run.path / "data" / "reference.parquet").is_file():
+        print("This run has no reference split (the density attack's reference and the holdout row come from it): "
+              "the membership attacks are skipped.")
         return summary
-    detected = membership.detection(power).set_index("attack")["min_detected_copy_rate"]
-    base = power[power["generator"] == membership.BASELINE].set_index("attack")
-    density_reference, _ = membership.split_reference(stage.reference, stage.seed)
+    ev = stage.settings.evaluation
+    density_reference, held = membership.holdout_row(stage.reference, n_synthetic=ev.n_synthetic, seed=stage.seed)
     train, holdout = stage.train, stage.holdout
+    cohorts = {membership.BASELINE: held, **{k: v for k, v in stage.synthetic.items() if k != membership.BASELINE}}
     rows, exposed = [], []
-    for name, cohort in stage.synthetic.items():
-        if name in _CALIBRATION_COHORTS:
-            continue
+    for name, cohort in cohorts.items():
         scores: dict = {}
         table = membership.membership_attacks(train, holdout, cohort, density_reference, seed=stage.seed,
-                                              n_bootstrap=stage.settings.evaluation.n_bootstrap, scores=scores)
-        for rec in table.to_dict("records"):
-            b = base.loc[rec["attack"]]
-            above = (membership.is_detected(rec["auc_low"], b["auc_high"])
-                     or membership.is_detected(rec["tpr_at_1pct_low"], b["tpr_at_1pct_high"]))
-            rows.append({"model": name, **rec, "holdout_auc_high": b["auc_high"],
-                         "holdout_tpr_at_1pct_high": b["tpr_at_1pct_high"], "above_holdout": above,
-                         "min_detected_copy_rate": detected.get(rec["attack"], np.nan)})
-        for attack, (member_scores, _) in scores.items():
-            part = membership.most_exposed(train, member_scores, top=top)
-            part.insert(0, "attack", attack)
-            part.insert(0, "model", name)
-            exposed.append(part)
-    attacks = pd.DataFrame(rows)
+                                              n_bootstrap=ev.n_bootstrap, scores=scores)
+        rows += [{"model": name, **rec} for rec in table.to_dict("records")]
+        if name != membership.BASELINE:
+            for attack, (member_scores, _) in scores.items():
+                part = membership.most_exposed(train, member_scores, top=top)
+                part.insert(0, "attack", attack)
+                part.insert(0, "model", name)
+                exposed.append(part)
+    attacks = pd.DataFrame(rows).rename(columns={"model": "generator"})
+    attacks = membership.mark_detected(attacks.assign(copy_rate=float("nan"))).drop(columns="copy_rate")
+    attacks = attacks.rename(columns={"generator": "model", "detected": "above_holdout"})
     stage.save_table("table_privacy_attacks", attacks)
-    for rec in attacks.to_dict("records"):
-        rate = rec["min_detected_copy_rate"]
-        limit = (f"this attack detects copying of {rate:.0%} of the records, so no copying at that rate or above "
-                 "shows" if rate == rate else "this attack detected none of the copy rates calibrated")
-        verdict = "above the holdout row" if rec["above_holdout"] else f"within the holdout row: {limit}"
-        print(f"{rec['model']}, {rec['attack']} attack: AUC {rec['auc']:.3f}, {verdict}")
+    for rec in attacks[attacks["model"] != membership.BASELINE].to_dict("records"):
+        verdict = "above the holdout row" if rec["above_holdout"] else "within the holdout row"
+        print(f"{rec['model']}, {rec['attack']} attack: AUC {rec['auc']:.3f} [{rec['auc_low']:.3f}, "
+              f"{rec['auc_high']:.3f}], TPR at 1% FPR {rec['tpr_at_1pct']:.3f}: {verdict}")
+    print(f"Which share of copied records each attack detects: stage {stages.PRIVACY_POWER}.")
     if exposed:
         stage.save_table("table_privacy_exposed_models", pd.concat(exposed, ignore_index=True))
     return summary

@@ -356,6 +356,18 @@ def split_reference(reference: Cohort, seed: int = 0) -> tuple[Cohort, Cohort]:
     return reference.subset(ids[np.sort(order[:half])]), reference.subset(ids[np.sort(order[half:])])
 
 
+def holdout_row(reference: Cohort, *, n_synthetic: int, seed: int = 0) -> tuple[Cohort, Cohort]:
+    """``(density_reference, holdout_release)``: :func:`split_reference`'s halves, the second cut
+    to at most ``n_synthetic`` records (seeded). Every caller with the same reference and seed
+    gets the same two cohorts, so the privacy page's models and the power calibration share one
+    holdout row."""
+    density_reference, held = split_reference(reference, seed)
+    if held.n_patients > n_synthetic:
+        pick = _rng(seed, "holdout_row").permutation(held.n_patients)[:n_synthetic]
+        held = held.subset(held.subject_ids[np.sort(pick)])
+    return density_reference, held
+
+
 def is_detected(low: float, baseline_high: float) -> bool:
     """The detection rule: an interval wholly above the baseline's (``low > baseline_high``).
 
@@ -417,10 +429,7 @@ def calibration_cohorts(train: Cohort, reference: Cohort, *, n_synthetic: int, s
     """
     from ehrlib import models
 
-    density_reference, held = split_reference(reference, seed)
-    if held.n_patients > n_synthetic:
-        pick = _rng(seed, "holdout_row").permutation(held.n_patients)[:n_synthetic]
-        held = held.subset(held.subject_ids[np.sort(pick)])
+    density_reference, held = holdout_row(reference, n_synthetic=n_synthetic, seed=seed)
     cohorts = {"holdout": held}
     cohorts["marginals"] = marginals if marginals is not None else models.get("marginals").fit(train).generate(
         n_synthetic, seed=seed)
