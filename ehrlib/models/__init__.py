@@ -46,7 +46,9 @@ def get(name: str, profile: str | None = None, **overrides) -> Generator:
 
     Args:
         name: ``medgan``, ``corgan``, ``promptehr``, ``halo``, ``gpt`` or a reference generator
-            (``holdout``, ``marginals``, ``memorizer``).
+            (``holdout``, ``marginals``, ``memorizer``, or a partial memorizer ``memorizer_1``,
+            ``memorizer_5``, ``memorizer_20``, ``memorizer_100``: that percentage of its records
+            copied from training, the rest from ``marginals``).
         profile: ``smoke``, ``demo`` or ``paper``: the preset of a neural model's typed config
             (``None``: ``demo``). The reference generators have no presets: a profile passed for
             them is not used, and says so with a :class:`UserWarning` (they are the same under
