@@ -788,9 +788,12 @@ def privacy_power(stage: Stage, top: int = 5) -> pd.DataFrame | None:
         return None
     ev = stage.settings.evaluation
     train = stage.train
+    attacks, left_out = membership.usable_attacks(stage.reference)
+    if left_out:
+        print(f"This run's {left_out}.")
     scores: dict = {}
     power = membership.calibration_rows(train, stage.holdout, stage.reference, n_synthetic=ev.n_synthetic,
-                                        seed=stage.seed, n_bootstrap=ev.n_bootstrap,
+                                        seed=stage.seed, n_bootstrap=ev.n_bootstrap, attacks=attacks,
                                         marginals=stage.synthetic_cohort("marginals"), scores=scores)
     stage.save_figure("fig_privacy_power", plots.fig_privacy_power(power))
     stage.save_table("table_privacy_power", power)
@@ -808,7 +811,7 @@ def privacy_power(stage: Stage, top: int = 5) -> pd.DataFrame | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         copied = set(copied_records(train, release)["real_subject"])
-    for attack in membership.ATTACKS:
+    for attack in attacks:
         member_scores, _ = scores[(EXPOSED_ROW, attack)]
         table = membership.most_exposed(train, member_scores, top=top)
         import numpy as np
@@ -844,15 +847,25 @@ def privacy(stage: Stage, top: int = 3) -> pd.DataFrame:
         print("This run has no reference split (the density attack's reference and the holdout row come from it): "
               "the membership attacks are skipped.")
         return summary
+    from ehrlib.errors import MetricError
+
     ev = stage.settings.evaluation
     density_reference, held = membership.holdout_row(stage.reference, n_synthetic=ev.n_synthetic, seed=stage.seed)
     train, holdout = stage.train, stage.holdout
+    attacks, left_out = membership.usable_attacks(stage.reference)
+    if left_out:
+        print(f"This run's {left_out}.")
     cohorts = {membership.BASELINE: held, **{k: v for k, v in stage.synthetic.items() if k != membership.BASELINE}}
-    rows, exposed = [], []
+    rows, exposed, failed = [], [], {}
     for name, cohort in cohorts.items():
         scores: dict = {}
-        table = membership.membership_attacks(train, holdout, cohort, density_reference, seed=stage.seed,
-                                              n_bootstrap=ev.n_bootstrap, scores=scores)
+        try:
+            table = membership.membership_attacks(train, holdout, cohort, density_reference, seed=stage.seed,
+                                                  n_bootstrap=ev.n_bootstrap, attacks=attacks, scores=scores)
+        except MetricError as exc:  # e.g. a release of one record repeated: recorded and shown, the others go on
+            failed[name] = str(exc)
+            print(f"{name}: the membership attacks failed: {exc}")
+            continue
         rows += [{"model": name, **rec} for rec in table.to_dict("records")]
         if name != membership.BASELINE:
             for attack, (member_scores, _) in scores.items():
@@ -860,15 +873,20 @@ def privacy(stage: Stage, top: int = 3) -> pd.DataFrame:
                 part.insert(0, "attack", attack)
                 part.insert(0, "model", name)
                 exposed.append(part)
-    attacks = pd.DataFrame(rows).rename(columns={"model": "generator"})
-    attacks = membership.mark_detected(attacks.assign(copy_rate=float("nan"))).drop(columns="copy_rate")
-    attacks = attacks.rename(columns={"generator": "model", "detected": "above_holdout"})
-    stage.save_table("table_privacy_attacks", attacks)
-    for rec in attacks[attacks["model"] != membership.BASELINE].to_dict("records"):
+    if membership.BASELINE in failed:
+        stage.record(membership_attacks_failed=failed)
+        print("No holdout row to read the membership attacks against: none is shown.")
+        return summary
+    results = pd.DataFrame(rows).rename(columns={"model": "generator"})
+    results = membership.mark_detected(results.assign(copy_rate=float("nan"))).drop(columns="copy_rate")
+    results = results.rename(columns={"generator": "model", "detected": "above_holdout"})
+    stage.save_table("table_privacy_attacks", results)
+    for rec in results[results["model"] != membership.BASELINE].to_dict("records"):
         verdict = "above the holdout row" if rec["above_holdout"] else "within the holdout row"
         print(f"{rec['model']}, {rec['attack']} attack: AUC {rec['auc']:.3f} [{rec['auc_low']:.3f}, "
               f"{rec['auc_high']:.3f}], TPR at 1% FPR {rec['tpr_at_1pct']:.3f}: {verdict}")
     print(f"Which share of copied records each attack detects: stage {stages.PRIVACY_POWER}.")
+    stage.record(membership_attacks_failed=failed)
     if exposed:
         stage.save_table("table_privacy_exposed_models", pd.concat(exposed, ignore_index=True))
     return summary

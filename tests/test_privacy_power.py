@@ -160,3 +160,51 @@ def test_most_exposed_lists_codes_rarest_first(splits):
     assert table["rank"].tolist() == [1, 2] and table.loc[0, "score"] == 5.0
     counts = [int(part.rsplit("(", 1)[1].rstrip(")")) for part in table.loc[0, "codes"].split("; ") if "(" in part]
     assert counts == sorted(counts)
+
+
+# --------------------------------------------------------------------------- the stages
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    from ehrlib import pipeline, runs
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EHRLIB_RUNS_DIR", str(tmp_path_factory.mktemp("runs")))
+    pipeline.split_cohort(runs.stage("00_data", run="p", profile="smoke", seed=0), simulate(600, seed=0))
+    pipeline.reference_generators(runs.stage("15_reference_generators", run="p", profile="smoke", seed=0))
+    power = pipeline.privacy_power(runs.stage("35_privacy_power", run="p", profile="smoke", seed=0))
+    pipeline.privacy(runs.stage("32_privacy", run="p", profile="smoke", seed=0))
+    yield power, runs.open_run("p").path
+    mp.undo()
+
+
+def test_the_power_stage_saves_the_tables_the_ledger_reads(smoke_run):
+    power, path = smoke_run
+    saved = pd.read_csv(path / "tables" / "table_privacy_power.csv")
+    assert set(membership.POWER_COLUMNS) <= set(saved.columns)
+    assert set(saved["generator"]) == set(membership.CALIBRATION)
+    found = pd.read_csv(path / "tables" / "table_privacy_detection.csv")
+    assert list(found.columns) == list(membership.DETECTION_COLUMNS) and set(found["attack"]) == set(membership.ATTACKS)
+    exposed = pd.read_csv(path / "tables" / "table_privacy_exposed.csv")
+    assert exposed.loc[exposed["attack"] == "distance", "copied"].iloc[0]  # the distance attack's first is a copy
+
+
+def test_the_privacy_page_shares_the_power_stages_holdout_row(smoke_run):
+    power, path = smoke_run
+    attacks = pd.read_csv(path / "tables" / "table_privacy_attacks.csv")
+    mine = attacks[attacks["model"] == "holdout"].set_index("attack")["auc"]
+    theirs = power[power["generator"] == "holdout"].set_index("attack")["auc"]
+    assert mine.to_dict() == pytest.approx(theirs.to_dict())
+    assert attacks.set_index(["model", "attack"]).loc[("memorizer", "distance"), "above_holdout"]
+
+
+def test_a_collapsed_release_still_has_a_density(splits):
+    same = Cohort.from_visits([[["4019", "25000"]]] * 30)
+    out = membership.membership_attacks(splits["train"], splits["holdout"], same, splits["reference"], n_bootstrap=20)
+    assert np.isfinite(out["auc"]).all()
+
+
+def test_a_small_reference_leaves_the_density_attack_out(splits):
+    small = splits["reference"].subset(splits["reference"].subject_ids[:60])
+    attacks, why = membership.usable_attacks(small)
+    assert attacks == ("distance",) and "30 records" in why
+    assert membership.usable_attacks(splits["reference"]) == (membership.ATTACKS, "")

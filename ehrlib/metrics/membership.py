@@ -77,6 +77,8 @@ ATTACK_LABELS = {"distance": "distance (nearest synthetic record)", "density": "
 FPRS = (0.001, 0.01)
 #: Components of the density attack's SVD embedding (module docstring).
 EMBEDDING_DIMENSIONS = 8
+#: The density attack runs only when each half of the reference split has this many records.
+MIN_DENSITY_REFERENCE = 50
 #: Bootstrap replicates of each interval.
 N_BOOTSTRAP = 1000
 LEVEL = 0.95
@@ -251,7 +253,10 @@ def density_scores(queries, synthetic: Cohort, reference: Cohort, *, dimensions:
                        random_state=int(_rng(seed, "density_svd").integers(2**31)))
     svd.fit(sp.vstack([xs, xr]).tocsr())
     zs, zr = svd.transform(xs), svd.transform(xr)
-    kdes = [_Kde(z, name) for name, z in (("synthetic", zs), ("reference", zr))]
+    # a ridge of 1e-6 of the embedding's mean variance: a release with fewer distinct records than
+    # dimensions (a collapsed generator) still has a density, one far narrower than the reference's
+    ridge = 1e-6 * float(np.vstack([zs, zr]).var(axis=0).mean())
+    kdes = [_Kde(z, name, ridge) for name, z in (("synthetic", zs), ("reference", zr))]
     out = []
     for x in xq:
         z = svd.transform(x)
@@ -264,10 +269,10 @@ class _Kde:
     ``scipy.stats.gaussian_kde`` computes), evaluated through one matrix product in whitened
     coordinates: scipy's evaluation loops in Python and took seconds for a few thousand points."""
 
-    def __init__(self, data: np.ndarray, name: str):
+    def __init__(self, data: np.ndarray, name: str, ridge: float = 0.0):
         n, d = data.shape
         factor = n ** (-1.0 / (d + 4))  # Scott's rule
-        cov = np.cov(data, rowvar=False).reshape(d, d) * factor**2
+        cov = (np.cov(data, rowvar=False).reshape(d, d) + ridge * np.eye(d)) * factor**2
         try:
             chol = np.linalg.cholesky(cov)
         except np.linalg.LinAlgError:
@@ -366,6 +371,20 @@ def holdout_row(reference: Cohort, *, n_synthetic: int, seed: int = 0) -> tuple[
         pick = _rng(seed, "holdout_row").permutation(held.n_patients)[:n_synthetic]
         held = held.subset(held.subject_ids[np.sort(pick)])
     return density_reference, held
+
+
+def usable_attacks(reference: Cohort) -> tuple[tuple[str, ...], str]:
+    """The attacks a reference split allows, and why one is left out (``""`` when none is).
+
+    The density attack needs :data:`MIN_DENSITY_REFERENCE` records in each half of the reference
+    (:func:`split_reference`): an eight-dimensional density of fewer records is mostly noise.
+    """
+    half = reference.n_patients // 2
+    if half < MIN_DENSITY_REFERENCE:
+        return tuple(a for a in ATTACKS if a != "density"), (
+            f"the density attack is left out: its reference is half of the reference split, {half} records here, "
+            f"and it needs at least {MIN_DENSITY_REFERENCE}")
+    return ATTACKS, ""
 
 
 def is_detected(low: float, baseline_high: float) -> bool:
