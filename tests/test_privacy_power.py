@@ -208,3 +208,13 @@ def test_a_small_reference_leaves_the_density_attack_out(splits):
     attacks, why = membership.usable_attacks(small)
     assert attacks == ("distance",) and "30 records" in why
     assert membership.usable_attacks(splits["reference"]) == (membership.ATTACKS, "")
+
+
+def test_the_kernel_density_is_scipys():
+    from scipy.stats import gaussian_kde
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(300, 5)) @ rng.normal(size=(5, 5))
+    points = rng.normal(size=(40, 5))
+    ours = membership._Kde(data, "test").logpdf(points)
+    assert ours == pytest.approx(gaussian_kde(data.T).logpdf(points.T), abs=1e-9)

@@ -17,8 +17,8 @@ The density attack's embedding. Densities of a 5,000-code multi-hot vector canno
 from 1,000 records, so each record's code set (distinct codes over all visits, as a flat model
 sees it) is projected on the first :data:`EMBEDDING_DIMENSIONS` components of a truncated SVD
 (latent semantic analysis) of the binary patient × code matrix, and the densities are Gaussian
-kernel densities there (``scipy.stats.gaussian_kde``, Scott's bandwidth on each cohort's own
-covariance). The SVD keeps the directions in which records vary most: which frequent codes
+kernel densities there (as ``scipy.stats.gaussian_kde`` defines them: Scott's bandwidth on each
+cohort's own covariance). The SVD keeps the directions in which records vary most: which frequent codes
 and which comorbidity clusters a record has, the structure a generator can overfit. It is fitted
 on the synthetic records and the reference records together (what an attacker holds: the release
 and real data of the same population), never on the records attacked, and the vocabulary is the
@@ -177,10 +177,20 @@ def attack_summary(member_scores, nonmember_scores, *, n_bootstrap: int = N_BOOT
     rng = _rng(seed, stream)
     g1, g0, G = _groups(member, nonmember)
     n1, n0 = len(member), len(nonmember)
-    # row 0: the sample itself; rows 1..B: members and non-members each resampled with replacement
-    p1 = np.vstack([np.arange(n1)[None, :], rng.integers(0, n1, size=(n_bootstrap, n1))])
-    p0 = np.vstack([np.arange(n0)[None, :], rng.integers(0, n0, size=(n_bootstrap, n0))])
-    stats = _roc_statistics(_group_counts(g1, p1, G), _group_counts(g0, p0, G))
+    # replicate 0: the sample itself; 1..B: members and non-members each resampled with replacement,
+    # in blocks that keep the index and count arrays near 64 MB at the paper's 45,520 members
+    block = max(1, min(n_bootstrap + 1, 2**23 // max(n1 + n0, G)))
+    parts: list[dict] = []
+    done = 0
+    while done < n_bootstrap + 1:
+        k = min(block, n_bootstrap + 1 - done)
+        p1 = rng.integers(0, n1, size=(k, n1))
+        p0 = rng.integers(0, n0, size=(k, n0))
+        if done == 0:
+            p1[0], p0[0] = np.arange(n1), np.arange(n0)
+        parts.append(_roc_statistics(_group_counts(g1, p1, G), _group_counts(g0, p0, G)))
+        done += k
+    stats = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     out: dict = {}
     for name, values in stats.items():
         low, high = basic_interval(values[0], values[1:], level=LEVEL, bounds=(0.0, 1.0))
@@ -283,9 +293,10 @@ class _Kde:
         self.sq = (self.points ** 2).sum(axis=1)
         self.norm = -np.log(n) - 0.5 * d * np.log(2 * np.pi) - np.log(np.diag(chol)).sum()
 
-    def logpdf(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    def logpdf(self, x: np.ndarray) -> np.ndarray:
         from scipy.special import logsumexp
 
+        chunk = max(1, 2**23 // len(self.points))  # query rows per block: ~64 MB of distances
         w = x @ self.whiten
         out = np.empty(len(w))
         for a in range(0, len(w), chunk):
