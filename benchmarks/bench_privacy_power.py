@@ -53,8 +53,8 @@ def main() -> None:
           f"ratio {add_cpu / base_cpu:.2f}")
     print(f"stage 35: calibration rows (6 releases)      {cpu:6.1f} s CPU ({wall:6.1f} s wall), "
           f"ratio {cpu / base_cpu:.2f}")
-    print(power[["attack", "generator", "auc", "auc_low", "auc_high", "tpr_at_0_1pct", "tpr_at_1pct", "detected",
-                 "exact_copies"]].to_string(index=False))
+    print(power[["attack", "generator", "auc", "auc_low", "auc_high", "tpr_at_0_1pct", "tpr_at_1pct", "tpr_at_1pct_low",
+                 "tpr_at_1pct_high", "detected", "exact_copies"]].to_string(index=False))
     print(membership.detection(power).to_string(index=False))
 
 
