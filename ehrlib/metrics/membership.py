@@ -71,8 +71,6 @@ from ehrlib.errors import MetricError
 
 #: The attacks, in the order the tables show them.
 ATTACKS = ("distance", "density")
-#: What each attack's score is, for the page.
-ATTACK_LABELS = {"distance": "distance (nearest synthetic record)", "density": "density (DOMIAS ratio)"}
 #: The false-positive rates at which the true-positive rate is reported.
 FPRS = (0.001, 0.01)
 #: Components of the density attack's SVD embedding (module docstring).
