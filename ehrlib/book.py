@@ -91,6 +91,12 @@ ARTIFACTS: dict[str, str] = {
     "training_promptehr": "Training curves of PromptEHR: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
     "training_halo": "Training curves of HALO: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
     "training_gpt": "Training curves of the GPT-2 baseline: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
+    "fig_privacy_power": "Power of the membership attacks. AUC and TPR at 1% and 0.1% FPR of each attack against the share of records a partial memorizer copies from training, beside the holdout row's interval (band) and the marginals row (dotted); filled markers: copy rates the attack detects.",
+    "table_privacy_power": "Power calibration. Each membership attack on the holdout, marginals and partial-memorizer rows: AUC and TPR at 0.1% and 1% FPR with basic bootstrap intervals, exact copies, and whether the row is detected (its interval above the holdout's).",
+    "table_privacy_detection": "Detection limits. The smallest share of copied training records each attack detects (empty: none of the rates calibrated).",
+    "table_privacy_exposed": "Most exposed records. The training records each attack scores highest against the partial memorizer copying 20%, their codes (rarest first, with patient counts) and whether the release holds an exact copy.",
+    "table_privacy_attacks": "Membership attacks on every generator. AUC and TPR at 0.1% and 1% FPR of each attack with basic bootstrap intervals, beside the holdout row, and whether the generator is above it (its AUC or TPR-at-1% interval above the holdout row's).",
+    "table_privacy_exposed_models": "Most exposed records per generator. The training records each attack scores highest against each generator's release, their codes (rarest first, with patient counts).",
 }
 
 

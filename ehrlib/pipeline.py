@@ -850,3 +850,134 @@ def calibration(stage: Stage, n_patients: int) -> pd.DataFrame | None:
     stage.save_table("table_calibration_cooccurrence", cal.cooccurrence_table(sim, refs))
     stage.record(checks_passed=int(checks["passed"].sum()), checks=len(checks))
     return checks
+
+
+#: The partial memorizer whose most exposed records the privacy-power page lists.
+EXPOSED_ROW = "memorizer_20"
+
+
+def privacy_power(stage: Stage, top: int = 5) -> pd.DataFrame | None:
+    """Stage 35: every membership attack (:mod:`ehrlib.metrics.membership`) on the calibration rows
+    (holdout, marginals, partial memorizers copying 1-100%), members the training split and
+    non-members the holdout split: the power curves (``fig_privacy_power``), the power table
+    (``table_privacy_power``), each attack's smallest detected copy rate
+    (``table_privacy_detection``) and the ``top`` training records each attack scores as most
+    exposed against :data:`EXPOSED_ROW` (``table_privacy_exposed``). Returns the power table, or
+    ``None`` for a run without a reference split (the density reference and the holdout row come
+    from it).
+    """
+    import warnings
+
+    from ehrlib import plots
+    from ehrlib.metrics import membership
+    from ehrlib.metrics.privacy import copied_records
+
+    if not (stage.run.path / "data" / "reference.parquet").is_file():
+        print("This run has no reference split: the density attack's reference and the holdout row come from it, "
+              "so the power calibration is skipped.")
+        stage.record(skipped="no reference split")
+        return None
+    ev = stage.settings.evaluation
+    train = stage.train
+    attacks, left_out = membership.usable_attacks(stage.reference)
+    if left_out:
+        print(f"This run's {left_out}.")
+    scores: dict = {}
+    power = membership.calibration_rows(train, stage.holdout, stage.reference, n_synthetic=ev.n_synthetic,
+                                        seed=stage.seed, n_bootstrap=ev.n_bootstrap, attacks=attacks,
+                                        marginals=stage.synthetic_cohort("marginals"), scores=scores)
+    stage.save_figure("fig_privacy_power", plots.fig_privacy_power(power))
+    stage.save_table("table_privacy_power", power)
+    detected = membership.detection(power)
+    stage.save_table("table_privacy_detection", detected)
+    copies = power.drop_duplicates("generator").set_index("generator")
+    for rec in detected.to_dict("records"):
+        rate = rec["min_detected_copy_rate"]
+        print(f"{rec['attack']} attack: " + (f"detects copying of {rate:.0%} of the records and more"
+                                             if rate == rate else "detects none of the copy rates calibrated"))
+    print("Exact copies of a training record's code set: " + ", ".join(
+        f"{g} {int(copies.loc[g, 'exact_copies'])}/{int(copies.loc[g, 'n_synthetic'])}" for g in copies.index))
+    exposed = []
+    release = scores["cohorts"][EXPOSED_ROW]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copied = set(copied_records(train, release)["real_subject"])
+    for attack in attacks:
+        member_scores, _ = scores[(EXPOSED_ROW, attack)]
+        table = membership.most_exposed(train, member_scores, top=top)
+        import numpy as np
+
+        order = np.argsort(-np.asarray(member_scores), kind="stable")[:top]  # most_exposed's order
+        table.insert(0, "attack", attack)
+        table["copied"] = [train.subject_ids[i] in copied for i in order]
+        exposed.append(table)
+    stage.save_table("table_privacy_exposed", pd.concat(exposed, ignore_index=True))
+    stage.record(detected={r["attack"]: r["min_detected_copy_rate"] for r in detected.to_dict("records")},
+                 n_members=int(power["n_members"].iloc[0]), n_nonmembers=int(power["n_nonmembers"].iloc[0]))
+    return power
+
+
+def privacy(stage: Stage, top: int = 3) -> pd.DataFrame:
+    """Stage 32: the privacy and attribute-inference families (:func:`evaluate`), then every
+    membership attack of :mod:`ehrlib.metrics.membership` on each synthetic cohort of the run
+    beside the holdout row: AUC and TPR at 0.1% and 1% FPR with intervals, and whether each
+    generator is above the holdout row (``table_privacy_attacks``); the ``top`` training records
+    each attack scores as most exposed for each generator (``table_privacy_exposed_models``).
+    Returns :func:`evaluate`'s summary.
+
+    The members (train), non-members (holdout), density reference and holdout row
+    (:func:`ehrlib.metrics.membership.holdout_row`) and the seed are those of stage 35, whose
+    power calibration says which copy rate each attack detects; the run's own ``holdout``
+    reference cohort is left out (it holds the density reference's records). Without a reference
+    split there is no density reference and no holdout row: the attacks are skipped, and say so.
+    """
+    from ehrlib.metrics import membership
+
+    summary = evaluate(stage, "privacy", "attribute_inference")
+    if not (stage.run.path / "data" / "reference.parquet").is_file():
+        print("This run has no reference split (the density attack's reference and the holdout row come from it): "
+              "the membership attacks are skipped.")
+        return summary
+    from ehrlib.errors import MetricError
+
+    ev = stage.settings.evaluation
+    density_reference, held = membership.holdout_row(stage.reference, n_synthetic=ev.n_synthetic, seed=stage.seed)
+    train, holdout = stage.train, stage.holdout
+    attacks, left_out = membership.usable_attacks(stage.reference)
+    if left_out:
+        print(f"This run's {left_out}.")
+    cohorts = {membership.BASELINE: held, **{k: v for k, v in stage.synthetic.items() if k != membership.BASELINE}}
+    rows, exposed, failed = [], [], {}
+    for name, cohort in cohorts.items():
+        scores: dict = {}
+        try:
+            table = membership.membership_attacks(train, holdout, cohort, density_reference, seed=stage.seed,
+                                                  n_bootstrap=ev.n_bootstrap, attacks=attacks, scores=scores)
+        except MetricError as exc:  # e.g. a release of one record repeated: recorded and shown, the others go on
+            failed[name] = str(exc)
+            print(f"{name}: the membership attacks failed: {exc}")
+            continue
+        rows += [{"model": name, **rec} for rec in table.to_dict("records")]
+        if name != membership.BASELINE:
+            for attack, (member_scores, _) in scores.items():
+                part = membership.most_exposed(train, member_scores, top=top)
+                part.insert(0, "attack", attack)
+                part.insert(0, "model", name)
+                exposed.append(part)
+    if membership.BASELINE in failed:
+        stage.record(membership_attacks_failed=failed)
+        print("No holdout row to read the membership attacks against: none is shown.")
+        return summary
+    results = pd.DataFrame(rows).rename(columns={"model": "generator"})
+    results = membership.mark_detected(results.assign(copy_rate=float("nan"))).drop(columns="copy_rate")
+    results = results.rename(columns={"generator": "model", "detected": "above_holdout"})
+    stage.save_table("table_privacy_attacks", results)
+    for rec in results[results["model"] != membership.BASELINE].to_dict("records"):
+        verdict = "above the holdout row" if rec["above_holdout"] else "within the holdout row"
+        print(f"{rec['model']}, {rec['attack']} attack: AUC {rec['auc']:.3f} [{rec['auc_low']:.3f}, "
+              f"{rec['auc_high']:.3f}], TPR at 1% FPR {rec['tpr_at_1pct']:.3f}: {verdict}")
+    print(f"Which share of copied records each attack detects: stage {stages.PRIVACY_POWER}.")
+    stage.record(membership_attacks_failed=failed)
+    if exposed:
+        stage.save_table("table_privacy_exposed_models", pd.concat(exposed, ignore_index=True))
+    return summary

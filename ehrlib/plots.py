@@ -886,3 +886,63 @@ def fig_utility(results: pd.DataFrame) -> Figure:
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=min(4, len(models)), loc="lower right")
     return fig
+
+
+# ---------------------------------------------------------------------------- privacy power
+def fig_privacy_power(power: pd.DataFrame) -> Figure:
+    """Power curves of the membership attacks: each attack's AUC and TPR at 1% and 0.1% FPR against
+    the copy rate of the partial memorizers, with the holdout and marginals rows as bands.
+
+    Args:
+        power: :func:`ehrlib.metrics.membership.calibration_rows`' table (``attack``,
+            ``generator``, ``copy_rate``, ``auc`` and the TPRs with ``_low``/``_high`` bounds,
+            ``detected``).
+
+    Returns:
+        One axes per statistic; x: the copy rate (log scale), one line per attack with its
+        intervals; filled markers: rates the attack detects (interval above the holdout's); the
+        holdout row's interval as a grey band per attack and the marginals row as a dotted line.
+    """
+    _require(power, ["attack", "generator", "copy_rate", "auc", "auc_low", "auc_high", "tpr_at_1pct",
+                     "tpr_at_1pct_low", "tpr_at_1pct_high", "tpr_at_0_1pct", "tpr_at_0_1pct_low",
+                     "tpr_at_0_1pct_high", "detected"], "fig_privacy_power")
+    panels = (("auc", "ROC AUC"), ("tpr_at_1pct", "TPR at 1% FPR"), ("tpr_at_0_1pct", "TPR at 0.1% FPR"))
+    attacks = list(pd.unique(power["attack"]))
+    colors = {a: _EXTRA_COLORS[i % len(_EXTRA_COLORS)] if i else "#1f77b4" for i, a in enumerate(attacks)}
+    if len(attacks) > 1:
+        colors[attacks[1]] = "#d62728"
+    fig = _figure(13, 4.0)
+    axes = fig.subplots(1, len(panels))
+    copying = power[power["copy_rate"] > 0]
+    for ax, (stat, label) in zip(axes, panels):
+        for attack in attacks:
+            c = colors[attack]
+            rows = copying[copying["attack"] == attack].sort_values("copy_rate")
+            x = rows["copy_rate"].to_numpy(float)
+            y = rows[stat].to_numpy(float)
+            err = [y - rows[f"{stat}_low"].to_numpy(float), rows[f"{stat}_high"].to_numpy(float) - y]
+            ax.errorbar(x, y, yerr=np.clip(err, 0, None), color=c, capsize=3, linewidth=1.4, label=attack)
+            det = rows["detected"].astype(bool).to_numpy()
+            ax.scatter(x[det], y[det], color=c, zorder=3, s=28)
+            ax.scatter(x[~det], y[~det], facecolor="white", edgecolor=c, zorder=3, s=28)
+            base = power[(power["attack"] == attack) & (power["generator"] == "holdout")]
+            if len(base):
+                b = base.iloc[0]
+                ax.axhspan(b[f"{stat}_low"], b[f"{stat}_high"], color=c, alpha=0.12, linewidth=0)
+            marg = power[(power["attack"] == attack) & (power["generator"] == "marginals")]
+            if len(marg):
+                ax.axhline(marg.iloc[0][stat], color=c, linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(copying["copy_rate"].unique()),
+                      [f"{r:.0%}" for r in sorted(copying["copy_rate"].unique())])
+        ax.minorticks_off()
+        ax.set_xlabel("Share of records copied from training")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    handles = [Line2D([], [], color=colors[a], marker="o", label=a) for a in attacks]
+    handles += [Line2D([], [], color="grey", linewidth=6, alpha=0.25, label="holdout row (interval)"),
+                Line2D([], [], color="grey", linestyle=":", label="marginals row"),
+                Line2D([], [], color="grey", marker="o", linestyle="", label="detected"),
+                Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="", label="not detected")]
+    fig.legend(handles=handles, loc="outside right upper", frameon=False, title="Attack")
+    return fig

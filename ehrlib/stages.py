@@ -28,6 +28,7 @@ DISCRIMINATOR = "31_discriminator"
 PRIVACY = "32_privacy"
 TABLE1 = "33_table1"
 PROTOCOL_EFFECTS = "34_protocol_effects"
+PRIVACY_POWER = "35_privacy_power"  #: the membership attacks calibrated on partial memorizers
 LONGTAIL_PERCENTILES = "40_longtail_percentiles"  #: Figure 3
 LONGTAIL_MARGINALS = "41_longtail_marginals"  #: Figures 4-8, Table 13
 STRUCTURE = "42_structure"  #: Table 12, Figures 9-11

@@ -12,9 +12,10 @@ from ehrlib import profiles
 from ehrlib.cohort import Cohort
 from ehrlib.errors import GeneratorError, ModelLoadError
 from ehrlib.models.base import META, Generator, check_replaceable, read_meta, verify_files, write_model_folder
-from ehrlib.models.reference import Holdout, Marginals, Memorizer
+from ehrlib.models.reference import PARTIAL_MEMORIZERS, Holdout, Marginals, Memorizer
 
-REFERENCE: dict[str, type[Generator]] = {"holdout": Holdout, "marginals": Marginals, "memorizer": Memorizer}
+REFERENCE: dict[str, type[Generator]] = {"holdout": Holdout, "marginals": Marginals, "memorizer": Memorizer,
+                                         **PARTIAL_MEMORIZERS}
 #: The paper's neural generators, imported on first use: their modules import torch at the top
 #: (``nn.Module`` classes at module level), so this registry, ``base`` and ``reference`` stay
 #: importable, and the reference generators usable, without torch.
@@ -45,7 +46,9 @@ def get(name: str, profile: str | None = None, **overrides) -> Generator:
 
     Args:
         name: ``medgan``, ``corgan``, ``promptehr``, ``halo``, ``gpt`` or a reference generator
-            (``holdout``, ``marginals``, ``memorizer``).
+            (``holdout``, ``marginals``, ``memorizer``, or a partial memorizer ``memorizer_1``,
+            ``memorizer_5``, ``memorizer_20``, ``memorizer_100``: that percentage of its records
+            copied from training, the rest from ``marginals``).
         profile: ``smoke``, ``demo`` or ``paper``: the preset of a neural model's typed config
             (``None``: ``demo``). The reference generators have no presets: a profile passed for
             them is not used, and says so with a :class:`UserWarning` (they are the same under

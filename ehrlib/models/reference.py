@@ -6,8 +6,13 @@
   distributions: matches prevalence, has no co-occurrence structure, so a discriminator should
   separate it.
 * ``memorizer``: copies of training records: every privacy metric must flag it.
+* ``memorizer_1``, ``memorizer_5``, ``memorizer_20``, ``memorizer_100``: partial memorizers, the
+  power calibration of the privacy attacks (the book's privacy-power page): that share (1%, 5%,
+  20%, 100%) of their records are verbatim training records, the rest drawn from ``marginals``
+  fitted on the same training data. An attack that cannot tell ``memorizer_20`` from ``holdout``
+  would not see a generator that copies a fifth of its output.
 
-``holdout`` and ``memorizer`` hold real patient records with their real subject ids, by design:
+``holdout``, ``memorizer`` and the partial memorizers hold real patient records with their real subject ids, by design:
 a saved folder of either contains those records (its ``generator.json`` says
 ``"holds_real_records": true``); treat it as the real data it copies. Their generated cohorts get
 synthetic ids like every generator's.
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from typing import ClassVar
 
 from ehrlib.cohort import CODE, SUBJECT, VISIT, Cohort
 from ehrlib.models.base import FitOptions, Generator, GeneratorError, reading
@@ -155,3 +162,94 @@ class Marginals(Generator):
             with np.load(path, allow_pickle=False) as z:
                 self.visit_counts, self.visit_sizes, self.weights = z["visit_counts"], z["visit_sizes"], z["weights"]
                 self.codes = z["codes"].astype(object)
+
+
+class PartialMemorizer(Generator):
+    """Copies a fixed share of its records from training; the rest are :class:`Marginals` draws.
+
+    ``generate(n, seed)`` copies ``round(copy_rate * n)`` training records (without replacement
+    while it can, then with) and draws the other records from a :class:`Marginals` generator
+    fitted on the same training data; the two parts are interleaved in a seeded random order, so
+    the copies are not the first records. Holds the training records with their real ids (saved
+    in ``train.parquet``); see the module docstring. The subclasses fix ``copy_rate``; their
+    names (``memorizer_<percent>``) are the registered ones.
+    """
+
+    name = "partial_memorizer"
+    holds_real_records = True
+    copy_rate: ClassVar[float] = 1.0
+
+    def _fit(self, train: Cohort, options: FitOptions) -> None:
+        self.train = Cohort(train.events, None, train.source)
+        self.marginals = Marginals()
+        self.marginals._fit(train, options)
+
+    def _check_generate(self, n: int) -> None:
+        copies = int(round(self.copy_rate * n))
+        limit = MAX_COPIES * self.train.n_patients
+        if copies > limit:
+            raise GeneratorError(f"{self.name}: n={n:,} needs {copies:,} copies, more than {MAX_COPIES} of each of "
+                                 f"the {self.train.n_patients:,} training records; ask for fewer")
+
+    def _generate(self, n: int, seed: int) -> Cohort:
+        rng = np.random.default_rng([seed, 0x6D656D])  # streams of its own: the parts never share draws
+        k = int(round(self.copy_rate * n))
+        parts = []
+        if k:
+            parts.append(_sample_records(self.train, k, int(rng.integers(2**62)), replace=k > self.train.n_patients))
+        if n - k:
+            parts.append(self.marginals._generate(n - k, int(rng.integers(2**62))))
+        order = rng.permutation(n)  # record j of the concatenation becomes record order[j]
+        events = []
+        offset = 0
+        for part in parts:
+            ev = part.events.copy()
+            _, local = np.unique(ev[SUBJECT].to_numpy(), return_inverse=True)
+            ev[SUBJECT] = order[offset + local]
+            offset += part.n_patients
+            events.append(ev)
+        ev = pd.concat(events, ignore_index=True)
+        ev[SUBJECT] = pd.array([f"p{k:09d}" for k in ev[SUBJECT].to_numpy()], dtype="string")
+        return Cohort.from_events(ev)
+
+    def _save_state(self, d):
+        self.train.save(d / "train.parquet")
+
+    def _load_state(self, d):
+        with reading(d, "train.parquet", "the training records") as path:
+            self.train = Cohort.load(path)
+        self.marginals = Marginals()
+        self.marginals._fit(self.train, FitOptions())
+
+
+class Memorizer1(PartialMemorizer):
+    """1% of the records copied from training, 99% from the marginals."""
+
+    name = "memorizer_1"
+    copy_rate = 0.01
+
+
+class Memorizer5(PartialMemorizer):
+    """5% of the records copied from training, 95% from the marginals."""
+
+    name = "memorizer_5"
+    copy_rate = 0.05
+
+
+class Memorizer20(PartialMemorizer):
+    """20% of the records copied from training, 80% from the marginals."""
+
+    name = "memorizer_20"
+    copy_rate = 0.20
+
+
+class Memorizer100(PartialMemorizer):
+    """Every record copied from training (the same as ``memorizer``, on its own seed stream)."""
+
+    name = "memorizer_100"
+    copy_rate = 1.0
+
+
+#: The partial memorizers by name, in increasing copy rate.
+PARTIAL_MEMORIZERS: dict[str, type[PartialMemorizer]] = {
+    c.name: c for c in (Memorizer1, Memorizer5, Memorizer20, Memorizer100)}
