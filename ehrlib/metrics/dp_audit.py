@@ -210,15 +210,16 @@ def audit(generator, train: Cohort, canaries: Cohort, *, seed: int, delta: float
 
     The score is the generator's own white-box attack (``generator.canary_scores``, e.g. a DP model's
     loss on each canary) where it has one, else the black-box nearest-synthetic distance of
-    ``n_synthetic`` generated records. Returns the :class:`AuditResult` fields plus ``attack``
+    ``n_synthetic`` generated records (default: as many as it was fitted on). Returns the :class:`AuditResult` fields plus ``attack``
     and the generator's ``privacy`` record (its claimed ε) when it has one.
     """
     included = include(canaries, seed)
-    generator.fit(with_canaries(train, canaries, included))
+    fitted = with_canaries(train, canaries, included)
+    generator.fit(fitted)
     if hasattr(generator, "canary_scores"):
         scores, attack = generator.canary_scores(canaries), "loss"
     else:
-        synthetic = generator.generate(int(n_synthetic or train.n_patients), seed=seed)
+        synthetic = generator.generate(int(n_synthetic or fitted.n_patients), seed=seed)
         scores, attack = nearest_synthetic_scores(canaries, synthetic), "nearest synthetic"
     result = eps_lower_bound(scores, included, delta, confidence).as_dict()
     privacy = getattr(generator, "privacy", None) or {}
