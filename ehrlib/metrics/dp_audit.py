@@ -185,7 +185,7 @@ def nearest_synthetic_scores(canaries: Cohort, synthetic: Cohort) -> np.ndarray:
     return -np.asarray(distance.nearest(query, ref).distance, dtype=float)
 
 
-__all__ = ["AuditResult", "CANARY_PREFIX", "GUESS_SHARES", "audit", "canary_codes", "eps_for_guesses", "eps_lower_bound", "include",
+__all__ = ["AuditResult", "CANARY_PREFIX", "GUESS_SHARES", "audit", "audit_budgets", "canary_codes", "eps_for_guesses", "eps_lower_bound", "include",
            "make_canaries", "nearest_synthetic_scores", "p_value", "with_canaries"]
 
 
@@ -226,3 +226,35 @@ def audit(generator, train: Cohort, canaries: Cohort, *, seed: int, delta: float
     result.update(attack=attack, claimed_epsilon=float(privacy.get("epsilon", float("inf"))),
                   model=generator.name)
     return result
+
+
+def audit_budgets(train: Cohort, profile: str, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """Claimed ε beside measured ε_lower for every DP generator at every budget of ``profile``'s
+    ``dp`` settings, plus the negative controls (each DP-SGD model with the noise off, the
+    memorizer): one row per audit run, columns ``model``, ``target_epsilon``, ``claimed_epsilon``
+    (the accountant's), ``eps_lower`` and the guesses behind it. What stage ``19_train_dp``
+    tabulates."""
+    from ehrlib import models, profiles
+
+    settings = profiles.get(profile).dp
+    public = max(models.get(name, profile).config.public_codes for name in settings.model_list())
+    pool = canary_codes(public, settings.canaries * settings.canary_codes)
+    canaries = make_canaries(pool, settings.canaries, settings.canary_codes, seed=seed, real=train)
+    runs = []
+    for name in settings.model_list():
+        for eps in settings.epsilon_list():
+            runs.append((name, eps, "dp", dict(epsilon=eps, delta=settings.delta)))
+        runs.append((name, min(settings.epsilon_list()), "noise off (control)",
+                     dict(epsilon=min(settings.epsilon_list()), delta=settings.delta, noise_multiplier=0.0)))
+    for eps in settings.epsilon_list("marginals_epsilons"):
+        runs.append(("dp_marginals", eps, "dp", dict(epsilon=eps)))
+    runs.append(("memorizer", float("nan"), "memorizer (control)", {}))
+    rows = []
+    for name, target, kind, kw in runs:
+        if name in ("dp_marginals", "memorizer"):
+            gen = models.get(name, **kw)
+        else:
+            gen = models.get(name, profile, progress=progress, **kw)
+        out = audit(gen, train, canaries, seed=seed, delta=settings.delta, confidence=settings.confidence)
+        rows.append({"model": name, "run": kind, "target_epsilon": target, **out})
+    return pd.DataFrame(rows)
