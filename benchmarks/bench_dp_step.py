@@ -43,7 +43,7 @@ def main() -> None:
                                                check_every=0)),
                                ("dp_medgan", dict(ae_epochs=1, gan_epochs=1, delta=delta))),
         "gpt": (("gpt", dict(epochs=1, dropout=0.0, length_buckets=1, val_fraction=0.0, check_every=0)),
-                ("dp_gpt", dict(epochs=1, delta=delta))),
+                ("dp_gpt", dict(epochs=1, delta=delta, max_positions=1024))),
     }
     for label, ((plain, plain_kw), (private, private_kw)) in pairs.items():
         dp_cfg = models.get(private, args.profile).config
