@@ -90,6 +90,10 @@ ARTIFACTS: dict[str, str] = {
     "training_corgan": "Training curves of CorGAN: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
     "training_promptehr": "Training curves of PromptEHR: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
     "training_halo": "Training curves of HALO: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
+    "table_dp_models": "DP generators. Each trained DP model's target and accounted ε, its δ, noise multiplier, mechanism and accountant.",
+    "table_dp_audit": "DP audit. Claimed ε beside the measured lower bound ε_lower (one-run canary audit, Steinke, Nasr & Jagielski 2023) for every DP model and budget, and the negative controls (noise off, memorizer).",
+    "fig_dp_tradeoff": "Privacy against fidelity and utility. Prevalence R², TSTR/TRTR utility and membership-attack AUC of each DP generator against ε; its non-private model at ε = ∞ (hollow); holdout and memorizer as dashed lines.",
+    "table_dp_tradeoff": "Privacy against fidelity and utility (data). One row per cohort: ε, prevalence R², utility ratio, membership-attack AUC.",
     "training_gpt": "Training curves of the GPT-2 baseline: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
 }
 
