@@ -106,3 +106,35 @@ def test_delta_at_or_above_one_over_n_is_refused(audit_setup):
 def test_early_stopping_on_real_patients_is_refused():
     with pytest.raises(GeneratorError, match="val_fraction, patience and check_every must be 0"):
         models.get("dp_gpt", "smoke", val_fraction=0.1)
+
+
+def test_dp_marginals_without_noise_release_the_exact_prevalences(audit_setup):
+    train, _ = audit_setup
+    gen = models.get("dp_marginals", epsilon=math.inf, max_codes=1000).fit(train)
+    vocab = set(gen.codes)
+    ev = train.events[train.events["code"].isin(vocab)].drop_duplicates(["subject_id", "code"])
+    exact = ev["code"].value_counts() / train.n_patients
+    got = dict(zip(gen.codes, gen.prevalence))
+    assert all(got[c] == pytest.approx(p) for c, p in exact.items())
+
+
+def test_every_profile_has_dp_budgets_with_delta_below_one_over_n():
+    for name in profiles.NAMES:
+        p = profiles.get(name)
+        n_train = p.data.n_patients - p.data.n_holdout - p.data.n_reference
+        assert p.dp.epsilon_list() and p.dp.epsilon_list("marginals_epsilons")
+        assert p.dp.delta < 1 / n_train, name
+
+
+def test_the_tradeoff_figure_draws_each_generator_and_the_reference_lines():
+    import pandas as pd
+
+    from ehrlib import plots
+
+    rows = [("dp_medgan_eps1", "medgan", 1.0), ("dp_medgan_eps8", "medgan", 8.0), ("medgan", "medgan", math.inf),
+            ("dp_marginals_eps1", "marginals", 1.0), ("holdout", "holdout", math.inf),
+            ("memorizer", "memorizer", math.inf)]
+    data = pd.DataFrame([{"model": m, "base": b, "epsilon": e, "prevalence_r2": 0.5, "utility_ratio": 0.8,
+                          "mia_auc": 0.5} for m, b, e in rows])
+    fig = plots.fig_dp_tradeoff(data)
+    assert len(fig.axes) == 3 and all(len(ax.get_lines()) == 4 for ax in fig.axes)  # 2 curves + 2 lines
