@@ -981,3 +981,67 @@ def privacy(stage: Stage, top: int = 3) -> pd.DataFrame:
     if exposed:
         stage.save_table("table_privacy_exposed_models", pd.concat(exposed, ignore_index=True))
     return summary
+def dp_key(name: str, epsilon: float) -> str:
+    """The run-folder name of a DP generator trained at ``epsilon`` (``dp_medgan_eps1``, ``dp_gpt_eps0.5``)."""
+    return f"{name}_eps{float(epsilon):g}"
+
+
+def train_dp(stage: Stage) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stage ``19_train_dp``: fit every DP generator of the profile's ``dp`` settings at each of its
+    budgets on the training split and save it (``models/<dp_key>``), then audit every guarantee
+    (:func:`ehrlib.metrics.dp_audit.audit_budgets`: one more training per budget, with canaries,
+    and the negative controls). Returns ``(models, audit)``: each model's privacy record (target
+    and accounted ε, δ, noise multiplier), and claimed ε beside measured ε_lower per audit run."""
+    from ehrlib import models
+    from ehrlib.metrics import dp_audit
+
+    settings = stage.settings.dp
+    rows = []
+    runs = [(name, eps) for name in settings.model_list() for eps in settings.epsilon_list()]
+    runs += [("dp_marginals", eps) for eps in settings.epsilon_list("marginals_epsilons")]
+    for name, eps in runs:
+        if name == "dp_marginals":
+            gen = models.get(name, epsilon=eps, seed=stage.seed)
+        else:
+            gen = models.get(name, stage.profile, epsilon=eps, delta=settings.delta, progress=False)
+        gen.fit(stage.train)
+        gen.save(stage.model_dir(dp_key(name, eps)))
+        p = gen.privacy
+        rows.append({"model": name, "target_epsilon": eps, "epsilon": p["epsilon"], "delta": p["delta"],
+                     "noise_multiplier": p.get("noise_multiplier"), "mechanism": p.get("mechanism", "DP-SGD"),
+                     "accountant": p.get("accountant", "exact (Laplace)")})
+    audit = dp_audit.audit_budgets(stage.train, stage.profile, seed=stage.seed)
+    stage.record(dp_models=[dp_key(n, e) for n, e in runs])
+    return pd.DataFrame(rows), audit
+
+
+def dp_tradeoff(stage: Stage) -> pd.DataFrame:
+    """Stage ``36_dp_tradeoff``: every DP generator saved by ``19_train_dp`` and its non-private
+    counterpart (ε = ∞), beside the reference rows, scored on prevalence R², the TSTR/TRTR utility
+    ratio and the strongest membership attack's AUC (corrected protocol). One row per cohort:
+    ``model``, ``base``, ``epsilon`` and the three metrics."""
+    from ehrlib import models
+    from ehrlib.metrics import names
+    from ehrlib.metrics.evaluate import evaluate
+    from ehrlib.models.dp import BASELINE
+
+    ev = stage.settings.evaluation
+    cohorts = {}
+    for key, folder in stage.saved_models(neural=False).items():
+        name = key.split("_eps")[0]
+        if name in BASELINE and "_eps" in key:
+            gen = models.load(folder)
+            cohorts[key] = (name, float(key.split("_eps")[1]), gen.generate(ev.n_synthetic, seed=stage.seed))
+    for name in sorted(set(BASELINE.values()) | {"holdout", "memorizer"}):
+        cohort = stage.synthetic_cohort(name)
+        if cohort is not None:
+            cohorts[name] = (name, float("inf"), cohort)
+    rows = []
+    for key, (name, eps, cohort) in cohorts.items():
+        out = evaluate(stage.train, stage.holdout, cohort, families=[names.PREVALENCE, names.UTILITY, names.PRIVACY],
+                       discriminator=None, n_bootstrap=ev.n_bootstrap, seed=stage.seed, repeats=ev.nnaar_repeats,
+                       progress=False)
+        value = dict(zip(out["metric"], out["estimate"]))
+        rows.append({"model": key, "base": name.removeprefix("dp_"), "epsilon": eps, names.PREVALENCE_R2: value.get(names.PREVALENCE_R2),
+                     names.UTILITY_RATIO: value.get(names.UTILITY_RATIO), names.MIA_AUC: value.get(names.MIA_AUC)})
+    return pd.DataFrame(rows)

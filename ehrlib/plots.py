@@ -945,4 +945,53 @@ def fig_privacy_power(power: pd.DataFrame) -> Figure:
                 Line2D([], [], color="grey", marker="o", linestyle="", label="detected"),
                 Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="", label="not detected")]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, title="Attack")
+def fig_dp_tradeoff(data: pd.DataFrame) -> Figure:
+    """Privacy against fidelity and utility: prevalence R², the TSTR/TRTR utility ratio and the
+    membership attack's AUC of every DP generator against its ε, each generator's non-private model
+    at ε = ∞ (the right-most point, hollow), the reference rows (holdout, memorizer) as lines.
+
+    Paper: none (the DP generators of :mod:`ehrlib.models.dp`; the book's DP trade-off page).
+
+    Args:
+        data: :func:`ehrlib.pipeline.dp_tradeoff`'s rows (``model``, ``base``, ``epsilon``,
+            ``prevalence_r2``, ``utility_ratio``, ``mia_auc``).
+    """
+    from ehrlib.metrics import names
+
+    metrics = [(names.PREVALENCE_R2, "prevalence R²"), (names.UTILITY_RATIO, "TSTR / TRTR AUROC"),
+               (names.MIA_AUC, "membership attack AUC")]
+    _require(data, ["model", "base", "epsilon", *(m for m, _ in metrics)], "fig_dp_tradeoff")
+    reference = data[data["base"].isin(["holdout", "memorizer"])]
+    curves = data[~data["base"].isin(["holdout", "memorizer"])]
+    finite = curves["epsilon"].to_numpy(float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        from ehrlib import stages
+
+        raise ValueError(f"fig_dp_tradeoff: no DP generator in the table (run stage {stages.DP_TRAIN} first)")
+    at_inf = float(finite.max()) * 4  # where eps = inf is drawn
+    fig = _figure(11.0, 3.4)
+    axes = fig.subplots(1, 3)
+    for ax, (metric, label) in zip(axes, metrics):
+        for base in sorted(pd.unique(curves["base"])):
+            d = curves[curves["base"] == base].sort_values("epsilon")
+            x = np.where(np.isfinite(d["epsilon"].to_numpy(float)), d["epsilon"].to_numpy(float), at_inf)
+            y = d[metric].to_numpy(float)
+            style = model_style(base)
+            ax.plot(x, y, marker="o", color=style.get("color"), label=model_label(base), linewidth=1.2)
+            inf = ~np.isfinite(d["epsilon"].to_numpy(float))
+            ax.scatter(x[inf], y[inf], facecolors="white", edgecolors=style.get("color"), zorder=3)
+        for _, r in reference.iterrows():
+            if np.isfinite(float(r[metric])):
+                ax.axhline(float(r[metric]), color=model_color(r["base"]), linestyle="--", linewidth=0.8,
+                           label=model_label(r["base"]))
+        ax.set_xscale("log")
+        ticks = sorted(set(finite.tolist()))
+        ax.set_xticks([*ticks, at_inf], [*(f"{t:g}" for t in ticks), "∞"])
+        ax.set_xlabel("ε")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    fig.legend(list(seen.values()), list(seen.keys()), loc="outside right upper", frameon=False, title="Model")
     return fig

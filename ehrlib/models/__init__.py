@@ -20,7 +20,9 @@ REFERENCE: dict[str, type[Generator]] = {"holdout": Holdout, "marginals": Margin
 #: (``nn.Module`` classes at module level), so this registry, ``base`` and ``reference`` stay
 #: importable, and the reference generators usable, without torch.
 NEURAL: dict[str, str] = dict(profiles.NEURAL_CLASSES)
-NAMES = (*NEURAL, *REFERENCE)
+#: The differentially private generators (``ehrlib.models.dp``), imported on first use (torch, opacus).
+DP: dict[str, str] = dict(profiles.DP_CLASSES)
+NAMES = (*NEURAL, *REFERENCE, *DP)
 
 log = logging.getLogger("ehrlib.models")
 
@@ -29,13 +31,14 @@ def model_class(name: str) -> type[Generator]:
     """The class registered under ``name``."""
     if name in REFERENCE:
         return REFERENCE[name]
-    if name not in NEURAL:
+    if name not in NEURAL and name not in DP:
         raise GeneratorError(f"unknown model {name!r}; expected one of {list(NAMES)}")
-    module, cls = NEURAL[name].split(":")
+    module, cls = {**NEURAL, **DP}[name].split(":")
     try:
         return getattr(importlib.import_module(module), cls)
     except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in ("torch", "transformers", "tokenizers", "safetensors"):
+        if e.name and e.name.split(".")[0] in ("torch", "transformers", "tokenizers", "safetensors",
+                                                             "opacus"):
             raise GeneratorError(f"{name}: needs the package {e.name.split('.')[0]!r}, which is not installed; "
                                  "install torch for your machine and `pip install ehrlib[models]`") from None
         raise
@@ -57,6 +60,8 @@ def get(name: str, profile: str | None = None, **overrides) -> Generator:
             or constructor arguments of a reference generator (``records=reference`` for ``holdout``).
     """
     cls = model_class(name)
+    if name == "dp_marginals":  # no presets: its epsilon is an argument (the profile's dp budgets)
+        return cls(**overrides)
     if name in REFERENCE:
         if profile is not None:
             profiles.get(profile)  # an unknown name is still an error
@@ -183,4 +188,4 @@ def _saved_key(d: Path):
 
 
 __all__ = ["fit_or_load", "checkpoint_folder", "save_trained", "up_to_date", "check_replaceable", "saved", "Generator", "GeneratorError", "ModelLoadError", "get", "load", "model_class",
-           "NAMES", "NEURAL", "REFERENCE"]
+           "NAMES", "NEURAL", "REFERENCE", "DP"]

@@ -34,8 +34,15 @@ NEURAL_CLASSES = {
     "halo": "ehrlib.models.halo:HALO",
     "gpt": "ehrlib.models.gpt:GPT",
 }
+#: The differentially private generators (``ehrlib.models.dp``): DP-SGD models (presets in a
+#: profile's ``models``) and DP marginals (no presets: its ε comes from the profile's ``dp`` budgets).
+DP_CLASSES = {
+    "dp_medgan": "ehrlib.models.dp:DPMedGAN",
+    "dp_gpt": "ehrlib.models.dp:DPGPT",
+    "dp_marginals": "ehrlib.models.dp:DPMarginals",
+}
 #: Models a profile may hold presets for (the neural generators; the reference ones have none).
-MODEL_NAMES = tuple(NEURAL_CLASSES)
+MODEL_NAMES = tuple(NEURAL_CLASSES) + ("dp_medgan", "dp_gpt")
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,26 @@ class EvaluationSettings:
 
 
 @dataclass(frozen=True)
+class DPSettings:
+    """The differentially private generators' budgets and their audit (stage ``19_train_dp``)."""
+
+    models: str = "dp_medgan, dp_gpt"     # DP-SGD generators, comma separated
+    epsilons: str = "1, 8"                # their target budgets, comma separated
+    marginals_epsilons: str = "0.5, 1, 8"  # DP marginals' budgets
+    delta: float = 1e-5                   # δ of every DP-SGD model (must be below 1/n)
+    canaries: int = 100                   # audit: canaries per audit run
+    canary_codes: int = 4                 # audit: codes per canary
+    confidence: float = 0.95              # audit: confidence of ε_lower
+
+    def epsilon_list(self, field: str = "epsilons") -> list[float]:
+        """A comma-separated budget field as floats."""
+        return [float(v) for v in str(getattr(self, field)).split(",") if v.strip()]
+
+    def model_list(self) -> list[str]:
+        return [v.strip() for v in str(self.models).split(",") if v.strip()]
+
+
+@dataclass(frozen=True)
 class Profile:
     """One profile: ``name``, ``data``, ``evaluation`` and ``models`` (name -> preset overrides)."""
 
@@ -69,6 +96,7 @@ class Profile:
     evaluation: EvaluationSettings
     models: Mapping[str, Mapping[str, Any]]
     source: str  # the YAML file it was read from (for messages)
+    dp: DPSettings = DPSettings()  # the DP generators' budgets and audit
 
     def preset(self, model: str) -> dict:
         """The config overrides of ``model`` in this profile (empty for a model it does not list)."""
@@ -109,7 +137,7 @@ def _read(name: str) -> Profile:
 
 def parse(raw, source: str, name: str | None = None) -> Profile:
     """Validate a profile's YAML data (``source`` names the file in messages)."""
-    top = _mapping(raw, source, "the file", {"name", "data", "evaluation", "models"}, required={"name", "data",
+    top = _mapping(raw, source, "the file", {"name", "data", "evaluation", "models", "dp"}, required={"name", "data",
                                                                                            "evaluation"})
     if name is not None and top["name"] != name:
         raise ConfigError(f"{source}: key 'name' is {top['name']!r}; expected {name!r} (the file's name)")
@@ -124,7 +152,8 @@ def parse(raw, source: str, name: str | None = None) -> Profile:
                 raise ConfigError(f"{source}: key 'models.{model}.{key}' = {value!r}; expected a number, "
                                   "string or true/false")
         presets[model] = MappingProxyType(dict(preset))
-    return Profile(top["name"], data, evaluation, MappingProxyType(presets), source)
+    dp = _settings(DPSettings, top.get("dp") or {}, source, "dp")
+    return Profile(top["name"], data, evaluation, MappingProxyType(presets), source, dp)
 
 
 def _mapping(value, source: str, where: str, allowed: set | None, required: set) -> dict:
@@ -157,10 +186,13 @@ def _settings(cls, value, source: str, where: str):
             raise ConfigError(f"{source}: key '{where}.{key}' = {v!r}; expected true or false")
         if kind == "int" and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
             raise ConfigError(f"{source}: key '{where}.{key}' = {v!r}; expected a positive integer")
+        if kind == "float" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                or v <= 0):
+            raise ConfigError(f"{source}: key '{where}.{key}' = {v!r}; expected a positive number")
         if kind == "str" and not isinstance(v, str):
             raise ConfigError(f"{source}: key '{where}.{key}' = {v!r}; expected a string")
     return cls(**value)
 
 
-__all__ = ["NAMES", "MODEL_NAMES", "NEURAL_CLASSES", "DataSettings", "EvaluationSettings", "Profile", "check_name", "get", "load",
+__all__ = ["NAMES", "MODEL_NAMES", "NEURAL_CLASSES", "DP_CLASSES", "DPSettings", "DataSettings", "EvaluationSettings", "Profile", "check_name", "get", "load",
            "parse"]
