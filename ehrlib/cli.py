@@ -342,7 +342,11 @@ def main(argv: list[str] | None = None) -> int:
             table = preflight.preflight(args.profile, args.data, gpu_memory=args.gpu_memory, device=args.device,
                                         models=tuple(args.models or preflight.MODELS))
             print(preflight.format_table(table))
-            print(f"preflight of profile {args.profile} ({args.data}): {time.time() - t0:.0f} s")
+            import resource
+
+            use = resource.getrusage(resource.RUSAGE_SELF)
+            print(f"preflight of profile {args.profile} ({args.data}): {time.time() - t0:.0f} s wall, "
+                  f"{use.ru_utime + use.ru_stime:.0f} s CPU")
             if args.csv:
                 from ehrlib.io import atomic_write
 

@@ -5,6 +5,7 @@ PATH, recording what they are asked and, with ``FAKE_SLURM_RUN=1``, running each
 ``afterok`` dependencies completed) on a small tree of toy notebooks that open real stages, and
 the whole smoke pipeline under submitit's local executor beside ``--executor local``.
 """
+import itertools
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from ehrlib.runner import executors, reproduce
 from ehrlib.runs import open_run
 
 FAKE = Path(__file__).parent / "fake_slurm"
+_FIRST_IDS = itertools.count()
 ROOT = Path(__file__).resolve().parents[1]
 
 PARAMS = 'profile = "smoke"\nrun = "toy"\nseed = 0\n'
@@ -60,6 +62,8 @@ def toy(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{FAKE}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv(executors.POLL_ENV, "0.3")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    # job ids unique across the tests: submitit's watcher remembers finished ids for the whole process
+    monkeypatch.setenv("FAKE_SLURM_FIRST_ID", str(1001 + 1000 * next(_FIRST_IDS)))
     return root
 
 
@@ -136,13 +140,16 @@ def test_fake_slurm_dependencies_resources_failure_and_resubmission(toy, tmp_pat
 def test_a_job_at_its_time_limit_checkpoints_and_requeues(toy, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_SLURM_RUN", "1")
     monkeypatch.setenv("FAKE_SLURM_TIMEOUT_NAME", "10_train_medgan")
-    monkeypatch.setenv("FAKE_SLURM_TIMEOUT_S", "4")
+    monkeypatch.setenv("FAKE_SLURM_TIMEOUT_S", "1")  # after the notebook began its first attempt
+    monkeypatch.setenv("FAKE_SLURM_TIMEOUT_AFTER", str(tmp_path / "runs" / "toy" / "models" / "medgan" / "attempt0"))
     reproduce(toy, profile="smoke", run="toy", book=False, settings={"sleep": 120.0}, executor="slurm",
               cluster={}, only=["00", "10"])
     job = by_stage(submissions(tmp_path))["10_train_medgan"]["job_id"]
     assert lines(tmp_path, "requeued.txt") == [job]  # submitit asked Slurm to requeue it
-    state = json.loads((tmp_path / "slurm" / "jobs" / f"{job}.json").read_text())
-    assert state["signalled"] == "USR2" and state["restarts"] == 1 and state["state"] == "COMPLETED"
+    path = tmp_path / "slurm" / "jobs" / f"{job}.json"
+    assert _wait_for(lambda: json.loads(path.read_text())["state"] == "COMPLETED", 30)  # the fake records it last
+    state = json.loads(path.read_text())
+    assert state["signalled"] == "USR2" and state["restarts"] == 1
     models = open_run("toy").path / "models" / "medgan"
     assert sorted(p.name for p in models.glob("attempt*")) == ["attempt0", "attempt1"]  # ran again after the requeue
     assert open_run("toy").manifest()["stages"]["10_train_medgan"]["runner"]["status"] == "ok"
@@ -167,9 +174,18 @@ def _wait_for(cond, seconds=60):
     return False
 
 
+def _submitted(toy, tmp_path) -> int:
+    """Stages whose job id the coordinator has recorded in its job table."""
+    path = tmp_path / "runs" / "toy" / executors.JOBS_FILE
+    try:
+        return sum(1 for s in json.loads(path.read_text())["stages"].values() if s.get("job_id"))
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def test_ctrl_c_cancels_every_queued_job(toy, tmp_path):
     proc = _coordinator(toy, tmp_path)  # FAKE_SLURM_RUN unset: the jobs stay queued
-    assert _wait_for(lambda: len(submissions(tmp_path)) == len(TOY)), proc.communicate(timeout=10)[0]
+    assert _wait_for(lambda: _submitted(toy, tmp_path) == len(TOY)), proc.communicate(timeout=10)[0]
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
@@ -189,7 +205,7 @@ def test_detach_leaves_the_coordinator_running_and_status_shows_the_jobs(toy, tm
     run = open_run("toy")
     pid = executors.read_table(run)["coordinator"]["pid"]
     try:
-        assert _wait_for(lambda: len(submissions(tmp_path)) == len(TOY))
+        assert _wait_for(lambda: _submitted(toy, tmp_path) == len(TOY))
         shown = executors.status_table(run)
         assert "running" in shown.splitlines()[0] and "4 queued" in shown
         for s in submissions(tmp_path):
@@ -238,9 +254,10 @@ def test_the_reproducing_pages_worked_example_against_the_fake_slurm(toy, tmp_pa
     from ehrlib.cli import main
     from tests.conftest import SHARED_DATA
 
-    if not (SHARED_DATA / "paper-samples").is_dir():
-        pytest.skip("../shared/data (the paper's samples) not present")
-    monkeypatch.setenv("EHRLIB_DATA_DIR", str(SHARED_DATA))  # present and checked: nothing downloaded
+    data = Path(os.environ.get("EHRLIB_DATA_DIR") or SHARED_DATA)
+    if not (data / "paper-samples").is_dir():
+        pytest.skip(f"{data} (the paper's samples) not present")
+    monkeypatch.setenv("EHRLIB_DATA_DIR", str(data))  # present and checked: nothing downloaded
     monkeypatch.setenv("FAKE_SLURM_RUN", "1")
     monkeypatch.chdir(tmp_path)
     assert main(["fetch", "paper-samples"]) == 0
@@ -253,5 +270,5 @@ def test_the_reproducing_pages_worked_example_against_the_fake_slurm(toy, tmp_pa
     assert _wait_for(lambda: executors.read_table(run).get("finished"), 240)
     assert main(["status", "--run", "toy"]) == 0
     shown = capsys.readouterr().out
-    assert "4 done" in shown and "ended" in shown.splitlines()[0]
+    assert "4 done" in shown and "finished" in shown.splitlines()[0]
     assert all(s["options"]["partition"] == "gpu" for s in submissions(tmp_path))

@@ -192,8 +192,8 @@ def status_table(run: Run, live: bool = True) -> str:
     data = read_table(run)
     c = data.get("coordinator", {})
     alive = c.get("host") == socket.gethostname() and process_alive(int(c.get("pid", 0) or 0))
-    where = "running" if alive else ("finished " + data["finished"] if data.get("finished") else
-                                     "not running here" if c.get("host") != socket.gethostname() else "ended")
+    where = ("finished " + data["finished"] if data.get("finished") else "running" if alive else
+             "not running here" if c.get("host") != socket.gethostname() else "ended before its jobs did")
     lines = [f"run {run.name}: coordinator process {c.get('pid')} on {c.get('host')} (started {c.get('started')}; "
              f"{where}); cluster {data.get('cluster')}",
              f"{'stage':<26} {'status':<9} {'job':<12} {'state':<11} log"]
@@ -345,8 +345,8 @@ def run_jobs(root: Path, run: Run, selected: list[Path], params_of, code: str, *
                 ready = [nb for nb in pending if all(results.get(n) and results[n].status in ("ok", "skipped")
                                                      for n in needs[nb.stem])][:max(0, jobs - running)]
             for nb in ready:
-                pending.remove(nb)
                 submit(nb)
+                pending.remove(nb)
             if cluster == "slurm" and submitted:
                 submitit.SlurmJob.watcher.update()
             for stem, job in list(submitted.items()):
@@ -372,8 +372,9 @@ def run_jobs(root: Path, run: Run, selected: list[Path], params_of, code: str, *
                 stopped.append(stem)
                 finish(by_stem[stem], StageResult(stem, "interrupted", error=f"job {job.job_id} cancelled by Ctrl-C"),
                        job)
-        for nb in pending:
-            finish(nb, StageResult(nb.stem, "not run", error="not submitted: interrupted by Ctrl-C"))
+        for nb in selected:
+            if nb.stem not in results:
+                finish(nb, StageResult(nb.stem, "not run", error="not submitted: interrupted by Ctrl-C"))
         table.data["finished"] = _now()
         table.write()
         raise RunInterrupted(f"interrupted (Ctrl-C): cancelled the jobs of {', '.join(stopped) or 'no stage'}; "

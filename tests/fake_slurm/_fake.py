@@ -7,8 +7,9 @@ srun as small programs on PATH that record what they were asked in $FAKE_SLURM_D
   ``--kill-on-invalid-dep=yes`` does), runs the batch script with Slurm's environment variables,
   and records the job's state (``jobs/N.json``: PENDING, RUNNING, COMPLETED, FAILED, CANCELLED,
   REQUEUED). With ``FAKE_SLURM_TIMEOUT_NAME`` (a part of a job's name) and
-  ``FAKE_SLURM_TIMEOUT_S``, that job's first run gets SIGUSR2 after so many seconds, as Slurm
-  signals a job near its time limit (``--signal=USR2@90``).
+  ``FAKE_SLURM_TIMEOUT_S``, that job's first run gets SIGUSR2 after so many seconds (counted
+  from when the file ``FAKE_SLURM_TIMEOUT_AFTER`` exists, if given), as Slurm signals a job near
+  its time limit (``--signal=USR2@90``).
 * ``scontrol requeue N`` records the requeue; the job then runs again (``SLURM_RESTART_COUNT=1``).
 * ``scancel N`` records the id and cancels the job (its running script is killed).
 * ``sacct -j N ... --parsable2`` and ``squeue`` print the recorded states.
@@ -71,7 +72,7 @@ def sbatch(args):
 
     def new_id():
         p = HOME / "next_id"
-        n = int(p.read_text()) if p.is_file() else 1001
+        n = int(p.read_text()) if p.is_file() else int(os.environ.get("FAKE_SLURM_FIRST_ID", "1001"))
         p.write_text(str(n + 1))
         return n
     job = str(_locked(new_id))
@@ -111,11 +112,18 @@ def play(job, script):
         set_state(job, state="RUNNING", pid=proc.pid)
         timeout_name = os.environ.get("FAKE_SLURM_TIMEOUT_NAME")
         signalled = False
-        t0 = time.time()
+        t0 = None
+        err = Path(str(opts.get("error", "")).replace("%j", job))
         while proc.poll() is None:
+            # the clock starts once the stage runs (submitit's signal handlers are then installed), or
+            # once the file $FAKE_SLURM_TIMEOUT_AFTER exists (the job's own work has begun)
+            after = os.environ.get("FAKE_SLURM_TIMEOUT_AFTER")
+            started = Path(after).exists() if after else (err.is_file() and " running (" in err.read_text(errors="replace"))
+            if t0 is None and started:
+                t0 = time.time()
             if (timeout_name and restarts == 0 and not signalled and timeout_name in str(opts.get("job-name", ""))
-                    and time.time() - t0 > float(os.environ.get("FAKE_SLURM_TIMEOUT_S", "5"))):
-                _signal_tree(proc.pid, signal.SIGUSR2)
+                    and t0 is not None and time.time() - t0 > float(os.environ.get("FAKE_SLURM_TIMEOUT_S", "5"))):
+                _signal_steps(proc.pid, signal.SIGUSR2)
                 signalled = True
                 set_state(job, signalled="USR2")
             time.sleep(0.1)
@@ -131,15 +139,15 @@ def play(job, script):
         return
 
 
-def _signal_tree(pid, sig):
-    """Signal the job's processes (the fake srun and what it runs) as Slurm signals a job's steps."""
-    out = subprocess.run(["ps", "-o", "pid=", "-g", str(os.getpgid(pid))], capture_output=True, text=True).stdout
+def _signal_steps(pid, sig):
+    """Signal the job's steps (the fake srun processes the batch script started; each forwards
+    it to what it runs), as Slurm's ``--signal`` does."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     for p in out.split():
-        if int(p) != pid:
-            try:
-                os.kill(int(p), sig)
-            except ProcessLookupError:
-                pass
+        try:
+            os.kill(int(p), sig)
+        except ProcessLookupError:
+            pass
 
 
 def srun(args):
