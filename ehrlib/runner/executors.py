@@ -25,6 +25,8 @@ The book's "Reproducing" page ("On a Slurm cluster") shows the commands; what th
   ``ehrbench status --run R`` prints it (:func:`status_table`), asking Slurm for the states
   of the jobs not yet finished, also while the coordinator runs detached (``--detach``).
 * The book is built by the coordinator once the last job has ended.
+
+Not yet: ``--seeds`` (a sweep's seeds as one job array per stage); run one ``reproduce`` per seed.
 """
 from __future__ import annotations
 
@@ -355,7 +357,8 @@ def run_jobs(root: Path, run: Run, selected: list[Path], params_of, code: str, *
                 state = job.watcher.get_state(str(job.job_id), mode="cache") if cluster == "slurm" else job.state
                 if job.done():
                     result = collect(by_stem[stem], job)
-                    table.set(stem, state=job.state)
+                    # its result is written while the scheduler may still count the job as running
+                    table.set(stem, state=job.state if job_status(job.state) not in ("queued", "running") else "ENDING")
                     finish(by_stem[stem], result, job)
                     (log.error if result.status == "failed" else log.info)(
                         "%-26s %s after %.1f s%s", stem, result.status, result.seconds,
