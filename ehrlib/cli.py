@@ -267,6 +267,26 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--no-book", action="store_true", help="execute the notebooks only")
     g.add_argument("--book-only", action="store_true", help="rebuild the book from the run without executing anything")
     r.add_argument("--only", nargs="*", help="notebook name prefixes to run (e.g. 00 30)")
+    r.add_argument("--executor", default="local", choices=("local", "slurm"),
+                   help="local: the stages on this machine; slurm: each stage a cluster job (submitit; "
+                        "see ehrlib.runner.executors)")
+    r.add_argument("--slurm", dest="slurm", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="with --executor slurm: submitit parameters for every stage, over the profile's "
+                        "(partition=, account=, gpus_per_node=, timeout_min=, mem_gb=; cluster=local: no Slurm)")
+    r.add_argument("--detach", action="store_true",
+                   help="with --executor slurm: leave the coordinator running in the background "
+                        "(follow it with ehrbench status --run R)")
+    pf = sub.add_parser("preflight", help="what each model of a profile needs (sizes, parameters, a real step, "
+                                          "GPU memory and hours estimated) before a run is submitted")
+    pf.add_argument("--profile", default="paper", choices=NAMES)
+    pf.add_argument("--data", default="simulated", help="simulated (the profile's size) | mimic3:PATH | long:PATH | ...")
+    pf.add_argument("--gpu-memory", type=float, default=None, metavar="GB",
+                    help="fail when a model's estimated GPU memory exceeds this many GiB")
+    pf.add_argument("--models", nargs="+", default=None, help="a subset of medgan corgan promptehr halo gpt")
+    pf.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    pf.add_argument("--csv", type=Path, default=None, help="also write the table here")
+    st = sub.add_parser("status", help="the jobs of a run made with --executor slurm (queued, running, done, failed)")
+    st.add_argument("--run", required=True, help="the run folder name under runs/ (or $EHRLIB_RUNS_DIR)")
     f = sub.add_parser("fetch", help="download open datasets (sha256-checked) into $EHRLIB_DATA_DIR or ./data")
     f.add_argument("names", nargs="+", metavar="name", choices=("mimic3-demo", "mimic4-demo", "paper-samples"))
     s = sub.add_parser("stats", help="Table 12 statistics of long-format files")
@@ -331,12 +351,53 @@ def main(argv: list[str] | None = None) -> int:
                                       f"{' '.join(args.generators)}: give the generators one way (repeat --generator)")
                 settings["generators"] = ",".join(args.generators)
             common = dict(only=args.only, threads=args.threads, jobs=args.jobs, force=args.force, settings=settings)
+            if args.executor == "slurm" or args.slurm or args.detach:
+                from ehrlib.runner import executors
+
+                if args.executor != "slurm":
+                    ap.error("--slurm and --detach go with --executor slurm")
+                if args.seeds:
+                    ap.error("--seeds with --executor slurm: not supported yet; run one reproduce per --seed")
+                common.update(executor="slurm", cluster=executors.parse_options(args.slurm))
+                if args.detach:
+                    from ehrlib.runs import open_run, runs_root
+
+                    run_dir = open_run(args.run or args.profile, root=runs_root().resolve())
+                    pid = executors.detach(list(argv if argv is not None else sys.argv[1:]), run_dir)
+                    print(f"coordinator: process {pid}, log {run_dir.path / executors.COORDINATOR_LOG}")
+                    print(f"follow it with: ehrbench status --run {run_dir.name}")
+                    return 0
             if args.seeds:
                 sweep(args.root, args.seeds, profile=args.profile, run=args.run, out=args.out, book=not args.no_book,
                       data=args.data, **common)
             else:
                 reproduce(args.root, args.profile, args.data, args.run, args.seed, args.out, book=not args.no_book,
                           book_only=args.book_only, **common)
+        elif args.cmd == "preflight":
+            import time
+
+            from ehrlib import preflight
+
+            t0 = time.time()
+            table = preflight.preflight(args.profile, args.data, gpu_memory=args.gpu_memory, device=args.device,
+                                        models=tuple(args.models or preflight.MODELS))
+            print(preflight.format_table(table))
+            import resource
+
+            use = resource.getrusage(resource.RUSAGE_SELF)
+            print(f"preflight of profile {args.profile} ({args.data}): {time.time() - t0:.0f} s wall, "
+                  f"{use.ru_utime + use.ru_stime:.0f} s CPU")
+            if args.csv:
+                from ehrlib.io import atomic_write
+
+                atomic_write(args.csv, lambda tmp: table.to_csv(tmp, index=False))
+        elif args.cmd == "status":
+            from ehrlib.runner.executors import status_table
+            from ehrlib.runs import open_run, runs_root
+
+            if not (runs_root() / args.run).is_dir():
+                raise EhrlibError(f"--run {args.run!r}: no run folder {runs_root() / args.run}")
+            print(status_table(open_run(args.run)))
         elif args.cmd == "fetch":
             from ehrlib.data.registry import fetch
 

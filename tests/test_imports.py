@@ -17,7 +17,7 @@ LAYERS = {
     "ehrlib.data": 2,
     "ehrlib.models": 3, "ehrlib.metrics": 3,
     "ehrlib.plots": 4, "ehrlib.book": 4, "ehrlib.runs": 4, "ehrlib.claims": 4, "ehrlib.pipeline": 4,
-    "ehrlib.report": 4, "ehrlib.export": 4, "ehrlib.colab": 4,
+    "ehrlib.report": 4, "ehrlib.export": 4, "ehrlib.colab": 4, "ehrlib.preflight": 4,
     "ehrlib.runner": 5, "ehrlib.cli": 5, "ehrlib.audit_cli": 5,
 }
 

@@ -34,7 +34,9 @@ One module per job:
 * :mod:`ehrlib.runner.kernels`: one stage in a kernel of its own, and stopping the kernels on Ctrl-C;
 * :mod:`ehrlib.runner.build`: the build folder and the book;
 * :mod:`ehrlib.runner.command`: ``ehrbench reproduce`` itself;
-* :mod:`ehrlib.runner.sweep`: ``ehrbench reproduce --seeds``.
+* :mod:`ehrlib.runner.sweep`: ``ehrbench reproduce --seeds``;
+* :mod:`ehrlib.runner.executors`: ``ehrbench reproduce --executor slurm`` (each stage a cluster job
+  through submitit) and ``ehrbench status``.
 """
 from ehrlib.book import notebooks
 from ehrlib.runner.build import BOOK_SOURCES, MARKER, build_book, prepare_out, stamp_colab_cells

@@ -66,7 +66,7 @@ def summary_table(results: list[StageResult], wall: float | None = None) -> str:
 def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: str | None = None, seed: int = 0,
               out: Path | None = None, book: bool = True, only: list[str] | None = None, *, threads: int | None = None,
               force: bool = False, settings: dict | None = None, book_only: bool = False,
-              jobs: int | None = None) -> Path:
+              jobs: int | None = None, executor: str = "local", cluster: dict | None = None) -> Path:
     """Execute every stage notebook into run ``run`` (default: the profile's name), then build the book.
 
     Args:
@@ -82,6 +82,10 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
             :data:`ehrlib.stages.USER_GENERATORS`), each of which that fails is reported as a failed stage by name.
         book_only: build the book from the run's executed notebooks without executing anything.
         jobs: stages run at once (default :func:`default_jobs`); 1 runs them one after another.
+        executor: ``local`` (the stages' kernels on this machine) or ``slurm`` (each stage a job
+            submitted through submitit, :mod:`ehrlib.runner.executors`).
+        cluster: with ``slurm``, submitit parameters (``--slurm KEY=VALUE``,
+            :func:`~ehrlib.runner.executors.parse_options`).
 
     Returns:
         the folder of the built HTML book (or of the executed notebooks with ``book=False``).
@@ -92,6 +96,10 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
             notebook whose stage context is not named after its file.
     """
     root = Path(root).resolve()
+    from ehrlib.runner import executors
+
+    if executor not in executors.EXECUTORS:
+        raise RunError(f"--executor {executor!r}: expected one of {list(executors.EXECUTORS)}")
     if profile not in profiles.NAMES:
         raise RunError(f"--profile {profile!r}: expected one of {profiles.NAMES}")
     out = Path(out or root / "_build").resolve()
@@ -148,7 +156,14 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
 
             t0 = time.time()
             try:
-                results = run_stages(selected, run_one, jobs)
+                if executor == "slurm":
+                    results = executors.run_jobs(
+                        root, run_dir, selected, params_of, code, profile=profile, options=cluster or {},
+                        threads=threads, force=force, jobs=jobs,
+                        stale_of=lambda nb: stale_needs(run_dir, [n for n in every_need[nb.stem] if n not in chosen],
+                                                        every_params))
+                else:
+                    results = run_stages(selected, run_one, jobs)
             except RunInterrupted as exc:
                 for nb, r in zip(selected, exc.results):  # recorded here unless run_stage recorded it
                     if r.status == "not run" or r.extra.get("unrecorded"):
@@ -183,6 +198,8 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
         if book:
             target = build_book(root, run_dir, out)
             log.info("book: %s", target / "index.html")
+            if executor == "slurm":
+                executors.note_book(run_dir, target)
         if failed:
             raise RunError(f"{len(failed)} stage(s) failed: " + "; ".join(r.error for r in failed))
         return target

@@ -177,8 +177,10 @@ def stage_plan(threads: int | None, environ: dict | None, at_once: int, jobs: in
 
 
 def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None, force: bool, code: str,
-              environ: dict | None = None, at_once: int = 1, jobs: int = 1) -> StageResult:
-    """Execute one notebook unless it is up to date (``at_once``, ``jobs``: see :func:`stage_plan`)."""
+              environ: dict | None = None, at_once: int = 1, jobs: int = 1, record: bool = True) -> StageResult:
+    """Execute one notebook unless it is up to date (``at_once``, ``jobs``: see :func:`stage_plan`);
+    ``record=False`` leaves recording the result in the manifest to the caller (a cluster job's
+    coordinator, :mod:`ehrlib.runner.executors`)."""
     import papermill as pm
 
     executed = run.path / EXECUTED_DIR / nb.name
@@ -203,7 +205,8 @@ def run_stage(nb: Path, root: Path, run: Run, params: dict, threads: int | None,
     if tmp.exists():
         show_parameters_once(tmp)
         os.replace(tmp, executed)
-    record_result(run, nb, result, params, code)
+    if record:
+        record_result(run, nb, result, params, code)
     if result.status == "interrupted":
         log.error("%-26s interrupted after %.1f s", nb.stem, result.seconds)
     elif result.status == "failed":
