@@ -191,14 +191,15 @@ def test_tail_rules_read_figure_3_by_percentile():
     assert rules.tail_drop_at_end(ev, "gpt", names.PREVALENCE_R2, 0.1).verdict == HOLDS
 
 
-def test_mia_rising_for_all_but_one_model_holds_with_a_qualification():
+def test_mia_rising_for_all_but_one_model_holds_and_a_model_without_values_leaves_it_undecided():
     up, down = (0.45, 0.47, 0.49, 0.5, 0.52), (0.55, 0.55, 0.53, 0.52, 0.50)
     series = {(m, k): up for m in ("halo", "promptehr", "medgan") for k in (names.MIA_ACCURACY, names.MIA_F1)}
     series.update({("corgan", names.MIA_ACCURACY): down, ("corgan", names.MIA_F1): up})
-    v = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1], 90.0, 99.0)
+    four = ["halo", "promptehr", "medgan", "corgan"]
+    v = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1], 90.0, 99.0,
+                                 models=four)
     assert v.verdict == HOLDS and "corgan mia_accuracy" in v.note  # "nearly all": one exception allowed
     series.update({("corgan", names.MIA_ACCURACY): up})
-    four = ["halo", "promptehr", "medgan", "corgan"]
     clean = rules.tail_rise_for_most(_evidence({"fig3_data": _fig3(series)}), [names.MIA_ACCURACY, names.MIA_F1],
                                      90.0, 99.0, models=four)
     assert clean.verdict == HOLDS

@@ -298,7 +298,7 @@ def near(ev, metric: str, target: float, tolerance: float, models=PAPER_MODELS) 
         return _missing(f"{metric} for {list(models)}", E.TABLE1_STAGE)
     refs = ev.references(metric)
     protocol_note = ""
-    why = C.zero_spread({**vals, **refs}) if refs else ""
+    why = C.zero_spread(vals)  # NNAAR under the self-match rule: zero for every model unless one copies exactly
     if why and names.CORRECTED in ev.protocols():
         vals = _table1(ev, metric, models, names.CORRECTED) or vals
         refs = ev.references(metric, names.CORRECTED)
