@@ -182,7 +182,9 @@ def _floors_section(run: Run) -> list[str]:
         return []
     lines = ["### Did the models learn?", "", f"{book.caption('table_floors')} From {_notebook_link(stages.GENERATE)}; "
              f"the learning curves are in {_notebook_link(stages.LEARNING_CURVES)}. The floors are set for the `demo` "
-             "profile; on another profile they are a reference only.", "",
+             "profile; on another profile they are a reference only. Its `prevalence R² vs train` is another estimator than "
+             "Table 1's: the plug-in R² of every generated record against the training set, where Table 1 shows the "
+             "bias-corrected R² against train (the estimand of its bootstrap interval).", "",
              (run.path / book.TABLES_DIR / "table_floors.md").read_text(), ""]
     missed = floors[(floors["status"] == "ok") & (floors["meets floors"] == "no")]
     for row in missed.to_dict("records"):
@@ -259,6 +261,9 @@ def table1_section(run: Run) -> list[str]:
         flagged |= OUTSIDE_FLAG in text
         title = {PAPER: "the paper's protocol", CORRECTED: "the corrected protocol"}.get(protocol, "")
         lines += [f"**Table 1{', ' + title if title else ''}.**", "", text, ""]
+    ids = [f"{header(c)}: `{c}`" for c in cols if header(c) != c]
+    if ids:
+        lines += [f"<small>Metric ids (in `table1.csv` and `ehrlib.metrics.names`): {'; '.join(ids)}.</small>", ""]
     lines += _plug_in_footnote(run)
     if flagged:
         lines += [OUTSIDE_NOTE, ""]

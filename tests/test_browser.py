@@ -33,6 +33,8 @@ def browser():
         b.close()
 
 
+MAX_VISIBLE_TEXT = 12_000
+"""The most characters of visible text the results page may show with its dropdowns closed."""
 SIX_ZEROS = re.compile(r"\d+\.\d*0{6}(?!\d)")
 NUMBER = r"-?\d+(?:\.\d+)?"
 REPR = re.compile(r"\b(?:Posix|Windows)?Path\('[^']*'\)|<[\w.]+ object at 0x[0-9a-f]+>")
@@ -64,6 +66,9 @@ def _check_page(browser, path: Path, screenshot: Path | None = None) -> dict:
         images: Array.from(document.querySelectorAll('main img, article img')).map(i => [i.getAttribute('src'), i.naturalWidth]),
         links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
         text: document.body ? document.body.innerText : "",
+        article_text: (document.querySelector('article') || document.querySelector('main') || document.body || {innerText: ""}).innerText,
+        open_details: document.querySelectorAll('details[open]').length,
+        closed_details: document.querySelectorAll('details:not([open])').length,
         stderr: document.querySelectorAll('div.output.stderr, div.stderr').length,
         cut: Array.from(document.querySelectorAll('article table, main table')).filter(t => {
             if (t.getBoundingClientRect().right <= document.documentElement.clientWidth + 1) return false;
@@ -100,7 +105,14 @@ def test_every_page_of_the_smoke_book_renders_with_its_figures(browser, smoke_bu
     _check_page(browser, html / "book" / "intro.html")  # index.html redirects here
     results = _check_page(browser, html / "book" / "results.html", tmp_path / "results.png")
     text = results["text"].replace("\u2019", "'")  # the page sets apostrophes as typographic ones
-    assert re.search(r"\d+ claims: \d+ hold", text), "the results page does not lead with the claims' verdicts"
+    assert re.search(r"\d+ claims: \d+ (holds?|partly|does|undecidable|not)", text), \
+        "the results page does not lead with the claims' verdicts"
+    # what a reader sees with every dropdown closed: the page's own text, not the sidebar's table of contents
+    assert results["open_details"] == 0 and results["closed_details"] >= 20, "the ledgers' rows are not closed dropdowns"
+    visible = len(results["article_text"])
+    print(f"results page: {visible} characters of visible text with the dropdowns closed")
+    assert visible <= MAX_VISIBLE_TEXT, f"the results page shows {visible} characters with its dropdowns closed"
+    assert "Findings" in text and text.index("Findings") < text.index("Ledger A") < text.index("Ledger B")
     body = text[text.index("Every number and figure on this page"):]  # not the sidebar, which lists stage 33
     assert body.index("Which of the paper's claims hold") < body.index("Table 1"), "Table 1 comes before the verdicts"
     table1 = (run / "tables" / "table1.csv").read_text().splitlines()
