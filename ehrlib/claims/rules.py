@@ -443,8 +443,12 @@ def run_copies(ev, models=PAPER_MODELS) -> Verdict:
     """On the run: no model's exact-copy rate lies above the marginals row's (the floor: a model
     with the right frequencies and no memory), read beside the memorizer (the positive control,
     which must copy)."""
+    protocol = None
     vals = _table1(ev, names.EXACT_COPY_RATE, models)
-    refs = ev.references(names.EXACT_COPY_RATE)
+    if not vals and names.CORRECTED in ev.protocols():  # the paper's protocol has no exact-copy rate
+        protocol = names.CORRECTED
+        vals = _table1(ev, names.EXACT_COPY_RATE, models, protocol)
+    refs = ev.references(names.EXACT_COPY_RATE, protocol)
     if not vals:
         return _missing(f"{names.EXACT_COPY_RATE} for the paper's models", E.TABLE1_STAGE)
     values = {f"{m} exact copies": v for m, v in vals.items()} | \
@@ -518,7 +522,8 @@ class _Fig3:
         note = "; ".join(x for x in (note, self.gap) if x)
         if self.authors:
             return Verdict(verdict, note, _numbers(values), E.AUTHORS, E.FIG3_STAGE)
-        return _on_run(self.ev, verdict, note, values, E.FIG3_STAGE)
+        models = sorted({k.split()[0] for k in values if k.split()[0] in PAPER_MODELS})
+        return _on_run(self.ev, verdict, note, values, E.FIG3_STAGE, models)
 
     def missing(self, what: str) -> Verdict:
         if self.ev.on_artifacts:
