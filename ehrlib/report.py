@@ -72,9 +72,10 @@ def _plug_in_footnote(run: Run) -> list[str]:
         return []
     cells = "; ".join(f"{r.model} {header(r.metric)} {number(r.estimate)} (bias {number(r.bias)})"
                       for r in t.itertuples())
-    return ["<small>Cells with a bootstrap bias show the bias-corrected estimate 2θ̂ − mean(θ*), the quantity its "
-            "basic interval is for (the methods page shows why). Plug-in values θ̂ and the bias mean(θ*) − θ̂: "
-            f"{cells}.</small>", ""]
+    return ["<details class=\"footnote\"><summary><small>Cells with a bootstrap bias show the bias-corrected estimate "
+            "2θ̂ − mean(θ*), the quantity its basic interval is for (the methods page shows why); open for the plug-in "
+            "values.</small></summary><small>Plug-in values θ̂ and the bias mean(θ*) − θ̂: "
+            f"{cells}.</small></details>", ""]
 
 
 def _notebook_link(stage: str) -> str:
@@ -113,8 +114,9 @@ def findings(ledger: pd.DataFrame, run: Run) -> list[str]:
             nums = printed.iloc[0]["numbers"]
             score = next((v for k, v in nums.items() if k.endswith("(printed)")), "")
             const = nums.get("its Disc. Score", "")
-            example = (f", among them the paper's own printed score {score}, within noise of the {const} a "
-                       "discriminator answering \"real\" for every record scores at the paper's class sizes")
+            example = (f"{', among them' if len(degenerate) > 1 else ':'} the paper's own printed score {score}, within "
+                       f"noise of the {const} a discriminator answering \"real\" for every record scores at the "
+                       "paper's class sizes")
         out.append(f"{len(degenerate)} verdict{'s were' if len(degenerate) != 1 else ' was'} refused on a degenerate "
                    f"measurement{example} ([ledger A](#ledger-a), [ledger B](#ledger-b)).")
     b = counts(ledger, RUN)
@@ -154,9 +156,9 @@ def claims_section(run: Run) -> list[str]:
     lines = ["## Findings", ""] + findings(ledger, run) + [""]
     lines += ["## Which of the paper's claims hold", "", "(ledger-a)=", "### Ledger A: the paper's claims on its artifacts",
               "", f"**{ledger_summary(ledger, ARTIFACTS)}**", "",
-              SCOPE[ARTIFACTS] + " Each verdict is a rule of `ehrlib.claims.rules` applied to measured values, its "
-              f"thresholds in `ehrlib/claims/claims.yaml`; open a row for its rule, numbers and evidence. "
-              f"{_notebook_link(stages.PAPER_VS_OURS)} lists the same ledgers beside the paper's printed numbers.", ""]
+              SCOPE[ARTIFACTS] + " Each verdict is a rule of `ehrlib.claims.rules` (thresholds in `claims.yaml`); "
+              f"open a row for its numbers and evidence. {_notebook_link(stages.PAPER_VS_OURS)} shows both ledgers "
+              "beside the paper's numbers.", ""]
     a = ledger[ledger["ledger"] == ARTIFACTS]
     for topic in dict.fromkeys(a["topic"]):
         lines += [f"**{str(topic).capitalize() if topic else 'Other'}**", "", ledger_html(ledger, ARTIFACTS, topic=topic),
@@ -182,9 +184,8 @@ def _floors_section(run: Run) -> list[str]:
         return []
     lines = ["### Did the models learn?", "", f"{book.caption('table_floors')} From {_notebook_link(stages.GENERATE)}; "
              f"the learning curves are in {_notebook_link(stages.LEARNING_CURVES)}. The floors are set for the `demo` "
-             "profile; on another profile they are a reference only. Its `prevalence R² vs train` is another estimator than "
-             "Table 1's: the plug-in R² of every generated record against the training set, where Table 1 shows the "
-             "bias-corrected R² against train (the estimand of its bootstrap interval).", "",
+             "profile; on another profile they are a reference only. Its R² is another estimator than Table 1's: the plug-in "
+             "R² of every generated record, not the bias-corrected one.", "",
              (run.path / book.TABLES_DIR / "table_floors.md").read_text(), ""]
     missed = floors[(floors["status"] == "ok") & (floors["meets floors"] == "no")]
     for row in missed.to_dict("records"):
@@ -198,10 +199,14 @@ def _floors_section(run: Run) -> list[str]:
         if row["empty drawn"] > row["empty ceiling"]:
             why.append(f"{row['empty drawn']:.1%} empty records drawn > {row['empty ceiling']:.0%}")
         stage = TRAINING_STAGES.get(row["id"])
-        where = f"; its curve: {_notebook_link(stage)}" if stage else ""
-        lines += [f"* **{row['model']}** misses a floor: {', '.join(why)} (phases ended by: "
-                  f"{row['phases ended by']}){where}."]
-    return lines + ([""] if len(missed) else [])
+        where = f'; its curve: <a href="../notebooks/{stage}.html">{stage}</a>' if stage else ""
+        lines += [f"<li><b>{row['model']}</b> misses a floor: {', '.join(why)} (phases ended by: "
+                  f"{row['phases ended by']}){where}.</li>"]
+    if len(missed):  # folded: the findings above name them, the table shows the numbers
+        head = len(lines) - len(missed)
+        lines[head:] = [f"<details class=\"footnote\"><summary>{len(missed)} model{'s miss' if len(missed) != 1 else ' misses'} "
+                        "a floor: open for which and why.</summary><ul>"] + lines[head:] + ["</ul></details>", ""]
+    return lines
 
 
 INTRO = "book/intro.md"
@@ -243,11 +248,11 @@ def table1_section(run: Run) -> list[str]:
     if not path.is_file():
         return lines + ["*Table 1 was not computed in this run.*", ""]
     wide = pd.read_csv(path, dtype=str).fillna("–")
-    lines += [f"{book.caption('table1')} From {_notebook_link(stages.TABLE1)}, which also shows the columns this "
-              "project adds. `[a, b]` is a 95% basic bootstrap interval (its cell shows the bias-corrected estimate "
-              "where the metric has a bias), `± s` one standard deviation over repeated subsamples (the ledgers "
-              "decide on ± 2 s). The reference rows come first: `holdout` (real records no generator saw: the "
-              "ceiling at this sample size), `marginals` (the floor), `memorizer` (the positive control).", ""]
+    lines += [f"{book.caption('table1')} From {_notebook_link(stages.TABLE1)}, with the columns this project adds and "
+              "the metric ids. `[a, b]`: 95% basic bootstrap interval (bias-corrected estimate where the metric has a "
+              "bias); `± s`: one standard deviation over repeated subsamples (the ledgers decide on ± 2 s). Reference "
+              "rows first: `holdout` (the ceiling at this sample size), `marginals` (the floor), `memorizer` (the "
+              "positive control).", ""]
     cols = [c for c in (*TABLE1_PAPER_COLUMNS, PAPER_DISC_KIND) if c in wide.columns]
     protocols = [p for p in (PAPER, CORRECTED) if "protocol" in wide.columns and (wide["protocol"] == p).any()] or [None]
     flagged = False
@@ -261,9 +266,10 @@ def table1_section(run: Run) -> list[str]:
         flagged |= OUTSIDE_FLAG in text
         title = {PAPER: "the paper's protocol", CORRECTED: "the corrected protocol"}.get(protocol, "")
         lines += [f"**Table 1{', ' + title if title else ''}.**", "", text, ""]
-    ids = [f"{header(c)}: `{c}`" for c in cols if header(c) != c]
+    ids = [f"{header(c)}: <code>{c}</code>" for c in cols if header(c) != c]
     if ids:
-        lines += [f"<small>Metric ids (in `table1.csv` and `ehrlib.metrics.names`): {'; '.join(ids)}.</small>", ""]
+        lines += ["<details class=\"footnote\"><summary><small>Metric ids</small></summary><small>In "
+                  f"<code>table1.csv</code> and <code>ehrlib.metrics.names</code>: {'; '.join(ids)}.</small></details>", ""]
     lines += _plug_in_footnote(run)
     if flagged:
         lines += [OUTSIDE_NOTE, ""]
@@ -313,7 +319,6 @@ def results_page(run: Run, dest: Path) -> Path:
              f"| commit | `{m.get('git_commit') or 'unknown'}` |",
              f"| run folder | `{run.name}` |", ""]
     lines += table1_section(run)
-    lines += _plug_in_footnote(run)
     lines += _floors_section(run)
     seeds = run.path / book.TABLES_DIR / "table1_seeds.md"
     if seeds.is_file():

@@ -196,12 +196,11 @@ MIMIC3_NEEDS = ("MIMIC-III 1.4 (PhysioNet, credentialed): the paper's models sco
 OPEN_DATA_STAGES = (RELEASED_STAGE, AUDIT_STAGE)
 
 
-SCOPE = {ARTIFACTS: "The paper's claims decided on the paper's own artifacts: its released samples, its printed "
-                    "tables, the authors' results file (the values behind Figure 3) and the open MIMIC-III demo's "
-                    "patients on the paper's training list.",
-         RUN: "What this reimplementation shows on this run's own data{where}: each row beside the reference rows "
-              "(holdout: the ceiling at this sample size; marginals: the floor; memorizer: the positive control). "
-              "A row here tests ehrlib's models, not the paper's; none is counted as a paper claim that fails."}
+SCOPE = {ARTIFACTS: "Decided on the paper's own artifacts: its released samples, its printed tables, the authors' "
+                    "results file (the values behind Figure 3) and the open MIMIC-III demo's paper-training patients.",
+         RUN: "Tested on this run's own data{where}, each row beside the reference rows (holdout: the ceiling at this "
+              "sample size; marginals: the floor; memorizer: the positive control). It tests ehrlib's models, not the "
+              "paper's: no row here counts as a paper claim that fails."}
 """The scope sentence each ledger states once (not per row)."""
 TITLES = {ARTIFACTS: "Ledger A: the paper's claims on its own artifacts", RUN: "Ledger B: what this reimplementation shows"}
 
@@ -285,7 +284,7 @@ def saved_form(ledger: pd.DataFrame) -> pd.DataFrame:
 CHIP = {HOLDS: "holds", PARTLY: "partly", FAILS: "fails", UNDECIDABLE: "undecidable", UNTESTABLE: "untestable",
         NOT_RUN: "not-run", REPRODUCED: "holds", NOT_REPRODUCED: "fails"}
 """The CSS class of each verdict's chip (``_static/ledger.css``)."""
-SHORT_QUOTE = 110
+SHORT_QUOTE = 72
 """A quote longer than this is cut in a row's visible line (the whole quote is in its dropdown)."""
 
 
@@ -305,8 +304,7 @@ def _details(r, href, children=()) -> str:
     short = shown if len(shown) <= SHORT_QUOTE else shown[:SHORT_QUOTE].rsplit(" ", 1)[0] + " …"
     nums = r.numbers if isinstance(r.numbers, dict) else {}
     body = []
-    if short != shown:
-        body.append(f"<p>“{_esc(shown)}”</p>")
+    body.append(f"<p>“{_esc(shown)}” (§{_esc(r.section)}, line {r.line} of the paper's text)</p>")
     if r.note:
         body.append(f"<p><b>Why:</b> {_esc(r.note)}</p>")
     rule = getattr(r, "rule", "")
@@ -321,7 +319,7 @@ def _details(r, href, children=()) -> str:
     body.append(f"<p><b>Evidence:</b> {evidence}</p>")
     body += list(children)
     return (f'<details class="claim"><summary>{chip(r.verdict)} “{_esc(short)}” '
-            f'<small>§{_esc(r.section)}, line {r.line}</small></summary><div class="claim-body">{"".join(body)}'
+            f'<small>§{_esc(r.section)}</small></summary><div class="claim-body">{"".join(body)}'
             "</div></details>")
 
 
