@@ -241,7 +241,7 @@ REFERENCE_ROWS = ("holdout", "marginals", "memorizer")
 def table1_section(run: Run) -> list[str]:
     """Table 1 as the paper prints it, once per protocol (the paper's, then the corrected one), the
     reference rows on top; the columns this project adds are on its notebook's page."""
-    from ehrlib.metrics.names import CORRECTED, PAPER, PAPER_DISC_KIND, TABLE1_PAPER_COLUMNS
+    from ehrlib.metrics.names import CORRECTED, PAPER, PAPER_DISC_KIND, PREVALENCE_PEARSON, TABLE1_PAPER_COLUMNS
 
     lines = ["## Table 1", ""]
     path = run.path / book.TABLES_DIR / "table1.csv"
@@ -253,7 +253,8 @@ def table1_section(run: Run) -> list[str]:
               "bias); `± s`: one standard deviation over repeated subsamples (the ledgers decide on ± 2 s). Reference "
               "rows first: `holdout` (the ceiling at this sample size), `marginals` (the floor), `memorizer` (the "
               "positive control).", ""]
-    cols = [c for c in (*TABLE1_PAPER_COLUMNS, PAPER_DISC_KIND) if c in wide.columns]
+    # the columns of the paper's own Table 1 (Pearson r and the added metrics are on the notebook's page)
+    cols = [c for c in (*TABLE1_PAPER_COLUMNS, PAPER_DISC_KIND) if c in wide.columns and c != PREVALENCE_PEARSON]
     protocols = [p for p in (PAPER, CORRECTED) if "protocol" in wide.columns and (wide["protocol"] == p).any()] or [None]
     flagged = False
     for protocol in protocols:

@@ -288,7 +288,7 @@ def test_each_ledger_has_its_own_headline_count_and_sub_claims_count_in_their_pa
     assert counts(ledger, RUN) == {REPRODUCED: 1, NOT_REPRODUCED: 1, UNDECIDABLE: 1}
     text = summary(ledger)
     assert text.index("(A): 3 claims: 1 holds, 1 does not hold") < text.index("(B): 3 claims tested: 1 reproduced")
-    assert "1 need the open data" in text and "1 sub-claims" in text
+    assert "1 need the open data" in text and "1 parts inside" in text
 
 
 def test_numbers_are_printed_without_exponents_or_trailing_zeros():

@@ -223,7 +223,7 @@ def ledger_summary(ledger: pd.DataFrame, which: str) -> str:
     subs = 0
     if "parent" in ledger.columns and "ledger" in ledger.columns:
         subs = int((ledger["ledger"].eq(which) & ledger["parent"].fillna("").ne("")).sum())
-    tail = f" ({subs} sub-claims of split claims decided within them)" if subs else ""
+    tail = f" (split claims' {subs} parts inside them)" if subs else ""
     text = f"{n} claims{' tested' if which == RUN else ''}: {parts}{tail}."
     if which == ARTIFACTS and "stage" in ledger.columns:
         rows = ledger[ledger["ledger"].eq(which) & ledger["verdict"].eq(NOT_RUN) & ledger["stage"].isin(OPEN_DATA_STAGES)]
