@@ -186,7 +186,8 @@ def _floors_section(run: Run) -> list[str]:
              f"the learning curves are in {_notebook_link(stages.LEARNING_CURVES)}. The floors are set for the `demo` "
              "profile; on another profile they are a reference only. Its R² is another estimator than Table 1's: the plug-in "
              "R² of every generated record, not the bias-corrected one.", "",
-             (run.path / book.TABLES_DIR / "table_floors.md").read_text(), ""]
+             "<details class=\"footnote\"><summary>Each model against its floors: open for the numbers.</summary>", "",
+             (run.path / book.TABLES_DIR / "table_floors.md").read_text(), "", "</details>", ""]
     missed = floors[(floors["status"] == "ok") & (floors["meets floors"] == "no")]
     for row in missed.to_dict("records"):
         why = []
