@@ -802,8 +802,8 @@ def best_in_table(ev, table: str, model: str = "", higher=(), lower=(), worst: s
         if fails:
             return Verdict(FAILS, "the paper's text and its own table disagree: " + "; ".join(fails), _numbers(values),
                            _printed_source(ev, table), "")
-        if ties:
-            return Verdict(UNDECIDABLE, "an exact tie in the paper's own table: " + "; ".join(ties), _numbers(values),
+        if ties:  # a printed tie: the model shares the place; the claim holds only in part
+            return Verdict(PARTLY, "it shares the place in the paper's own table: " + "; ".join(ties), _numbers(values),
                            _printed_source(ev, table), "")
         return Verdict(HOLDS, f"the paper's own Table {table} agrees with its text", _numbers(values),
                        _printed_source(ev, table), "")
