@@ -12,7 +12,7 @@ import pandas as pd
 
 from ehrlib import book, stages
 from ehrlib.metrics.display import OUTSIDE_FLAG, OUTSIDE_NOTE
-from ehrlib.metrics.names import TABLE1_GROUPS, header
+from ehrlib.metrics.names import header
 from ehrlib.runs import Run
 
 #: The figures shown on the results page, and the notebook (stage) that makes each.
@@ -143,7 +143,6 @@ def claims_section(run: Run) -> list[str]:
     """The verdicts, first: the findings, then ledger A (the paper's claims on its artifacts,
     grouped by topic) and ledger B (this reimplementation on the run), each with its own headline
     count and its scope stated once, each claim a closed dropdown (:mod:`ehrlib.claims`)."""
-    from ehrlib.claims import summary  # noqa: F401 - the page's headline counts come from the same ledger
     from ehrlib.claims.ledger import ARTIFACTS, RUN, SCOPE, ledger_html, ledger_summary
     from ehrlib.errors import MetricError
 
