@@ -293,8 +293,10 @@ def test_each_ledger_has_its_own_headline_count_and_sub_claims_count_in_their_pa
 
 def test_numbers_are_printed_without_exponents_or_trailing_zeros():
     assert number(45517.0) == "45517"
-    assert number(0.00001234) == "0.000012"
-    assert number(0.35504) == "0.355"
+    assert number(0.00001234) == "0.00001234"
+    assert number(0.3551) == "0.3551" and number(0.355) == "0.355"
+    assert number(0.94995) != "0.95" and float(number(0.94995)) < 0.95  # rounding never hides a bound's miss
+    assert number(0.35504) == "0.35504"
 
 
 def test_the_results_page_leads_with_the_verdicts_and_links_each_to_its_notebook(tmp_path):

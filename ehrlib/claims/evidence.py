@@ -63,12 +63,22 @@ positive control: copies of training records)."""
 
 def number(x: float) -> str:
     """A measured number as the ledger prints it: whole numbers without decimals, others to four
-    significant digits, never in exponent notation."""
+    significant digits, never in exponent notation. Rounding never makes a number look rounder than
+    it is: where four significant digits would drop to fewer (0.94995 to ``0.95``, which reads as
+    the threshold itself), more are shown until four are (``0.94995``)."""
     x = float(x)
     if math.isfinite(x) and x == round(x) and abs(x) < 1e15:
         return str(int(round(x)))
-    text = f"{x:.4g}"
-    return f"{x:.6f}".rstrip("0").rstrip(".") if "e" in text else text
+    if not math.isfinite(x):
+        return str(x)
+    for digits in range(4, 13):
+        text = f"{x:.{digits}g}"
+        if "e" in text:
+            text = f"{x:.{digits + 6}f}".rstrip("0").rstrip(".")
+        shown = len(text.lstrip("-0.").replace(".", ""))
+        if float(text) == x or shown >= 4:
+            return text
+    return text
 
 
 @dataclass(frozen=True)
