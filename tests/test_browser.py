@@ -5,7 +5,9 @@ figures, an image that does not load, a broken internal link, a Python traceback
 a number written with six trailing zeros (``45517.000000``), a Python object's repr left as a cell's
 output (``PosixPath('/tmp/...')``: the build machine's paths), an estimate outside its own interval
 without the flag that says so, a table running off the page's right edge, or a results page
-without the claims ledger's verdicts before Table 1's numbers. Screenshots of the results page
+without the claims ledger's verdicts before Table 1's numbers; and it measures the results page's
+visible text (its article, with every dropdown closed: at most :data:`MAX_VISIBLE_TEXT`
+characters). Screenshots of the results page
 and one figure page are kept in the test's temporary folder. :func:`page_defects` is the check
 itself, also tested on crafted pages without a browser (``tests/test_pages.py``).
 """
@@ -66,7 +68,23 @@ def _check_page(browser, path: Path, screenshot: Path | None = None) -> dict:
         images: Array.from(document.querySelectorAll('main img, article img')).map(i => [i.getAttribute('src'), i.naturalWidth]),
         links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
         text: document.body ? document.body.innerText : "",
-        article_text: (document.querySelector('article') || document.querySelector('main') || document.body || {innerText: ""}).innerText,
+        visible_chars: (() => {  // the page's own text a reader sees: not the sidebar, not a closed dropdown's body
+            const root = document.querySelector('article') || document.querySelector('main') || document.body;
+            if (!root) return 0;
+            const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+            let n = 0, node;
+            while ((node = walker.nextNode())) {
+                let hidden = false;
+                for (let child = node, e = node.parentElement; e && !hidden; child = e, e = e.parentElement) {
+                    if (e.tagName === 'DETAILS' && !e.open && !(child.tagName === 'SUMMARY')) hidden = true;
+                    const st = getComputedStyle(e);
+                    if (st.display === 'none' || st.visibility === 'hidden') hidden = true;
+                    if (e === root) break;
+                }
+                if (!hidden) n += node.textContent.replace(/\s+/g, ' ').length;
+            }
+            return n;
+        })(),
         open_details: document.querySelectorAll('details[open]').length,
         closed_details: document.querySelectorAll('details:not([open])').length,
         stderr: document.querySelectorAll('div.output.stderr, div.stderr').length,
@@ -109,7 +127,7 @@ def test_every_page_of_the_smoke_book_renders_with_its_figures(browser, smoke_bu
         "the results page does not lead with the claims' verdicts"
     # what a reader sees with every dropdown closed: the page's own text, not the sidebar's table of contents
     assert results["open_details"] == 0 and results["closed_details"] >= 20, "the ledgers' rows are not closed dropdowns"
-    visible = len(results["article_text"])
+    visible = results["visible_chars"]
     print(f"results page: {visible} characters of visible text with the dropdowns closed")
     assert visible <= MAX_VISIBLE_TEXT, f"the results page shows {visible} characters with its dropdowns closed"
     assert "Findings" in text and text.index("Findings") < text.index("Ledger A") < text.index("Ledger B")
