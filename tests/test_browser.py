@@ -81,7 +81,7 @@ def _check_page(browser, path: Path, screenshot: Path | None = None) -> dict:
                     if (st.display === 'none' || st.visibility === 'hidden') hidden = true;
                     if (e === root) break;
                 }
-                if (!hidden) n += node.textContent.replace(/\s+/g, ' ').length;
+                if (!hidden) n += node.textContent.replace(/\\s+/g, ' ').length;
             }
             return n;
         })(),
