@@ -97,8 +97,10 @@ def findings(ledger: pd.DataFrame, run: Run) -> list[str]:
     out = []
     a = counts(ledger, ARTIFACTS)
     n_a = sum(a.values())
+    rest = n_a - a.get(HOLDS, 0) - a.get(PARTLY, 0) - a.get(FAILS, 0)
     out.append(f"Of the paper's {n_a} checkable claims, {a.get(HOLDS, 0)} hold on its own artifacts, "
-               f"{a.get(PARTLY, 0)} hold in part and {a.get(FAILS, 0)} do not ([ledger A](#ledger-a)).")
+               f"{a.get(PARTLY, 0)} hold in part, {a.get(FAILS, 0)} do not, and {rest} the artifacts cannot decide "
+               "([ledger A](#ledger-a)).")
     priv = ledger[(ledger["ledger"] == ARTIFACTS) & (ledger["claim"] == "no-memorisation")]
     if len(priv) and priv.iloc[0]["verdict"] == FAILS:
         copies = [f"{k.split()[0]} {v.split(' (')[0]}" for k, v in priv.iloc[0]["numbers"].items() if k.endswith("copies")
