@@ -30,7 +30,7 @@ MODEL_COLORS = {
     "marginals": "#bcbd22",
     "memorizer": "#8c564b",
     "medgan": "#ff7f0e",
-    "medgan_count": "#e6a157",
+    "medgan_count": "#e7298a",  # magenta: MedGAN's two modes side by side must not read as one orange
     "corgan": "#2ca02c",
     "promptehr": "#d62728",
     "halo": "#1f77b4",
@@ -707,8 +707,9 @@ def learning_curves(curves: dict) -> Figure:
     panels = [p for p in CHECK_PANELS if any(p[0] in h for c in curves.values() for h in c["history"])]
     if not panels:
         raise ValueError("learning_curves: no model's history holds a fidelity check (val_r2)")
-    fig = _figure(4.2 * len(panels), 3.6)
-    axes = fig.subplots(1, len(panels), squeeze=False).ravel()
+    # one panel per measure, stacked, at the page's width, so that its labels stay at reading size
+    fig = _figure(LEARNING_WIDTH, 2.9 * len(panels) + 0.6)
+    axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True).ravel()
     for name, c in curves.items():
         df = pd.DataFrame(list(c["history"]))
         if "val_r2" not in df.columns:
@@ -727,14 +728,24 @@ def learning_curves(curves: dict) -> Figure:
 
     for ax, (k, label) in zip(axes, panels):
         _check_axis(ax, k, label)
-        ax.set_xlabel("training seconds (log scale)")
+        ax.title.set_fontsize(LEARNING_FONT)
+        ax.tick_params(labelsize=LEARNING_FONT - 1)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         if k == "val_empty":
             ax.set_ylim(0, max(0.05, ax.get_ylim()[1]))
-    axes[0].legend(fontsize=8, loc="lower right")
+    axes[-1].set_xlabel("training seconds (log scale)", fontsize=LEARNING_FONT)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=LEARNING_FONT - 1, loc="outside upper center",
+               ncol=min(4, max(1, len(labels))), frameon=False)
     return fig
+
+
+LEARNING_WIDTH = 7.5
+"""Width of the learning-curves figure in inches: the book page's text width, so that it is shown
+at its own size (its fonts at :data:`LEARNING_FONT` points stay legible)."""
+LEARNING_FONT = 11
 
 
 # ---------------------------------------------------------------------------- Fig. 14 (ours)

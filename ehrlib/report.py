@@ -12,7 +12,7 @@ import pandas as pd
 
 from ehrlib import book, stages
 from ehrlib.metrics.display import OUTSIDE_FLAG, OUTSIDE_NOTE
-from ehrlib.metrics.names import TABLE1_GROUPS, header
+from ehrlib.metrics.names import header
 from ehrlib.runs import Run
 
 #: The figures shown on the results page, and the notebook (stage) that makes each.
@@ -72,45 +72,101 @@ def _plug_in_footnote(run: Run) -> list[str]:
         return []
     cells = "; ".join(f"{r.model} {header(r.metric)} {number(r.estimate)} (bias {number(r.bias)})"
                       for r in t.itertuples())
-    return ["<small>Cells with a bootstrap bias show the bias-corrected estimate 2θ̂ − mean(θ*), the quantity its "
-            "basic interval is for (the methods page shows why). Plug-in values θ̂ and the bias mean(θ*) − θ̂: "
-            f"{cells}.</small>", ""]
+    return ["<details class=\"footnote\"><summary><small>Cells with a bootstrap bias show the bias-corrected estimate "
+            "2θ̂ − mean(θ*), the quantity its basic interval is for (the methods page shows why); open for the plug-in "
+            "values.</small></summary><small>Plug-in values θ̂ and the bias mean(θ*) − θ̂: "
+            f"{cells}.</small></details>", ""]
 
 
 def _notebook_link(stage: str) -> str:
     return f"{{doc}}`{stage} <../notebooks/{stage}>`"
 
 
-def claims_section(run: Run) -> list[str]:
-    """The verdicts, first: the summary line and the claims ledger (:mod:`ehrlib.claims`), decided
-    now from the run's saved tables, each claim linked to the notebook that computes its evidence."""
-    from ehrlib.claims import ledger_of_run, summary
-    from ehrlib.claims.ledger import display_table
+def _ledger(run: Run):
+    from ehrlib.claims import ledger_of_run
 
-    from ehrlib.claims.evidence import AUTHORS_RESULTS, read_authors_fig3
+    return ledger_of_run(run)
+
+
+def findings(ledger: pd.DataFrame, run: Run) -> list[str]:
+    """Three to five findings computed from the two ledgers (and the run's floors), one sentence
+    each with its number and a link to where it is decided."""
+    from ehrlib.claims.ledger import ARTIFACTS, RUN, counts
+    from ehrlib.claims.verdict import DEGENERATE, FAILS, HOLDS, NOT_REPRODUCED, PARTLY, REPRODUCED
+
+    out = []
+    a = counts(ledger, ARTIFACTS)
+    n_a = sum(a.values())
+    rest = n_a - a.get(HOLDS, 0) - a.get(PARTLY, 0) - a.get(FAILS, 0)
+    out.append(f"Of the paper's {n_a} checkable claims, {a.get(HOLDS, 0)} hold on its own artifacts, "
+               f"{a.get(PARTLY, 0)} hold in part, {a.get(FAILS, 0)} do not, and {rest} the artifacts cannot decide "
+               "([ledger A](#ledger-a)).")
+    priv = ledger[(ledger["ledger"] == ARTIFACTS) & (ledger["claim"] == "no-memorisation")]
+    if len(priv) and priv.iloc[0]["verdict"] == FAILS:
+        copies = [f"{k.split()[0]} {v.split(' (')[0]}" for k, v in priv.iloc[0]["numbers"].items() if k.endswith("copies")
+                  and not v.startswith("0/")]
+        out.append(f"The released samples hold verbatim records of paper-training patients of the open demo "
+                   f"({', '.join(copies)}), so the paper's no-memorisation and privacy claims cannot hold on them "
+                   f"({_notebook_link(stages.PAPER_AUDIT)}).")
+    degenerate = ledger[ledger["note"].str.contains(DEGENERATE, regex=False)]
+    if len(degenerate):
+        printed = degenerate[degenerate["ledger"] == ARTIFACTS]
+        example = ""
+        if len(printed):
+            nums = printed.iloc[0]["numbers"]
+            score = next((v for k, v in nums.items() if k.endswith("(printed)")), "")
+            const = nums.get("its Disc. Score", "")
+            example = (f"{', among them' if len(degenerate) > 1 else ':'} the paper's own printed score {score}, within "
+                       f"noise of the {const} a discriminator answering \"real\" for every record scores at the "
+                       "paper's class sizes")
+        out.append(f"{len(degenerate)} verdict{'s were' if len(degenerate) != 1 else ' was'} refused on a degenerate "
+                   f"measurement{example} ([ledger A](#ledger-a), [ledger B](#ledger-b)).")
+    b = counts(ledger, RUN)
+    if b:
+        out.append(f"On this run, ehrlib's reimplementation reproduces {b.get(REPRODUCED, 0)} of the {sum(b.values())} "
+                   f"claims it can test, does not reproduce {b.get(NOT_REPRODUCED, 0)}, and cannot decide "
+                   f"{b.get('undecidable', 0)} ([ledger B](#ledger-b)).")
+    path = run.path / book.TABLES_DIR / "table_floors.csv"
+    if path.is_file():
+        try:
+            floors = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            floors = pd.DataFrame()
+        if {"status", "meets floors"} <= set(floors.columns):
+            ok = floors[floors["status"] == "ok"]
+            missed = ok[ok["meets floors"] == "no"]
+            out.append(f"{len(missed)} of the run's {len(ok)} trained models miss a convergence floor"
+                       + (f" ({', '.join(missed['model'].astype(str))})" if len(missed) else "")
+                       + "; a verdict resting on one says so ([did the models learn?](#did-the-models-learn)).")
+    return [f"{i}. {x}" for i, x in enumerate(out[:5], 1)]
+
+
+def claims_section(run: Run) -> list[str]:
+    """The verdicts, first: the findings, then ledger A (the paper's claims on its artifacts,
+    grouped by topic) and ledger B (this reimplementation on the run), each with its own headline
+    count and its scope stated once, each claim a closed dropdown (:mod:`ehrlib.claims`)."""
+    from ehrlib.claims.ledger import ARTIFACTS, RUN, SCOPE, ledger_html, ledger_summary
     from ehrlib.errors import MetricError
 
     try:
-        ledger = ledger_of_run(run)
+        ledger = _ledger(run)
     except MetricError as exc:  # the paper's printed numbers live in the repository, not the package
         return ["## Which of the paper's claims hold", "", f"*The claims could not be decided here: {exc}.*", ""]
-    table = display_table(ledger, link=_notebook_link).to_markdown(index=False)
-    last = read_authors_fig3(AUTHORS_RESULTS).groupby("model")["percentile"].max()
-    short = "; ".join(f"for {m} it stops at percentile {p:g}" for m, p in last[last < last.max()].items())
-    authors = (" The Figure 3 claims are decided first on the authors' own results file "
-               "(`results/long_tailed_ablation.csv` of their repository, MIT, shipped with ehrlib) where it holds every "
-               "percentile a claim names, else on this run's Figure 3, and the verdict names which"
-               + (f" ({short})." if short else "."))
-    return ["## Which of the paper's claims hold", "", f"**{summary(ledger)}**", "",
-            "Each claim of the paper's sections 4–4.1 and appendix G is quoted with its line in the paper's text "
-            "and decided by a rule in code (`ehrlib.claims.rules`) from measured values and their intervals, using "
-            "the strongest evidence available: the paper's own artifacts (its released samples, its printed "
-            "tables), then the open MIMIC-III demo's paper-training patients, then this run's own cohort and "
-            "profile; a verdict on this run's data says so. *Not computed in this run*: open data would decide the "
-            "claim, but this run lacks the notebook named or the data it reads. Each rule's thresholds are in "
-            "`ehrlib/claims/claims.yaml`; "
-            f"{_notebook_link(stages.PAPER_VS_OURS)} shows the same ledger beside the paper's printed numbers.{authors}", "",
-            table, ""] + ([OUTSIDE_NOTE, ""] if OUTSIDE_FLAG in table else [])
+    params = run.manifest().get("stages", {}).get(stages.DATA, {}).get("params", {})
+    where = f" (data `{params.get('data', 'unknown')}`, profile `{params.get('profile', 'unknown')}`)"
+    lines = ["## Findings", ""] + findings(ledger, run) + [""]
+    lines += ["## Which of the paper's claims hold", "", "(ledger-a)=", "### Ledger A: the paper's claims on its artifacts",
+              "", f"**{ledger_summary(ledger, ARTIFACTS)}**", "",
+              SCOPE[ARTIFACTS] + " Each verdict is a rule of `ehrlib.claims.rules` (thresholds in `claims.yaml`); "
+              f"open a row for its numbers and evidence. {_notebook_link(stages.PAPER_VS_OURS)} shows both ledgers "
+              "beside the paper's numbers.", ""]
+    a = ledger[ledger["ledger"] == ARTIFACTS]
+    for topic in dict.fromkeys(a["topic"]):
+        lines += [f"**{str(topic).capitalize() if topic else 'Other'}**", "", ledger_html(ledger, ARTIFACTS, topic=topic),
+                  ""]
+    lines += ["(ledger-b)=", "## Ledger B: what this reimplementation shows", "", f"**{ledger_summary(ledger, RUN)}**", "",
+              SCOPE[RUN].format(where=where), "", ledger_html(ledger, RUN), ""]
+    return lines
 
 
 #: The training notebook of each generated model, by its saved name (for the floors section's links).
@@ -129,8 +185,10 @@ def _floors_section(run: Run) -> list[str]:
         return []
     lines = ["### Did the models learn?", "", f"{book.caption('table_floors')} From {_notebook_link(stages.GENERATE)}; "
              f"the learning curves are in {_notebook_link(stages.LEARNING_CURVES)}. The floors are set for the `demo` "
-             "profile; on another profile they are a reference only.", "",
-             (run.path / book.TABLES_DIR / "table_floors.md").read_text(), ""]
+             "profile; on another profile they are a reference only. Its R² is another estimator than Table 1's: the plug-in "
+             "R² of every generated record, not the bias-corrected one.", "",
+             "<details class=\"footnote\"><summary>Each model against its floors: open for the numbers.</summary>", "",
+             (run.path / book.TABLES_DIR / "table_floors.md").read_text(), "", "</details>", ""]
     missed = floors[(floors["status"] == "ok") & (floors["meets floors"] == "no")]
     for row in missed.to_dict("records"):
         why = []
@@ -143,10 +201,14 @@ def _floors_section(run: Run) -> list[str]:
         if row["empty drawn"] > row["empty ceiling"]:
             why.append(f"{row['empty drawn']:.1%} empty records drawn > {row['empty ceiling']:.0%}")
         stage = TRAINING_STAGES.get(row["id"])
-        where = f"; its curve: {_notebook_link(stage)}" if stage else ""
-        lines += [f"* **{row['model']}** misses a floor: {', '.join(why)} (phases ended by: "
-                  f"{row['phases ended by']}){where}."]
-    return lines + ([""] if len(missed) else [])
+        where = f'; its curve: <a href="../notebooks/{stage}.html">{stage}</a>' if stage else ""
+        lines += [f"<li><b>{row['model']}</b> misses a floor: {', '.join(why)} (phases ended by: "
+                  f"{row['phases ended by']}){where}.</li>"]
+    if len(missed):  # folded: the findings above name them, the table shows the numbers
+        head = len(lines) - len(missed)
+        lines[head:] = [f"<details class=\"footnote\"><summary>{len(missed)} model{'s miss' if len(missed) != 1 else ' misses'} "
+                        "a floor: open for which and why.</summary><ul>"] + lines[head:] + ["</ul></details>", ""]
+    return lines
 
 
 INTRO = "book/intro.md"
@@ -159,7 +221,6 @@ def intro_verdicts(run: Run, dest: Path) -> None:
     line :data:`VERDICTS_MARK` becomes the ledger's summary and one row per claim (its verdict and
     the start of its quote), each detailed on the results page."""
     from ehrlib.claims import ledger_of_run, summary
-    from ehrlib.claims.ledger import shown_quote
     from ehrlib.errors import MetricError
 
     page = dest / INTRO
@@ -170,13 +231,75 @@ def intro_verdicts(run: Run, dest: Path) -> None:
     except MetricError as exc:
         block = f"*The claims could not be decided in this build: {exc}.*"
     else:
-        rows = [{"verdict": f"**{r.verdict}**",
-                 "claim": f"“{shown[:110]}{'…' if len(shown) > 110 else ''}” (§{r.section}, line {r.line})"}
-                for r in ledger.itertuples() for shown in [shown_quote(r)]]
-        block = "\n".join([f"**This build's verdicts.** {summary(ledger)} Each is decided, with its numbers and its "
-                           "evidence, on the [Results](results) page.", "",
-                           pd.DataFrame(rows).to_markdown(index=False)])
+        block = (f"**This build's verdicts.** {summary(ledger)} Each is decided, with its rule, numbers and evidence, "
+                 "on the [Results](results) page.")
     page.write_text(page.read_text().replace(VERDICTS_MARK, block))
+
+
+REFERENCE_ROWS = ("holdout", "marginals", "memorizer")
+"""The reference rows, shown first in each Table 1 (the ceiling, the floor, the positive control)."""
+
+
+def table1_section(run: Run) -> list[str]:
+    """Table 1 as the paper prints it, once per protocol (the paper's, then the corrected one), the
+    reference rows on top; the columns this project adds are on its notebook's page."""
+    from ehrlib.metrics.names import CORRECTED, PAPER, PAPER_DISC_KIND, PREVALENCE_PEARSON, TABLE1_PAPER_COLUMNS
+
+    lines = ["## Table 1", ""]
+    path = run.path / book.TABLES_DIR / "table1.csv"
+    if not path.is_file():
+        return lines + ["*Table 1 was not computed in this run.*", ""]
+    wide = pd.read_csv(path, dtype=str).fillna("–")
+    lines += [f"{book.caption('table1')} From {_notebook_link(stages.TABLE1)}, with the columns this project adds and "
+              "the metric ids. `[a, b]`: 95% basic bootstrap interval (bias-corrected estimate where the metric has a "
+              "bias); `± s`: one standard deviation over repeated subsamples (the ledgers decide on ± 2 s). Reference "
+              "rows first: `holdout` (the ceiling at this sample size), `marginals` (the floor), `memorizer` (the "
+              "positive control).", ""]
+    # the columns of the paper's own Table 1 (Pearson r and the added metrics are on the notebook's page)
+    cols = [c for c in (*TABLE1_PAPER_COLUMNS, PAPER_DISC_KIND) if c in wide.columns and c != PREVALENCE_PEARSON]
+    protocols = [p for p in (PAPER, CORRECTED) if "protocol" in wide.columns and (wide["protocol"] == p).any()] or [None]
+    flagged = False
+    for protocol in protocols:
+        rows = wide if protocol is None else wide[wide["protocol"] == protocol]
+        order = [m for m in REFERENCE_ROWS if m in set(rows["model"])] + \
+            [m for m in rows["model"] if m not in REFERENCE_ROWS]
+        rows = rows.set_index("model").loc[list(dict.fromkeys(order))].reset_index()
+        shown = rows[["model", *cols]].rename(columns={c: header(c) for c in cols})
+        text = shown.to_markdown(index=False)
+        flagged |= OUTSIDE_FLAG in text
+        title = {PAPER: "the paper's protocol", CORRECTED: "the corrected protocol"}.get(protocol, "")
+        lines += [f"**Table 1{', ' + title if title else ''}.**", "", text, ""]
+    ids = [f"{header(c)}: <code>{c}</code>" for c in cols if header(c) != c]
+    if ids:
+        lines += ["<details class=\"footnote\"><summary><small>Metric ids</small></summary><small>In "
+                  f"<code>table1.csv</code> and <code>ehrlib.metrics.names</code>: {'; '.join(ids)}.</small></details>", ""]
+    lines += _plug_in_footnote(run)
+    if flagged:
+        lines += [OUTSIDE_NOTE, ""]
+    return lines
+
+
+REPRODUCING = "book/reproducing.md"
+#: The line of the reproducing page that this build's stage timings replace.
+TIMINGS_MARK = "<!-- stage timings of this build -->"
+
+
+def timings_on_reproducing(run: Run, dest: Path) -> None:
+    """Put this run's stage timings (threads and OpenMP wait policy of each) on the reproducing
+    page of the build copy, at :data:`TIMINGS_MARK`."""
+    page = dest / REPRODUCING
+    if not page.is_file() or TIMINGS_MARK not in page.read_text():
+        return
+    m = run.manifest()
+    times = _stage_table(m)
+    block = ""
+    if not times.empty:
+        total = times["seconds"].sum()
+        side = _last_invocation(m.get("runner", {}))
+        block = "\n".join([f"**Where the time went in this build.** Wall time of each stage of run `{run.name}` "
+                            f"({total:.0f} s in all; `skipped` stages were up to date and reused).{side}", "",
+                            times.to_markdown(index=False).replace("../notebooks/", "../notebooks/")])
+    page.write_text(page.read_text().replace(TIMINGS_MARK, block))
 
 
 def results_page(run: Run, dest: Path) -> Path:
@@ -198,25 +321,7 @@ def results_page(run: Run, dest: Path) -> Path:
              f"| patients | {data_stage.get('results', {}).get('n_patients', 'unknown')} |",
              f"| commit | `{m.get('git_commit') or 'unknown'}` |",
              f"| run folder | `{run.name}` |", ""]
-    lines += ["## Table 1", "", f"{book.caption('table1')} From {_notebook_link(stages.TABLE1)}; "
-              "`[a, b]` is a 95% basic bootstrap interval, `± s` the spread over repeated subsamples. The `holdout` "
-              "row holds real records no generator saw, scored like a generator: it is the ceiling this sample size "
-              "allows, so a model is as good as real data when it reaches the holdout row, not when it reaches the "
-              "metric's ideal value (R² = 1, RMSE = 0).", ""]
-    groups = {g: p for g in TABLE1_GROUPS if (p := run.path / book.TABLES_DIR / f"table1_{g}.md").is_file()}
-    if not groups:
-        lines += ["*Table 1 was not computed in this run.*", ""]
-    flagged = False
-    for group, path in groups.items():
-        text = path.read_text()
-        flagged |= OUTSIDE_FLAG in text
-        ids = [f"{header(c)}: `{c}`" for c in TABLE1_GROUPS[group] if header(c) != c]
-        lines += [f"**{book.caption(path.stem)}**", "", text, ""]
-        if ids:
-            lines += [f"<small>Metric ids (in `table1.csv` and `ehrlib.metrics.names`): {'; '.join(ids)}.</small>", ""]
-    lines += _plug_in_footnote(run)
-    if flagged:
-        lines += [OUTSIDE_NOTE, ""]
+    lines += table1_section(run)
     lines += _floors_section(run)
     seeds = run.path / book.TABLES_DIR / "table1_seeds.md"
     if seeds.is_file():
@@ -247,12 +352,7 @@ def results_page(run: Run, dest: Path) -> Path:
         lines += [f"```{{figure}} figures/{png.name}", f":name: results-{fig_id}", "",
                   f"{book.caption(fig_id)} From {_notebook_link(stage)}.", "```", ""]
         lines += [note, ""] if note else []
-    times = _stage_table(m)
-    if not times.empty:
-        total = times["seconds"].sum()
-        side = _last_invocation(m.get("runner", {}))
-        lines += ["## Where the time went", "", f"Wall time of each stage in this run ({total:.0f} s in all; "
-                  f"`skipped` stages were up to date and reused).{side}", "", times.to_markdown(index=False), ""]
+    timings_on_reproducing(run, dest)
     page = dest / PAGE
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(lines))

@@ -5,7 +5,9 @@ figures, an image that does not load, a broken internal link, a Python traceback
 a number written with six trailing zeros (``45517.000000``), a Python object's repr left as a cell's
 output (``PosixPath('/tmp/...')``: the build machine's paths), an estimate outside its own interval
 without the flag that says so, a table running off the page's right edge, or a results page
-without the claims ledger's verdicts before Table 1's numbers. Screenshots of the results page
+without the claims ledger's verdicts before Table 1's numbers; and it measures the results page's
+visible text (its article, with every dropdown closed: at most :data:`MAX_VISIBLE_TEXT`
+characters). Screenshots of the results page
 and one figure page are kept in the test's temporary folder. :func:`page_defects` is the check
 itself, also tested on crafted pages without a browser (``tests/test_pages.py``).
 """
@@ -33,6 +35,8 @@ def browser():
         b.close()
 
 
+MAX_VISIBLE_TEXT = 12_000
+"""The most characters of visible text the results page may show with its dropdowns closed."""
 SIX_ZEROS = re.compile(r"\d+\.\d*0{6}(?!\d)")
 NUMBER = r"-?\d+(?:\.\d+)?"
 REPR = re.compile(r"\b(?:Posix|Windows)?Path\('[^']*'\)|<[\w.]+ object at 0x[0-9a-f]+>")
@@ -64,6 +68,25 @@ def _check_page(browser, path: Path, screenshot: Path | None = None) -> dict:
         images: Array.from(document.querySelectorAll('main img, article img')).map(i => [i.getAttribute('src'), i.naturalWidth]),
         links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
         text: document.body ? document.body.innerText : "",
+        visible_chars: (() => {  // the page's own text a reader sees: not the sidebar, not a closed dropdown's body
+            const root = document.querySelector('article') || document.querySelector('main') || document.body;
+            if (!root) return 0;
+            const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+            let n = 0, node;
+            while ((node = walker.nextNode())) {
+                let hidden = false;
+                for (let child = node, e = node.parentElement; e && !hidden; child = e, e = e.parentElement) {
+                    if (e.tagName === 'DETAILS' && !e.open && !(child.tagName === 'SUMMARY')) hidden = true;
+                    const st = getComputedStyle(e);
+                    if (st.display === 'none' || st.visibility === 'hidden') hidden = true;
+                    if (e === root) break;
+                }
+                if (!hidden) n += node.textContent.replace(/\\s+/g, ' ').length;
+            }
+            return n;
+        })(),
+        open_details: document.querySelectorAll('details[open]').length,
+        closed_details: document.querySelectorAll('details:not([open])').length,
         stderr: document.querySelectorAll('div.output.stderr, div.stderr').length,
         cut: Array.from(document.querySelectorAll('article table, main table')).filter(t => {
             if (t.getBoundingClientRect().right <= document.documentElement.clientWidth + 1) return false;
@@ -100,7 +123,14 @@ def test_every_page_of_the_smoke_book_renders_with_its_figures(browser, smoke_bu
     _check_page(browser, html / "book" / "intro.html")  # index.html redirects here
     results = _check_page(browser, html / "book" / "results.html", tmp_path / "results.png")
     text = results["text"].replace("\u2019", "'")  # the page sets apostrophes as typographic ones
-    assert re.search(r"\d+ claims: \d+ hold", text), "the results page does not lead with the claims' verdicts"
+    assert re.search(r"\d+ claims: \d+ (holds?|partly|does|undecidable|not)", text), \
+        "the results page does not lead with the claims' verdicts"
+    # what a reader sees with every dropdown closed: the page's own text, not the sidebar's table of contents
+    assert results["open_details"] == 0 and results["closed_details"] >= 20, "the ledgers' rows are not closed dropdowns"
+    visible = results["visible_chars"]
+    print(f"results page: {visible} characters of visible text with the dropdowns closed")
+    assert visible <= MAX_VISIBLE_TEXT, f"the results page shows {visible} characters with its dropdowns closed"
+    assert "Findings" in text and text.index("Findings") < text.index("Ledger A") < text.index("Ledger B")
     body = text[text.index("Every number and figure on this page"):]  # not the sidebar, which lists stage 33
     assert body.index("Which of the paper's claims hold") < body.index("Table 1"), "Table 1 comes before the verdicts"
     table1 = (run / "tables" / "table1.csv").read_text().splitlines()

@@ -83,10 +83,13 @@ def test_the_results_page_heads_table1_with_paper_names_and_explains_flags(tmp_p
     tables = run.path / "tables"
     tables.mkdir()
     cell = interval_cell(0.968, 0.981, 1.0)
-    (tables / "table1_fidelity.md").write_text(f"| model | Prev. R² |\n|---|---|\n| halo | {cell} |\n")
+    pd.DataFrame({"model": ["halo", "holdout"], "protocol": ["paper", "paper"],
+                  "prevalence_r2": [cell, interval_cell(0.99, 0.98, 1.0)]}).to_csv(tables / "table1.csv", index=False)
     page = results_page(run, tmp_path / "src").read_text()
-    assert "Prev. R²: `prevalence_r2`" in page
+    assert "Prev. R²: <code>prevalence_r2</code>" in page
     assert "outside its interval" in page and "holdout" in page
+    table = page.split("## Table 1")[1]
+    assert table.index("| holdout") < table.index("| halo")  # the reference rows on top
 
 
 def test_no_notebook_cell_leaves_a_saved_files_path_as_its_output():

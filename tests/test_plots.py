@@ -237,6 +237,19 @@ def test_learning_curves_one_line_per_model_with_best_and_stop_marks():
         plots.learning_curves({"x": {"history": [{"epoch": 1, "loss": 1.0, "seconds": 1.0}], "stopping": []}})
 
 
+def test_learning_curves_stack_one_panel_per_measure_at_page_width_with_medgans_modes_apart():
+    from matplotlib.colors import to_rgb
+
+    hist = [{**h, "val_distinct": 0.5, "val_empty": 0.0} if "val_r2" in h else h for h in HISTORY]
+    fig = plots.learning_curves({"medgan": {"history": hist, "stopping": STOPPING},
+                                 "medgan_count": {"history": hist, "stopping": []}})
+    assert len(fig.axes) == 3 and len({round(ax.get_position().x0, 3) for ax in fig.axes}) == 1  # stacked
+    assert fig.get_figwidth() <= plots.LEARNING_WIDTH
+    assert all(ax.title.get_fontsize() >= 10 for ax in fig.axes)
+    colours = [to_rgb(plots.model_color(m)) for m in ("medgan", "medgan_count")]
+    assert sum(abs(a - b) for a, b in zip(*colours)) > 0.7  # not two shades of one orange
+
+
 def test_fig14_alpha_ablation_panels_and_reference_lines():
     df = pd.DataFrame({"alpha": [2.0, 0.0, 1.0], "prevalence_r2": [0.9, 0.5, 0.7], "unique_codes": [10, 30, 20],
                        "codes_per_visit": [5.0, 9.0, 7.0], "real_codes_per_visit": 8.0})

@@ -1,4 +1,5 @@
-"""The claims ledger: every checkable claim of the paper, the rule that decides it, its verdict.
+"""The claims ledgers: every checkable claim of the paper, the rules that decide it, its verdicts
+(ledger A on the paper's own artifacts, ledger B on the run's data).
 
 ``ledger`` holds the claims (``claims.yaml``) and the verdict type; ``rules`` the functions that
 decide them; ``evidence`` what the rules read from a run folder. :func:`ledger_of_run` is the one
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from ehrlib.claims.evidence import Evidence
 from ehrlib.claims.ledger import (
-    FAILS, HOLDS, NOT_RUN, QUALIFIED, UNTESTABLE, VERDICTS, Claim, Verdict, decide, load_claims, misquoted, summary,
+    ARTIFACTS, FAILS, HOLDS, NOT_REPRODUCED, NOT_RUN, PARTLY, QUALIFIED, REPRODUCED, RUN, UNDECIDABLE, UNTESTABLE,
+    VERDICTS, Claim, Verdict, counts, decide, ledger_summary, load_claims, misquoted, summary,
 )
 
 
@@ -25,5 +27,6 @@ def ledger_of_run(run, read_table=None):
     return decide(load_claims(), Evidence.of_run(run, read_table))
 
 
-__all__ = ["Evidence", "FAILS", "HOLDS", "NOT_RUN", "QUALIFIED", "UNTESTABLE", "VERDICTS", "Claim", "Verdict", "decide",
-           "ledger_of_run", "load_claims", "misquoted", "summary"]
+__all__ = ["ARTIFACTS", "Evidence", "FAILS", "HOLDS", "NOT_REPRODUCED", "NOT_RUN", "PARTLY", "QUALIFIED", "REPRODUCED",
+           "RUN", "UNDECIDABLE", "UNTESTABLE", "VERDICTS", "Claim", "Verdict", "counts", "decide", "ledger_of_run",
+           "ledger_summary", "load_claims", "misquoted", "summary"]

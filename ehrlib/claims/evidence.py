@@ -51,42 +51,79 @@ RELEASED = "the paper's released samples, recomputed"
 AUDIT = "the open MIMIC-III demo's patients on the paper's training list"
 PRINTED = "the paper's own printed table"
 SPREADS = 2.0
-"""A metric reported with a spread over repeated subsamples (no bootstrap interval) is read as
-``estimate ± SPREADS·spread``."""
+"""A metric reported with a spread ``s`` over repeated subsamples (no bootstrap interval) is shown
+as ``estimate ± s``, as Table 1 shows it, and decided on ``estimate ± SPREADS·s`` (about 95%)."""
+FLAT_GANS = ("medgan", "corgan")
+"""The paper's two GANs (their decoding rule is read off the run's profile)."""
+REFERENCES = ("holdout", "marginals", "memorizer")
+"""The reference rows every run-based rule reads: the real holdout (the ceiling this sample size
+allows), marginals (the floor: right code frequencies, no co-occurrence) and the memorizer (the
+positive control: copies of training records)."""
 
 
 def number(x: float) -> str:
     """A measured number as the ledger prints it: whole numbers without decimals, others to four
-    significant digits, never in exponent notation."""
+    significant digits, never in exponent notation. Rounding never makes a number look rounder than
+    it is: where four significant digits would drop to fewer (0.94995 to ``0.95``, which reads as
+    the threshold itself), more are shown until four are (``0.94995``)."""
     x = float(x)
     if math.isfinite(x) and x == round(x) and abs(x) < 1e15:
         return str(int(round(x)))
-    text = f"{x:.4g}"
-    return f"{x:.6f}".rstrip("0").rstrip(".") if "e" in text else text
+    if not math.isfinite(x):
+        return str(x)
+    for digits in range(4, 13):
+        text = f"{x:.{digits}g}"
+        if "e" in text:
+            text = f"{x:.{digits + 6}f}".rstrip("0").rstrip(".")
+        shown = len(text.lstrip("-0.").replace(".", ""))
+        if float(text) == x or shown >= 4:
+            return text
+    return text
 
 
 @dataclass(frozen=True)
 class Value:
-    """A measured value and its interval (``low == high == estimate`` when it has none)."""
+    """A measured value and its interval (``low == high == estimate`` when it has none).
+
+    ``spread``: the spread over repeated subsamples where the value has no bootstrap interval (the
+    interval is then ``estimate ± SPREADS·spread``, shown as ``estimate ± spread``)."""
 
     estimate: float
     low: float
     high: float
+    spread: float = float("nan")
 
     @classmethod
     def of(cls, estimate, low=np.nan, high=np.nan, spread=np.nan) -> "Value":
         e = float(estimate)
         lo, hi = float(low) if pd.notna(low) else np.nan, float(high) if pd.notna(high) else np.nan
+        s = np.nan
         if math.isnan(lo) or math.isnan(hi):
             s = float(spread) if pd.notna(spread) else np.nan
             lo, hi = (e - SPREADS * s, e + SPREADS * s) if not math.isnan(s) else (e, e)
-        return cls(e, min(lo, hi), max(lo, hi))
+        return cls(e, min(lo, hi), max(lo, hi), s)
+
+    @property
+    def outside(self) -> bool:
+        """The estimate lies outside its own interval (a plug-in value the interval corrects)."""
+        return not self.low <= self.estimate <= self.high
+
+    @property
+    def decided(self) -> float:
+        """The estimate a rule decides on: the estimate where its interval covers it, else the
+        interval's midpoint (the bias-corrected value a basic interval is centred on), never a
+        plug-in value its own interval excludes."""
+        return 0.5 * (self.low + self.high) if self.outside else self.estimate
 
     def text(self) -> str:
+        if not math.isnan(self.spread):
+            return f"{number(self.estimate)} ± {number(self.spread)}"
         if self.low == self.high:
             return number(self.estimate)
-        flag = OUTSIDE_FLAG if not self.low <= self.estimate <= self.high else ""
-        return f"{number(self.estimate)}{flag} [{number(self.low)}, {number(self.high)}]"
+        if self.outside:
+            return (f"{number(self.decided)} [{number(self.low)}, {number(self.high)}] (the interval's midpoint; "
+                    f"plug-in {number(self.estimate)}{OUTSIDE_FLAG})")
+        return f"{number(self.estimate)} [{number(self.low)}, {number(self.high)}]"
 
 
 def _row_value(r) -> Value:
@@ -131,10 +168,28 @@ class Evidence:
     """
 
     def __init__(self, read_table: Callable[[str], pd.DataFrame | None], data: str, profile: str,
-                 printed: pd.DataFrame, authors_fig3: pd.DataFrame | None = None):
+                 printed: pd.DataFrame, authors_fig3: pd.DataFrame | None = None, scope: str = ""):
         self._read, self.data, self.profile, self._printed = read_table, str(data), str(profile), printed
         self.authors_fig3 = authors_fig3
+        self.scope = scope
         self._cache: dict = {}
+
+    #: The tables of each ledger's evidence: the paper's artifacts (A) and the run's own (B).
+    ARTIFACT_TABLES = ("table12_released", "table_audit_copies", "table_audit_pairs", "table_between_samples")
+
+    def view(self, ledger: str) -> "Evidence":
+        """The evidence one ledger may read: ``"A"`` the paper's artifacts only (released samples,
+        printed tables, the authors' results file, the audit), ``"B"`` the run's own tables only."""
+        if ledger == "A":
+            read = lambda t: self.table(t) if t in self.ARTIFACT_TABLES else None  # noqa: E731
+            return Evidence(read, self.data, self.profile, self._printed, self.authors_fig3, "A")
+        read = lambda t: None if t in self.ARTIFACT_TABLES else self.table(t)  # noqa: E731
+        return Evidence(read, self.data, self.profile, self._printed.iloc[0:0], None, "B")
+
+    @property
+    def on_artifacts(self) -> bool:
+        """This evidence is ledger A's (the paper's artifacts)."""
+        return self.scope == "A"
 
     @classmethod
     def of_run(cls, run, read_table=None) -> "Evidence":
@@ -182,16 +237,83 @@ class Evidence:
         t = self.table("table1_tidy")
         return [] if t is None else sorted(t["model"].astype(str).unique())
 
-    def metric(self, model: str, metric: str) -> Value | None:
-        """Table 1's ``metric`` for ``model`` (``paper_disc_score``: the paper's discriminator for it)."""
-        t = self._tidy("table1_tidy")
+    def metric(self, model: str, metric: str, protocol: str | None = None, kind: str | None = None) -> Value | None:
+        """Table 1's ``metric`` for ``model`` (``paper_disc_score``: the paper's discriminator for it,
+        or ``kind``'s) in the paper's protocol where the run computed it, or in ``protocol``."""
+        t = self._tidy("table1_tidy") if protocol is None else self.table("table1_tidy")
         if t is None:
+            return None
+        if protocol is not None and "protocol" in t.columns:
+            t = t[t["protocol"] == protocol]
+        if metric == names.PAPER_DISC_SCORE:
+            metric = names.disc_metric(kind or names.paper_discriminator(model), "score")
+        rows = t[(t["model"].astype(str) == model) & (t["metric"] == metric)]
+        rows = rows[rows["estimate"].notna()]
+        return None if rows.empty else _row_value(rows.iloc[0])
+
+    def references(self, metric: str, protocol: str | None = None, kind: str | None = None) -> dict:
+        """The reference rows' ``metric`` (:data:`REFERENCES`), those the run has."""
+        return {r: v for r in REFERENCES if (v := self.metric(r, metric, protocol, kind)) is not None}
+
+    def protocols(self) -> list[str]:
+        """The protocols of the run's Table 1 (empty when it has none or no protocol column)."""
+        t = self.table("table1_tidy")
+        return [] if t is None or "protocol" not in t.columns else sorted(t["protocol"].dropna().unique())
+
+    def seed_spread(self, model: str, metric: str) -> tuple[float, float, int] | None:
+        """``(mean, sd_across_seeds, seeds)`` of ``metric`` for ``model`` over a seed sweep's runs
+        (``table1_seeds``), or ``None`` with fewer than two seeds."""
+        t = self.table("table1_seeds")
+        if t is None or "sd_across_seeds" not in t.columns:
             return None
         if metric == names.PAPER_DISC_SCORE:
             metric = names.disc_metric(names.paper_discriminator(model), "score")
         rows = t[(t["model"].astype(str) == model) & (t["metric"] == metric)]
-        rows = rows[rows["estimate"].notna()]
-        return None if rows.empty else _row_value(rows.iloc[0])
+        if rows.empty or int(rows.iloc[0]["seeds"]) < 2 or pd.isna(rows.iloc[0]["sd_across_seeds"]):
+            return None
+        r = rows.iloc[0]
+        return float(r["mean"]), float(r["sd_across_seeds"]), int(r["seeds"])
+
+    def floors(self) -> pd.DataFrame | None:
+        """The convergence floors of the run's trained models (``table_floors``), or ``None``."""
+        return self.table("table_floors")
+
+    def decoding(self) -> dict:
+        """``{model: decoding rule}`` of the run's GANs where their profile decodes otherwise than
+        the paper's rule (the 0.5 threshold of appendix F), e.g. ``{"medgan": "sample"}``."""
+        from ehrlib import profiles
+        from ehrlib.errors import EhrlibError
+
+        try:
+            profile = profiles.get(self.profile)
+        except (EhrlibError, OSError):
+            return {}
+        out = {}
+        for model in FLAT_GANS:
+            try:
+                rule = (profile.preset(model) or {}).get("decoding")
+            except (EhrlibError, KeyError):
+                continue
+            if rule and rule != "threshold":
+                out[model] = str(rule)
+        return out
+
+    def caveats(self, models) -> list[str]:
+        """What a verdict resting on ``models`` must say about them: a model that misses its
+        convergence floors (``table_floors``), a GAN that decodes otherwise than the paper."""
+        out = []
+        t = self.floors()
+        if t is not None and {"id", "meets floors", "status"} <= set(t.columns):
+            missed = [str(r["id"]) for _, r in t.iterrows() if r["status"] == "ok" and r["meets floors"] == "no"
+                      and str(r["id"]) in set(models)]
+            if missed:
+                out.append(f"{', '.join(missed)} miss{'es' if len(missed) == 1 else ''} the convergence floors "
+                           "(Table: did the models learn?)")
+        dec = {m: r for m, r in self.decoding().items() if m in set(models)}
+        if dec:
+            out.append(", ".join(f"{m} decodes by {r}" for m, r in dec.items())
+                       + " (the paper thresholds at 0.5; the deviations page)")
+        return out
 
     def fig3(self, model: str, metric: str) -> dict[float, Value]:
         """Figure 3's ``metric`` for ``model`` by percentile (empty when the run has none)."""
