@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 import numpy as np
+import pandas as pd
 
 from ehrlib.cohort import Cohort, CohortError
 from ehrlib.data.encode import Vocabulary, binary_matrix
@@ -180,3 +181,105 @@ def prevalence_metrics(real: Cohort, synthetic: Cohort, vocab: Vocabulary | None
     if vocab is None:
         vocab = Vocabulary.from_cohorts(real, synthetic)
     return prevalence_scores(prevalence_vector(real, vocab), prevalence_vector(synthetic, vocab))
+
+
+# ---------------------------------------------------------------------------- rank correlation
+def spearman(real, synthetic, n_real: int | None = None, n_synthetic: int | None = None) -> np.ndarray | float:
+    """Spearman rank correlation between real and synthetic prevalences along the last axis:
+    Pearson r of their ranks (ties get their average rank, as ``scipy.stats.rankdata``).
+
+    Pearson r of prevalences is dominated by the few most common codes (a rare code moves it by
+    almost nothing); the rank correlation weighs every code's place in the order the same. NaN
+    when either vector is constant. ``n_real``, ``n_synthetic``: the cohorts' numbers of
+    patients, when known: prevalences are then counts over them and are ranked by counting
+    (the same ranks, without a sort per replicate).
+    """
+    real, synthetic = _as_pair(real, synthetic)
+    real, synthetic = np.broadcast_arrays(real, synthetic)
+    return pearson(_ranks(real, n_real), _ranks(synthetic, n_synthetic))
+
+
+def _ranks(values: np.ndarray, n: int | None) -> np.ndarray:
+    """Average ranks (1-based) along the last axis; by counting when ``values`` are counts / ``n``."""
+    if n is None:
+        from scipy.stats import rankdata
+
+        return rankdata(values, axis=-1)
+    counts = np.rint(np.asarray(values) * n).astype(np.int64)
+    v = counts.shape[-1]
+    flat = counts.reshape(-1, v)
+    rows = flat.shape[0]
+    width = int(flat.max()) + 1 if flat.size else 1
+    idx = (flat + (np.arange(rows) * width)[:, None]).ravel()
+    equal = np.bincount(idx, minlength=rows * width)
+    below = np.cumsum(equal) - equal - np.repeat(np.arange(rows) * v, width)  # values below, within the row
+    return (below[idx] + (equal[idx] + 1) / 2).reshape(counts.shape)
+
+
+BUCKETS = (("common", 0.01, np.inf), ("middle", 0.001, 0.01), ("rare", 0.0, 0.001))
+"""Train-prevalence buckets of the ``prevalence_rank`` family, ``(label, low, high)``: a train
+code is in the bucket whose ``[low, high)`` holds its share of train patients."""
+
+RANK_RANGES = {"prevalence_r2": (-np.inf, 1.0), "prevalence_pearson": (-1.0, 1.0), "prevalence_spearman": (-1.0, 1.0)}
+
+
+def _on_columns(fn: PrevalenceMetric, cols: np.ndarray) -> PrevalenceMetric:
+    return lambda real, synthetic: fn(np.asarray(real)[..., cols], np.asarray(synthetic)[..., cols])
+
+
+def prevalence_rank_from_context(context, name: str, *, n_bootstrap: int = 1000, seed: int = 0,
+                                 level: float = 0.95):
+    """The ``prevalence_rank`` family of one synthetic cohort: Spearman r over the union of train's
+    and the cohort's codes (the axis of the prevalence family's R² and Pearson r: a code train
+    lacks ties at rank 0 there), and R², Pearson r and Spearman r within each train-prevalence
+    bucket (:data:`BUCKETS`, train's codes only), each with the prevalence family's basic bootstrap
+    interval (the context's train-side resamples, shared by every generator).
+
+    Paper: section 3.1 reports R² and Pearson r only; the rank correlation and the buckets are
+    this project's (the book's page of stage 46).
+    """
+    from ehrlib.metrics import names
+    from ehrlib.metrics.bootstrap import _replicates, interval_table
+
+    train_key = context.real_key("train")
+    vocab = context.union(train_key, name)
+    train_vocab = context.union(train_key)
+    prev = context.memo("train_prevalence", lambda: prevalence_from_matrix(context.binary(train_key, train_vocab)))
+    n_real, n_synthetic = context.train.n_patients, context.synthetic[name].n_patients
+
+    def ranked(real, synthetic):
+        return spearman(real, synthetic, n_real, n_synthetic)
+    metrics = {names.PREVALENCE_SPEARMAN: ranked}
+    ranges = {names.PREVALENCE_SPEARMAN: (-1.0, 1.0)}
+    fns = {names.PREVALENCE_R2: r2, names.PREVALENCE_PEARSON: pearson, names.PREVALENCE_SPEARMAN: ranked}
+    sizes = {}
+    for label, low, high in BUCKETS:
+        codes = np.asarray(train_vocab.codes, dtype=object)[(prev >= low) & (prev < high)]
+        sizes[label] = (len(codes), low, high)
+        if len(codes) < 2:
+            continue
+        cols = vocab.index(codes)
+        for stat in names.PREVALENCE_BUCKET_STATS:
+            metrics[names.task_metric(stat, label)] = _on_columns(fns[stat], cols)
+            ranges[names.task_metric(stat, label)] = RANK_RANGES[stat]
+    estimates, replicates = _replicates(context.real_resamples(n_bootstrap, seed), context.binary(name, vocab),
+                                        vocab, seed, metrics)
+    df = interval_table(estimates, replicates, level, ranges)
+    base = f"basic bootstrap interval, B={n_bootstrap}, patients of train and synthetic resampled independently"
+    notes = []
+    for metric in df["metric"]:
+        stat, bucket = names.split_task_metric(metric)
+        if bucket is None:
+            notes.append(f"over train and {name} codes ({len(vocab)}); {base}")
+        else:
+            n, low, high = sizes[bucket]
+            notes.append(f"train codes with a train prevalence in [{low:g}, {high:g}) ({n} codes); {base}")
+    df["note"] = notes
+    df["spread"] = np.nan
+    small = [label for label, (n, *_) in sizes.items() if n < 2]
+    if small:
+        df = pd.concat([df, pd.DataFrame([{"metric": names.task_metric(stat, label), "estimate": np.nan,
+                                           "note": f"skipped: {sizes[label][0]} train codes in the {label} bucket"}
+                                          for label in small for stat in names.PREVALENCE_BUCKET_STATS])],
+                       ignore_index=True)
+    return df[["metric", "estimate", "ci_low", "ci_high", "spread", "note", "bias"]]
