@@ -91,6 +91,14 @@ ARTIFACTS: dict[str, str] = {
     "training_promptehr": "Training curves of PromptEHR: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
     "training_halo": "Training curves of HALO: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
     "training_gpt": "Training curves of the GPT-2 baseline: losses, then the fidelity checks against the validation patients, over training seconds (dashed: the best epoch, restored; dotted: the last epoch).",
+    "table_next_visit": "Next-visit task. TRTR and TSTR recall@k beside the reference rows trained on nothing (repeat the last visit, the most frequent codes), the task's headroom and each generator's TSTR minus repeat-last.",
+    "table_temporal": "Temporal fidelity. Nested-visit share, visit-to-visit transitions and persistence of the top codes against train, and Wasserstein distances of the record-length distributions, with basic bootstrap intervals.",
+    "fig_temporal": "Temporal fidelity. Transition and persistence error, persistence gap and the Wasserstein distance of codes per patient, per generator, with basic bootstrap intervals.",
+    "table_sample_fidelity": "Sample-level fidelity. α-precision, β-recall and authenticity (Alaa et al., 2022) on a train-fitted SVD embedding, mean ± spread over subsamples.",
+    "fig_alpha_precision": "Sample-level fidelity. α-precision and β-recall curves per generator; a faithful generator lies on the diagonal.",
+    "table_prevalence_rank": "Prevalence rank correlation. Spearman r overall, and R², Pearson r and Spearman r per train-prevalence bucket, with basic bootstrap intervals.",
+    "table_plausibility": "Implausible records. Share of each generator's records beyond anything train shows (visits, codes per visit, code repeats, codes of the other sex), with Wilson intervals.",
+    "table_subgroups": "Subgroup fidelity. Prevalence R² and Pearson r within sex and age bands against train's, beside the holdout's (the ceiling), for generators that emit demographics.",
 }
 
 

@@ -195,3 +195,21 @@ def test_subgroups_are_judged_only_with_demographics_and_real_data_meets_its_cei
         ours = results.loc[("real_with_demographics", names.task_metric("subgroup_r2", group))]
         ceiling = results.loc[("real_with_demographics", names.task_metric("subgroup_holdout_r2", group))]
         assert ours.ci_low <= ceiling.ci_high and ceiling.ci_low <= ours.ci_high  # real data: not below its ceiling
+
+
+# ---------------------------------------------------------------------------- ehrbench evaluate
+def test_cli_computes_the_named_fidelity_families(tmp_path, small_cohort):
+    from ehrlib.cli import main
+
+    train, holdout = split(small_cohort, 100, seed=0)
+    syn = models.get("marginals").fit(train).generate(80, seed=0)
+    paths = {}
+    for name, c in {"train": train, "holdout": holdout, "mymodel": syn}.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        c.events.to_csv(paths[name], index=False)
+    assert main(["evaluate", "--train", str(paths["train"]), "--holdout", str(paths["holdout"]), "--synthetic",
+                 str(paths["mymodel"]), "--out", str(tmp_path / "out"), "--n-bootstrap", "20",
+                 "--families", names.TEMPORAL, names.PLAUSIBILITY]) == 0
+    metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert set(metrics.family) == {names.TEMPORAL, names.PLAUSIBILITY}
+    assert {names.TRANSITION_RMSE, names.IMPLAUSIBLE_SHARE} <= set(metrics.metric)
