@@ -213,3 +213,23 @@ def test_cli_computes_the_named_fidelity_families(tmp_path, small_cohort):
     metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
     assert set(metrics.family) == {names.TEMPORAL, names.PLAUSIBILITY}
     assert {names.TRANSITION_RMSE, names.IMPLAUSIBLE_SHARE} <= set(metrics.metric)
+
+
+def test_the_page_figures_draw_from_the_family_rows(ctx, results):
+    import matplotlib.pyplot as plt
+
+    from ehrlib import book, plots
+    from ehrlib.metrics.sample_level import precision_recall_curves
+
+    rows = results.reset_index()
+    fig = plots.fig_metric_bars(rows[rows.family == names.TEMPORAL], [names.TRANSITION_RMSE, names.PERSISTENCE_GAP],
+                                "t")
+    assert len([a for a in fig.axes if a.get_visible()]) == 2
+    curves = precision_recall_curves(ctx, ["holdout", "memorizer"])
+    assert set(curves.model) == {"holdout", "memorizer"} and curves.alpha.is_monotonic_increasing is False
+    fig2 = plots.fig_alpha_precision(curves)
+    assert len(fig2.axes) == 2
+    plt.close(fig), plt.close(fig2)
+    for artifact in ("table_next_visit", "table_temporal", "fig_temporal", "table_sample_fidelity",
+                     "fig_alpha_precision", "table_prevalence_rank", "table_plausibility", "table_subgroups"):
+        assert book.caption(artifact)

@@ -18,6 +18,13 @@ Metric, family and protocol names live in :mod:`ehrlib.metrics.names`.
   (:mod:`ehrlib.metrics.attribute`), members against non-members; summary row
   ``attribute_advantage``.
 
+Families asked for by name (:data:`ehrlib.metrics.names.FIDELITY_FAMILIES`, not in the default
+set; :func:`fidelity_from_context`): ``prevalence_rank`` (Spearman r overall and R², Pearson r,
+Spearman r per train-prevalence bucket), ``temporal`` (visit-to-visit transitions, persistence,
+Wasserstein distances of the record-length distributions), ``sample_fidelity`` (α-precision,
+β-recall, authenticity), ``plausibility`` (records beyond anything train shows) and
+``subgroups`` (prevalence within sex and age bands, with the holdout's as the ceiling).
+
 Every family reads one :class:`ehrlib.metrics.context.EvaluationContext` (the cohorts, one
 vocabulary, one encoding per cohort, the overlap check, the real-side resamples), built once per
 evaluated set; :func:`evaluate` and :func:`evaluate_all` are thin wrappers that build it.

@@ -201,7 +201,7 @@ def spearman(real, synthetic, n_real: int | None = None, n_synthetic: int | None
 
 def _ranks(values: np.ndarray, n: int | None) -> np.ndarray:
     """Average ranks (1-based) along the last axis; by counting when ``values`` are counts / ``n``."""
-    if n is None:
+    if n is None:  # scipy's ranks of any values
         from scipy.stats import rankdata
 
         return rankdata(values, axis=-1)
@@ -223,10 +223,6 @@ code is in the bucket whose ``[low, high)`` holds its share of train patients.""
 RANK_RANGES = {"prevalence_r2": (-np.inf, 1.0), "prevalence_pearson": (-1.0, 1.0), "prevalence_spearman": (-1.0, 1.0)}
 
 
-def _on_columns(fn: PrevalenceMetric, cols: np.ndarray) -> PrevalenceMetric:
-    return lambda real, synthetic: fn(np.asarray(real)[..., cols], np.asarray(synthetic)[..., cols])
-
-
 def prevalence_rank_from_context(context, name: str, *, n_bootstrap: int = 1000, seed: int = 0,
                                  level: float = 0.95):
     """The ``prevalence_rank`` family of one synthetic cohort: Spearman r over the union of train's
@@ -239,31 +235,53 @@ def prevalence_rank_from_context(context, name: str, *, n_bootstrap: int = 1000,
     this project's (the book's page of stage 46).
     """
     from ehrlib.metrics import names
-    from ehrlib.metrics.bootstrap import _replicates, interval_table
+    from ehrlib.metrics.bootstrap import (_blocks, _seed_sequences, interval_table, replicate_prevalences,
+                                          resample_weights)
 
     train_key = context.real_key("train")
     vocab = context.union(train_key, name)
-    train_vocab = context.union(train_key)
-    prev = context.memo("train_prevalence", lambda: prevalence_from_matrix(context.binary(train_key, train_vocab)))
+    real = context.real_resamples(n_bootstrap, seed)
     n_real, n_synthetic = context.train.n_patients, context.synthetic[name].n_patients
 
-    def ranked(real, synthetic):
-        return spearman(real, synthetic, n_real, n_synthetic)
-    metrics = {names.PREVALENCE_SPEARMAN: ranked}
-    ranges = {names.PREVALENCE_SPEARMAN: (-1.0, 1.0)}
-    fns = {names.PREVALENCE_R2: r2, names.PREVALENCE_PEARSON: pearson, names.PREVALENCE_SPEARMAN: ranked}
-    sizes = {}
-    for label, low, high in BUCKETS:
-        codes = np.asarray(train_vocab.codes, dtype=object)[(prev >= low) & (prev < high)]
-        sizes[label] = (len(codes), low, high)
-        if len(codes) < 2:
-            continue
-        cols = vocab.index(codes)
-        for stat in names.PREVALENCE_BUCKET_STATS:
-            metrics[names.task_metric(stat, label)] = _on_columns(fns[stat], cols)
-            ranges[names.task_metric(stat, label)] = RANK_RANGES[stat]
-    estimates, replicates = _replicates(context.real_resamples(n_bootstrap, seed), context.binary(name, vocab),
-                                        vocab, seed, metrics)
+    def real_buckets():  # train's side per bucket, ranked once for every generator
+        out = {}
+        for label, low, high in BUCKETS:
+            keep = np.flatnonzero((real.estimate >= low) & (real.estimate < high))
+            codes = np.asarray(real.vocab.codes, dtype=object)[keep]
+            est, reps = real.estimate[keep], real.replicates[:, keep]
+            out[label] = (codes, low, high, est, _ranks(est, n_real), reps, _ranks(reps, n_real))
+        return out
+    buckets = context.memo(("prevalence_rank_real", n_bootstrap, seed), real_buckets)
+    used = {label: b for label, b in buckets.items() if len(b[0]) >= 2}
+    cols = {label: vocab.index(b[0]) for label, b in used.items()}
+    rcols = real.columns(vocab)
+    matrix = context.binary(name, vocab)
+
+    def scores(real_union, synthetic, real_part):
+        """Every metric of one (real, synthetic) pair of prevalence arrays, (B, V) or (V,)."""
+        out = {names.PREVALENCE_SPEARMAN: spearman(real_union, synthetic, n_real, n_synthetic)}
+        for label, (r_est, r_rank) in real_part.items():
+            syn = synthetic[..., cols[label]]
+            out[names.task_metric(names.PREVALENCE_R2, label)] = r2(r_est, syn)
+            out[names.task_metric(names.PREVALENCE_PEARSON, label)] = pearson(r_est, syn)
+            out[names.task_metric(names.PREVALENCE_SPEARMAN, label)] = pearson(*np.broadcast_arrays(
+                r_rank, _ranks(syn, n_synthetic)))
+        return out
+
+    real_union = np.zeros(len(vocab))
+    real_union[rcols] = real.estimate
+    estimates = scores(real_union, prevalence_from_matrix(matrix), {k: (b[3], b[4]) for k, b in used.items()})
+    replicates = {k: np.empty(n_bootstrap) for k in estimates}
+    rng = np.random.default_rng(_seed_sequences(seed)[1])  # the prevalence family's synthetic draws (paired)
+    for sl in _blocks(n_bootstrap):
+        b = sl.stop - sl.start
+        block = np.zeros((b, len(vocab)))
+        block[:, rcols] = real.replicates[sl]
+        synthetic = replicate_prevalences(matrix, resample_weights(matrix.shape[0], b, rng))
+        for k, v in scores(block, synthetic, {k: (u[5][sl], u[6][sl]) for k, u in used.items()}).items():
+            replicates[k][sl] = v
+    ranges = {k: RANK_RANGES[names.split_task_metric(k)[0]] for k in estimates}
+    sizes = {label: (len(b[0]), b[1], b[2]) for label, b in buckets.items()}
     df = interval_table(estimates, replicates, level, ranges)
     base = f"basic bootstrap interval, B={n_bootstrap}, patients of train and synthetic resampled independently"
     notes = []
