@@ -233,3 +233,12 @@ def test_the_page_figures_draw_from_the_family_rows(ctx, results):
     for artifact in ("table_next_visit", "table_temporal", "fig_temporal", "table_sample_fidelity",
                      "fig_alpha_precision", "table_prevalence_rank", "table_plausibility", "table_subgroups"):
         assert book.caption(artifact)
+
+
+def test_an_empty_prevalence_bucket_is_skipped_with_the_reason(small_cohort):
+    train, holdout = split(small_cohort, 100, seed=0)  # 300 train patients: no code below 0.1 %
+    c = EvaluationContext.build(train, holdout, {"m": models.get("marginals").fit(train).generate(100, seed=0)})
+    out = evaluate_context(c, [names.PREVALENCE_RANK], n_bootstrap=20, progress=False).set_index("metric")
+    rare = out.loc[names.task_metric(names.PREVALENCE_SPEARMAN, "rare")]
+    assert np.isnan(rare.estimate) and "skipped: 0 train codes" in rare.note
+    assert np.isfinite(out.loc[names.PREVALENCE_SPEARMAN, "estimate"])

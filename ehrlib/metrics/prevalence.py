@@ -207,6 +207,8 @@ def _ranks(values: np.ndarray, n: int | None) -> np.ndarray:
         return rankdata(values, axis=-1)
     counts = np.rint(np.asarray(values) * n).astype(np.int64)
     v = counts.shape[-1]
+    if counts.size == 0:
+        return counts.astype(np.float64)
     flat = counts.reshape(-1, v)
     rows = flat.shape[0]
     width = int(flat.max()) + 1 if flat.size else 1
