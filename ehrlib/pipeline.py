@@ -818,6 +818,8 @@ def temporal(stage: Stage) -> pd.DataFrame:
         if len(head):
             print(f"The next-visit task's headroom (TRTR recall@k minus repeating the last visit): {head.iloc[0]:.3f}; "
                   f"repeating the last visit alone scores {rep.iloc[0]:.3f}.")
+        else:
+            print("The next-visit task was skipped at this run's size (see the rows' notes): no headroom to state.")
     else:
         print("The saved utility family has no next-visit reference rows (no sequential generator, or a run saved "
               "before they existed): no next-visit table.")
