@@ -101,6 +101,14 @@ ARTIFACTS: dict[str, str] = {
     "table_privacy_exposed": "Most exposed records. The training records each attack scores highest against the partial memorizer copying 20%, their codes (rarest first, with patient counts) and whether the release holds an exact copy.",
     "table_privacy_attacks": "Membership attacks on every generator. AUC and TPR at 0.1% and 1% FPR of each attack with basic bootstrap intervals, beside the holdout row, and whether the generator is above it (its AUC or TPR-at-1% interval above the holdout row's).",
     "table_privacy_exposed_models": "Most exposed records per generator. The training records each attack scores highest against each generator's release, their codes (rarest first, with patient counts).",
+    "table_next_visit": "Next-visit task. TRTR and TSTR recall@k beside the reference rows trained on nothing (repeat the last visit, the most frequent codes), the task's headroom and each generator's TSTR minus repeat-last.",
+    "table_temporal": "Temporal fidelity. Nested-visit share, visit-to-visit transitions and persistence of the top codes against train, and Wasserstein distances of the record-length distributions, with basic bootstrap intervals.",
+    "fig_temporal": "Temporal fidelity. Transition and persistence error, persistence gap and the Wasserstein distance of codes per patient, per generator, with basic bootstrap intervals.",
+    "table_sample_fidelity": "Sample-level fidelity. α-precision, β-recall and authenticity (Alaa et al., 2022) on a train-fitted SVD embedding, mean ± spread over subsamples.",
+    "fig_alpha_precision": "Sample-level fidelity. α-precision and β-recall curves per generator; a faithful generator lies on the diagonal.",
+    "table_prevalence_rank": "Prevalence rank correlation. Spearman r overall, and R², Pearson r and Spearman r per train-prevalence bucket, with basic bootstrap intervals.",
+    "table_plausibility": "Implausible records. Share of each generator's records beyond anything train shows (visits, codes per visit, code repeats, codes of the other sex), with Wilson intervals.",
+    "table_subgroups": "Subgroup fidelity. Prevalence R² and Pearson r within sex and age bands against train's, beside the holdout's (the ceiling), for generators that emit demographics.",
 }
 
 

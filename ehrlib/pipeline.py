@@ -1045,3 +1045,105 @@ def dp_tradeoff(stage: Stage) -> pd.DataFrame:
         rows.append({"model": key, "base": name.removeprefix("dp_"), "epsilon": eps, names.PREVALENCE_R2: value.get(names.PREVALENCE_R2),
                      names.UTILITY_RATIO: value.get(names.UTILITY_RATIO), names.MIA_AUC: value.get(names.MIA_AUC)})
     return pd.DataFrame(rows)
+# ---------------------------------------------------------------------------- fidelity beyond marginals
+def fidelity(stage: Stage, *families: str) -> dict:
+    """Compute families of :data:`ehrlib.metrics.names.FIDELITY_FAMILIES` for every synthetic
+    cohort of the run from its one evaluation context and save each (``protocol`` corrected: the
+    paper has none of them, and they do not depend on its protocol). Returns ``family -> rows``."""
+    from ehrlib.errors import ConfigError
+    from ehrlib.metrics import names
+    from ehrlib.metrics.evaluate import evaluate_context
+
+    for family in families:
+        if family not in names.FIDELITY_FAMILIES:
+            raise ConfigError(f"family={family!r}: expected one of {names.FIDELITY_FAMILIES}")
+    whole, context = evaluation_context(stage)
+    out = {}
+    for family in families:
+        df = evaluate_context(context, [family], seed=stage.seed, n_bootstrap=stage.settings.evaluation.n_bootstrap,
+                              progress=False).assign(protocol=names.CORRECTED)
+        stage.save_metrics(family, df)
+        out[family] = df
+    record_context(stage, whole, context)
+    return out
+
+
+def _wide(results: pd.DataFrame, metrics) -> pd.DataFrame:
+    from ehrlib.metrics.evaluate import table1 as wide_table1
+
+    return wide_table1(results.drop(columns=["protocol"], errors="ignore"), metrics=tuple(metrics), flat=())
+
+
+def _left_out(results: pd.DataFrame, metric: str) -> dict:
+    """``model -> note`` of the rows of ``metric`` that are NaN (left out, not applicable, skipped)."""
+    rows = results[(results["metric"] == metric) & results["estimate"].isna()]
+    return dict(zip(rows["model"], rows["note"]))
+
+
+def temporal(stage: Stage) -> pd.DataFrame:
+    """The page of stage 45: the next-visit task with its reference rows (from the saved utility
+    family), then the temporal family (transitions, persistence, Wasserstein distances of the
+    record-length distributions), each generator beside the holdout (the ceiling) and the
+    marginals (the floor). Returns the temporal family's rows."""
+    from ehrlib import plots
+    from ehrlib.metrics import names
+
+    nv = lambda s: names.task_metric(s, names.NEXT_VISIT)  # noqa: E731
+    utility = stage.metrics([names.UTILITY])
+    if "protocol" in utility.columns:
+        utility = utility[utility["protocol"] == names.CORRECTED]
+    columns = [nv(s) for s in (*names.NEXT_VISIT_STATS[:2], *names.NEXT_VISIT_BASELINE_STATS)]
+    if utility["metric"].isin(columns[2:]).any():
+        table = _wide(utility, columns)
+        table["left out"] = table["model"].map(_left_out(utility, nv(names.NEXT_VISIT_STATS[1]))).fillna("")
+        stage.save_table("table_next_visit", table)
+        head = utility[utility["metric"] == nv(names.NEXT_VISIT_BASELINE_STATS[2])]["estimate"].dropna()
+        rep = utility[utility["metric"] == nv(names.NEXT_VISIT_BASELINE_STATS[0])]["estimate"].dropna()
+        if len(head):
+            print(f"The next-visit task's headroom (TRTR recall@k minus repeating the last visit): {head.iloc[0]:.3f}; "
+                  f"repeating the last visit alone scores {rep.iloc[0]:.3f}.")
+        else:
+            print("The next-visit task was skipped at this run's size (see the rows' notes): no headroom to state.")
+    else:
+        print("The saved utility family has no next-visit reference rows (no sequential generator, or a run saved "
+              "before they existed): no next-visit table.")
+    rows = fidelity(stage, names.TEMPORAL)[names.TEMPORAL]
+    stage.save_table("table_temporal", _wide(rows, [names.NESTED_VISIT_SHARE, *names.TEMPORAL_STATS,
+                                                    *(names.task_metric(names.WASSERSTEIN, q)
+                                                      for q in ("visits_per_patient", "codes_per_visit",
+                                                                "codes_per_patient"))]))
+    for model, why in _left_out(rows, names.TRANSITION_RMSE).items():
+        print(f"{model}: {why}")
+    stage.save_figure("fig_temporal", plots.fig_metric_bars(
+        rows, [names.TRANSITION_RMSE, names.PERSISTENCE_RMSE, names.PERSISTENCE_GAP,
+               names.task_metric(names.WASSERSTEIN, "codes_per_patient")], "Temporal fidelity against train"))
+    return rows
+
+
+def sample_fidelity(stage: Stage) -> dict:
+    """The page of stage 46: α-precision, β-recall and authenticity; prevalence rank correlation
+    overall and per frequency bucket; implausible records; subgroup prevalence where a generator
+    emits demographics. Returns ``family -> rows``."""
+    from ehrlib import plots
+    from ehrlib.metrics import names
+    from ehrlib.metrics.sample_level import precision_recall_curves
+
+    out = fidelity(stage, names.SAMPLE_FIDELITY, names.PREVALENCE_RANK, names.PLAUSIBILITY, names.SUBGROUPS)
+    stage.save_table("table_sample_fidelity", _wide(out[names.SAMPLE_FIDELITY], names.SAMPLE_FIDELITY_STATS))
+    _, context = evaluation_context(stage)
+    stage.save_figure("fig_alpha_precision", plots.fig_alpha_precision(precision_recall_curves(context, seed=stage.seed)))
+    rank = out[names.PREVALENCE_RANK]
+    stage.save_table("table_prevalence_rank", _wide(rank, pd.unique(rank["metric"])))
+    plaus = out[names.PLAUSIBILITY]
+    stage.save_table("table_plausibility", _wide(plaus, pd.unique(plaus["metric"])))
+    sub = out[names.SUBGROUPS]
+    judged = sub[(sub["metric"] == names.SUBGROUP_JUDGED) & (sub["estimate"] > 0)]["model"].tolist()
+    not_judged = _left_out(sub.assign(estimate=sub["estimate"].where(sub["estimate"] != 0)), names.SUBGROUP_JUDGED)
+    if judged:
+        stage.save_table("table_subgroups", _wide(sub[sub["model"].isin(judged)], pd.unique(sub["metric"])))
+    else:
+        print("No generator of this run emits demographics: no subgroup table.")
+    if not_judged:
+        print(f"Not judged by subgroup ({len(not_judged)}): {', '.join(not_judged)}; they emit no demographics (no sex "
+              "or age per record), so their records cannot be grouped.")
+    return out

@@ -1005,4 +1005,70 @@ def fig_dp_tradeoff(data: pd.DataFrame) -> Figure:
     handles, labels = axes[0].get_legend_handles_labels()
     seen = dict(zip(labels, handles))
     fig.legend(list(seen.values()), list(seen.keys()), loc="outside right upper", frameon=False, title="Model")
+def fig_metric_bars(results: pd.DataFrame, metrics, title: str) -> Figure:
+    """One panel per metric, one bar per generator with its interval (or ± spread).
+
+    Paper: none (the families of stages 45 and 46). Rows whose estimate is NaN (left out, not
+    applicable) have no bar; the reference generators are drawn in their own colours, so each
+    generator reads against the holdout (ceiling) and the marginals (floor).
+
+    Args:
+        results: tidy rows (``model``, ``metric``, ``estimate``, ``ci_low``, ``ci_high``, ``spread``).
+        metrics: the metrics to show, one panel each, in order (those without rows are skipped).
+        title: the figure's title.
+    """
+    from ehrlib.metrics import names
+
+    _require(results, ["model", "metric", "estimate", "ci_low", "ci_high"], "fig_metric_bars")
+    metrics = [m for m in metrics if (results["metric"] == m).any()]
+    if not metrics:
+        raise ValueError("fig_metric_bars: none of the metrics has rows")
+    models = _models(results)
+    rows, cols = _grid(len(metrics), min(4, len(metrics)))
+    fig = _figure(3.0 * cols, 2.8 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, metric in zip(axes, metrics):
+        d = results[results["metric"] == metric].set_index("model").reindex(models)
+        y = d["estimate"].to_numpy(float)
+        low, high = d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float)
+        spread = d["spread"].to_numpy(float) if "spread" in d else np.full(len(y), np.nan)
+        err_low = np.where(np.isfinite(low), y - low, np.where(np.isfinite(spread), spread, 0))
+        err_high = np.where(np.isfinite(high), high - y, np.where(np.isfinite(spread), spread, 0))
+        x = np.arange(len(models))
+        ax.bar(x, np.nan_to_num(y), color=[model_color(m) for m in models],
+               yerr=np.clip(np.nan_to_num(np.vstack([err_low, err_high])), 0, None), error_kw={"linewidth": 0.8,
+                                                                                                  "capsize": 1.5})
+        for i in np.flatnonzero(~np.isfinite(y)):
+            ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=6, rotation=90)
+        ax.set_xticks(x, [model_label(m) for m in models], rotation=60, ha="right", fontsize=7)
+        ax.set_title(names.header(metric), fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def fig_alpha_precision(curves: pd.DataFrame) -> Figure:
+    """α-precision ``P_α`` and β-recall ``R_β`` curves per generator (Alaa et al., 2022).
+
+    Paper: none (:mod:`ehrlib.metrics.sample_level`). A faithful generator lies on the diagonal;
+    above it, its records crowd the centre of the real support; below it, they fall outside.
+
+    Args:
+        curves: :func:`ehrlib.metrics.sample_level.precision_recall_curves` output.
+    """
+    _require(curves, ["model", "alpha", "precision", "recall"], "fig_alpha_precision")
+    fig = _figure(8.0, 3.4)
+    axes = fig.subplots(1, 2)
+    for ax, column, label in ((axes[0], "precision", "α-precision P_α"), (axes[1], "recall", "β-recall R_β")):
+        for m in _models(curves):
+            d = curves[curves["model"] == m]
+            ax.plot(d["alpha"], d[column], color=model_color(m), label=model_label(m),
+                    linestyle=_REFERENCES.get(_key(m), "-"), linewidth=1.2)
+        ax.plot([0, 1], [0, 1], color="black", linewidth=0.6)
+        ax.set_xlabel("α" if column == "precision" else "β")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
     return fig

@@ -419,8 +419,8 @@ class Stage:
 
     def save_metrics(self, family: str, df) -> Path:
         """Save one metric family's tidy table (``metrics/<family>.csv``)."""
-        if family not in names.FAMILIES:
-            raise RunError(f"metric family {family!r}: expected one of {names.FAMILIES}")
+        if family not in names.ALL_FAMILIES:
+            raise RunError(f"metric family {family!r}: expected one of {names.ALL_FAMILIES}")
         path = atomic_write(self.run.dir(METRICS_DIR) / f"{family}.csv", lambda tmp: df.to_csv(tmp, index=False))
         self._note("outputs", path)
         return path

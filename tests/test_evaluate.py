@@ -39,7 +39,7 @@ def test_output_is_tidy_with_the_documented_metric_names(small_cohort):
                 names.UTILITY_RATIO, names.ATTRIBUTE_ADVANTAGE}
     per_task = {names.split_task_metric(m)[0] for m in out.metric if names.split_task_metric(m)[1]}
     assert set(m for m in out.metric if not names.split_task_metric(m)[1]) == expected
-    assert per_task == {*names.UTILITY_PHENOTYPE_STATS, *names.NEXT_VISIT_STATS,
+    assert per_task == {*names.UTILITY_PHENOTYPE_STATS, *names.NEXT_VISIT_STATS, *names.NEXT_VISIT_BASELINE_STATS,
                         *(names.attribute_metric(s, "x").split(names.TASK_SEPARATOR)[0] for s in names.ATTRIBUTE_STATS)}
     assert set(out.family) == set(names.FAMILIES)
     assert (out["note"].str.len() > 0).all()

@@ -18,6 +18,13 @@ Metric, family and protocol names live in :mod:`ehrlib.metrics.names`.
   (:mod:`ehrlib.metrics.attribute`), members against non-members; summary row
   ``attribute_advantage``.
 
+Families asked for by name (:data:`ehrlib.metrics.names.FIDELITY_FAMILIES`, not in the default
+set; :func:`fidelity_from_context`): ``prevalence_rank`` (Spearman r overall and R², Pearson r,
+Spearman r per train-prevalence bucket), ``temporal`` (visit-to-visit transitions, persistence,
+Wasserstein distances of the record-length distributions), ``sample_fidelity`` (α-precision,
+β-recall, authenticity), ``plausibility`` (records beyond anything train shows) and
+``subgroups`` (prevalence within sex and age bands, with the holdout's as the ceiling).
+
 Every family reads one :class:`ehrlib.metrics.context.EvaluationContext` (the cohorts, one
 vocabulary, one encoding per cohort, the overlap check, the real-side resamples), built once per
 evaluated set; :func:`evaluate` and :func:`evaluate_all` are thin wrappers that build it.
@@ -73,9 +80,9 @@ def _kinds(discriminator, discriminators) -> tuple[str, ...]:
 
 def _families(families, kinds) -> list[str]:
     families = list(FAMILIES if families is None else families)
-    unknown = [f for f in families if f not in FAMILIES]
+    unknown = [f for f in families if f not in names.ALL_FAMILIES]
     if unknown:
-        raise MetricError(f"unknown metric family {unknown}; expected a subset of {FAMILIES}")
+        raise MetricError(f"unknown metric family {unknown}; expected a subset of {names.ALL_FAMILIES}")
     if not kinds and names.DISCRIMINATOR in families:
         families.remove(names.DISCRIMINATOR)
     return families
@@ -132,6 +139,8 @@ def evaluate_context(context: EvaluationContext, families=None, *, protocol: str
                                             n_bootstrap=n_bootstrap, seed=seed, **discriminator_options)
         elif family == names.UTILITY:
             df = utility_from_context(context, name, n_bootstrap=n_bootstrap, seed=seed)
+        elif family in names.FIDELITY_FAMILIES:
+            df = fidelity_from_context(context, name, family, n_bootstrap=n_bootstrap, seed=seed)
         else:
             df = attribute_from_context(context, name, n_bootstrap=n_bootstrap, seed=seed)
         frames.append(df.assign(family=family, model=name))
@@ -143,6 +152,34 @@ def evaluate_context(context: EvaluationContext, families=None, *, protocol: str
         out["note"] = ""
     out["note"] = out["note"].fillna("")
     return out[["model", *COLUMNS]]
+
+
+def fidelity_from_context(context: EvaluationContext, name: str, family: str, *, n_bootstrap: int = 1000,
+                          seed: int = 0) -> pd.DataFrame:
+    """One family of :data:`ehrlib.metrics.names.FIDELITY_FAMILIES` for one synthetic cohort of ``context``.
+
+    The same in both protocols (the paper has none of them): ``prevalence_rank``
+    (:func:`ehrlib.metrics.prevalence.prevalence_rank_from_context`), ``temporal``
+    (:mod:`ehrlib.metrics.temporal`), ``sample_fidelity`` (:mod:`ehrlib.metrics.sample_level`),
+    ``plausibility`` (:mod:`ehrlib.metrics.plausibility`), ``subgroups`` (:mod:`ehrlib.metrics.subgroups`).
+    """
+    from ehrlib.metrics.plausibility import plausibility_from_context
+    from ehrlib.metrics.prevalence import prevalence_rank_from_context
+    from ehrlib.metrics.sample_level import sample_fidelity_from_context
+    from ehrlib.metrics.subgroups import subgroups_from_context
+    from ehrlib.metrics.temporal import temporal_from_context
+
+    if family == names.PREVALENCE_RANK:
+        return prevalence_rank_from_context(context, name, n_bootstrap=n_bootstrap, seed=seed)
+    if family == names.TEMPORAL:
+        return temporal_from_context(context, name, n_bootstrap=n_bootstrap, seed=seed)
+    if family == names.SAMPLE_FIDELITY:
+        return sample_fidelity_from_context(context, name, seed=seed)
+    if family == names.PLAUSIBILITY:
+        return plausibility_from_context(context, name)
+    if family == names.SUBGROUPS:
+        return subgroups_from_context(context, name, n_bootstrap=n_bootstrap, seed=seed)
+    raise MetricError(f"unknown fidelity family {family!r}; expected one of {names.FIDELITY_FAMILIES}")
 
 
 def evaluate(train: Cohort, holdout: Cohort, synthetic: Cohort, families=None, discriminator: str | None = "rf",
@@ -159,7 +196,8 @@ def evaluate(train: Cohort, holdout: Cohort, synthetic: Cohort, families=None, d
         train: the real cohort the generator was fitted on.
         holdout: real patients the generator never saw.
         synthetic: the generated cohort.
-        families: a subset of :data:`ehrlib.metrics.names.FAMILIES`; all by default.
+        families: a subset of :data:`ehrlib.metrics.names.FAMILIES`; all by default. The
+            families of :data:`ehrlib.metrics.names.FIDELITY_FAMILIES` are computed when named.
         discriminator: ``"rf"``, ``"lstm"`` or ``None`` (skip the discriminator family); ignored
             when ``discriminators`` is given.
         n_bootstrap: bootstrap replicates for the prevalence, discriminator, utility and

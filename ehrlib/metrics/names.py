@@ -197,3 +197,63 @@ FIG3_METRICS = (NNAAR, MIA_F1, MIA_ACCURACY, PREVALENCE_R2, PREVALENCE_RMSE, "di
 __all__ = [name for name in dir() if name.isupper() or name in (
     "check_protocol", "check_kind", "disc_metric", "paper_discriminator", "task_metric", "split_task_metric",
     "attribute_metric", "header")]
+
+
+# ------------------------------------------------------------------------------ fidelity beyond marginals
+# Families of :func:`ehrlib.metrics.evaluate.evaluate_context` that are not in the default set
+# (:data:`FAMILIES`): asked for by name (``families=``, ``ehrbench evaluate --families``).
+PREVALENCE_RANK = "prevalence_rank"
+TEMPORAL = "temporal"
+SAMPLE_FIDELITY = "sample_fidelity"
+PLAUSIBILITY = "plausibility"
+SUBGROUPS = "subgroups"
+FIDELITY_FAMILIES = (PREVALENCE_RANK, TEMPORAL, SAMPLE_FIDELITY, PLAUSIBILITY, SUBGROUPS)
+"""Fidelity beyond marginals: rank correlation of prevalence (overall and per frequency bucket),
+visit-to-visit structure, sample-level precision/recall/authenticity, implausible records and
+subgroup prevalence (the metric pages of stages 45 and 46)."""
+ALL_FAMILIES = FAMILIES + FIDELITY_FAMILIES
+"""Every family :func:`ehrlib.metrics.evaluate.evaluate_context` computes."""
+
+PREVALENCE_SPEARMAN = "prevalence_spearman"
+"""Spearman rank correlation of per-code prevalence (rows per frequency bucket: :func:`task_metric` ``(stat, bucket)``)."""
+PREVALENCE_BUCKET_STATS = (PREVALENCE_R2, PREVALENCE_PEARSON, PREVALENCE_SPEARMAN)
+"""Rows per train-frequency bucket of the ``prevalence_rank`` family."""
+
+# next-visit reference rows (utility family)
+NEXT_VISIT_BASELINE_STATS = ("repeat_last_recall_at_k", "frequent_recall_at_k", "headroom_recall_at_k",
+                             "tstr_minus_repeat_last")
+"""Next-visit rows trained on nothing: repeat the last visit, the most frequent codes; the task's headroom
+(TRTR minus repeat-last) and the generator's TSTR minus repeat-last; named :func:`task_metric` ``(stat, "next_visit")``."""
+NESTED_VISIT_SHARE = "nested_visit_share"
+"""Share of a cohort's multi-visit patients whose every visit is contained in the one before (an encoding artifact)."""
+
+# temporal
+TRANSITION_RMSE = "transition_rmse"
+TRANSITION_PEARSON = "transition_pearson"
+PERSISTENCE_RMSE = "persistence_rmse"
+PERSISTENCE_RATE = "persistence_rate"
+PERSISTENCE_GAP = "persistence_gap"
+TEMPORAL_STATS = (TRANSITION_RMSE, TRANSITION_PEARSON, PERSISTENCE_RMSE, PERSISTENCE_RATE, PERSISTENCE_GAP)
+WASSERSTEIN = "wasserstein"
+"""Rows :func:`task_metric` ``("wasserstein", quantity)`` per structure quantity (visits per patient, ...)."""
+
+# sample-level
+ALPHA_PRECISION = "alpha_precision"
+BETA_RECALL = "beta_recall"
+AUTHENTICITY = "authenticity"
+ALPHA_PRECISION_HIGH = "alpha_precision_at_0.9"
+BETA_RECALL_HIGH = "beta_recall_at_0.9"
+SAMPLE_FIDELITY_STATS = (ALPHA_PRECISION, BETA_RECALL, AUTHENTICITY, ALPHA_PRECISION_HIGH, BETA_RECALL_HIGH)
+
+# plausibility
+IMPLAUSIBLE_SHARE = "implausible_share"
+"""Summary row: share of records with any implausibility; per kind :func:`task_metric` ``("implausible_share", kind)``."""
+IMPLAUSIBLE_KINDS = ("visits", "codes_per_visit", "code_repeats", "sex_specific_code")
+
+# subgroups
+SUBGROUP_STATS = ("subgroup_r2", "subgroup_pearson", "subgroup_holdout_r2", "subgroup_holdout_pearson")
+"""Rows per subgroup (``sex=F``, ``age=65+``, ...), named :func:`task_metric` ``(stat, subgroup)``."""
+SUBGROUP_JUDGED = "subgroups_judged"
+"""Summary row: number of subgroups judged (0, with the reason, for a cohort without demographics)."""
+
+__all__ += [name for name in dir() if name.isupper() and name not in __all__]

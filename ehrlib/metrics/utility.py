@@ -17,7 +17,13 @@ so every generator is scored the same way:
   the last visit's codes among the :data:`NEXT_VISIT_CODES` most frequent last-visit codes of
   train, from the codes of the earlier visits; recall@k (k = :data:`RECALL_K`) with a basic
   bootstrap interval and micro AUPRC. Flat generators (one visit per patient) get the phenotype
-  tasks only: their next-visit rows are NaN with a note saying so.
+  tasks only: their next-visit rows are NaN with a note saying so. Two reference rows trained on
+  nothing show what the task rewards (:func:`baseline_recalls`): *repeat the last visit* and *the
+  most frequent codes*; the task's headroom is TRTR minus repeat-last, and each generator's TSTR
+  is also given minus repeat-last (paired resamples). A cohort whose visits are an encoding
+  artifact (:func:`ehrlib.metrics.temporal.encoding_artifact`: MedGAN's count mode, whose every
+  "next visit" repeats the one before) has its TSTR rows left out (NaN), the reason and the
+  measured value in the note.
 
 The summary row :data:`ehrlib.metrics.names.UTILITY_RATIO` is the mean of the phenotype tasks'
 TSTR/TRTR ratios (with an interval from the same paired resamples).
@@ -35,6 +41,7 @@ import scipy.sparse as sp
 from ehrlib.data.icd9 import CodeSet
 from ehrlib.metrics import names
 from ehrlib.metrics.context import HOLDOUT, TRAIN
+from ehrlib.metrics.temporal import encoding_artifact
 
 
 #: One phenotype task: the codes whose presence is the label.
@@ -234,7 +241,8 @@ def next_visit_rows(context, name: str, *, n_bootstrap: int = 1000, seed: int = 
     stats = names.NEXT_VISIT_STATS
 
     def nan_rows(note):
-        return [_row(names.task_metric(s, names.NEXT_VISIT), np.nan, note=note) for s in stats]
+        return [_row(names.task_metric(s, names.NEXT_VISIT), np.nan, note=note)
+                for s in (*stats, *names.NEXT_VISIT_BASELINE_STATS)]
 
     if not is_sequential(context.synthetic[name]):
         return nan_rows("not applicable: flat generator (one visit per patient); phenotype tasks only")
@@ -279,16 +287,76 @@ def next_visit_rows(context, name: str, *, n_bootstrap: int = 1000, seed: int = 
     note = (f"last visit's codes among the {len(targets)} most frequent last-visit codes of train, from the "
             f"earlier visits; logistic regression per code; {h_te.shape[0]} holdout patients")
     ci = f"; basic bootstrap interval over holdout patients, B={n_bootstrap}"
+    (rep_est, rep_b), (freq_est, freq_b) = context.memo(
+        ("next_visit_baselines", n_bootstrap, seed), lambda: baseline_recalls(context.holdout, context.vocab, targets,
+                                                                              rng_w))
+    artifact = encoding_artifact(context.synthetic[name])
+    s_note = f"recall@{RECALL_K}, trained on {name} ({h_s.shape[0]} patients); {note}{ci}"
+    gain, gain_b = s_est - rep_est, s_b - rep_b
+    gain_note = f"{name}'s TSTR recall@{RECALL_K} minus repeat-last's, paired resamples{ci}"
+    if artifact:  # measured, then left out of the comparison with the reason (and the number) in the note
+        s_note = f"left out: {artifact} (its recall@{RECALL_K} measures {s_est:.3f}); {s_note}"
+        gain_note = f"left out: {artifact}"
+        s_est = s_ap = gain = np.nan
+    base = f"trained on nothing, scored on the same {h_te.shape[0]} holdout patients and targets"
+    head, head_b = r_est - rep_est, r_b - rep_b
+    b = names.NEXT_VISIT_BASELINE_STATS
     return [
         _row(names.task_metric(stats[0], names.NEXT_VISIT), r_est, *basic_interval(r_est, r_b, level, (0.0, 1.0)),
              f"recall@{RECALL_K}, trained on train ({h_tr.shape[0]} patients); {note}{ci}"),
         _row(names.task_metric(stats[1], names.NEXT_VISIT), s_est, *basic_interval(s_est, s_b, level, (0.0, 1.0)),
-             f"recall@{RECALL_K}, trained on {name} ({h_s.shape[0]} patients); {note}{ci}"),
+             s_note),
         _row(names.task_metric(stats[2], names.NEXT_VISIT), r_ap, note=f"micro AUPRC, trained on train; {note}; "
                                                                         "no interval"),
         _row(names.task_metric(stats[3], names.NEXT_VISIT), s_ap, note=f"micro AUPRC, trained on {name}; {note}; "
-                                                                        "no interval"),
+                                                                        "no interval" + (f"; left out: {artifact}"
+                                                                                         if artifact else "")),
+        _row(names.task_metric(b[0], names.NEXT_VISIT), rep_est, *basic_interval(rep_est, rep_b, level, (0.0, 1.0)),
+             f"recall@{RECALL_K} of repeating the visit before the last (its target codes first, then train's most "
+             f"frequent last-visit codes); {base}{ci}"),
+        _row(names.task_metric(b[1], names.NEXT_VISIT), freq_est, *basic_interval(freq_est, freq_b, level, (0.0, 1.0)),
+             f"recall@{RECALL_K} of train's {RECALL_K} most frequent last-visit codes for everyone; {base}{ci}"),
+        _row(names.task_metric(b[2], names.NEXT_VISIT), head, *basic_interval(head, head_b, level, (-1.0, 1.0)),
+             f"the task's headroom: TRTR recall@{RECALL_K} minus repeat-last's, paired resamples{ci}"),
+        _row(names.task_metric(b[3], names.NEXT_VISIT), gain, *(basic_interval(gain, gain_b, level, (-1.0, 1.0))
+                                                                if np.isfinite(gain) else (np.nan, np.nan)), gain_note),
     ]
+
+
+def baseline_recalls(holdout, vocab, targets, weights) -> tuple[tuple[float, np.ndarray], tuple[float, np.ndarray]]:
+    """Recall@k on the holdout's next-visit task of the two reference rows trained on nothing:
+    *repeat the last visit* (the target codes of the visit before the last, ranked first, then
+    the rest by train's last-visit frequency, the order of ``targets``) and *the most frequent
+    codes* (``targets``' first k for everyone). Patients are those of the task (two visits or
+    more, a target code in the last visit), in its order; ``weights`` its bootstrap weights.
+
+    Returns ``((estimate, replicates), (estimate, replicates))``: repeat-last, then most-frequent.
+    """
+    _, last = _history_last(holdout, vocab)
+    prev = _previous_visit(holdout, vocab)
+    y = last[:, targets].toarray() > 0
+    keep = y.any(axis=1)
+    y, prev = y[keep], prev[keep][:, targets].toarray() > 0
+    rank = np.arange(len(targets)) / len(targets)  # < 1: breaks ties by train frequency
+    out = []
+    for score in (2.0 * prev - rank, np.broadcast_to(-rank, y.shape)):
+        top = np.argsort(-score, axis=1, kind="stable")[:, :RECALL_K]
+        recall = np.take_along_axis(y, top, axis=1).sum(axis=1) / np.minimum(RECALL_K, y.sum(axis=1))
+        out.append((float(recall.mean()), weights @ recall / weights.sum(axis=1)))
+    return out[0], out[1]
+
+
+def _previous_visit(cohort, vocab) -> sp.csr_matrix:
+    """Patients with two visits or more (the rows of :func:`_history_last`): 0/1 codes of the visit before the last."""
+    ev = cohort.events
+    last = ev.groupby("subject_id", sort=False)["visit_id"].transform("max")
+    multi = (last >= 1).to_numpy()
+    subjects, row = np.unique(ev["subject_id"].to_numpy()[multi], return_inverse=True)
+    pick = (ev["visit_id"] == last - 1).to_numpy()[multi]
+    col = vocab.index(ev["code"].to_numpy()[multi][pick])
+    m = sp.csr_matrix((np.ones(int(pick.sum()), np.float32), (row[pick], col)), shape=(len(subjects), len(vocab)))
+    m.data[:] = 1.0
+    return m
 
 
 # ---------------------------------------------------------------------------- the family
