@@ -159,12 +159,12 @@ def fidelity_from_context(context: EvaluationContext, name: str, family: str, *,
     """One family of :data:`ehrlib.metrics.names.FIDELITY_FAMILIES` for one synthetic cohort of ``context``.
 
     The same in both protocols (the paper has none of them): ``prevalence_rank``
-    (:func:`ehrlib.metrics.prevalence.prevalence_rank_from_context`), ``temporal``
+    (:func:`ehrlib.metrics.prevalence_rank.prevalence_rank_from_context`), ``temporal``
     (:mod:`ehrlib.metrics.temporal`), ``sample_fidelity`` (:mod:`ehrlib.metrics.sample_level`),
     ``plausibility`` (:mod:`ehrlib.metrics.plausibility`), ``subgroups`` (:mod:`ehrlib.metrics.subgroups`).
     """
     from ehrlib.metrics.plausibility import plausibility_from_context
-    from ehrlib.metrics.prevalence import prevalence_rank_from_context
+    from ehrlib.metrics.prevalence_rank import prevalence_rank_from_context
     from ehrlib.metrics.sample_level import sample_fidelity_from_context
     from ehrlib.metrics.subgroups import subgroups_from_context
     from ehrlib.metrics.temporal import temporal_from_context

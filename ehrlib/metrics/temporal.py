@@ -47,6 +47,11 @@ QUANTITIES = ("visits_per_patient", "codes_per_visit", "codes_per_patient")
 
 
 # ---------------------------------------------------------------------------- per-cohort pieces
+def is_sequential(cohort) -> bool:
+    """True when some patient of ``cohort`` has two visits or more (flat generators emit one)."""
+    return bool(cohort.n_events and int(cohort.events["visit_id"].max()) >= 1)
+
+
 def _patients(cohort):
     """``(events, patient of each event, visit of each event, visits per patient)``, kept with the cohort."""
     ev = cohort.events
@@ -208,7 +213,6 @@ def temporal_from_context(context, name: str, *, n_bootstrap: int = 1000, seed: 
     """
     from ehrlib.metrics.bootstrap import basic_interval
     from ehrlib.metrics.prevalence import prevalence_from_matrix
-    from ehrlib.metrics.utility import is_sequential
 
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
         raise ValueError(f"n_bootstrap={n_bootstrap!r}: expected an integer >= 2")

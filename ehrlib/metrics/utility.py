@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from ehrlib.data.icd9 import CodeSet
 from ehrlib.metrics import names
 from ehrlib.metrics.context import HOLDOUT, TRAIN
-from ehrlib.metrics.temporal import encoding_artifact
+from ehrlib.metrics.temporal import encoding_artifact, is_sequential  # noqa: F401 - is_sequential: part of this module's API
 
 
 #: One phenotype task: the codes whose presence is the label.
@@ -86,11 +86,6 @@ def phenotype_table() -> pd.DataFrame:
     """:data:`PHENOTYPES` as a table (``task``, ``title``, ``codes``, ``source``), for the book."""
     return pd.DataFrame([{"task": p.name, "title": p.title, "codes": ", ".join(f"{c}*" for c in p.prefixes),
                           "source": p.source} for p in PHENOTYPES])
-
-
-def is_sequential(cohort) -> bool:
-    """True when some patient of ``cohort`` has two visits or more (flat generators emit one)."""
-    return bool(cohort.n_events and int(cohort.events["visit_id"].max()) >= 1)
 
 
 # ---------------------------------------------------------------------------- shared pieces
