@@ -12,6 +12,7 @@ each timed ``--repeats`` times, the fastest kept; a loaded machine inflates both
   stage 34) for the holdout and memorizer cohorts;
 * ``corgan_epoch`` / ``medgan_epoch``: one adversarial epoch of the demo preset on
   ``--patients`` training patients (stage 11 and 10; the CorGAN / MedGAN ratio is printed too);
+* ``lstm``: one LSTM discriminator fit (stage 31's second kind) on 800 real vs 400 synthetic patients;
 * ``yardstick``: a fixed workload (float64 matrix products in NumPy and a pure-Python loop) on one
   thread, the same code on both sides; its seconds say how fast this machine is, so a time measured
   here can be set beside the yardstick of the machine the reproducing page was timed on.
@@ -36,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "bc3514c"
-TASKS = ("yardstick", "fig3_prevalence", "fig3", "protocol_effects", "medgan_epoch", "corgan_epoch")
+TASKS = ("yardstick", "lstm", "fig3_prevalence", "fig3", "protocol_effects", "medgan_epoch", "corgan_epoch")
 
 
 # ---------------------------------------------------------------------------- the workloads (run in a worker)
@@ -110,6 +111,19 @@ def _epoch(name: str, patients: int):
     return time.perf_counter() - start, [stats["loss"], stats["d_loss"]]
 
 
+def _lstm_fit():
+    from ehrlib.data.encode import Vocabulary
+    from ehrlib.metrics import discriminator as d
+
+    train, _, syn = _cohorts()
+    real = train.subset(train.subject_ids[:800])
+    vocab = Vocabulary.from_cohorts(real, syn["marginals"])
+    parts = d.balanced_split(real.n_patients, syn["marginals"].n_patients, 0.2, 0)
+    start = time.perf_counter()
+    _, p = d._lstm(real, syn["marginals"], vocab, parts, 0, d.LSTMConfig(), "cpu")
+    return time.perf_counter() - start, p.tolist()
+
+
 def _yardstick():
     import numpy as np
 
@@ -129,6 +143,8 @@ def work(task: str, patients: int):
         return _yardstick()
     if task == "fig3":
         return _fig3(None)
+    if task == "lstm":
+        return _lstm_fit()
     if task == "fig3_prevalence":
         return _fig3(("prevalence",))
     if task == "protocol_effects":

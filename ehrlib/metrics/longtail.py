@@ -582,10 +582,22 @@ def tail_codes(train: Cohort, percentile: float, protocol: str = "corrected") ->
 
     names.check_protocol(protocol)
     (p,) = _check_percentiles([percentile])
-    freq = occurrence_counts(train) if protocol == names.PAPER else code_counts(train)
+    occ = occurrence_counts(train)
+    return _tail(occ if protocol == names.PAPER else code_counts(train), occ, p)
+
+
+def _train_counts(context) -> pd.Series:
+    """:func:`code_counts` of the context's train, from its binary matrix (the same counts)."""
+    vocab = context.union(TRAIN)
+    x = context.binary(TRAIN, vocab)
+    counts = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
+    return pd.Series(counts, index=pd.Index(vocab.codes, name="code"), name="patients")
+
+
+def _tail(freq: pd.Series, occ: pd.Series, p: float) -> dict:
+    """:func:`tail_codes` from the training frequencies ``freq`` and occurrence counts ``occ``."""
     threshold = float(np.percentile(freq.to_numpy(), p))
     kept = freq.index[freq.to_numpy() <= threshold]
-    occ = occurrence_counts(train)
     return {"codes": set(kept), "threshold": threshold, "n_codes": len(kept),
             "tail_share": float(occ.reindex(kept).sum() / occ.sum())}
 
@@ -720,8 +732,10 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
         rows.append({**base, "metric": metric, "estimate": est, "ci_low": low, "ci_high": high,
                      "spread": spread, "note": note})
 
+    occ = occurrence_counts(train)
+    freq = occ if paper else _train_counts(context)  # once for every percentile
     for p in pcts:
-        tail = tail_codes(train, p, protocol)
+        tail = _tail(freq, occ, p)
         # codes absent from train have training frequency 0: always in the corrected tail. The
         # restricted cohorts are the same whichever model's novel codes are kept (a cohort has
         # none of another's), so one restricted context serves every model.
