@@ -215,3 +215,35 @@ def test_stages_run_in_the_repository_root_and_leave_this_process_folder_alone(t
     runner.reproduce(repo, profile="smoke", run="r", book=False, jobs=3)
     assert os.getcwd() == here
     assert {(repo / f"{n}.cwd").read_text() for n in ("00_a", "01_b", "02_c")} == {str(repo)}
+
+
+def test_the_stage_with_the_longest_remaining_chain_starts_first(tmp_path):
+    # 12_c is short but 31_y after it is long: with two lanes the chain 12_c -> 31_y starts at once,
+    # beside the longest training, instead of waiting behind 10_a and 11_b in notebook order
+    selected = _notebooks(tmp_path, GRAPH)
+    seconds = {"00_data": 1, "10_a": 50, "11_b": 5, "12_c": 5, "20_gen": 5, "30_x": 5, "31_y": 100, "50_free": 1}
+    rank = runner.graph.critical_path(stage_needs(selected), seconds)
+    assert rank["12_c"] == 105 and rank["10_a"] == 60 and rank["00_data"] == 106
+    rec = Recorder(seconds=0.0)
+    run_stages(selected, rec, jobs=1, seconds=seconds)
+    starts = [name for kind, name in rec.events if kind == "start"]
+    assert starts[:3] == ["00_data", "12_c", "31_y"]  # 31_y's chain outranks 10_a's once 12_c is done
+    assert starts.index("10_a") < starts.index("11_b")
+    for name, needs in GRAPH.items():
+        for need in needs:
+            assert starts.index(need) < starts.index(name)
+
+
+def test_without_records_the_chain_counts_stages_and_recorded_seconds_come_from_the_manifest(tmp_path):
+    selected = _notebooks(tmp_path, GRAPH)
+    rank = runner.graph.critical_path(stage_needs(selected), {})
+    assert rank == {"00_data": 4, "10_a": 3, "11_b": 3, "12_c": 2, "20_gen": 2, "30_x": 1, "31_y": 1, "50_free": 1}
+    run = runs.open_run("sched", root=tmp_path / "runs")
+    run.update_manifest(lambda m: m.setdefault("stages", {}).update({
+        "10_a": {"runner": {"status": "ok", "seconds": 42.5}},
+        "11_b": {"runner": {"status": "failed", "seconds": 3.0}},  # a failed run is no estimate
+        "12_c": {}}))
+    assert runner.graph.recorded_seconds(run) == {"10_a": 42.5}
+    # unrecorded stages count as the mean of the recorded ones
+    rank = runner.graph.critical_path(stage_needs(selected), runner.graph.recorded_seconds(run))
+    assert rank["10_a"] == 42.5 * 3 and rank["31_y"] == 42.5

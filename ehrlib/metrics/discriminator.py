@@ -630,13 +630,22 @@ def discriminator_family(
     rows = []
     for kind in kinds:
         if kind == names.RF:
-            labels, p_real = _random_forest(real_cohort, synthetic, vocab, parts, seed,
-                                            rf or CONFIGS[protocol][names.RF], real_binary)
+            config = rf or CONFIGS[protocol][names.RF]
+
+            def fit():
+                return _random_forest(real_cohort, synthetic, vocab, parts, seed, config, real_binary)
             rule = "half" if protocol == names.CORRECTED else "rf_predict"
         else:
-            labels, p_real = _lstm(real_cohort, synthetic, vocab, parts, seed, lstm or CONFIGS[protocol][names.LSTM],
-                                   device)
+            config = lstm or CONFIGS[protocol][names.LSTM]
+
+            def fit():
+                return _lstm(real_cohort, synthetic, vocab, parts, seed, config, device)
             rule = "half" if protocol == names.CORRECTED else "at_least_half"
+        if context is None:
+            labels, p_real = fit()
+        else:  # the same fit asked again of this context (the protocol-effects table's whole protocols)
+            labels, p_real = context.memo(("discriminator", named[0], kind, protocol, real, int(seed),
+                                           float(test_size), config, device if kind == names.LSTM else None), fit)
         stats = prediction_intervals(labels, p_real, n_bootstrap, seed, rule=rule, stratified=stratified)
         n_real = len(parts.real_train) + len(parts.real_test)
         n_syn = len(parts.synthetic_train) + len(parts.synthetic_test)

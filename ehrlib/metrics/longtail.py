@@ -582,10 +582,22 @@ def tail_codes(train: Cohort, percentile: float, protocol: str = "corrected") ->
 
     names.check_protocol(protocol)
     (p,) = _check_percentiles([percentile])
-    freq = occurrence_counts(train) if protocol == names.PAPER else code_counts(train)
+    occ = occurrence_counts(train)
+    return _tail(occ if protocol == names.PAPER else code_counts(train), occ, p)
+
+
+def _train_counts(context) -> pd.Series:
+    """:func:`code_counts` of the context's train, from its binary matrix (the same counts)."""
+    vocab = context.union(TRAIN)
+    x = context.binary(TRAIN, vocab)
+    counts = np.asarray(x.sum(axis=0)).ravel().astype(np.int64)
+    return pd.Series(counts, index=pd.Index(vocab.codes, name="code"), name="patients")
+
+
+def _tail(freq: pd.Series, occ: pd.Series, p: float) -> dict:
+    """:func:`tail_codes` from the training frequencies ``freq`` and occurrence counts ``occ``."""
     threshold = float(np.percentile(freq.to_numpy(), p))
     kept = freq.index[freq.to_numpy() <= threshold]
-    occ = occurrence_counts(train)
     return {"codes": set(kept), "threshold": threshold, "n_codes": len(kept),
             "tail_share": float(occ.reindex(kept).sum() / occ.sum())}
 
@@ -597,15 +609,32 @@ def _restrict(cohort: Cohort, keep) -> Cohort | None:
     return cohort.restrict_codes(keep)
 
 
-def _prevalence_rows(x_real, x_syn, n_bootstrap: int, seed: int) -> dict:
-    """Prevalence R², Pearson r, RMSE with basic bootstrap intervals from two 0/1 matrices."""
+def _shared_replicates(context, role: str, vocab: Vocabulary, n_bootstrap: int, seed: int, side: int) -> np.ndarray:
+    """The (B, V) bootstrap prevalence replicates of cohort ``role`` of ``context`` over ``vocab``,
+    drawn with stream ``side`` of ``seed`` (0: real, 1: synthetic; as :func:`_prevalence_rows`).
+
+    Drawn once per context over its whole vocabulary, then the columns of ``vocab`` taken: the
+    resample weights depend on the number of patients alone and each column's replicate on its own
+    entries, so the values are those of a draw over ``vocab`` itself, for every percentile and
+    model that asks."""
+    from ehrlib.metrics.bootstrap import _draw_replicates, _seed_sequences
+
+    full = context.memo(("longtail_replicates", role, int(n_bootstrap), int(seed), int(side)),
+                        lambda: _draw_replicates(context.binary(role), n_bootstrap,
+                                                 np.random.default_rng(_seed_sequences(seed)[side])))
+    return full[:, context.vocab.index(vocab.codes)]
+
+
+def _prevalence_rows(x_real, x_syn, n_bootstrap: int, seed: int, r_real=None, r_syn=None) -> dict:
+    """Prevalence R², Pearson r, RMSE with basic bootstrap intervals from two 0/1 matrices
+    (``r_real``, ``r_syn``: their replicates when drawn already, :func:`_shared_replicates`)."""
     from ehrlib.metrics.bootstrap import _draw_replicates, _seed_sequences, basic_interval
 
     real_rng, syn_rng = (np.random.default_rng(s) for s in _seed_sequences(seed))
     p_real = np.asarray(x_real.mean(axis=0)).ravel()
     p_syn = np.asarray(x_syn.mean(axis=0)).ravel()
-    r_real = _draw_replicates(x_real, n_bootstrap, real_rng)
-    r_syn = _draw_replicates(x_syn, n_bootstrap, syn_rng)
+    r_real = _draw_replicates(x_real, n_bootstrap, real_rng) if r_real is None else r_real
+    r_syn = _draw_replicates(x_syn, n_bootstrap, syn_rng) if r_syn is None else r_syn
     out = {}
     for name, fn in prevalence.PREVALENCE_METRICS.items():
         est = fn(p_real, p_syn)
@@ -703,8 +732,10 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
         rows.append({**base, "metric": metric, "estimate": est, "ci_low": low, "ci_high": high,
                      "spread": spread, "note": note})
 
+    occ = occurrence_counts(train)
+    freq = occ if paper else _train_counts(context)  # once for every percentile
     for p in pcts:
-        tail = tail_codes(train, p, protocol)
+        tail = _tail(freq, occ, p)
         # codes absent from train have training frequency 0: always in the corrected tail. The
         # restricted cohorts are the same whichever model's novel codes are kept (a cohort has
         # none of another's), so one restricted context serves every model.
@@ -733,12 +764,14 @@ def longtail_ablation(train: Cohort, holdout: Cohort, synthetic, percentiles: Se
                     else:
                         t_r = restricted.train
                         prev = _prevalence_rows(restricted.binary(TRAIN, vocab), restricted.binary(name, vocab),
-                                                n_bootstrap, seed)
+                                                n_bootstrap, seed,
+                                                r_real=_shared_replicates(restricted, TRAIN, vocab, n_bootstrap, seed, 0))
                         note = (f"prevalence over the patients left after filtering ({t_r.n_patients} train, "
                                 f"{s_r.n_patients} synthetic); basic bootstrap, B={n_bootstrap}")
                 else:
                     prev = _prevalence_rows(context.binary(TRAIN, vocab), context.binary(name, vocab), n_bootstrap,
-                                            seed)
+                                            seed, _shared_replicates(context, TRAIN, vocab, n_bootstrap, seed, 0),
+                                            _shared_replicates(context, name, vocab, n_bootstrap, seed, 1))
                     note = (f"prevalence over all patients ({train.n_patients} train, {cohort.n_patients} synthetic); "
                             f"basic bootstrap, B={n_bootstrap}")
                 if prev is not None:

@@ -173,10 +173,48 @@ def default_jobs() -> int:
     return max(1, min(4, threads.available_cpus()))
 
 
-def run_stages(selected: list[Path], run_one, jobs: int) -> list[StageResult]:
+def recorded_seconds(run: Run, names=None) -> dict[str, float]:
+    """Each stage's wall-clock seconds at its last successful run, from the run manifest
+    (``stages.<name>.runner.seconds`` of the entries whose status is ``ok``); ``names``: only those."""
+    out = {}
+    for name, entry in run.manifest().get("stages", {}).items():
+        done = entry.get("runner") or {}
+        if done.get("status") == "ok" and isinstance(done.get("seconds"), (int, float)) and (names is None or name in names):
+            out[name] = float(done["seconds"])
+    return out
+
+
+def critical_path(needs: dict[str, list[str]], seconds: dict[str, float] | None = None) -> dict[str, float]:
+    """Each stage's longest remaining chain: its own seconds plus the longest chain among the stages
+    that need it (directly or through others), so the stage that starts the longest path to the end
+    of the run ranks first.
+
+    ``seconds`` gives the stages' durations (:func:`recorded_seconds` of earlier runs); a stage it
+    lacks counts as the mean of the given ones (1 when none is given), so without records the rank
+    is the number of stages on the longest chain below it.
+    """
+    seconds = dict(seconds or {})
+    known = [v for k, v in seconds.items() if k in needs]
+    default = sum(known) / len(known) if known else 1.0
+    users: dict[str, list[str]] = {name: [] for name in needs}
+    for name, its in needs.items():
+        for n in its:
+            users.setdefault(n, []).append(name)
+    rank: dict[str, float] = {}
+    for name in reversed(list(needs)):  # needs point to earlier notebooks: users are ranked first
+        below = [rank[u] for u in users.get(name, []) if u in rank]
+        rank[name] = max(0.0, float(seconds.get(name, default))) + max(below, default=0.0)
+    return rank
+
+
+def run_stages(selected: list[Path], run_one, jobs: int, seconds: dict[str, float] | None = None) -> list[StageResult]:
     """Run every stage once the stages it needs (:func:`stage_needs`) are done, up to ``jobs`` at a
-    time, in notebook order among the ready ones. ``run_one(nb, at_once)`` runs one stage. A stage
-    whose need failed is not run. Results come back in notebook order.
+    time. ``run_one(nb, at_once)`` runs one stage. A stage whose need failed is not run. Results
+    come back in notebook order.
+
+    Among the ready stages, those with the longest remaining chain (:func:`critical_path` of
+    ``seconds``, e.g. :func:`recorded_seconds` of the run's earlier runs) start first, ties in
+    notebook order; with ``seconds=None`` the ready stages start in notebook order.
 
     Ctrl-C (``KeyboardInterrupt``) stops the running kernels at once
     (:func:`~ehrlib.runner.kernels.stop_kernels`), waits for their stages to record themselves
@@ -187,6 +225,10 @@ def run_stages(selected: list[Path], run_one, jobs: int) -> list[StageResult]:
 
     needs = stage_needs(selected)
     pending = list(selected)
+    if seconds is not None:
+        rank = critical_path(needs, seconds)
+        position = {nb.stem: i for i, nb in enumerate(selected)}
+        pending.sort(key=lambda nb: (-rank[nb.stem], position[nb.stem]))
     results: dict[str, StageResult] = {}
     running: dict = {}
     INTERRUPTED.clear()
