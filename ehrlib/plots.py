@@ -956,6 +956,7 @@ def fig_privacy_power(power: pd.DataFrame) -> Figure:
                 Line2D([], [], color="grey", marker="o", linestyle="", label="detected"),
                 Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="", label="not detected")]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, title="Attack")
+    return fig
 def fig_dp_tradeoff(data: pd.DataFrame) -> Figure:
     """Privacy against fidelity and utility: prevalence R², the TSTR/TRTR utility ratio and the
     membership attack's AUC of every DP generator against its ε, each generator's non-private model
@@ -1005,6 +1006,7 @@ def fig_dp_tradeoff(data: pd.DataFrame) -> Figure:
     handles, labels = axes[0].get_legend_handles_labels()
     seen = dict(zip(labels, handles))
     fig.legend(list(seen.values()), list(seen.keys()), loc="outside right upper", frameon=False, title="Model")
+    return fig
 def fig_metric_bars(results: pd.DataFrame, metrics, title: str) -> Figure:
     """One panel per metric, one bar per generator with its interval (or ± spread).
 

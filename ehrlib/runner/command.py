@@ -16,7 +16,7 @@ from ehrlib.book import notebooks
 from ehrlib.errors import RunError, RunInterrupted
 from ehrlib.runner.build import build_book, prepare_out
 from ehrlib.runner.fingerprints import EXECUTED_DIR, library_hash, record_result
-from ehrlib.runner.graph import (default_jobs, run_stages, stage_name_problems, stage_needs, stale_needs,
+from ehrlib.runner.graph import (default_jobs, recorded_seconds, run_stages, stage_name_problems, stage_needs, stale_needs,
                                  undeclared_reads)
 from ehrlib.runner.kernels import INTERRUPTED, StageResult, declared_parameters, run_stage
 from ehrlib.runs import ENV_RUNS_DIR, ENV_WRITER, Run, _now, failed_generators, open_run, runs_root
@@ -163,7 +163,8 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
                         stale_of=lambda nb: stale_needs(run_dir, [n for n in every_need[nb.stem] if n not in chosen],
                                                         every_params))
                 else:
-                    results = run_stages(selected, run_one, jobs)
+                    # longest remaining chain first, by the stage times this run's manifest recorded
+                    results = run_stages(selected, run_one, jobs, seconds=recorded_seconds(run_dir))
             except RunInterrupted as exc:
                 for nb, r in zip(selected, exc.results):  # recorded here unless run_stage recorded it
                     if r.status == "not run" or r.extra.get("unrecorded"):
