@@ -27,6 +27,7 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+import sys
 import zlib
 from pathlib import Path
 
@@ -55,8 +56,20 @@ def as_path(value, what: str = "path") -> Path:
     return Path(value)
 
 
+#: Audit event (:func:`sys.audit`) raised for every file or folder a loader looks for, found or not:
+#: the stage context (:class:`ehrlib.runs.Stage`) records it as the stage's input, so a file that
+#: appears later makes the stage out of date.
+LOOK_EVENT = "ehrlib.look"
+
+
+def looked_for(path) -> None:
+    """Say that ``path`` was looked for (:data:`LOOK_EVENT`), whether or not it exists."""
+    sys.audit(LOOK_EVENT, os.fspath(path))
+
+
 def _stat(path: Path, what: str):
     """``os.stat(path)``, ``None`` when nothing is there; a CohortError when it may not be looked at."""
+    looked_for(path)
     try:
         return path.stat()
     except (FileNotFoundError, NotADirectoryError):
