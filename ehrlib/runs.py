@@ -322,11 +322,11 @@ class Stage:
 
     The inputs are recorded by the context itself, not declared: while it is open (until another
     stage context opens in the process, or :meth:`close`), every file the process opens for reading
-    under the run folder, the data folder (``$EHRLIB_DATA_DIR`` or ``./data``) or a data path a
-    loader names (``long:PATH``, ``mimic3:PATH``, ...) is an input, and so is every file a loader or
-    a read helper here looked for and did not find: a table or a dataset that appears later makes the
-    stage out of date. Run-folder inputs are recorded relative to the run folder, others by absolute
-    path.
+    under the run folder, the data folder (``$EHRLIB_DATA_DIR`` or ``./data``), a data path a loader
+    names (``long:PATH``, ``mimic3:PATH``, ...) or the paper's printed numbers is an input, and so is
+    every file a loader or a read helper here looked for and did not find: a table or a dataset that
+    appears later makes the stage out of date. Run-folder inputs are recorded relative to the run
+    folder, others by absolute path.
     """
 
     def __init__(self, name: str, run: Run, profile: str, seed: int, params: dict):
@@ -356,12 +356,14 @@ class Stage:
     # ------------------------------------------------------------------ recorded reads
     def _open_recording(self) -> None:
         from ehrlib.data.registry import data_dir
+        from ehrlib.metrics.paper import PAPER_RESULTS
 
         run_path = os.path.abspath(self.run.path)
         self._run_roots = tuple({run_path + os.sep, os.path.realpath(run_path) + os.sep})
         self._data_roots: set[str] = set()
         self._data_files: set[str] = set()
         self._watch(data_dir())
+        self._watch(PAPER_RESULTS)  # the paper's printed numbers, beside the package (not in it)
         _flush_open_stage()  # the stage open before this one keeps what it read
         _install_hook()
         _RECORDING[0] = self

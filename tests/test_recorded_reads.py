@@ -16,13 +16,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import MIMIC3_DEMO, MIMIC4_DEMO, SHARED_DATA, needs_demo
+from conftest import SHARED_DATA
 from ehrlib import runner, runs
 from ehrlib.cohort import Cohort
 from ehrlib.data import registry
 from ehrlib.runner import fingerprints
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The open data (``../shared/data`` in CI; ``$EHRLIB_TEST_SHARED_DATA`` elsewhere, as test_calibration reads it).
+DATA = Path(os.environ.get("EHRLIB_TEST_SHARED_DATA", SHARED_DATA))
+MIMIC3_DEMO, MIMIC4_DEMO = DATA / "mimic-iii-demo", DATA / "mimic-iv-demo"
+needs_data = pytest.mark.skipif(not MIMIC3_DEMO.is_dir() or not MIMIC4_DEMO.is_dir(), reason=f"{DATA} not present")
 PARAMS = 'run = "r"\nprofile = "smoke"\nseed = 0\ndata = "simulated"\n'
 
 
@@ -249,27 +253,58 @@ def _mimic4(path: Path, n: int) -> None:
         _drop_last_patient(path / "hosp" / "diagnoses_icd.csv.gz")
 
 
-@pytest.mark.parametrize("kind, make", [
-    ("long", _long), ("meds", _meds),
-    pytest.param("mimic3", _mimic3, marks=needs_demo), pytest.param("mimic4", _mimic4, marks=needs_demo),
-])
-def test_new_contents_at_the_same_data_path_rerun_the_data_stage_and_every_stage_after(kind, make, env, monkeypatch):
+def test_new_contents_at_the_same_long_path_rerun_the_data_stage_and_every_stage_after(env, monkeypatch):
     repo = _pipeline(env / "repo", DATA_STAGES)
     user = env / "user"
     user.mkdir()
     monkeypatch.chdir(user)  # the user's folder, not the repository's: the path is relative to it
-    name = {"long": "d.csv", "meds": "dataset", "mimic3": "mimic3", "mimic4": "mimic4"}[kind]
-    make(user / name, 30)
-    runner.reproduce(repo, profile="smoke", run="r", data=f"{kind}:{name}", book=False, jobs=1)
+    (repo / "d.csv").write_text("subject_id,visit_id,code\nrepo,0,4019\n")  # never read
+    _long(user / "d.csv", 30)
+    runner.reproduce(repo, profile="smoke", run="r", data="long:d.csv", book=False, jobs=1)
     first = _entry("00_data")["results"]["checksum"]
-    assert _entry("00_data")["params"]["data"] == f"{kind}:{user / name}"
-    runner.reproduce(repo, profile="smoke", run="r", data=f"{kind}:{name}", book=False, jobs=1)
+    assert _entry("00_data")["params"]["data"] == f"long:{user / 'd.csv'}"
+    assert first == registry.load(f"long:{user / 'd.csv'}").checksum()
+    runner.reproduce(repo, profile="smoke", run="r", data="long:d.csv", book=False, jobs=1)
     assert runs.open_run("r").manifest()["runner"]["skipped"] == 2
-    make(user / name, 20)  # new contents, same path
-    runner.reproduce(repo, profile="smoke", run="r", data=f"{kind}:{name}", book=False, jobs=1)
+    _long(user / "d.csv", 20)  # new contents, same path
+    runner.reproduce(repo, profile="smoke", run="r", data="long:d.csv", book=False, jobs=1)
     assert runs.open_run("r").manifest()["runner"]["executed"] == 2  # the data stage and the one after it
     now = _entry("00_data")["results"]["checksum"]
-    assert now != first and now == registry.load(f"{kind}:{user / name}").checksum()
+    assert now != first and now == registry.load(f"long:{user / 'd.csv'}").checksum()
+
+
+@pytest.mark.parametrize("kind, make", [
+    ("long", _long), ("meds", _meds),
+    pytest.param("mimic3", _mimic3, marks=needs_data), pytest.param("mimic4", _mimic4, marks=needs_data),
+])
+def test_every_data_kind_is_fingerprinted_by_content_and_new_contents_make_the_stage_out_of_date(kind, make, env):
+    """The data stage's own check, in this process: the stage context records what ``load`` read."""
+    from ehrlib.data import load
+    from ehrlib.runner.kernels import StageResult
+
+    repo = _pipeline(env / "repo", {"00_data": DATA_STAGES["00_data"]})
+    nb = repo / "notebooks" / "00_data.ipynb"
+    src = env / ("src.csv" if kind == "long" else "src")
+    source = f"{kind}:{src}"
+    make(src, 30)
+    run = runs.open_run("r")
+    params, code = {"data": source}, "code"
+
+    def execute():
+        with runs.stage("00_data", run="r", profile="smoke", data=source) as st:
+            st.save_splits(train=load(source))
+        (run.path / "executed").mkdir(exist_ok=True)
+        shutil.copy2(nb, run.path / "executed" / nb.name)
+        fingerprints.record_result(run, nb, StageResult("00_data", "ok"), params, code)
+
+    execute()
+    inputs = _entry("00_data")["inputs"]
+    assert inputs and all(i.startswith(str(src)) for i in inputs if not i.startswith("data/"))
+    assert fingerprints.up_to_date(run, nb, params, code)
+    make(src, 20)  # new contents at the same path
+    assert not fingerprints.up_to_date(run, nb, params, code)
+    execute()
+    assert fingerprints.up_to_date(run, nb, params, code)
 
 
 # ---------------------------------------------------------------- ehrbench fetch, then the main command again
@@ -281,8 +316,9 @@ def _page_summary(nb: Path) -> str:
     return text
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "paper-samples").is_dir() or not MIMIC3_DEMO.is_dir(),
-                    reason="../shared/data (paper samples, MIMIC-III demo) not present")
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "paper-samples").is_dir() or not MIMIC3_DEMO.is_dir(),
+                    reason=f"{DATA} (paper samples, MIMIC-III demo) not present")
 def test_fetch_then_rerun_recomputes_the_paper_stages_and_every_page_shows_the_same_ledger(env):
     from ehrlib.claims import ledger_of_run, summary
     from ehrlib.report import results_page
@@ -293,7 +329,7 @@ def test_fetch_then_rerun_recomputes_the_paper_stages_and_every_page_shows_the_s
     before = summary(ledger_of_run(run))
     assert before in _page_summary(run.path / "executed" / "52_paper_vs_ours.ipynb")
     for folder in ("paper-samples", "mimic-iii-demo"):  # what `ehrbench fetch mimic3-demo paper-samples` puts there
-        (env / "data" / folder).symlink_to(SHARED_DATA / folder, target_is_directory=True)
+        (env / "data" / folder).symlink_to(DATA / folder, target_is_directory=True)
     runner.reproduce(ROOT, profile="smoke", only=only, book=False, jobs=1)
     m = run.manifest()
     assert {k: m["stages"][k]["runner"]["status"] for k in ("00_data", "50_paper_samples", "51_paper_audit",

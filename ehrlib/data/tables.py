@@ -68,17 +68,22 @@ def looked_for(path) -> None:
 
 
 def _stat(path: Path, what: str):
-    """``os.stat(path)``, ``None`` when nothing is there; a CohortError when it may not be looked at."""
-    looked_for(path)
+    """``os.stat(path)``, ``None`` when nothing is there; a CohortError when it may not be looked at.
+    A file looked for, or anything not there, is said (:func:`looked_for`); a folder that is there is
+    not (the files read in it are)."""
     try:
-        return path.stat()
+        st = path.stat()
     except (FileNotFoundError, NotADirectoryError):
+        looked_for(path)
         return None
     except PermissionError:
         raise CohortError(f"{path}: cannot be read: permission denied (on the {what} or a folder above it); "
                           f"expected a {what} you may read") from None
     except OSError as e:
         raise CohortError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if not stat.S_ISDIR(st.st_mode):
+        looked_for(path)
+    return st
 
 
 def require_file(path: Path, expected: str = "a .csv, .csv.gz or .parquet file") -> Path:

@@ -39,7 +39,8 @@ def writing(run: Run):
     from ehrlib.data.registry import ENV_DATA_DIR, data_dir
 
     with run.writer() as token:
-        values = {ENV_WRITER: token, ENV_RUNS_DIR: str(run.path.parent.resolve()), ENV_DATA_DIR: str(data_dir().resolve())}
+        values = {ENV_WRITER: token, ENV_RUNS_DIR: str(run.path.parent.resolve()),
+                  ENV_DATA_DIR: str(data_dir().resolve())}
         before = {k: os.environ.get(k) for k in values}
         os.environ.update(values)
         try:
