@@ -174,11 +174,9 @@ def test_a_file_read_without_any_helper_is_an_input_and_its_change_reruns_the_st
 
 
 def test_editing_a_needed_notebook_reruns_the_stage_that_needs_it_even_under_only(env):
-    repo = _pipeline(env / "repo", {"00_data": READER["00_data"], "10_copy": (["00_data"], """
-from ehrlib import runs
-st = runs.stage("10_copy", run=run, profile=profile, seed=seed)
-st.save_synthetic("copy", st.train)
-""")})
+    repo = _pipeline(env / "repo", READER)
+    (runs.open_run("r").path / "note.txt").write_text("one")
+    (env / "data" / "codes.txt").write_text("4019")
     runner.reproduce(repo, profile="smoke", run="r", book=False, jobs=1)
     nb = repo / "notebooks" / "00_data.ipynb"
     cells = json.loads(nb.read_text())
