@@ -12,7 +12,7 @@ import pandas as pd
 
 from ehrlib import stages
 from ehrlib.errors import EhrlibError
-from ehrlib.runs import Stage
+from ehrlib.runs import CACHE_DIR, Stage
 
 log = logging.getLogger("ehrlib.pipeline")
 
@@ -192,7 +192,7 @@ def generate(stage: Stage, model: str = "all", n: int = 0) -> pd.DataFrame:
         log.error("%s failed to generate: %s", name, reason)
     from ehrlib.models import user
 
-    supplied = list((stage.run.path / "synthetic").glob(f"{user.USER_PREFIX}*.parquet"))  # stage 17's cohorts
+    supplied = stage.glob("synthetic", f"{user.USER_PREFIX}*.parquet")  # stage 17's cohorts
     if not supplied and (not rows or len(failed) == len(rows)):  # nothing generated: later stages have no input
         from ehrlib.errors import RunError
 
@@ -264,7 +264,7 @@ def reference_generators(stage: Stage) -> pd.DataFrame:
     n = stage.settings.evaluation.n_synthetic
     rows, real_records = [], []
     names = ["holdout", "marginals", "memorizer"]
-    if not (stage.run.path / "data" / "reference.parquet").is_file():
+    if not stage.has("data", "reference.parquet"):
         print("This run has no reference split (the paper's split leaves no patient outside its lists): "
               "the holdout reference generator is skipped.")
         names.remove("holdout")
@@ -303,7 +303,7 @@ def user_generators(stage: Stage, generators: str = "", timeout_s: float = 3600)
     chosen = user.named(generators, problems=failed)  # a broken installed entry point fails alone
     keys = {g.key for g in chosen}
     folder = stage.run.path / "synthetic"
-    for old in sorted(folder.glob(f"{user.USER_PREFIX}*.parquet")) if folder.is_dir() else []:
+    for old in stage.glob("synthetic", f"{user.USER_PREFIX}*.parquet"):
         if old.stem not in keys:
             print(f"{old.stem}: no longer named; its cohort from an earlier run is removed")
             old.unlink()
@@ -313,7 +313,7 @@ def user_generators(stage: Stage, generators: str = "", timeout_s: float = 3600)
     n = stage.settings.evaluation.n_synthetic
     train = stage.train
     real_ids = set(train.subject_ids) | set(stage.holdout.subject_ids)
-    if (stage.run.path / "data" / "reference.parquet").is_file():
+    if stage.has("data", "reference.parquet"):
         real_ids |= set(stage.reference.subject_ids)
     rows = [{"dataset": key, "spec": "", "status": "failed", "reason": reason} for key, reason in failed.items()]
     codes = {}
@@ -386,7 +386,7 @@ def _protocols(ev) -> tuple[str, ...]:
 
 #: The run folder's subfolder holding the run's stored evaluation context (a cache: removing it
 #: only makes the next evaluation stage build it again).
-CONTEXT_DIR = "context"
+CONTEXT_DIR = CACHE_DIR
 
 
 def evaluation_context(stage: Stage, synthetic: dict | None = None, *, reference: bool = False):
@@ -401,7 +401,7 @@ def evaluation_context(stage: Stage, synthetic: dict | None = None, *, reference
     """
     from ehrlib.metrics.context import shared_context
 
-    has_reference = (stage.run.path / "data" / "reference.parquet").is_file()
+    has_reference = stage.has("data", "reference.parquet")
     everything = stage.synthetic
     whole = shared_context(stage.run.path / CONTEXT_DIR, stage.train, stage.holdout, everything,
                            stage.reference if has_reference else None,

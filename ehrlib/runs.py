@@ -12,6 +12,7 @@ Every notebook opens one :func:`stage`; the file and metric names live here and 
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import fcntl
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -259,6 +261,69 @@ def failed_generators(manifest: dict, stages=GENERATING_STAGES) -> dict[str, str
 
 # ---------------------------------------------------------------------------- stage context
 METRICS_DIR = "metrics"
+#: The run's folder of executed notebooks (the book's pages are built from them).
+EXECUTED_DIR = "executed"
+#: The run's folder of caches (the evaluation contexts): what they hold is derived from recorded inputs.
+CACHE_DIR = "context"
+#: Run-folder files a stage may read that are never its inputs: the run's own records.
+UNRECORDED = frozenset({"manifest.json", EXECUTED_DIR, CACHE_DIR})
+
+
+# ---------------------------------------------------------------------------- recorded reads
+# While a stage context is open, an audit hook (sys.addaudithook, installed once per process) sees
+# every file the process opens for reading and keeps those under the run folder, the data folder and
+# any data path a loader names (registry.WATCH_EVENT), plus every file a loader or the context's own
+# read helpers looked for, found or not (registry.LOOK_EVENT). They are the stage's inputs: recorded
+# in the manifest after each cell (and at exit), fingerprinted by the runner when the stage ends.
+_RECORDING: list = [None]  # the open Stage, if any
+_HOOKED: list = []
+_WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event not in _AUDITED:
+        return
+    st = _RECORDING[0]
+    if st is None:
+        return
+    try:
+        if event == "open":
+            path, mode, flags = args
+            if isinstance(path, int) or (any(c in mode for c in "wax+") if isinstance(mode, str)
+                                         else (flags or 0) & _WRITES):
+                return
+            st._saw(path, looked=False)
+        elif event == _LOOK:
+            st._saw(args[0], looked=True)
+        else:
+            st._watch(args[0])
+    except Exception:  # an audit hook that raises would fail the open: a path it cannot read is not data
+        pass
+
+
+def _flush_open_stage(*_args) -> None:
+    st = _RECORDING[0]
+    if st is not None:
+        try:
+            st.flush()
+        except (OSError, RunError, ValueError):  # the run folder went away (a test's temporary folder)
+            pass
+
+
+def _install_hook() -> None:
+    if _HOOKED:
+        return
+    global _AUDITED, _LOOK
+    from ehrlib.data.registry import LOOK_EVENT, WATCH_EVENT
+
+    _LOOK, _AUDITED = LOOK_EVENT, frozenset({"open", LOOK_EVENT, WATCH_EVENT})
+    sys.addaudithook(_audit)
+    atexit.register(_flush_open_stage)
+    _HOOKED.append(True)
+
+
+_AUDITED: frozenset = frozenset()
+_LOOK = ""
 #: Metric families saved by the evaluation stages, in the order Table 1 reads them.
 
 
@@ -268,39 +333,156 @@ class Stage:
     Open one with :func:`stage`. Inputs are read lazily (``stage.train``, ``stage.synthetic``,
     ...) and every file read or written is recorded in the run manifest under the stage's name,
     so that ``ehrbench reproduce`` can tell when a stage is up to date.
+
+    The inputs are recorded by the context itself, not declared: while it is open (until another
+    stage context opens in the process, or :meth:`close`), every file the process opens for reading
+    under the run folder, the data folder (``$EHRLIB_DATA_DIR`` or ``./data``), a data path a loader
+    names (``long:PATH``, ``mimic3:PATH``, ...) or the paper's printed numbers is an input, and so is
+    every file a loader or a read helper here looked for and did not find: a table or a dataset that
+    appears later makes the stage out of date. Run-folder inputs are recorded relative to the run
+    folder, others by absolute path.
     """
 
     def __init__(self, name: str, run: Run, profile: str, seed: int, params: dict):
+        import secrets
+
         self.name, self.run, self.profile, self.seed = name, run, profile, seed
         self.params = dict(params)
         self._cache: dict = {}
         self._inputs: set[str] = set()
         self._outputs: set[str] = set()
         self._shown: set[str] = set()
+        self._recorded: tuple = ((), ())  # the inputs and outputs last written to the manifest
+        self._token = secrets.token_hex(6)
         held = self.run.writer_token()
         if held is not None and held != os.environ.get(ENV_WRITER):
             raise RunError(f"stage {name}: run folder {self.run.path} is being written by an ehrbench reproduce now "
                            f"({self.run.path / WRITER_LOCK}); wait for it to end, or use another run name")
         self.run.update_manifest(self._start)
+        self._open_recording()
 
     def _start(self, m: dict) -> None:
         m.setdefault("stages", {})[self.name] = {
             "params": {"profile": self.profile, "seed": self.seed, **self.params},
-            "started": _now(), "inputs": [], "outputs": [], "shown": [],
+            "started": _now(), "context": self._token, "inputs": [], "outputs": [], "shown": [],
         }
+
+    # ------------------------------------------------------------------ recorded reads
+    def _open_recording(self) -> None:
+        from ehrlib.data.registry import data_dir
+        from ehrlib.metrics.paper import PAPER_RESULTS
+
+        run_path = os.path.abspath(self.run.path)
+        self._run_roots = tuple({run_path + os.sep, os.path.realpath(run_path) + os.sep})
+        self._data_roots: set[str] = set()
+        self._data_files: set[str] = set()
+        self._watch(data_dir())
+        self._watch(PAPER_RESULTS)  # the paper's printed numbers, beside the package (not in it)
+        _flush_open_stage()  # the stage open before this one keeps what it read
+        _install_hook()
+        _RECORDING[0] = self
+        try:  # in a kernel (a notebook): the reads of each cell are in the manifest when the cell ends
+            ip = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+        except Exception:
+            ip = None
+        if ip is not None and not getattr(ip, "_ehrlib_flush", False):
+            ip.events.register("post_run_cell", _flush_open_stage)
+            ip._ehrlib_flush = True
+
+    def close(self) -> None:
+        """Stop recording this stage's reads (and write what it read into the manifest)."""
+        if _RECORDING[0] is self:
+            self.flush()
+            _RECORDING[0] = None
+
+    def __enter__(self) -> "Stage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _watch(self, path) -> None:
+        """Record every file opened under ``path`` (a data folder, or one data file) from now on."""
+        full = os.path.abspath(os.fspath(path))
+        for form in {full, os.path.realpath(full)}:
+            if os.path.isdir(form):
+                self._data_roots.add(form.rstrip(os.sep) + os.sep)
+            else:
+                self._data_files.add(form)
+                self._data_roots.add(form + os.sep)  # a folder made there later
+
+    def _key(self, path) -> str | None:
+        """The manifest key of ``path``: relative to the run folder when under it (``None`` for the
+        run's own records), else absolute."""
+        full = os.path.abspath(os.fspath(path))
+        for root in self._run_roots:
+            if full.startswith(root):
+                rel = full[len(root):]
+                top = rel.split(os.sep, 1)[0]
+                if top in UNRECORDED or any(part.startswith(".") for part in rel.split(os.sep)):
+                    return None
+                return rel
+        if full + os.sep in self._run_roots:
+            return None
+        return full
+
+    def _saw(self, path, looked: bool) -> None:
+        """An audited read (``looked``: a look-up by a loader or helper, kept wherever it points)."""
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        full = os.path.abspath(os.fspath(path))
+        if not looked and not (full in self._data_files or full.startswith(self._run_roots)
+                               or any(full.startswith(r) for r in self._data_roots)):
+            return
+        key = self._key(full)
+        if key is not None:
+            self._inputs.add(key)
+
+    def flush(self) -> None:
+        """Write the inputs and outputs recorded so far into the manifest (when they changed)."""
+        state = (tuple(sorted(self._inputs)), tuple(sorted(self._outputs)))
+        if state == self._recorded:
+            return
+        token = self._token
+
+        def change(m):
+            entry = m.get("stages", {}).get(self.name)
+            if entry is None or entry.get("context", token) != token:
+                return  # the stage was opened again since (another process): its record is that one's
+            entry["inputs"], entry["outputs"] = list(state[0]), list(state[1])
+        self.run.update_manifest(change)
+        self._recorded = state
 
     def _note(self, kind: str, path) -> None:
         """Record an input or output file (a path in the run folder), or a shown artifact ID."""
         if kind == "shown":
-            rel, target = str(path), self._shown
-        else:
-            rel = str(Path(path).resolve().relative_to(self.run.path.resolve()))
-            target = self._inputs if kind == "inputs" else self._outputs
+            rel = str(path)
+            if rel not in self._shown:
+                self._shown.add(rel)
+                shown = sorted(self._shown)
+                self.run.update_manifest(lambda m: m["stages"][self.name].__setitem__("shown", shown))
+            return
+        rel = self._key(path)
+        if rel is None:
+            return
+        target = self._inputs if kind == "inputs" else self._outputs
         if rel in target:
             return
         target.add(rel)
-        paths = sorted(target)
-        self.run.update_manifest(lambda m: m["stages"][self.name].__setitem__(kind, paths))
+        self.flush()
+
+    def glob(self, folder: str, pattern: str) -> list[Path]:
+        """The files of run folder ``folder`` matching ``pattern`` (sorted); which files match is
+        recorded as an input, so a file that appears or goes later makes the stage out of date."""
+        d = self.run.path / folder
+        self._note("inputs", d / pattern)
+        return sorted(d.glob(pattern)) if d.is_dir() else []
+
+    def has(self, folder: str, name: str) -> bool:
+        """Whether the run's ``folder/name`` exists, recorded as an input either way."""
+        path = self.run.path / folder / name
+        self._note("inputs", path)
+        return path.exists()
 
     # ------------------------------------------------------------------ settings
     @property
@@ -315,8 +497,8 @@ class Stage:
     # ------------------------------------------------------------------ inputs
     def _split(self, name: str) -> Cohort:
         if name not in self._cache:
-            self._cache[name] = self.run.load_split(name)
             self._note("inputs", self.run.path / "data" / f"{name}.parquet")
+            self._cache[name] = self.run.load_split(name)
         return self._cache[name]
 
     @property
@@ -337,7 +519,7 @@ class Stage:
         :class:`RunError` (every stage reading them has nothing to do)."""
         if "synthetic" not in self._cache:
             d = self.run.path / "synthetic"
-            paths = sorted(d.glob("*.parquet")) if d.is_dir() else []
+            paths = self.glob("synthetic", "*.parquet")
             if not paths:
                 raise RunError(f"stage {self.name}: run {self.run.name!r} has no synthetic cohort ({d}/*.parquet): "
                                f"run {GENERATE} and {REFERENCE_GENERATORS} first")
@@ -349,9 +531,9 @@ class Stage:
     def synthetic_cohort(self, name: str) -> Cohort | None:
         """The run's synthetic cohort ``name`` (recorded as an input), or ``None`` when there is none."""
         path = self.run.path / "synthetic" / f"{name}.parquet"
+        self._note("inputs", path)  # found or not: a cohort that appears later makes the stage out of date
         if not path.is_file():
             return None
-        self._note("inputs", path)
         return Cohort.load(path)
 
     def model_dir(self, name: str) -> Path:
@@ -366,6 +548,7 @@ class Stage:
         from ehrlib import models
 
         d = self.run.dir("models")
+        self._note("inputs", d / "*" / models.META)
         out = {name: d / name for name in models.saved(d, neural=neural)}
         for p in out.values():
             self._note("inputs", p)
@@ -403,9 +586,9 @@ class Stage:
         from ehrlib import book
 
         path = self.run.path / book.TABLES_DIR / f"{table_id}.csv"
+        self._note("inputs", path)  # found or not: a table an earlier stage writes later makes this one out of date
         if not path.is_file():
             return None
-        self._note("inputs", path)
         return pd.read_csv(path)
 
     def save_figure(self, figure_id: str, fig) -> Path:
@@ -432,8 +615,8 @@ class Stage:
         frames = []
         for family in families:
             path = self.run.path / METRICS_DIR / f"{family}.csv"
+            self._note("inputs", path)  # found or not
             if path.is_file():
-                self._note("inputs", path)
                 frames.append(pd.read_csv(path))
         if not frames:
             raise RunError(f"run {self.run.name!r} has no saved metrics ({', '.join(families)}): "

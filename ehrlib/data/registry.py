@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ehrlib.cohort import Cohort, CohortError, check_int, check_seed
+from ehrlib.data.tables import LOOK_EVENT, looked_for  # noqa: F401  (the stage context's recorded look-ups)
 from ehrlib.errors import ConfigError
 
 ENV_DATA_DIR = "EHRLIB_DATA_DIR"
@@ -105,6 +107,29 @@ def data_dir() -> Path:
     return Path(os.environ.get(ENV_DATA_DIR, "data"))
 
 
+#: Audit event raised for a data file or folder named by a source (``long:PATH``, ``mimic3:PATH``):
+#: the stage context records every file opened under it.
+WATCH_EVENT = "ehrlib.watch"
+#: The source kinds that name a path (``kind:PATH``).
+PATH_KINDS = ("mimic3", "mimic4", "mimic4-icd10", "long", "meds", "meds-icd10")
+
+
+def resolve_source(source, cwd=None):
+    """``source`` with the path of a ``kind:PATH`` source made absolute against ``cwd`` (default this
+    process's folder) and ``~`` expanded; any other value unchanged. ``ehrbench reproduce`` resolves
+    ``--data`` so, whatever ``--root`` is, a relative path names the user's file, not one in the
+    repository the stages' kernels start in."""
+    if not isinstance(source, str):
+        return source
+    kind, sep, path = source.partition(":")
+    if not (sep and path and kind in PATH_KINDS):
+        return source
+    full = Path(path).expanduser()
+    if not full.is_absolute():
+        full = Path(cwd or os.getcwd()) / full
+    return f"{kind}:{os.path.normpath(full)}"
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -152,6 +177,7 @@ def fetch(name: str, root: Path | None = None, *, download: bool = False, base_u
         target = folder / rel
         if rel in ds.extras and not (download or target.is_file()):
             continue  # an extra is copied in by an explicit fetch only; reading the data never writes it
+        looked_for(target)  # found or not: a stage that found it missing is out of date once it is there
         if target.is_file():
             got = sha256(target)
             if got != digest:
@@ -225,6 +251,12 @@ def load(source: str = "simulated", *, n_patients: int | None = None, seed: int 
     if source == "mimic4-demo":
         return load_mimic4(fetch(source, root, download=download))
     kind, sep, path = source.partition(":")
+    if sep and path and kind in PATH_KINDS:
+        # every file the loader opens under the path is the stage's input; a MEDS dataset is read by
+        # pyarrow, unseen by an audit of Python's opens, so its folder is an input as a whole
+        sys.audit(WATCH_EVENT, os.fspath(path))
+        if kind in ("long", "meds", "meds-icd10"):
+            looked_for(path)
     if sep and path:
         if kind == "mimic3":
             return load_mimic3(path)

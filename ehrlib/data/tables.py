@@ -27,6 +27,7 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+import sys
 import zlib
 from pathlib import Path
 
@@ -55,17 +56,34 @@ def as_path(value, what: str = "path") -> Path:
     return Path(value)
 
 
+#: Audit event (:func:`sys.audit`) raised for every file or folder a loader looks for, found or not:
+#: the stage context (:class:`ehrlib.runs.Stage`) records it as the stage's input, so a file that
+#: appears later makes the stage out of date.
+LOOK_EVENT = "ehrlib.look"
+
+
+def looked_for(path) -> None:
+    """Say that ``path`` was looked for (:data:`LOOK_EVENT`), whether or not it exists."""
+    sys.audit(LOOK_EVENT, os.fspath(path))
+
+
 def _stat(path: Path, what: str):
-    """``os.stat(path)``, ``None`` when nothing is there; a CohortError when it may not be looked at."""
+    """``os.stat(path)``, ``None`` when nothing is there; a CohortError when it may not be looked at.
+    A file looked for, or anything not there, is said (:func:`looked_for`); a folder that is there is
+    not (the files read in it are)."""
     try:
-        return path.stat()
+        st = path.stat()
     except (FileNotFoundError, NotADirectoryError):
+        looked_for(path)
         return None
     except PermissionError:
         raise CohortError(f"{path}: cannot be read: permission denied (on the {what} or a folder above it); "
                           f"expected a {what} you may read") from None
     except OSError as e:
         raise CohortError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if not stat.S_ISDIR(st.st_mode):
+        looked_for(path)
+    return st
 
 
 def require_file(path: Path, expected: str = "a .csv, .csv.gz or .parquet file") -> Path:

@@ -6,9 +6,10 @@
   (:func:`~ehrlib.runner.graph.default_jobs`); a notebook names what it needs in its metadata
   (:data:`~ehrlib.runner.graph.NEEDS_KEY`), and one that names nothing waits for every notebook
   before it.
-* A stage is skipped when its notebook, the library code, its parameters and the files it read
-  and wrote are unchanged since it last succeeded (fingerprints in the run manifest); its
-  executed copy from that run is reused for the book.
+* A stage is skipped when its notebook, the notebooks of the stages it needs, the library code,
+  its parameters and the files it read (or looked for and did not find; recorded by its stage
+  context, :class:`ehrlib.runs.Stage`) and wrote are unchanged since it last succeeded
+  (fingerprints in the run manifest); its executed copy from that run is reused for the book.
 * A failing stage is recorded (notebook, cell, error); the stages that need it are not run, the
   others still run, and the command ends with a non-zero exit code; the stages before it stay
   reusable.

@@ -33,10 +33,14 @@ OWNED_CHECKED = ("profile", "data")
 @contextlib.contextmanager
 def writing(run: Run):
     """Hold the run's writer lock; the stages' kernels get its token (:data:`ehrlib.runs.ENV_WRITER`)
-    and the runs folder as an absolute path (:data:`ehrlib.runs.ENV_RUNS_DIR`: a kernel starts in the
-    repository root, which need not be this process's folder)."""
+    and the runs folder and the data folder as absolute paths (:data:`ehrlib.runs.ENV_RUNS_DIR`,
+    :data:`ehrlib.data.registry.ENV_DATA_DIR`: a kernel starts in the repository root, which need not
+    be this process's folder)."""
+    from ehrlib.data.registry import ENV_DATA_DIR, data_dir
+
     with run.writer() as token:
-        values = {ENV_WRITER: token, ENV_RUNS_DIR: str(run.path.parent.resolve())}
+        values = {ENV_WRITER: token, ENV_RUNS_DIR: str(run.path.parent.resolve()),
+                  ENV_DATA_DIR: str(data_dir().resolve())}
         before = {k: os.environ.get(k) for k in values}
         os.environ.update(values)
         try:
@@ -100,6 +104,9 @@ def reproduce(root: Path, profile: str = "demo", data: str = "simulated", run: s
 
     if executor not in executors.EXECUTORS:
         raise RunError(f"--executor {executor!r}: expected one of {list(executors.EXECUTORS)}")
+    from ehrlib.data.registry import resolve_source  # a relative data path names the user's file, whatever root is
+
+    data, settings = resolve_source(data), {k: resolve_source(v) for k, v in (settings or {}).items()}
     if profile not in profiles.NAMES:
         raise RunError(f"--profile {profile!r}: expected one of {profiles.NAMES}")
     out = Path(out or root / "_build").resolve()
