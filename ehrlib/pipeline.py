@@ -872,7 +872,7 @@ def privacy_power(stage: Stage, top: int = 5) -> pd.DataFrame | None:
     from ehrlib.metrics import membership
     from ehrlib.metrics.privacy import copied_records
 
-    if not (stage.run.path / "data" / "reference.parquet").is_file():
+    if not stage.has("data", "reference.parquet"):
         print("This run has no reference split: the density attack's reference and the holdout row come from it, "
               "so the power calibration is skipped.")
         stage.record(skipped="no reference split")
@@ -934,7 +934,7 @@ def privacy(stage: Stage, top: int = 3) -> pd.DataFrame:
     from ehrlib.metrics import membership
 
     summary = evaluate(stage, "privacy", "attribute_inference")
-    if not (stage.run.path / "data" / "reference.parquet").is_file():
+    if not stage.has("data", "reference.parquet"):
         print("This run has no reference split (the density attack's reference and the holdout row come from it): "
               "the membership attacks are skipped.")
         return summary
