@@ -173,18 +173,3 @@ def test_generate_refuses_a_model_that_only_emits_empty_records(train):
         last.weight.zero_()
     with pytest.raises(GeneratorError, match="empty records"):
         gen.generate(10, seed=0)
-
-
-def test_whole_length_convolutions_as_matrix_products_compute_the_sequential_networks():
-    import torch
-
-    from ehrlib.models.corgan import CorGANConfig, CorGANNets
-
-    torch.manual_seed(0)
-    nets = CorGANNets(997, CorGANConfig(channels=2, bottleneck=16, critic_channels=4)).train()
-    x, z = torch.rand(8, 997), torch.randn(8, 128)
-    with torch.no_grad():
-        h = nets.generator(z).unsqueeze(2)
-        torch.testing.assert_close(nets.score(x), nets.critic(x.unsqueeze(1)).reshape(-1))
-        torch.testing.assert_close(nets.decode_logits(h), nets.decoder(h).squeeze(1))
-        torch.testing.assert_close(nets.encode(x), nets.encoder(x.unsqueeze(1)))
