@@ -168,11 +168,11 @@ class CorGANNets(nn.Module):
 
     def encode(self, x):
         """(B, V) records -> (B, bottleneck, 1) codes."""
-        return _run(self.encoder, x.unsqueeze(1))
+        return self.encoder(x.unsqueeze(1))
 
     def decode_logits(self, h):
         """(B, bottleneck, 1) codes -> (B, V) logits."""
-        return _run(self.decoder, h).squeeze(1)
+        return self.decoder(h).squeeze(1)
 
     def decode(self, h):
         return torch.sigmoid(self.decode_logits(h))
@@ -183,34 +183,7 @@ class CorGANNets(nn.Module):
 
     def score(self, x):
         """(B, V) records -> (B,) critic scores."""
-        return _run(self.critic, x.unsqueeze(1)).reshape(-1)
-
-
-def _whole_length(layer, h) -> bool:
-    """Whether ``layer`` is a plain (no padding, dilation or groups) convolution whose kernel covers
-    its whole input (Conv1d, stride 1, output length 1) or whose input has length 1 (ConvTranspose1d)."""
-    if layer.padding != (0,) or layer.dilation != (1,) or layer.groups != 1:
-        return False
-    if isinstance(layer, nn.ConvTranspose1d):
-        return h.shape[2] == 1 and layer.output_padding == (0,)
-    return isinstance(layer, nn.Conv1d) and layer.stride == (1,) and layer.kernel_size[0] == h.shape[2]
-
-
-def _run(layers: nn.Sequential, h):
-    """``layers(h)``, each convolution that spans its whole input (the encoder's and critic's last,
-    the decoder's first two) computed as the matrix product it is: the same function and
-    parameters, without the convolution kernels' cost for a length-1 output or input."""
-    for layer in layers:
-        if isinstance(layer, (nn.Conv1d, nn.ConvTranspose1d)) and _whole_length(layer, h):
-            w = layer.weight
-            if isinstance(layer, nn.ConvTranspose1d):  # (B, C_in, 1) -> (B, C_out, k)
-                c_in, c_out, k = w.shape
-                h = F.linear(h[:, :, 0], w.reshape(c_in, c_out * k).t()).reshape(-1, c_out, k) + layer.bias[:, None]
-            else:  # (B, C_in, k) -> (B, C_out, 1)
-                h = F.linear(h.flatten(1), w.flatten(1), layer.bias).unsqueeze(2)
-        else:
-            h = layer(h)
-    return h
+        return self.critic(x.unsqueeze(1)).reshape(-1)
 
 
 class CorGAN(PretrainedGAN):
