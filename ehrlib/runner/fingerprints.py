@@ -96,7 +96,7 @@ def needs_notebooks(nb: Path) -> dict[str, str]:
     (:func:`ehrlib.runner.graph.stage_needs` over every notebook beside it): editing a needed
     notebook makes ``nb`` out of date too, even under ``--only``."""
     from ehrlib.book import notebooks
-    from ehrlib.runner.graph import stage_needs
+    from ehrlib.runner.needs import stage_needs
 
     nb = Path(nb)
     every = notebooks(nb.parent.parent)
