@@ -154,7 +154,7 @@ def test_the_smoke_run_read_nothing_written_by_a_stage_it_does_not_need(smoke_bu
     jobs = run.manifest()["runner"]["jobs"]
     assert jobs == runner.default_jobs()
     html, _ = smoke_build
-    results = (html / "book" / "results.html").read_text()
+    results = (html / "book" / "reproducing.html").read_text()  # the stage timings live on the reproducing page
     executed = run.manifest()["runner"]["executed"]
     assert executed == len(runner.notebooks(ROOT))  # a fresh run executes every stage
     assert f"executed {executed} stages" + (f", up to {jobs} at a time" if jobs > 1 else "") in results
