@@ -75,3 +75,21 @@ def smoke_build(tmp_path_factory):
             else:
                 os.environ[k] = v
     return html, base / "runs" / "smoke"
+
+
+def write_pipeline(root: Path, stages: dict, params: str) -> Path:
+    """A repository of toy stage notebooks under ``root/notebooks``: ``stages`` maps each name to
+    ``(needs, code)``; every notebook has the parameters cell ``params`` and one code cell."""
+    import nbformat
+
+    from ehrlib import runner
+
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    for name, (needs, code) in stages.items():
+        cell = nbformat.v4.new_code_cell(params)
+        cell.metadata["tags"] = ["parameters"]
+        nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(code)])
+        nb.metadata[runner.NEEDS_KEY] = {"needs": needs}
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
+    return root

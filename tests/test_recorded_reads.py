@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, write_pipeline
 from ehrlib import runner, runs
 from ehrlib.cohort import Cohort
 from ehrlib.data import registry
@@ -31,17 +31,7 @@ PARAMS = 'run = "r"\nprofile = "smoke"\nseed = 0\ndata = "simulated"\n'
 
 
 def _pipeline(root: Path, stages: dict) -> Path:
-    import nbformat
-
-    (root / "notebooks").mkdir(parents=True, exist_ok=True)
-    for name, (needs, code) in stages.items():
-        params = nbformat.v4.new_code_cell(PARAMS)
-        params.metadata["tags"] = ["parameters"]
-        nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(code)])
-        nb.metadata[runner.NEEDS_KEY] = {"needs": needs}
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
-    return root
+    return write_pipeline(root, stages, PARAMS)
 
 
 def _runner(name: str, run: str = "r") -> dict:

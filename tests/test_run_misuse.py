@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_pipeline
 from ehrlib import runner, runs
 from ehrlib.errors import RunError
 
@@ -47,17 +48,7 @@ st.save_metrics("privacy", pd.DataFrame({"model": sorted(st.synthetic), "n": [c.
 
 
 def _pipeline(root: Path, stages=STAGES) -> Path:
-    import nbformat
-
-    (root / "notebooks").mkdir(parents=True, exist_ok=True)
-    for name, (needs, code) in stages.items():
-        params = nbformat.v4.new_code_cell(PARAMS)
-        params.metadata["tags"] = ["parameters"]
-        nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(code)])
-        nb.metadata[runner.NEEDS_KEY] = {"needs": needs}
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
-    return root
+    return write_pipeline(root, stages, PARAMS)
 
 
 @pytest.fixture

@@ -186,6 +186,13 @@ class DPSGDMixin:
 
     privacy: dict
 
+    def _extra_state(self) -> dict:
+        return {**super()._extra_state(), "privacy": getattr(self, "privacy", None)}
+
+    def _set_extra_state(self, state: dict) -> None:
+        super()._set_extra_state(state)
+        self.privacy = state.get("privacy")
+
     def _calibrate(self, n: int, parts) -> float:
         c = self.config
         if c.delta >= 1.0 / n:
@@ -388,13 +395,6 @@ class DPMedGAN(DPSGDMixin, MedGAN):
                 loss = ((F.relu(raw) - x.to(self.device)) ** 2).sum(1)
         return -loss.cpu().numpy().astype(float)
 
-    def _extra_state(self) -> dict:
-        return {**super()._extra_state(), "privacy": getattr(self, "privacy", None)}
-
-    def _set_extra_state(self, state: dict) -> None:
-        super()._set_extra_state(state)
-        self.privacy = state.get("privacy")
-
 
 # ====================================================================== DP-GPT
 @dataclass(frozen=True)
@@ -498,13 +498,6 @@ class DPGPT(DPSGDMixin, GPT):
                 logits = model(input_ids=ids).logits[0, :-1]
                 out.append(-float(F.cross_entropy(logits.float(), ids[0, 1:], reduction="sum")))
         return np.asarray(out, dtype=float)
-
-    def _extra_state(self) -> dict:
-        return {**super()._extra_state(), "privacy": getattr(self, "privacy", None)}
-
-    def _set_extra_state(self, state: dict) -> None:
-        super()._set_extra_state(state)
-        self.privacy = state.get("privacy")
 
 
 # ====================================================================== DP marginals
